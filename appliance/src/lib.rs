@@ -1,0 +1,2 @@
+//! The Mizar appliance: loads and configures the XDP data plane, and (in later issues) the config
+//! store, reconcile loop, dashboard and captures.

@@ -1,0 +1,129 @@
+//! Compiles the XDP programs with clang and generates the Rust side of the shared ABI header.
+
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+/// Each object and the C sources it is built from (the explicit list is what rebuilds watch).
+const OBJECTS: &[(&str, &str)] = &[
+    ("transit", "c/transit.c"),
+    ("egress", "c/egress.c"),
+    ("bench", "c/bench.c"),
+];
+const HEADERS: &[&str] = &[
+    "include/mizar_abi.h",
+    "c/include/parsing.h",
+    "c/include/maps.h",
+    "c/include/pipeline.h",
+];
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
+
+    for path in HEADERS.iter().chain(OBJECTS.iter().map(|(_, src)| src)) {
+        println!("cargo:rerun-if-changed={path}");
+    }
+    println!("cargo:rerun-if-env-changed=CLANG");
+
+    let clang = env::var("CLANG").unwrap_or_else(|_| "clang".to_owned());
+    let multiarch_include = multiarch_include_dir();
+    for (name, source) in OBJECTS {
+        compile_bpf(
+            &clang,
+            &manifest_dir,
+            &manifest_dir.join(source),
+            &out_dir.join(format!("{name}.o")),
+            multiarch_include.as_deref(),
+        );
+    }
+
+    generate_abi_bindings(
+        &manifest_dir.join("include/mizar_abi.h"),
+        &out_dir.join("abi.rs"),
+        multiarch_include.as_deref(),
+    );
+}
+
+/// Debian keeps `asm/types.h` under the multiarch directory, which `-target bpf` does not search.
+fn multiarch_include_dir() -> Option<PathBuf> {
+    let triple = match env::var("CARGO_CFG_TARGET_ARCH").ok()?.as_str() {
+        "x86_64" => "x86_64-linux-gnu",
+        "aarch64" => "aarch64-linux-gnu",
+        "arm" => "arm-linux-gnueabihf",
+        "riscv64" => "riscv64-linux-gnu",
+        _ => return None,
+    };
+    let dir = Path::new("/usr/include").join(triple);
+    dir.is_dir().then_some(dir)
+}
+
+fn compile_bpf(
+    clang: &str,
+    manifest_dir: &Path,
+    source: &Path,
+    object: &Path,
+    multiarch: Option<&Path>,
+) {
+    let mut cmd = Command::new(clang);
+    cmd.args([
+        "-target",
+        "bpf",
+        "-O2",
+        "-g",
+        "-Wall",
+        "-Werror",
+        "-std=gnu11",
+    ])
+    .arg("-I")
+    .arg(manifest_dir.join("include"))
+    .arg("-I")
+    .arg(manifest_dir.join("c/include"));
+    if let Some(dir) = multiarch {
+        cmd.arg("-idirafter").arg(dir);
+    }
+    cmd.arg("-c").arg(source).arg("-o").arg(object);
+
+    let status = match cmd.status() {
+        Ok(status) => status,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => panic!(
+            "`{clang}` not found: the XDP programs are compiled with clang. Install the Debian \
+             packages clang and libbpf-dev (scripts/setup-debian.sh does), or point CLANG at a clang binary."
+        ),
+        Err(err) => panic!("failed to run `{clang}`: {err}"),
+    };
+    assert!(
+        status.success(),
+        "clang failed to compile {} (see the errors above); if bpf/bpf_helpers.h is missing, install libbpf-dev",
+        source.display()
+    );
+}
+
+/// The layout is computed for the BPF target, so the size and offset assertions bindgen emits
+/// check the Rust structs against what the programs were compiled with.
+fn generate_abi_bindings(header: &Path, out: &Path, multiarch: Option<&Path>) {
+    let mut builder = bindgen::Builder::default().clang_args(["-target", "bpf"]);
+    if let Some(dir) = multiarch {
+        builder = builder.clang_arg(format!("-idirafter{}", dir.display()));
+    }
+    let bindings = builder
+        .header(header.to_string_lossy())
+        .allowlist_type("mz_.*")
+        .allowlist_var("MZ_.*")
+        .allowlist_item("MZ_.*")
+        .prepend_enum_name(false)
+        .derive_default(true)
+        .derive_eq(true)
+        .layout_tests(true)
+        .use_core()
+        .generate()
+        .unwrap_or_else(|err| {
+            panic!(
+                "bindgen could not read {}: {err}; install libclang-dev (scripts/setup-debian.sh)",
+                header.display()
+            )
+        });
+    bindings.write_to_file(out).expect("write abi.rs");
+}

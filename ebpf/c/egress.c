@@ -1,0 +1,264 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Endpoint egress XDP: on an endpoint's host-side veth, so it sees what the endpoint sends.
+ * Answers ARP for the endpoint's network, delivers to endpoints of this host directly, and
+ * encapsulates everything else in Geneve towards the destination's host when known (configured
+ * or learned), else a bouncer of its network, else a divider of its VPC.
+ */
+#include "pipeline.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define EXIT(v, r)                                                                             \
+	do {                                                                                   \
+		verdict = (v);                                                                 \
+		reason = (r);                                                                  \
+		goto out;                                                                      \
+	} while (0)
+#define DROP(r) EXIT(XDP_DROP, r)
+
+/* The MAC proxy ARP answers for addresses with no endpoint here (gateway, remote endpoints):
+ * locally administered and derived from the address, so every host answers alike. The receiving
+ * host rewrites the inner destination MAC to the endpoint's own on delivery. */
+static __always_inline void proxy_mac(__u8 *mac, __u32 ip)
+{
+	mac[0] = 0x02;
+	mac[1] = 0x00;
+	__builtin_memcpy(mac + 2, &ip, 4);
+}
+
+static __always_inline const struct mz_network *network_of(__u32 vni, __u32 ip)
+{
+	struct mz_network_key key = { .prefixlen = 64, .vni_be = bpf_htonl(vni), .prefix_be = ip };
+
+	return bpf_map_lookup_elem(&mz_networks, &key);
+}
+
+static __always_inline __u32 proxy_arp(struct cursor *c, struct ethhdr *eth, const struct mz_local_iface *iface)
+{
+	struct arp_ipv4 *arp = CURSOR_TAKE(c, struct arp_ipv4);
+	struct mz_endpoint_key key;
+	const struct mz_endpoint *ep;
+	const struct mz_network *net;
+	__u8 mac[ETH_ALEN];
+	__u32 target;
+
+	if (!arp || arp->htype != bpf_htons(1) || arp->ptype != bpf_htons(ETH_P_IP) ||
+	    arp->hlen != ETH_ALEN || arp->plen != 4)
+		return MZ_EGRESS_DROP_MALFORMED;
+	if (arp->op != bpf_htons(1) || arp->tpa == arp->spa)
+		return MZ_EGRESS_DROP_ARP_NOT_REQUEST;
+	target = arp->tpa;
+	net = network_of(iface->endpoint.vni, target);
+	/* Only within the asker's own network: the same LPM entry for both addresses. */
+	if (!net || net != network_of(iface->endpoint.vni, arp->spa))
+		return MZ_EGRESS_DROP_ARP_NOT_IN_NETWORK;
+
+	key.vni = iface->endpoint.vni;
+	key.ip_be = target;
+	ep = bpf_map_lookup_elem(&mz_endpoints, &key);
+	if (ep)
+		mac_copy(mac, ep->mac);
+	else
+		proxy_mac(mac, target);
+
+	mac_copy(eth->h_dest, eth->h_source);
+	mac_copy(eth->h_source, mac);
+	arp->op = bpf_htons(2);
+	mac_copy(arp->tha, arp->sha);
+	arp->tpa = arp->spa;
+	mac_copy(arp->sha, mac);
+	arp->spa = target;
+	return MZ_EGRESS_ARP_REPLY;
+}
+
+/* Outer UDP source port: entropy for ECMP and RSS from the inner addresses and L4 ports. */
+static __always_inline __u16 encap_source_port(struct cursor *c, const struct iphdr *ip)
+{
+	__u32 ports = 0;
+
+	if ((ip->protocol == IPPROTO_UDP || ip->protocol == IPPROTO_TCP) && !ipv4_is_fragment(ip)) {
+		__u32 *l4 = (void *)ip + ip->ihl * 4;
+
+		if ((void *)(l4 + 1) <= c->end)
+			ports = *l4;
+	}
+	return MZ_UDP_SPORT_BASE + mz_flow_hash(ip->saddr ^ ports, ip->daddr) % MZ_UDP_SPORT_SPAN;
+}
+
+/* Pushes the outer headers in front of the frame. Returns 0 or a drop reason. */
+static __always_inline __u32 encapsulate(struct xdp_md *ctx, const struct mz_host_config *cfg, __u32 vni,
+					 __u32 dst_host, const __u8 *dst_mac, __u16 sport)
+{
+	__u32 inner_len = ctx->data_end - ctx->data;
+	__u16 ip_len = inner_len + MZ_ENCAP_OVERHEAD - sizeof(struct ethhdr);
+	struct mz_source_host_opt *opt;
+	struct genevehdr *geneve;
+	struct udphdr *udp;
+	struct ethhdr *eth;
+	struct iphdr *ip;
+	struct cursor c;
+
+	if (ip_len > cfg->underlay_mtu)
+		return MZ_EGRESS_DROP_MTU;
+	if (bpf_xdp_adjust_head(ctx, -(int)MZ_ENCAP_OVERHEAD))
+		return MZ_EGRESS_DROP_ADJUST_FAILED;
+	cursor_init(&c, ctx);
+	eth = CURSOR_TAKE(&c, struct ethhdr);
+	ip = CURSOR_TAKE(&c, struct iphdr);
+	udp = CURSOR_TAKE(&c, struct udphdr);
+	geneve = CURSOR_TAKE(&c, struct genevehdr);
+	opt = CURSOR_TAKE(&c, struct mz_source_host_opt);
+	if (!eth || !ip || !udp || !geneve || !opt)
+		return MZ_EGRESS_DROP_ADJUST_FAILED;
+
+	mac_copy(eth->h_dest, dst_mac);
+	mac_copy(eth->h_source, cfg->host_mac);
+	eth->h_proto = bpf_htons(ETH_P_IP);
+
+	ip->version = 4;
+	ip->ihl = 5;
+	ip->tos = 0;
+	ip->tot_len = bpf_htons(ip_len);
+	ip->id = 0;
+	ip->frag_off = 0;
+	ip->ttl = 64;
+	ip->protocol = IPPROTO_UDP;
+	ip->check = 0;
+	ip->saddr = cfg->host_ip_be;
+	ip->daddr = dst_host;
+	ip->check = ipv4_csum_20(ip);
+
+	udp->source = bpf_htons(sport);
+	udp->dest = bpf_htons(MZ_GENEVE_PORT);
+	udp->len = bpf_htons(ip_len - sizeof(struct iphdr));
+	udp->check = 0; /* valid over IPv4 (RFC 8926 3.3), and what NICs expect of tunnels */
+
+	geneve->ver_optlen = sizeof(*opt) / 4;
+	geneve->flags = 0;
+	geneve->protocol = bpf_htons(MZ_ETH_P_TEB);
+	geneve_set_vni(geneve, vni);
+	geneve->reserved = 0;
+
+	opt->hdr.opt_class = bpf_htons(MZ_GENEVE_OPT_CLASS);
+	opt->hdr.type = MZ_GENEVE_OPT_SOURCE_HOST;
+	opt->hdr.length = sizeof(opt->host_ip) / 4;
+	opt->host_ip = cfg->host_ip_be;
+	return 0;
+}
+
+SEC("xdp")
+int mz_egress(struct xdp_md *ctx)
+{
+	const struct mz_host_config *cfg = host_config();
+	const struct mz_local_iface *iface;
+	const struct mz_endpoint *ep;
+	const struct mz_learned_host *learned;
+	const struct mz_host *next;
+	const struct mz_vpc *vpc;
+	struct mz_endpoint_stats *stats, *sender_stats = NULL;
+	struct mz_endpoint_key key;
+	struct cursor c;
+	struct ethhdr *eth;
+	struct iphdr *ip;
+	__u32 verdict, reason, ifindex = ctx->ingress_ifindex, vni, next_host = 0, err;
+	__u64 packet_len;
+	__u16 sport;
+
+	cursor_init(&c, ctx);
+	packet_len = c.end - c.pos;
+
+	if (!cfg)
+		DROP(MZ_EGRESS_DROP_NOT_CONFIGURED);
+	iface = bpf_map_lookup_elem(&mz_local_ifaces, &ifindex);
+	if (!iface)
+		DROP(MZ_EGRESS_DROP_UNKNOWN_IFACE);
+	vni = iface->endpoint.vni;
+
+	eth = CURSOR_TAKE(&c, struct ethhdr);
+	if (!eth)
+		DROP(MZ_EGRESS_DROP_MALFORMED);
+	if (eth->h_proto == bpf_htons(ETH_P_ARP)) {
+		reason = proxy_arp(&c, eth, iface);
+		verdict = reason == MZ_EGRESS_ARP_REPLY ? XDP_TX : XDP_DROP;
+		goto out;
+	}
+	if (eth->h_proto != bpf_htons(ETH_P_IP))
+		DROP(MZ_EGRESS_DROP_NOT_IPV4);
+	ip = CURSOR_TAKE(&c, struct iphdr);
+	if (!ip || ip->version != 4 || ip->ihl < 5 || (void *)ip + bpf_ntohs(ip->tot_len) > c.end)
+		DROP(MZ_EGRESS_DROP_MALFORMED);
+	/* An endpoint speaks only for its own address. */
+	if (ip->saddr != iface->endpoint.ip_be)
+		DROP(MZ_EGRESS_DROP_SPOOFED_SOURCE);
+	sender_stats = endpoint_stats(vni, ip->saddr);
+
+	key.vni = vni;
+	key.ip_be = ip->daddr;
+	ep = bpf_map_lookup_elem(&mz_endpoints, &key);
+	if (ep && (ep->flags & MZ_EP_LOCAL) && ep->type != MZ_EP_SCALED) {
+		stats = endpoint_stats(vni, ip->daddr);
+		if (!(ep->flags & MZ_EP_BYPASS_DECAP)) {
+			/* Same host: no tunnel needed. */
+			mac_copy(eth->h_dest, ep->mac);
+			if (stats) {
+				stats->rx_packets++;
+				stats->rx_bytes += packet_len;
+			}
+			bpf_redirect(ep->ifindex, 0);
+			EXIT(XDP_REDIRECT, MZ_EGRESS_LOCAL);
+		}
+		/* A bypass-decap endpoint gets the tunnel packet, as if it had crossed the underlay. */
+		sport = encap_source_port(&c, ip);
+		err = encapsulate(ctx, cfg, vni, cfg->host_ip_be, ep->mac, sport);
+		if (err)
+			DROP(err);
+		if (stats) {
+			stats->rx_packets++;
+			stats->rx_bytes += packet_len + MZ_ENCAP_OVERHEAD;
+		}
+		bpf_redirect(ep->ifindex, 0);
+		EXIT(XDP_REDIRECT, MZ_EGRESS_LOCAL_BYPASS);
+	}
+
+	if (ep) {
+		next_host = ep->host_ip_be;
+		reason = MZ_EGRESS_TO_HOST;
+	} else if ((learned = bpf_map_lookup_elem(&mz_learned, &key))) {
+		next_host = learned->host_ip_be;
+		reason = MZ_EGRESS_TO_LEARNED_HOST;
+	} else {
+		vpc = bpf_map_lookup_elem(&mz_vpcs, &vni);
+		if (!vpc)
+			DROP(MZ_EGRESS_DROP_UNKNOWN_VPC);
+		switch (route_by_network(vni, vpc, ip->saddr, ip->daddr, cfg->host_ip_be, &next_host)) {
+		case MZ_ROUTE_TO_BOUNCER:
+			reason = MZ_EGRESS_TO_BOUNCER;
+			break;
+		case MZ_ROUTE_TO_DIVIDER:
+			reason = MZ_EGRESS_TO_DIVIDER;
+			break;
+		default:
+			DROP(MZ_EGRESS_DROP_NO_ROUTE);
+		}
+	}
+	if (next_host == cfg->host_ip_be)
+		DROP(MZ_EGRESS_DROP_NO_ROUTE);
+	next = bpf_map_lookup_elem(&mz_hosts, &next_host);
+	if (!next)
+		DROP(MZ_EGRESS_DROP_NO_HOST_MAC);
+	sport = encap_source_port(&c, ip);
+	err = encapsulate(ctx, cfg, vni, next_host, next->mac, sport);
+	if (err)
+		DROP(err);
+	bpf_redirect(cfg->underlay_ifindex, 0);
+	verdict = XDP_REDIRECT;
+
+out:
+	count(reason, packet_len);
+	if (sender_stats && verdict == XDP_REDIRECT) {
+		sender_stats->tx_packets++;
+		sender_stats->tx_bytes += packet_len;
+	}
+	return verdict;
+}

@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* The maps of the data plane, pinned by name so that every program and the appliance share them. */
+#ifndef MZ_MAPS_H
+#define MZ_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "mizar_abi.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mz_host_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mz_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MZ_MAX_HOSTS);
+	__type(key, __u32); /* underlay IPv4, network order */
+	__type(value, struct mz_host);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mz_hosts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MZ_MAX_VPCS);
+	__type(key, __u32); /* VNI */
+	__type(value, struct mz_vpc);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mz_vpcs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, MZ_MAX_NETWORKS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct mz_network_key);
+	__type(value, struct mz_network);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mz_networks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MZ_MAX_ENDPOINTS);
+	__type(key, struct mz_endpoint_key);
+	__type(value, struct mz_endpoint);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mz_endpoints SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MZ_MAX_LEARNED);
+	__type(key, struct mz_endpoint_key);
+	__type(value, struct mz_learned_host);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mz_learned SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, MZ_MAX_ENDPOINTS);
+	__type(key, struct mz_endpoint_key);
+	__type(value, struct mz_endpoint_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mz_endpoint_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MZ_MAX_LOCAL_IFACES);
+	__type(key, __u32); /* ifindex of the endpoint's host-side veth */
+	__type(value, struct mz_local_iface);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mz_local_ifaces SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MZ_COUNTER_SLOTS);
+	__type(key, __u32);
+	__type(value, struct mz_counter_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mz_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, MZ_STAGE_COUNT);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mz_stages SEC(".maps");
+
+#endif /* MZ_MAPS_H */

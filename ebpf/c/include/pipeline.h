@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* What the transit and egress programs share: counting, flow hashing, the routing decision
+ * (seed steps 4 and 5) and the outer-header rewrites. */
+#ifndef MZ_PIPELINE_H
+#define MZ_PIPELINE_H
+
+#include "parsing.h"
+#include "maps.h"
+
+static __always_inline void count(__u32 slot, __u64 bytes)
+{
+	struct mz_counter_value *v = bpf_map_lookup_elem(&mz_counters, &slot);
+
+	if (v) {
+		v->packets++;
+		v->bytes += bytes;
+	}
+}
+
+static __always_inline const struct mz_host_config *host_config(void)
+{
+	__u32 zero = 0;
+	const struct mz_host_config *cfg = bpf_map_lookup_elem(&mz_config, &zero);
+
+	return cfg && (cfg->flags & MZ_HOST_CONFIGURED) ? cfg : NULL;
+}
+
+/*
+ * Symmetric flow hash of two addresses as loaded from the packet (network-order bytes read as a
+ * native u32): both directions of a flow pick the same bouncer. Mirrored by
+ * mizar_ebpf::flow_hash, and a kernel test checks that the two agree.
+ */
+static __always_inline __u32 mz_flow_hash(__u32 a, __u32 b)
+{
+	__u32 lo = a < b ? a : b;
+	__u32 hi = a < b ? b : a;
+	__u32 h = lo * 0x9e3779b1u;
+
+	h ^= hi;
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	h ^= h >> 16;
+	return h;
+}
+
+enum mz_route {
+	MZ_ROUTE_TO_BOUNCER,      /* network known: one of its bouncers */
+	MZ_ROUTE_TO_DIVIDER,      /* network unknown here: one of the VPC's dividers */
+	MZ_ROUTE_UNKNOWN_NETWORK, /* this host divides the VPC and has no such network */
+	MZ_ROUTE_UNKNOWN_ENDPOINT, /* this host bounces the network and has no such endpoint */
+	MZ_ROUTE_NO_BOUNCER,
+	MZ_ROUTE_NO_DIVIDER,
+};
+
+/* Seed steps 4 and 5: where to send a packet whose endpoint's host is not known here. */
+static __always_inline enum mz_route route_by_network(__u32 vni, const struct mz_vpc *vpc, __u32 src,
+						      __u32 dst, __u32 self, __u32 *next_host)
+{
+	struct mz_network_key key = {
+		.prefixlen = 64,
+		.vni_be = bpf_htonl(vni),
+		.prefix_be = dst,
+	};
+	const struct mz_network *net = bpf_map_lookup_elem(&mz_networks, &key);
+	__u32 hash = mz_flow_hash(src, dst);
+	__u32 idx;
+
+	if (net) {
+		if (net->bouncer_count == 0)
+			return MZ_ROUTE_NO_BOUNCER;
+		idx = hash % net->bouncer_count;
+		if (idx >= MZ_MAX_BOUNCERS)
+			return MZ_ROUTE_NO_BOUNCER;
+		*next_host = net->bouncers_be[idx];
+		/* The network's bouncers know all its endpoints: if one of them is us, it does not exist. */
+		return *next_host == self ? MZ_ROUTE_UNKNOWN_ENDPOINT : MZ_ROUTE_TO_BOUNCER;
+	}
+	if (vpc->flags & MZ_VPC_THIS_HOST_DIVIDES)
+		return MZ_ROUTE_UNKNOWN_NETWORK;
+	if (vpc->divider_count == 0)
+		return MZ_ROUTE_NO_DIVIDER;
+	idx = hash % vpc->divider_count;
+	if (idx >= MZ_MAX_DIVIDERS)
+		return MZ_ROUTE_NO_DIVIDER;
+	*next_host = vpc->dividers_be[idx];
+	return *next_host == self ? MZ_ROUTE_UNKNOWN_NETWORK : MZ_ROUTE_TO_DIVIDER;
+}
+
+static __always_inline struct mz_endpoint_stats *endpoint_stats(__u32 vni, __u32 ip)
+{
+	struct mz_endpoint_key key = { .vni = vni, .ip_be = ip };
+
+	return bpf_map_lookup_elem(&mz_endpoint_stats, &key);
+}
+
+_Static_assert(sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct udphdr) +
+		       sizeof(struct genevehdr) + sizeof(struct mz_source_host_opt) ==
+		       MZ_ENCAP_OVERHEAD,
+	       "MZ_ENCAP_OVERHEAD is stale");
+
+#endif /* MZ_PIPELINE_H */

@@ -1,0 +1,241 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Transit XDP: on the host's underlay interface, plays bouncer and divider for Geneve traffic
+ * (the seed design's procedure, steps 1 to 5). Every packet leaves through `out:`, which counts
+ * the reason and the stage, then tail-calls the stage's function chain; an empty stage applies
+ * the stage's default verdict.
+ */
+#include "pipeline.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define EXIT(v, s, r)                                                                          \
+	do {                                                                                   \
+		verdict = (v);                                                                 \
+		stage = (s);                                                                   \
+		reason = (r);                                                                  \
+		goto out;                                                                      \
+	} while (0)
+#define PASS(r) EXIT(XDP_PASS, MZ_STAGE_ON_XDP_PASS, r)
+#define DROP(r) EXIT(XDP_DROP, MZ_STAGE_ON_XDP_DROP, r)
+
+/* Direct path: remember which host the inner source lives on. Writes only when that changes. */
+static __always_inline void learn_source_host(__u32 vni, __u32 src_ip, __u32 src_host, __u32 self)
+{
+	struct mz_endpoint_key key = { .vni = vni, .ip_be = src_ip };
+	struct mz_learned_host learned = { .host_ip_be = src_host };
+	struct mz_learned_host *known;
+
+	if (!src_host || src_host == self)
+		return;
+	known = bpf_map_lookup_elem(&mz_learned, &key);
+	if (known && known->host_ip_be == src_host)
+		return;
+	/* Only hosts we know: a source-host option cannot point traffic at an arbitrary address. */
+	if (!bpf_map_lookup_elem(&mz_hosts, &src_host))
+		return;
+	bpf_map_update_elem(&mz_learned, &key, &learned, BPF_ANY);
+}
+
+/* Bouncer and divider forwarding: re-address the outer headers to the next host. */
+static __always_inline __u32 forward_to_host(struct ethhdr *eth, struct iphdr *ip, struct udphdr *udp,
+					     const struct mz_host_config *cfg, __u32 next_host)
+{
+	const struct mz_host *host;
+	__u16 old_ttl_proto;
+
+	if (ip->ttl <= 1)
+		return MZ_DROP_TTL_EXPIRED;
+	host = bpf_map_lookup_elem(&mz_hosts, &next_host);
+	if (!host)
+		return MZ_DROP_NO_HOST_MAC;
+
+	old_ttl_proto = *(__u16 *)&ip->ttl;
+	ip->ttl--;
+	csum_replace2(&ip->check, old_ttl_proto, *(__u16 *)&ip->ttl);
+	/* The outer source becomes us (what a routed underlay's reverse-path check expects); the
+	 * source-host option still names the original sender. */
+	csum_replace4(&ip->check, ip->saddr, cfg->host_ip_be);
+	ip->saddr = cfg->host_ip_be;
+	csum_replace4(&ip->check, ip->daddr, next_host);
+	ip->daddr = next_host;
+	/* The pseudo-header changed; a zero UDP checksum is valid over IPv4 (RFC 8926 3.3). */
+	udp->check = 0;
+	mac_copy(eth->h_source, cfg->host_mac);
+	mac_copy(eth->h_dest, host->mac);
+	return 0;
+}
+
+SEC("xdp")
+int mz_transit(struct xdp_md *ctx)
+{
+	const struct mz_host_config *cfg = host_config();
+	const struct mz_endpoint *ep;
+	const struct mz_vpc *vpc;
+	struct mz_endpoint_stats *ep_stats;
+	struct mz_endpoint_key ep_key;
+	struct cursor c;
+	struct ethhdr *eth, *inner_eth;
+	struct iphdr *ip, *inner_ip;
+	struct udphdr *udp;
+	struct genevehdr *geneve;
+	void *options_end;
+	__u32 verdict, stage, reason, vni, next_host = 0, source_host = 0, ihl_bytes, tot_len, fwd;
+	__u32 options_len, options_offset;
+	__u64 packet_len;
+
+	cursor_init(&c, ctx);
+	packet_len = c.end - c.pos;
+
+	if (!cfg)
+		PASS(MZ_PASS_NOT_CONFIGURED);
+
+	/* Step 1: anything but Geneve addressed to this host belongs to the Linux stack. */
+	eth = CURSOR_TAKE(&c, struct ethhdr);
+	if (!eth || eth->h_proto != bpf_htons(ETH_P_IP))
+		PASS(MZ_PASS_NOT_IPV4);
+	ip = CURSOR_TAKE(&c, struct iphdr);
+	if (!ip || ip->version != 4 || ip->ihl < 5)
+		DROP(MZ_DROP_MALFORMED_IPV4);
+	ihl_bytes = ip->ihl * 4;
+	tot_len = bpf_ntohs(ip->tot_len);
+	if (tot_len < ihl_bytes || (void *)ip + tot_len > c.end)
+		DROP(MZ_DROP_MALFORMED_IPV4);
+	if (ip->protocol != IPPROTO_UDP)
+		PASS(MZ_PASS_NOT_UDP);
+	if (ip->daddr != cfg->host_ip_be)
+		PASS(MZ_PASS_NOT_FOR_THIS_HOST);
+	if (ipv4_is_fragment(ip))
+		PASS(MZ_PASS_IP_FRAGMENT);
+	c.pos = (void *)ip + ihl_bytes;
+	udp = CURSOR_TAKE(&c, struct udphdr);
+	if (!udp)
+		DROP(MZ_DROP_MALFORMED_UDP);
+	if (udp->dest != bpf_htons(MZ_GENEVE_PORT))
+		PASS(MZ_PASS_NOT_GENEVE_PORT);
+	if (bpf_ntohs(udp->len) != tot_len - ihl_bytes)
+		DROP(MZ_DROP_MALFORMED_UDP);
+	geneve = CURSOR_TAKE(&c, struct genevehdr);
+	if (!geneve)
+		DROP(MZ_DROP_MALFORMED_GENEVE);
+	if (GENEVE_VERSION(geneve) != 0)
+		PASS(MZ_PASS_GENEVE_VERSION);
+	if (geneve->protocol != bpf_htons(MZ_ETH_P_TEB))
+		PASS(MZ_PASS_NOT_ETHERNET);
+
+	/* Only hosts we know may put traffic into a VPC. */
+	if (!bpf_map_lookup_elem(&mz_hosts, &ip->saddr))
+		DROP(MZ_DROP_UNKNOWN_SOURCE_HOST);
+
+	/* Options are TLVs: ours are read, others skipped, unknown critical ones refused. The walk
+	 * uses a scalar offset and checked loads, so the verifier's work does not grow per option. */
+	options_len = GENEVE_OPT_BYTES(geneve);
+	options_offset = c.pos - (void *)eth;
+	options_end = c.pos + options_len;
+	if (options_end > c.end)
+		DROP(MZ_DROP_MALFORMED_OPTION);
+	for (__u32 i = 0, off = 0; i < MZ_GENEVE_MAX_OPT_WORDS && off < options_len; i++) {
+		struct geneve_opt opt;
+		__u32 data_len;
+
+		if (off + sizeof(opt) > options_len ||
+		    bpf_xdp_load_bytes(ctx, options_offset + off, &opt, sizeof(opt)))
+			DROP(MZ_DROP_MALFORMED_OPTION);
+		off += sizeof(opt);
+		data_len = (opt.length & 0x1f) * 4;
+		if (off + data_len > options_len)
+			DROP(MZ_DROP_MALFORMED_OPTION);
+		if (opt.opt_class == bpf_htons(MZ_GENEVE_OPT_CLASS) && opt.type == MZ_GENEVE_OPT_SOURCE_HOST &&
+		    data_len == sizeof(source_host)) {
+			if (bpf_xdp_load_bytes(ctx, options_offset + off, &source_host, sizeof(source_host)))
+				DROP(MZ_DROP_MALFORMED_OPTION);
+		} else if (opt.type & MZ_GENEVE_OPT_CRITICAL) {
+			DROP(MZ_DROP_CRITICAL_OPTION);
+		}
+		off += data_len;
+	}
+	c.pos = options_end;
+
+	inner_eth = CURSOR_TAKE(&c, struct ethhdr);
+	if (!inner_eth)
+		DROP(MZ_DROP_MALFORMED_INNER);
+	if (inner_eth->h_proto != bpf_htons(ETH_P_IP))
+		DROP(MZ_DROP_INNER_NOT_IPV4);
+	inner_ip = CURSOR_TAKE(&c, struct iphdr);
+	if (!inner_ip || inner_ip->version != 4 || inner_ip->ihl < 5)
+		DROP(MZ_DROP_MALFORMED_INNER);
+
+	vni = geneve_vni(geneve);
+	vpc = bpf_map_lookup_elem(&mz_vpcs, &vni);
+	if (!vpc)
+		DROP(MZ_DROP_UNKNOWN_VPC);
+
+	ep_key.vni = vni;
+	ep_key.ip_be = inner_ip->daddr;
+	ep = bpf_map_lookup_elem(&mz_endpoints, &ep_key);
+	if (ep && ep->type == MZ_EP_SCALED)
+		EXIT(XDP_DROP, MZ_STAGE_ON_XDP_SCALED_EP, MZ_SCALED_ENDPOINT);
+
+	/* Step 2: an endpoint of this host. */
+	if (ep && (ep->flags & MZ_EP_LOCAL)) {
+		learn_source_host(vni, inner_ip->saddr, source_host, cfg->host_ip_be);
+		ep_stats = endpoint_stats(vni, inner_ip->daddr);
+		if (ep->flags & MZ_EP_BYPASS_DECAP) {
+			if (ep_stats) {
+				ep_stats->rx_packets++;
+				ep_stats->rx_bytes += packet_len;
+			}
+			bpf_redirect(ep->ifindex, 0);
+			EXIT(XDP_REDIRECT, MZ_STAGE_ON_XDP_REDIRECT, MZ_DELIVER_LOCAL_BYPASS);
+		}
+		mac_copy(inner_eth->h_dest, ep->mac);
+		if (ep_stats) {
+			ep_stats->rx_packets++;
+			ep_stats->rx_bytes += c.end - (void *)inner_eth;
+		}
+		if (bpf_xdp_adjust_head(ctx, (void *)inner_eth - (void *)eth))
+			DROP(MZ_DROP_ADJUST_FAILED);
+		bpf_redirect(ep->ifindex, 0);
+		EXIT(XDP_REDIRECT, MZ_STAGE_ON_XDP_REDIRECT, MZ_DELIVER_LOCAL);
+	}
+
+	if (ep) {
+		/* Step 3: bouncer. */
+		next_host = ep->host_ip_be;
+		if (next_host == cfg->host_ip_be)
+			DROP(MZ_DROP_UNKNOWN_ENDPOINT); /* ours, but not attached here */
+		reason = MZ_BOUNCER_FORWARD;
+	} else {
+		/* Steps 4 and 5: divider, or on to a divider. */
+		switch (route_by_network(vni, vpc, inner_ip->saddr, inner_ip->daddr, cfg->host_ip_be,
+					 &next_host)) {
+		case MZ_ROUTE_TO_BOUNCER:
+			reason = MZ_DIVIDER_FORWARD;
+			break;
+		case MZ_ROUTE_TO_DIVIDER:
+			reason = MZ_TO_DIVIDER;
+			break;
+		case MZ_ROUTE_UNKNOWN_NETWORK:
+			DROP(MZ_DROP_UNKNOWN_NETWORK);
+		case MZ_ROUTE_UNKNOWN_ENDPOINT:
+			DROP(MZ_DROP_UNKNOWN_ENDPOINT);
+		case MZ_ROUTE_NO_BOUNCER:
+			DROP(MZ_DROP_NO_BOUNCER);
+		default:
+			DROP(MZ_DROP_NO_DIVIDER);
+		}
+	}
+	fwd = forward_to_host(eth, ip, udp, cfg, next_host);
+	if (fwd)
+		DROP(fwd);
+	EXIT(XDP_TX, MZ_STAGE_ON_XDP_TX, reason);
+
+out:
+	count(reason, packet_len);
+	count(MZ_STAGE_COUNTER_BASE + stage, packet_len);
+	bpf_tail_call(ctx, &mz_stages, stage);
+	/* Reached only when the stage holds no function: its default verdict applies. */
+	if (stage == MZ_STAGE_ON_XDP_SCALED_EP)
+		count(MZ_DROP_NO_SCALED_FUNCTION, packet_len);
+	return verdict;
+}

@@ -1,0 +1,222 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The ABI shared by the XDP programs and the Rust appliance: every map key and value,
+ * every counter index and every constant both sides use. The Rust side is generated from
+ * this file by bindgen (ebpf/build.rs), with compile-time size and offset checks, so no
+ * layout is written twice.
+ *
+ * Byte order: fields named *_be are network order (as on the wire); everything else is host order.
+ * Plain C only (no kernel headers) so that bindgen and clang -target bpf both read it.
+ */
+#ifndef MIZAR_ABI_H
+#define MIZAR_ABI_H
+
+#ifdef __BPF__
+#include <linux/types.h>
+#else
+#include <stdint.h>
+typedef uint8_t __u8;
+typedef uint16_t __u16;
+typedef uint32_t __u32;
+typedef uint64_t __u64;
+#endif
+
+#define MZ_GENEVE_PORT 6081
+#define MZ_ETH_P_TEB 0x6558 /* Geneve protocol type: Ethernet payload */
+
+/* Our Geneve option class (Mizar's) and the source-host option: the underlay address of the
+ * host whose endpoint sent the packet, so the receiver learns where that endpoint lives. */
+#define MZ_GENEVE_OPT_CLASS 0x0111
+#define MZ_GENEVE_OPT_SOURCE_HOST 0x48
+#define MZ_GENEVE_OPT_CRITICAL 0x80 /* type bit: a receiver that does not know it must drop */
+#define MZ_GENEVE_MAX_OPT_WORDS 63  /* 6-bit option length field, in 4-byte words */
+
+/* Outer headers pushed by encapsulation: Ethernet + IPv4 + UDP + Geneve + source-host option. */
+#define MZ_ENCAP_OVERHEAD (14 + 20 + 8 + 8 + 8)
+
+/* Outer UDP source port: a flow hash folded into the IANA dynamic range (RFC 8926 3.3). */
+#define MZ_UDP_SPORT_BASE 49152
+#define MZ_UDP_SPORT_SPAN 16384
+
+#define MZ_MAX_BOUNCERS 16
+#define MZ_MAX_DIVIDERS 16
+#define MZ_MAX_HOSTS 4096
+#define MZ_MAX_VPCS 4096
+#define MZ_MAX_NETWORKS 16384
+#define MZ_MAX_ENDPOINTS 262144
+#define MZ_MAX_LEARNED 65536
+#define MZ_MAX_LOCAL_IFACES 4096
+
+/* Pipeline stages: slots of the mz_stages program array. */
+enum mz_stage {
+	MZ_STAGE_ON_XDP_TX = 0,
+	MZ_STAGE_ON_XDP_PASS = 1,
+	MZ_STAGE_ON_XDP_REDIRECT = 2,
+	MZ_STAGE_ON_XDP_DROP = 3,
+	MZ_STAGE_ON_XDP_SCALED_EP = 4,
+	MZ_STAGE_COUNT = 5,
+};
+
+/*
+ * Counters: one slot of the per-CPU array mz_counters each. Every packet a program sees ends in
+ * exactly one of these (its verdict and the reason), so the slots of one program sum to its packets.
+ * Append only: the indices are part of the pinned ABI.
+ */
+enum mz_counter {
+	/* transit: handed to the Linux stack (ON_XDP_PASS) */
+	MZ_PASS_NOT_IPV4 = 0,       /* ARP, IPv6, VLAN-tagged, ... */
+	MZ_PASS_NOT_UDP = 1,
+	MZ_PASS_NOT_GENEVE_PORT = 2,
+	MZ_PASS_NOT_FOR_THIS_HOST = 3, /* outer destination is not our underlay address */
+	MZ_PASS_IP_FRAGMENT = 4,       /* the stack owns reassembly; it has no Geneve device, so no leak */
+	MZ_PASS_GENEVE_VERSION = 5,    /* Geneve version other than 0 */
+	MZ_PASS_NOT_ETHERNET = 6,      /* Geneve protocol type other than Ethernet */
+	/* transit: forwarding decisions */
+	MZ_DELIVER_LOCAL = 7,        /* decapsulated and redirected to a local endpoint (ON_XDP_REDIRECT) */
+	MZ_DELIVER_LOCAL_BYPASS = 8, /* whole tunnel packet redirected to a bypass-decap endpoint */
+	MZ_BOUNCER_FORWARD = 9,      /* endpoint's host known: sent there (ON_XDP_TX) */
+	MZ_DIVIDER_FORWARD = 10,     /* endpoint unknown, network known: sent to one of its bouncers */
+	MZ_TO_DIVIDER = 11,          /* network unknown here: sent to one of the VPC's dividers */
+	MZ_SCALED_ENDPOINT = 12,     /* handed to ON_XDP_SCALED_EP */
+	/* transit: drops (ON_XDP_DROP) */
+	MZ_DROP_MALFORMED_IPV4 = 13,   /* truncated, IHL < 5, total length past the frame */
+	MZ_DROP_MALFORMED_UDP = 14,    /* truncated or UDP length inconsistent */
+	MZ_DROP_MALFORMED_GENEVE = 15, /* truncated header */
+	MZ_DROP_MALFORMED_OPTION = 16, /* option header or length runs past the options area */
+	MZ_DROP_CRITICAL_OPTION = 17,  /* unknown option with the critical bit (RFC 8926 3.5) */
+	MZ_DROP_MALFORMED_INNER = 18,  /* inner Ethernet/IPv4 truncated or bad */
+	MZ_DROP_INNER_NOT_IPV4 = 19,
+	MZ_DROP_UNKNOWN_SOURCE_HOST = 20, /* tunnel packet from an underlay address we do not know */
+	MZ_DROP_UNKNOWN_VPC = 21,
+	MZ_DROP_UNKNOWN_NETWORK = 22,  /* this host divides the VPC and knows no such network */
+	MZ_DROP_UNKNOWN_ENDPOINT = 23, /* this host is the network's bouncer and knows no such endpoint */
+	MZ_DROP_NO_BOUNCER = 24,
+	MZ_DROP_NO_DIVIDER = 25,
+	MZ_DROP_NO_HOST_MAC = 26,      /* next host is not in mz_hosts: no underlay MAC for it */
+	MZ_DROP_TTL_EXPIRED = 27,      /* outer TTL would reach 0 on forwarding */
+	MZ_PASS_NOT_CONFIGURED = 28,   /* mz_config not written yet: the underlay keeps working */
+	MZ_DROP_NO_SCALED_FUNCTION = 29, /* scaled endpoint with an empty ON_XDP_SCALED_EP stage */
+	MZ_DROP_ADJUST_FAILED = 30,    /* bpf_xdp_adjust_head refused (no headroom) */
+	/* egress (endpoint veth) */
+	MZ_EGRESS_ARP_REPLY = 31,       /* proxy ARP answered (XDP_TX) */
+	MZ_EGRESS_LOCAL = 32,           /* to an endpoint on this host, without encapsulation */
+	MZ_EGRESS_LOCAL_BYPASS = 33,    /* encapsulated to a bypass-decap endpoint on this host */
+	MZ_EGRESS_TO_HOST = 34,         /* encapsulated to the endpoint's known host */
+	MZ_EGRESS_TO_LEARNED_HOST = 35, /* encapsulated to a host learned from a source-host option */
+	MZ_EGRESS_TO_BOUNCER = 36,
+	MZ_EGRESS_TO_DIVIDER = 37,
+	MZ_EGRESS_DROP_NOT_IPV4 = 38,   /* IPv6, LLDP, ...: VPCs are IPv4; never handed to the host stack */
+	MZ_EGRESS_DROP_UNKNOWN_IFACE = 39, /* program on a veth that is no configured endpoint */
+	MZ_EGRESS_DROP_SPOOFED_SOURCE = 40, /* source IP is not the endpoint's own */
+	MZ_EGRESS_DROP_MALFORMED = 41,
+	MZ_EGRESS_DROP_MTU = 42,        /* frame too big for the underlay once encapsulated */
+	MZ_EGRESS_DROP_ARP_NOT_IN_NETWORK = 43,
+	MZ_EGRESS_DROP_UNKNOWN_VPC = 44,
+	MZ_EGRESS_DROP_NO_ROUTE = 45,   /* no endpoint, bouncer or divider to send to */
+	MZ_EGRESS_DROP_NO_HOST_MAC = 46,
+	MZ_EGRESS_DROP_ADJUST_FAILED = 47,
+	MZ_EGRESS_DROP_NOT_CONFIGURED = 48,
+	MZ_EGRESS_DROP_ARP_NOT_REQUEST = 49, /* ARP replies, gratuitous ARP, probes: nothing to answer */
+	MZ_COUNTER_REASONS = 50,
+	/* packets and bytes that entered each stage */
+	MZ_STAGE_COUNTER_BASE = 56,
+	MZ_COUNTER_SLOTS = MZ_STAGE_COUNTER_BASE + MZ_STAGE_COUNT,
+};
+
+struct mz_counter_value {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* mz_config[0]: this host. */
+struct mz_host_config {
+	__u32 host_ip_be;     /* underlay IPv4 address */
+	__u8 host_mac[6];     /* underlay interface MAC */
+	__u16 underlay_mtu;   /* encapsulated frames above this are dropped and counted */
+	__u32 underlay_ifindex;
+	__u32 flags;          /* MZ_HOST_CONFIGURED */
+};
+#define MZ_HOST_CONFIGURED 1
+
+/* mz_hosts: underlay hosts this appliance knows (tunnel packets are accepted only from them). */
+struct mz_host {
+	__u8 mac[6];
+	__u16 reserved;
+};
+
+/* mz_vpcs: key is the VNI (host order). */
+struct mz_vpc {
+	__u32 flags;          /* MZ_VPC_THIS_HOST_DIVIDES */
+	__u32 divider_count;
+	__u32 dividers_be[MZ_MAX_DIVIDERS];
+};
+#define MZ_VPC_THIS_HOST_DIVIDES 1
+
+/* mz_networks: longest-prefix match over VNI then inner address. prefixlen = 32 + CIDR length. */
+struct mz_network_key {
+	__u32 prefixlen;
+	__u32 vni_be;         /* VNI in network order, so prefix bits run VNI first */
+	__u32 prefix_be;
+};
+
+struct mz_network {
+	__u32 flags;          /* MZ_NET_THIS_HOST_BOUNCES */
+	__u32 bouncer_count;
+	__u32 gateway_be;
+	__u32 bouncers_be[MZ_MAX_BOUNCERS];
+};
+#define MZ_NET_THIS_HOST_BOUNCES 1
+
+/* mz_endpoints, mz_learned, mz_endpoint_stats: an endpoint is its VPC plus its address. */
+struct mz_endpoint_key {
+	__u32 vni;
+	__u32 ip_be;
+};
+
+struct mz_endpoint {
+	__u32 host_ip_be;     /* the host where the endpoint lives */
+	__u32 ifindex;        /* host-side veth when hosted here (MZ_EP_LOCAL) */
+	__u8 mac[6];
+	__u8 type;            /* enum mz_endpoint_type */
+	__u8 flags;           /* MZ_EP_LOCAL | MZ_EP_BYPASS_DECAP */
+};
+#define MZ_EP_LOCAL 1
+#define MZ_EP_BYPASS_DECAP 2
+
+enum mz_endpoint_type {
+	MZ_EP_SIMPLE = 0,
+	MZ_EP_SCALED = 1,
+	MZ_EP_HOST = 2,
+	MZ_EP_FUNCTION = 3,
+};
+
+/* mz_learned: where an endpoint lives, learned from the source-host option (direct path). */
+struct mz_learned_host {
+	__u32 host_ip_be;
+};
+
+struct mz_endpoint_stats {
+	__u64 rx_packets;     /* delivered to the endpoint */
+	__u64 rx_bytes;
+	__u64 tx_packets;     /* sent by the endpoint */
+	__u64 tx_bytes;
+};
+
+/* mz_local_ifaces: key is the ifindex of an endpoint's host-side veth. */
+struct mz_local_iface {
+	struct mz_endpoint_key endpoint;
+	__u8 mac[6];
+	__u16 reserved;
+};
+
+/* mz_bench_packet[0]: the bytes the benchmark wrapper restores before every repetition. */
+#define MZ_BENCH_MAX_PACKET 256
+struct mz_bench_packet {
+	__u32 len;
+	__u8 data[MZ_BENCH_MAX_PACKET];
+};
+
+/* Slots of mz_bench_target: the program the benchmark wrapper tail-calls. */
+#define MZ_BENCH_TARGET_SLOT 0
+
+#endif /* MIZAR_ABI_H */
