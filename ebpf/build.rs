@@ -40,6 +40,10 @@ fn main() {
         );
     }
 
+    generate_counter_table(
+        &manifest_dir.join("include/mizar_abi.h"),
+        &out_dir.join("counters.rs"),
+    );
     generate_abi_bindings(
         &manifest_dir.join("include/mizar_abi.h"),
         &out_dir.join("abi.rs"),
@@ -126,4 +130,45 @@ fn generate_abi_bindings(header: &Path, out: &Path, multiarch: Option<&Path>) {
             )
         });
     bindings.write_to_file(out).expect("write abi.rs");
+}
+
+/// Names and descriptions of the counter slots, read from `enum mz_counter` in the ABI header
+/// (entries `MZ_NAME = N, /* description */`), so `mizar` can print every reason without a
+/// second list to keep in step.
+fn generate_counter_table(header: &Path, out: &Path) {
+    let text = std::fs::read_to_string(header).expect("read the ABI header");
+    let body = text
+        .split("enum mz_counter {")
+        .nth(1)
+        .and_then(|rest| rest.split("};").next())
+        .expect("enum mz_counter in the ABI header");
+    let mut rows = String::new();
+    for line in body.lines() {
+        let line = line.trim();
+        let Some((name, rest)) = line.split_once('=') else {
+            continue;
+        };
+        let name = name.trim();
+        let Some(value) = rest
+            .split(',')
+            .next()
+            .and_then(|v| v.trim().parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if matches!(name, "MZ_COUNTER_REASONS" | "MZ_STAGE_COUNTER_BASE") {
+            continue;
+        }
+        let description = rest
+            .split_once("/*")
+            .and_then(|(_, c)| c.split_once("*/"))
+            .map(|(c, _)| c.trim().to_owned())
+            .unwrap_or_default();
+        let short = name.trim_start_matches("MZ_").to_ascii_lowercase();
+        rows.push_str(&format!(
+            "    CounterInfo {{ slot: {value}, name: {short:?}, description: {description:?} }},\n"
+        ));
+    }
+    std::fs::write(out, format!("/// Every reason counter, in slot order.\npub const COUNTER_INFO: &[CounterInfo] = &[\n{rows}];\n"))
+        .expect("write counters.rs");
 }

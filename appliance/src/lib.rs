@@ -1,2 +1,4 @@
 //! The Mizar appliance: loads and configures the XDP data plane, and (in later issues) the config
 //! store, reconcile loop, dashboard and captures.
+
+pub mod dataplane;

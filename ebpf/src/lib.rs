@@ -14,6 +14,17 @@ pub mod abi {
 
 use aya::include_bytes_aligned;
 
+/// One reason counter of `enum mz_counter`: its slot in `mz_counters`, a short name, and the
+/// header's comment on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CounterInfo {
+    pub slot: u32,
+    pub name: &'static str,
+    pub description: &'static str,
+}
+
+include!(concat!(env!("OUT_DIR"), "/counters.rs"));
+
 /// The Transit XDP program (`mz_transit`) and the data-plane maps, pinned by name.
 pub static TRANSIT_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/transit.o"));
 /// The endpoint-egress XDP program (`mz_egress`); shares the transit's maps through their pins.
@@ -114,6 +125,19 @@ mod tests {
         for object in [TRANSIT_OBJECT, EGRESS_OBJECT, BENCH_OBJECT] {
             assert_eq!(&object[..4], b"\x7fELF");
         }
+    }
+
+    #[test]
+    fn counter_table_matches_the_header() {
+        assert_eq!(COUNTER_INFO.len() as u32, abi::MZ_COUNTER_REASONS);
+        for (i, info) in COUNTER_INFO.iter().enumerate() {
+            assert_eq!(info.slot, i as u32, "{} out of order", info.name);
+        }
+        let deliver = COUNTER_INFO
+            .iter()
+            .find(|c| c.name == "deliver_local")
+            .unwrap();
+        assert_eq!(deliver.slot, abi::MZ_DELIVER_LOCAL);
     }
 
     #[test]

@@ -1,0 +1,136 @@
+//! The data plane's counters: one slot per verdict reason and per stage, summed over CPUs.
+
+use mizar_ebpf::{COUNTER_INFO, CounterInfo, abi};
+
+pub use mizar_ebpf::abi::mz_counter as Counter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CounterValue {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// A pipeline stage: a slot of the stage program array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    OnXdpTx,
+    OnXdpPass,
+    OnXdpRedirect,
+    OnXdpDrop,
+    OnXdpScaledEp,
+}
+
+pub const STAGES: [Stage; 5] = [
+    Stage::OnXdpTx,
+    Stage::OnXdpPass,
+    Stage::OnXdpRedirect,
+    Stage::OnXdpDrop,
+    Stage::OnXdpScaledEp,
+];
+
+impl Stage {
+    pub fn slot(self) -> u32 {
+        match self {
+            Self::OnXdpTx => abi::MZ_STAGE_ON_XDP_TX,
+            Self::OnXdpPass => abi::MZ_STAGE_ON_XDP_PASS,
+            Self::OnXdpRedirect => abi::MZ_STAGE_ON_XDP_REDIRECT,
+            Self::OnXdpDrop => abi::MZ_STAGE_ON_XDP_DROP,
+            Self::OnXdpScaledEp => abi::MZ_STAGE_ON_XDP_SCALED_EP,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::OnXdpTx => "ON_XDP_TX",
+            Self::OnXdpPass => "ON_XDP_PASS",
+            Self::OnXdpRedirect => "ON_XDP_REDIRECT",
+            Self::OnXdpDrop => "ON_XDP_DROP",
+            Self::OnXdpScaledEp => "ON_XDP_SCALED_EP",
+        }
+    }
+}
+
+/// A snapshot of every counter slot.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Counters {
+    slots: Vec<CounterValue>,
+}
+
+impl Counters {
+    pub(super) fn from_slots(slots: Vec<CounterValue>) -> Self {
+        Self { slots }
+    }
+
+    /// One reason counter, e.g. `abi::MZ_DELIVER_LOCAL`.
+    pub fn get(&self, counter: Counter) -> CounterValue {
+        self.slots
+            .get(counter as usize)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    pub fn packets(&self, counter: Counter) -> u64 {
+        self.get(counter).packets
+    }
+
+    /// What entered a stage.
+    pub fn stage(&self, stage: Stage) -> CounterValue {
+        self.get(abi::MZ_STAGE_COUNTER_BASE + stage.slot())
+    }
+
+    /// Reason counters that are not zero, with their names.
+    pub fn nonzero_reasons(
+        &self,
+    ) -> impl Iterator<Item = (&'static CounterInfo, CounterValue)> + '_ {
+        COUNTER_INFO
+            .iter()
+            .map(|info| (info, self.get(info.slot)))
+            .filter(|(_, v)| v.packets != 0)
+    }
+
+    /// What happened between `earlier` and this snapshot.
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        let slots = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, now)| {
+                let then = earlier.slots.get(i).copied().unwrap_or_default();
+                CounterValue {
+                    packets: now.packets.saturating_sub(then.packets),
+                    bytes: now.bytes.saturating_sub(then.bytes),
+                }
+            })
+            .collect();
+        Counters { slots }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_subtracts_per_slot() {
+        let mut before = vec![CounterValue::default(); abi::MZ_COUNTER_SLOTS as usize];
+        let mut after = before.clone();
+        before[abi::MZ_DELIVER_LOCAL as usize] = CounterValue {
+            packets: 2,
+            bytes: 200,
+        };
+        after[abi::MZ_DELIVER_LOCAL as usize] = CounterValue {
+            packets: 5,
+            bytes: 500,
+        };
+        let delta = Counters::from_slots(after).since(&Counters::from_slots(before));
+        assert_eq!(
+            delta.get(abi::MZ_DELIVER_LOCAL),
+            CounterValue {
+                packets: 3,
+                bytes: 300
+            }
+        );
+        let names: Vec<_> = delta.nonzero_reasons().map(|(info, _)| info.name).collect();
+        assert_eq!(names, ["deliver_local"]);
+    }
+}

@@ -1,0 +1,417 @@
+//! Typed access to the pinned data-plane maps: what the rest of the appliance writes the
+//! configuration through and reads the counters from.
+
+use std::net::Ipv4Addr;
+
+use aya::maps::{
+    Array, HashMap, Map, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues,
+    lpm_trie::{Key, LpmTrie},
+};
+use mizar_ebpf::{abi, ip_be, ip_from_be, maps as names};
+
+use super::{
+    DataplaneError, PinLayout,
+    counters::{CounterValue, Counters},
+};
+
+type MacAddr = [u8; 6];
+
+/// This host, as the data plane needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostConfig {
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+    /// MTU of the underlay interface: larger encapsulated frames are dropped and counted.
+    pub underlay_mtu: u16,
+    pub underlay_ifindex: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VpcEntry {
+    /// This host is one of the VPC's dividers (an unknown network is then dropped here).
+    pub this_host_divides: bool,
+    pub dividers: Vec<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkEntry {
+    pub this_host_bounces: bool,
+    pub gateway: Ipv4Addr,
+    pub bouncers: Vec<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EndpointKind {
+    #[default]
+    Simple,
+    Scaled,
+    Host,
+    Function,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointEntry {
+    pub mac: MacAddr,
+    pub kind: EndpointKind,
+    pub bypass_decap: bool,
+    /// The host the endpoint lives on.
+    pub host: Ipv4Addr,
+    /// The host-side veth when the endpoint lives on this host.
+    pub local_ifindex: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EndpointStats {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+}
+
+/// The pinned maps of one instance, opened by path (no programs needed).
+pub struct DataplaneMaps {
+    config: Array<MapData, abi::mz_host_config>,
+    hosts: HashMap<MapData, u32, abi::mz_host>,
+    vpcs: HashMap<MapData, u32, abi::mz_vpc>,
+    networks: LpmTrie<MapData, [u32; 2], abi::mz_network>,
+    endpoints: HashMap<MapData, abi::mz_endpoint_key, abi::mz_endpoint>,
+    learned: HashMap<MapData, abi::mz_endpoint_key, abi::mz_learned_host>,
+    endpoint_stats: PerCpuHashMap<MapData, abi::mz_endpoint_key, abi::mz_endpoint_stats>,
+    local_ifaces: HashMap<MapData, u32, abi::mz_local_iface>,
+    counters: PerCpuArray<MapData, abi::mz_counter_value>,
+}
+
+fn open<T>(pins: &PinLayout, name: &'static str) -> Result<T, DataplaneError>
+where
+    T: TryFrom<Map, Error = aya::maps::MapError>,
+{
+    let path = pins.map(name);
+    let wrap = |source| DataplaneError::OpenMap {
+        map: name,
+        path: path.clone(),
+        source: Box::new(source),
+    };
+    let data = MapData::from_pin(&path).map_err(wrap)?;
+    let map = Map::from_map_data(data).map_err(wrap)?;
+    T::try_from(map).map_err(wrap)
+}
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError {
+    move |source| DataplaneError::Map {
+        map,
+        source: Box::new(source),
+    }
+}
+
+fn is_missing(err: &aya::maps::MapError) -> bool {
+    matches!(err, aya::maps::MapError::KeyNotFound)
+}
+
+fn endpoint_key(vni: u32, ip: Ipv4Addr) -> abi::mz_endpoint_key {
+    abi::mz_endpoint_key {
+        vni,
+        ip_be: ip_be(ip),
+    }
+}
+
+fn network_key(vni: u32, prefix: Ipv4Addr, len: u8) -> Key<[u32; 2]> {
+    let masked = u32::from(prefix) & u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+    Key::new(
+        32 + u32::from(len),
+        [vni.to_be(), ip_be(Ipv4Addr::from(masked))],
+    )
+}
+
+fn addresses<const N: usize>(
+    list: &[Ipv4Addr],
+    what: &str,
+) -> Result<([u32; N], u32), DataplaneError> {
+    if list.len() > N {
+        return Err(DataplaneError::Invalid(format!(
+            "at most {N} {what} are supported, {} given",
+            list.len()
+        )));
+    }
+    let mut out = [0u32; N];
+    for (slot, addr) in out.iter_mut().zip(list) {
+        *slot = ip_be(*addr);
+    }
+    Ok((out, list.len() as u32))
+}
+
+impl DataplaneMaps {
+    pub fn open(pins: &PinLayout) -> Result<Self, DataplaneError> {
+        Ok(Self {
+            config: open(pins, names::CONFIG)?,
+            hosts: open(pins, names::HOSTS)?,
+            vpcs: open(pins, names::VPCS)?,
+            networks: open(pins, names::NETWORKS)?,
+            endpoints: open(pins, names::ENDPOINTS)?,
+            learned: open(pins, names::LEARNED)?,
+            endpoint_stats: open(pins, names::ENDPOINT_STATS)?,
+            local_ifaces: open(pins, names::LOCAL_IFACES)?,
+            counters: open(pins, names::COUNTERS)?,
+        })
+    }
+
+    pub fn set_host_config(&mut self, host: &HostConfig) -> Result<(), DataplaneError> {
+        let value = abi::mz_host_config {
+            host_ip_be: ip_be(host.ip),
+            host_mac: host.mac,
+            underlay_mtu: host.underlay_mtu,
+            underlay_ifindex: host.underlay_ifindex,
+            flags: abi::MZ_HOST_CONFIGURED,
+        };
+        self.config.set(0, value, 0).map_err(map_err(names::CONFIG))
+    }
+
+    pub fn host_config(&self) -> Result<Option<HostConfig>, DataplaneError> {
+        let raw = self.config.get(&0, 0).map_err(map_err(names::CONFIG))?;
+        Ok(
+            (raw.flags & abi::MZ_HOST_CONFIGURED != 0).then(|| HostConfig {
+                ip: ip_from_be(raw.host_ip_be),
+                mac: raw.host_mac,
+                underlay_mtu: raw.underlay_mtu,
+                underlay_ifindex: raw.underlay_ifindex,
+            }),
+        )
+    }
+
+    /// A host on the underlay: tunnel packets are accepted from it and sent to it at `mac`.
+    pub fn set_host(&mut self, ip: Ipv4Addr, mac: MacAddr) -> Result<(), DataplaneError> {
+        let value = abi::mz_host { mac, reserved: 0 };
+        self.hosts
+            .insert(ip_be(ip), value, 0)
+            .map_err(map_err(names::HOSTS))
+    }
+
+    pub fn remove_host(&mut self, ip: Ipv4Addr) -> Result<(), DataplaneError> {
+        ignore_missing(self.hosts.remove(&ip_be(ip)), names::HOSTS)
+    }
+
+    pub fn set_vpc(&mut self, vni: u32, vpc: &VpcEntry) -> Result<(), DataplaneError> {
+        check_vni(vni)?;
+        let (dividers_be, divider_count) = addresses(&vpc.dividers, "dividers per VPC")?;
+        let value = abi::mz_vpc {
+            flags: if vpc.this_host_divides {
+                abi::MZ_VPC_THIS_HOST_DIVIDES
+            } else {
+                0
+            },
+            divider_count,
+            dividers_be,
+        };
+        self.vpcs
+            .insert(vni, value, 0)
+            .map_err(map_err(names::VPCS))
+    }
+
+    pub fn remove_vpc(&mut self, vni: u32) -> Result<(), DataplaneError> {
+        ignore_missing(self.vpcs.remove(&vni), names::VPCS)
+    }
+
+    pub fn set_network(
+        &mut self,
+        vni: u32,
+        prefix: Ipv4Addr,
+        len: u8,
+        net: &NetworkEntry,
+    ) -> Result<(), DataplaneError> {
+        check_vni(vni)?;
+        if len > 32 {
+            return Err(DataplaneError::Invalid(format!(
+                "prefix length /{len} is not a valid IPv4 prefix length (0 to 32)"
+            )));
+        }
+        let (bouncers_be, bouncer_count) = addresses(&net.bouncers, "bouncers per network")?;
+        let value = abi::mz_network {
+            flags: if net.this_host_bounces {
+                abi::MZ_NET_THIS_HOST_BOUNCES
+            } else {
+                0
+            },
+            bouncer_count,
+            gateway_be: ip_be(net.gateway),
+            bouncers_be,
+        };
+        self.networks
+            .insert(&network_key(vni, prefix, len), value, 0)
+            .map_err(map_err(names::NETWORKS))
+    }
+
+    pub fn remove_network(
+        &mut self,
+        vni: u32,
+        prefix: Ipv4Addr,
+        len: u8,
+    ) -> Result<(), DataplaneError> {
+        ignore_missing(
+            self.networks.remove(&network_key(vni, prefix, len)),
+            names::NETWORKS,
+        )
+    }
+
+    /// Adds or replaces an endpoint. A local one (with `local_ifindex`) is also registered for
+    /// the egress program on its veth. Its counters start at zero and survive replacement.
+    pub fn set_endpoint(
+        &mut self,
+        vni: u32,
+        ip: Ipv4Addr,
+        ep: &EndpointEntry,
+    ) -> Result<(), DataplaneError> {
+        check_vni(vni)?;
+        let key = endpoint_key(vni, ip);
+        let (flags, ifindex) = match ep.local_ifindex {
+            Some(ifindex) => (abi::MZ_EP_LOCAL as u8, ifindex),
+            None => (0, 0),
+        };
+        let value = abi::mz_endpoint {
+            host_ip_be: ip_be(ep.host),
+            ifindex,
+            mac: ep.mac,
+            type_: match ep.kind {
+                EndpointKind::Simple => abi::MZ_EP_SIMPLE,
+                EndpointKind::Scaled => abi::MZ_EP_SCALED,
+                EndpointKind::Host => abi::MZ_EP_HOST,
+                EndpointKind::Function => abi::MZ_EP_FUNCTION,
+            } as u8,
+            flags: flags
+                | if ep.bypass_decap {
+                    abi::MZ_EP_BYPASS_DECAP as u8
+                } else {
+                    0
+                },
+        };
+        if self.endpoint_stats.get(&key, 0).is_err() {
+            let zeros = per_cpu_zeros::<abi::mz_endpoint_stats>()?;
+            self.endpoint_stats
+                .insert(key, zeros, 0)
+                .map_err(map_err(names::ENDPOINT_STATS))?;
+        }
+        if let Some(ifindex) = ep.local_ifindex {
+            let iface = abi::mz_local_iface {
+                endpoint: key,
+                mac: ep.mac,
+                reserved: 0,
+            };
+            self.local_ifaces
+                .insert(ifindex, iface, 0)
+                .map_err(map_err(names::LOCAL_IFACES))?;
+        }
+        self.endpoints
+            .insert(key, value, 0)
+            .map_err(map_err(names::ENDPOINTS))
+    }
+
+    /// Removes an endpoint, its veth registration and its counters.
+    pub fn remove_endpoint(&mut self, vni: u32, ip: Ipv4Addr) -> Result<(), DataplaneError> {
+        let key = endpoint_key(vni, ip);
+        if let Ok(ep) = self.endpoints.get(&key, 0)
+            && ep.flags & abi::MZ_EP_LOCAL as u8 != 0
+        {
+            ignore_missing(self.local_ifaces.remove(&ep.ifindex), names::LOCAL_IFACES)?;
+        }
+        ignore_missing(self.endpoints.remove(&key), names::ENDPOINTS)?;
+        ignore_missing(self.endpoint_stats.remove(&key), names::ENDPOINT_STATS)
+    }
+
+    pub fn endpoint(
+        &self,
+        vni: u32,
+        ip: Ipv4Addr,
+    ) -> Result<Option<abi::mz_endpoint>, DataplaneError> {
+        match self.endpoints.get(&endpoint_key(vni, ip), 0) {
+            Ok(ep) => Ok(Some(ep)),
+            Err(err) if is_missing(&err) => Ok(None),
+            Err(err) => Err(map_err(names::ENDPOINTS)(err)),
+        }
+    }
+
+    /// Endpoint counters summed over CPUs; None for an unknown endpoint.
+    pub fn endpoint_stats(
+        &self,
+        vni: u32,
+        ip: Ipv4Addr,
+    ) -> Result<Option<EndpointStats>, DataplaneError> {
+        match self.endpoint_stats.get(&endpoint_key(vni, ip), 0) {
+            Ok(per_cpu) => Ok(Some(per_cpu.iter().fold(
+                EndpointStats::default(),
+                |sum, s| EndpointStats {
+                    rx_packets: sum.rx_packets + s.rx_packets,
+                    rx_bytes: sum.rx_bytes + s.rx_bytes,
+                    tx_packets: sum.tx_packets + s.tx_packets,
+                    tx_bytes: sum.tx_bytes + s.tx_bytes,
+                },
+            ))),
+            Err(err) if is_missing(&err) => Ok(None),
+            Err(err) => Err(map_err(names::ENDPOINT_STATS)(err)),
+        }
+    }
+
+    /// Where the data plane learned (from a source-host option) that an endpoint lives.
+    pub fn learned_host(&self, vni: u32, ip: Ipv4Addr) -> Result<Option<Ipv4Addr>, DataplaneError> {
+        match self.learned.get(&endpoint_key(vni, ip), 0) {
+            Ok(v) => Ok(Some(ip_from_be(v.host_ip_be))),
+            Err(err) if is_missing(&err) => Ok(None),
+            Err(err) => Err(map_err(names::LEARNED)(err)),
+        }
+    }
+
+    /// Every counter slot, summed over CPUs.
+    pub fn counters(&self) -> Result<Counters, DataplaneError> {
+        let mut slots = Vec::with_capacity(abi::MZ_COUNTER_SLOTS as usize);
+        for slot in 0..abi::MZ_COUNTER_SLOTS {
+            let per_cpu = self
+                .counters
+                .get(&slot, 0)
+                .map_err(map_err(names::COUNTERS))?;
+            slots.push(
+                per_cpu
+                    .iter()
+                    .fold(CounterValue::default(), |sum, v| CounterValue {
+                        packets: sum.packets + v.packets,
+                        bytes: sum.bytes + v.bytes,
+                    }),
+            );
+        }
+        Ok(Counters::from_slots(slots))
+    }
+
+    /// Zeroes every counter slot (tests and benchmarks start from a clean slate).
+    pub fn reset_counters(&mut self) -> Result<(), DataplaneError> {
+        for slot in 0..abi::MZ_COUNTER_SLOTS {
+            let zeros = per_cpu_zeros::<abi::mz_counter_value>()?;
+            self.counters
+                .set(slot, zeros, 0)
+                .map_err(map_err(names::COUNTERS))?;
+        }
+        Ok(())
+    }
+}
+
+fn check_vni(vni: u32) -> Result<(), DataplaneError> {
+    if vni == 0 || vni >= 1 << 24 {
+        return Err(DataplaneError::Invalid(format!(
+            "VNI {vni} is out of range: use 1 to 16777215"
+        )));
+    }
+    Ok(())
+}
+
+fn ignore_missing(
+    result: Result<(), aya::maps::MapError>,
+    map: &'static str,
+) -> Result<(), DataplaneError> {
+    match result {
+        Err(err) if !is_missing(&err) => Err(map_err(map)(err)),
+        _ => Ok(()),
+    }
+}
+
+fn per_cpu_zeros<T: aya::Pod + Default + Clone>() -> Result<PerCpuValues<T>, DataplaneError> {
+    let cpus = aya::util::nr_cpus().map_err(|(what, err)| {
+        DataplaneError::Invalid(format!("cannot count CPUs ({what}): {err}"))
+    })?;
+    PerCpuValues::try_from(vec![T::default(); cpus])
+        .map_err(|err| DataplaneError::Invalid(format!("per-CPU values: {err}")))
+}

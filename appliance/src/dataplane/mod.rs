@@ -1,0 +1,317 @@
+//! The data plane: loads the XDP programs, attaches them, pins maps and links under a
+//! per-instance bpffs directory (so forwarding goes on after the process exits and several
+//! instances coexist), and writes the configuration into the maps.
+
+mod bpffs;
+mod counters;
+mod maps;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{
+        ProgramError, Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+    },
+};
+use mizar_ebpf::{EGRESS_OBJECT, EGRESS_PROGRAM, TRANSIT_OBJECT, TRANSIT_PROGRAM};
+
+pub use bpffs::{PinLayout, ensure_bpffs};
+pub use counters::{Counter, CounterValue, Counters, STAGES, Stage};
+pub use maps::{
+    DataplaneMaps, EndpointEntry, EndpointKind, EndpointStats, HostConfig, NetworkEntry, VpcEntry,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error("cannot create the pin directory {path}: {source}")]
+    PinDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot mount bpffs on {path}: {source} (mizar must run as root, or with CAP_SYS_ADMIN and CAP_BPF)"
+    )]
+    MountBpffs {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot load the {object} XDP object: {source} (the kernel needs BPF and BTF support; run as root)"
+    )]
+    Load {
+        object: &'static str,
+        source: Box<aya::EbpfError>,
+    },
+    #[error("the {object} object has no program {program}")]
+    MissingProgram {
+        object: &'static str,
+        program: &'static str,
+    },
+    #[error("program {program}: {source}")]
+    Program {
+        program: &'static str,
+        source: Box<ProgramError>,
+    },
+    #[error("interface {ifname} does not exist in this network namespace")]
+    UnknownInterface { ifname: String },
+    #[error(
+        "cannot attach {program} to {ifname}: native mode failed ({native}); generic mode failed too ({generic})"
+    )]
+    Attach {
+        program: &'static str,
+        ifname: String,
+        native: Box<ProgramError>,
+        generic: Box<ProgramError>,
+    },
+    #[error("cannot pin the {what} at {path}: {reason}")]
+    Pin {
+        what: String,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error(
+        "map {map} is not pinned at {path}: {source} (run `mizar up` or load the data plane first)"
+    )]
+    OpenMap {
+        map: &'static str,
+        path: PathBuf,
+        source: Box<aya::maps::MapError>,
+    },
+    #[error("map {map}: {source}")]
+    Map {
+        map: &'static str,
+        source: Box<aya::maps::MapError>,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// How an XDP program ended up attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachMode {
+    /// In the driver: the fast path.
+    Native,
+    /// In the generic (skb) hook, because the driver refused native mode.
+    Generic,
+}
+
+impl std::fmt::Display for AttachMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Native => "native",
+            Self::Generic => "generic",
+        })
+    }
+}
+
+/// The loaded data plane of one instance.
+pub struct Dataplane {
+    pins: PinLayout,
+    transit: Ebpf,
+    egress: Ebpf,
+    maps: DataplaneMaps,
+}
+
+impl Dataplane {
+    /// Loads transit and egress, reusing maps already pinned under `pin_dir` (their contents
+    /// survive) and pinning the ones that are not. Mounts bpffs on `pin_dir` if needed.
+    pub fn load(pin_dir: &Path) -> Result<Self, DataplaneError> {
+        let pins = PinLayout::new(pin_dir);
+        ensure_bpffs(pin_dir)?;
+        fs::create_dir_all(pins.maps()).map_err(|source| DataplaneError::PinDir {
+            path: pins.maps(),
+            source,
+        })?;
+
+        let transit = load_object("transit", TRANSIT_OBJECT, TRANSIT_PROGRAM, &pins)?;
+        let egress = load_object("egress", EGRESS_OBJECT, EGRESS_PROGRAM, &pins)?;
+        let maps = DataplaneMaps::open(&pins)?;
+        Ok(Self {
+            pins,
+            transit,
+            egress,
+            maps,
+        })
+    }
+
+    pub fn pins(&self) -> &PinLayout {
+        &self.pins
+    }
+
+    pub fn maps(&self) -> &DataplaneMaps {
+        &self.maps
+    }
+
+    pub fn maps_mut(&mut self) -> &mut DataplaneMaps {
+        &mut self.maps
+    }
+
+    /// The loaded transit program (for attaching, or running it with BPF_PROG_TEST_RUN).
+    pub fn transit(&self) -> &Xdp {
+        program(&self.transit, TRANSIT_PROGRAM)
+    }
+
+    /// The loaded endpoint-egress program.
+    pub fn egress(&self) -> &Xdp {
+        program(&self.egress, EGRESS_PROGRAM)
+    }
+
+    /// Attaches transit to the host's underlay interface and pins the link.
+    pub fn attach_transit(&mut self, ifname: &str) -> Result<AttachMode, DataplaneError> {
+        attach(
+            &mut self.transit,
+            TRANSIT_PROGRAM,
+            "transit",
+            ifname,
+            &self.pins,
+        )
+    }
+
+    /// Attaches endpoint egress to an endpoint's host-side veth and pins the link.
+    pub fn attach_egress(&mut self, ifname: &str) -> Result<AttachMode, DataplaneError> {
+        attach(
+            &mut self.egress,
+            EGRESS_PROGRAM,
+            "egress",
+            ifname,
+            &self.pins,
+        )
+    }
+}
+
+/// Detaches the program pinned for `role` on `ifname`, if any. Returns whether one was.
+pub fn detach(pins: &PinLayout, role: &str, ifname: &str) -> Result<bool, DataplaneError> {
+    let path = pins.link(role, ifname);
+    if !path.exists() {
+        return Ok(false);
+    }
+    let link = PinnedLink::from_pin(&path).map_err(|err| DataplaneError::Pin {
+        what: format!("{role} link on {ifname}"),
+        path: path.clone(),
+        reason: err.to_string(),
+    })?;
+    // Removing the pin drops the last reference: the kernel detaches the program.
+    link.unpin().map_err(|err| DataplaneError::Pin {
+        what: format!("{role} link on {ifname}"),
+        path,
+        reason: err.to_string(),
+    })?;
+    Ok(true)
+}
+
+/// Detaches every pinned link and removes every pinned map of the instance.
+pub fn remove_all_pins(pins: &PinLayout) -> Result<(), DataplaneError> {
+    for dir in [pins.links(), pins.maps()] {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            fs::remove_file(entry.path()).map_err(|source| DataplaneError::PinDir {
+                path: entry.path(),
+                source,
+            })?;
+        }
+        let _ = fs::remove_dir(&dir);
+    }
+    Ok(())
+}
+
+fn load_object(
+    object: &'static str,
+    bytes: &[u8],
+    program_name: &'static str,
+    pins: &PinLayout,
+) -> Result<Ebpf, DataplaneError> {
+    let maps_dir = pins.maps();
+    let mut ebpf = EbpfLoader::new()
+        .default_map_pin_directory(&maps_dir)
+        .load(bytes)
+        .map_err(|source| DataplaneError::Load {
+            object,
+            source: Box::new(source),
+        })?;
+    let prog: &mut Xdp = ebpf
+        .program_mut(program_name)
+        .ok_or(DataplaneError::MissingProgram {
+            object,
+            program: program_name,
+        })?
+        .try_into()
+        .map_err(|source| DataplaneError::Program {
+            program: program_name,
+            source: Box::new(source),
+        })?;
+    prog.load().map_err(|source| DataplaneError::Program {
+        program: program_name,
+        source: Box::new(source),
+    })?;
+    Ok(ebpf)
+}
+
+fn program<'a>(ebpf: &'a Ebpf, name: &'static str) -> &'a Xdp {
+    ebpf.program(name)
+        .and_then(|p| <&Xdp>::try_from(p).ok())
+        .expect("checked when the object was loaded")
+}
+
+fn attach(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    role: &str,
+    ifname: &str,
+    pins: &PinLayout,
+) -> Result<AttachMode, DataplaneError> {
+    let prog: &mut Xdp = ebpf
+        .program_mut(name)
+        .and_then(|p| <&mut Xdp>::try_from(p).ok())
+        .expect("checked when the object was loaded");
+    // A program already pinned there is replaced: detach it first.
+    detach(pins, role, ifname)?;
+
+    let (link_id, mode) = match prog.attach(ifname, XdpMode::Driver) {
+        Ok(id) => (id, AttachMode::Native),
+        Err(ProgramError::UnknownInterface { .. }) => {
+            return Err(DataplaneError::UnknownInterface {
+                ifname: ifname.to_owned(),
+            });
+        }
+        Err(native) => match prog.attach(ifname, XdpMode::Skb) {
+            Ok(id) => {
+                tracing::warn!(%ifname, program = name, reason = %native, "native XDP refused; attached in generic mode");
+                (id, AttachMode::Generic)
+            }
+            Err(generic) => {
+                return Err(DataplaneError::Attach {
+                    program: name,
+                    ifname: ifname.to_owned(),
+                    native: Box::new(native),
+                    generic: Box::new(generic),
+                });
+            }
+        },
+    };
+
+    let link = prog
+        .take_link(link_id)
+        .map_err(|source| DataplaneError::Program {
+            program: name,
+            source: Box::new(source),
+        })?;
+    let path = pins.link(role, ifname);
+    let pin_error = |reason: String| DataplaneError::Pin {
+        what: format!("{role} link on {ifname}"),
+        path: path.clone(),
+        reason,
+    };
+    fs::create_dir_all(pins.links()).map_err(|e| pin_error(e.to_string()))?;
+    let fd_link: FdLink = link
+        .try_into()
+        .map_err(|e: aya::programs::links::LinkError| pin_error(e.to_string()))?;
+    fd_link.pin(&path).map_err(|e| pin_error(e.to_string()))?;
+    Ok(mode)
+}
