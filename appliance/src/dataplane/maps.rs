@@ -103,8 +103,13 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError 
     }
 }
 
+/// Lookups report a missing key as KeyNotFound; deletes as ENOENT from the syscall.
 fn is_missing(err: &aya::maps::MapError) -> bool {
-    matches!(err, aya::maps::MapError::KeyNotFound)
+    match err {
+        aya::maps::MapError::KeyNotFound => true,
+        aya::maps::MapError::SyscallError(e) => e.io_error.raw_os_error() == Some(libc::ENOENT),
+        _ => false,
+    }
 }
 
 fn endpoint_key(vni: u32, ip: Ipv4Addr) -> abi::mz_endpoint_key {
@@ -414,4 +419,45 @@ fn per_cpu_zeros<T: aya::Pod + Default + Clone>() -> Result<PerCpuValues<T>, Dat
     })?;
     PerCpuValues::try_from(vec![T::default(); cpus])
         .map_err(|err| DataplaneError::Invalid(format!("per-CPU values: {err}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_key_masks_host_bits_and_leads_with_the_vni() {
+        let key = network_key(100, Ipv4Addr::new(10, 0, 3, 77), 16);
+        assert_eq!(key.prefix_len(), 48);
+        assert_eq!(
+            key.data(),
+            [100u32.to_be(), ip_be(Ipv4Addr::new(10, 0, 0, 0))]
+        );
+        let all = network_key(7, Ipv4Addr::new(1, 2, 3, 4), 0);
+        assert_eq!(all.data()[1], 0, "/0 keeps no address bits");
+        let host = network_key(7, Ipv4Addr::new(1, 2, 3, 4), 32);
+        assert_eq!(host.data()[1], ip_be(Ipv4Addr::new(1, 2, 3, 4)));
+    }
+
+    #[test]
+    fn vni_range_is_enforced_with_a_useful_message() {
+        assert!(check_vni(1).is_ok());
+        assert!(check_vni((1 << 24) - 1).is_ok());
+        for bad in [0, 1 << 24] {
+            let err = check_vni(bad).unwrap_err().to_string();
+            assert!(err.contains("1 to 16777215"), "{err}");
+        }
+    }
+
+    #[test]
+    fn address_lists_are_bounded() {
+        let list = vec![Ipv4Addr::new(192, 0, 2, 1); 3];
+        let (raw, count) = addresses::<4>(&list, "bouncers").unwrap();
+        assert_eq!(count, 3);
+        assert_eq!(raw[3], 0);
+        let err = addresses::<2>(&list, "bouncers per network")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at most 2 bouncers per network"), "{err}");
+    }
 }

@@ -1,0 +1,116 @@
+//! The loader's map API against the real kernel: entries appear and disappear exactly, and
+//! pinned state outlives the process that wrote it.
+
+mod common;
+
+use std::net::Ipv4Addr;
+
+use mizar::dataplane::{
+    Dataplane, EndpointEntry, EndpointKind, HostConfig, NetworkEntry, VpcEntry,
+};
+
+const VNI: u32 = 100;
+
+fn local_endpoint(ifindex: u32) -> EndpointEntry {
+    EndpointEntry {
+        mac: [0x02, 0, 0, 0, 0, 0x02],
+        kind: EndpointKind::Simple,
+        bypass_decap: false,
+        host: Ipv4Addr::new(192, 0, 2, 1),
+        local_ifindex: Some(ifindex),
+    }
+}
+
+#[test]
+fn endpoint_entries_come_and_go_with_their_counters() {
+    let mut instance = common::TestInstance::new("loader-ep");
+    let maps = instance.dataplane.maps_mut();
+    let ip = Ipv4Addr::new(10, 0, 0, 2);
+
+    maps.set_endpoint(VNI, ip, &local_endpoint(7)).unwrap();
+    let raw = maps.endpoint(VNI, ip).unwrap().expect("endpoint written");
+    assert_eq!(raw.ifindex, 7);
+    assert_eq!(
+        raw.flags & mizar_ebpf::abi::MZ_EP_LOCAL as u8,
+        mizar_ebpf::abi::MZ_EP_LOCAL as u8
+    );
+    assert_eq!(
+        maps.endpoint_stats(VNI, ip).unwrap(),
+        Some(Default::default())
+    );
+    // The same address in another VPC is another endpoint.
+    assert_eq!(maps.endpoint(VNI + 1, ip).unwrap(), None);
+
+    maps.remove_endpoint(VNI, ip).unwrap();
+    assert_eq!(maps.endpoint(VNI, ip).unwrap(), None);
+    assert_eq!(maps.endpoint_stats(VNI, ip).unwrap(), None);
+    // Removing what is not there is not an error: reconcile may repeat itself.
+    maps.remove_endpoint(VNI, ip).unwrap();
+    maps.remove_network(VNI, Ipv4Addr::new(10, 0, 0, 0), 24)
+        .unwrap();
+    maps.remove_vpc(VNI).unwrap();
+    maps.remove_host(Ipv4Addr::new(192, 0, 2, 9)).unwrap();
+}
+
+#[test]
+fn invalid_configuration_is_refused_before_the_kernel() {
+    let mut instance = common::TestInstance::new("loader-bad");
+    let maps = instance.dataplane.maps_mut();
+    let err = maps
+        .set_vpc(1 << 24, &VpcEntry::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("VNI 16777216 is out of range"), "{err}");
+    let net = NetworkEntry {
+        this_host_bounces: false,
+        gateway: Ipv4Addr::new(10, 0, 0, 1),
+        bouncers: vec![],
+    };
+    let err = maps
+        .set_network(VNI, Ipv4Addr::new(10, 0, 0, 0), 33, &net)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("/33"), "{err}");
+    let many = VpcEntry {
+        this_host_divides: false,
+        dividers: vec![Ipv4Addr::new(192, 0, 2, 1); 17],
+    };
+    let err = maps.set_vpc(VNI, &many).unwrap_err().to_string();
+    assert!(err.contains("at most 16 dividers"), "{err}");
+    assert!(
+        maps.host_config().unwrap().is_none(),
+        "nothing was configured"
+    );
+}
+
+#[test]
+fn pinned_maps_keep_their_contents_across_loads() {
+    let mut instance = common::TestInstance::new("loader-reload");
+    let host = HostConfig {
+        ip: Ipv4Addr::new(192, 0, 2, 1),
+        mac: [0x02, 0, 0, 0, 1, 1],
+        underlay_mtu: 1500,
+        underlay_ifindex: 3,
+    };
+    instance
+        .dataplane
+        .maps_mut()
+        .set_host_config(&host)
+        .unwrap();
+    instance
+        .dataplane
+        .maps_mut()
+        .set_endpoint(VNI, Ipv4Addr::new(10, 0, 0, 2), &local_endpoint(9))
+        .unwrap();
+
+    // A second load (a restarted `mizar`) finds the same maps through their pins.
+    let reloaded = Dataplane::load(&instance.dir).expect("reload from pins");
+    assert_eq!(reloaded.maps().host_config().unwrap(), Some(host));
+    assert!(
+        reloaded
+            .maps()
+            .endpoint(VNI, Ipv4Addr::new(10, 0, 0, 2))
+            .unwrap()
+            .is_some()
+    );
+}
