@@ -2,3 +2,4 @@
 //! store, reconcile loop, dashboard and captures.
 
 pub mod dataplane;
+pub mod packet;
