@@ -1,0 +1,1354 @@
+//! `mizar bench`: nanoseconds per packet of every pipeline path, measured with
+//! BPF_PROG_TEST_RUN beside a floor program (`mz_floor`: swap MACs, XDP_TX) in the same run.
+//!
+//! A repeated test run does not restore the packet between repetitions, so a path that rewrites
+//! the packet would measure its own output from the second repetition on (a bouncer would count
+//! its TTL down and end up measuring "TTL expired"). Such paths run through `mz_bench_wrap`,
+//! which restores the original bytes and tail-calls the program under test; the wrapper's own
+//! cost (wrapper tail-calling the floor, minus the floor, with the same packet) is measured in
+//! the same round and reported, and subtracted for the "net" figures.
+//!
+//! Nothing is trusted blindly: before timing, every path runs once and must give its verdict and
+//! count exactly its reason (a wrapped path must also produce the same bytes as the program run
+//! directly), and after every timed run the reason counter must have grown by exactly the
+//! number of repetitions, so a misconfigured benchmark cannot silently measure a drop path.
+
+use std::{
+    fmt::{self, Write as _},
+    net::Ipv4Addr,
+    path::PathBuf,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use aya::{
+    Ebpf,
+    maps::{Array, MapData, ProgramArray},
+    programs::{ProgramError, TestRun, TestRunOptions, Xdp},
+};
+use mizar_ebpf::{
+    BENCH_OBJECT, BENCH_WRAPPER_PROGRAM, COUNTER_INFO, FLOOR_PROGRAM, abi, maps as map_names,
+};
+
+use crate::dataplane::{
+    Counter, Counters, Dataplane, DataplaneError, EndpointEntry, EndpointKind, HostConfig,
+    NetworkEntry, PinLayout, VpcEntry, ensure_bpffs, remove_all_pins,
+};
+use crate::packet::{InnerFrame, Tunnel, arp_request};
+
+/// The repeat count below which a run is only a smoke test (`--quick`).
+pub const MIN_REPEAT: u32 = 1_000_000;
+/// Where benchmark instances pin: a bpffs under /run, one directory per run, removed afterwards.
+pub const BENCH_BPFFS: &str = "/run/mizar-bench";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(
+        "--repeat {repeat} is below {MIN_REPEAT}: figures that short are noise; use --quick for a smoke run"
+    )]
+    RepeatTooLow { repeat: u32 },
+    #[error("--repeat and --runs must be at least 1")]
+    Zero,
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+    #[error("cannot load the benchmark object: {0} (the kernel needs BPF support; run as root)")]
+    Load(#[source] Box<aya::EbpfError>),
+    #[error("benchmark program {program}: {source}")]
+    Program {
+        program: &'static str,
+        #[source]
+        source: Box<ProgramError>,
+    },
+    #[error("benchmark map {map}: {source}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: Box<aya::maps::MapError>,
+    },
+    #[error("BPF_PROG_TEST_RUN of {subject}: {source}")]
+    TestRun {
+        subject: String,
+        #[source]
+        source: Box<ProgramError>,
+    },
+    #[error(
+        "{subject}: expected {expected}, the program returned {got}: the benchmark is misconfigured"
+    )]
+    WrongVerdict {
+        subject: String,
+        expected: Verdict,
+        got: String,
+    },
+    #[error(
+        "{subject}: expected {expected} packets counted as {reason} and nothing else, counted: {counted}"
+    )]
+    WrongCounters {
+        subject: String,
+        reason: &'static str,
+        expected: u64,
+        counted: String,
+    },
+    #[error(
+        "{subject}: through the wrapper the program produced other bytes than when run directly"
+    )]
+    WrapperChangedOutput { subject: String },
+    #[error(
+        "{subject}: a second repetition produced other bytes than the first: the path rewrites the packet and must run through the wrapper"
+    )]
+    NotRepeatable { subject: String },
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// How much and how often to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BenchOptions {
+    /// BPF_PROG_TEST_RUN repetitions per measurement (the kernel reports their average).
+    pub repeat: u32,
+    /// Measurements per path; the median is reported.
+    pub runs: u32,
+    /// A smoke run: any repeat count is accepted.
+    pub quick: bool,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        Self {
+            repeat: MIN_REPEAT,
+            runs: 5,
+            quick: false,
+        }
+    }
+}
+
+impl BenchOptions {
+    /// A smoke run: checks every path, times it briefly. Figures are not worth recording.
+    pub fn quick() -> Self {
+        Self {
+            repeat: 10_000,
+            runs: 3,
+            quick: true,
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), BenchError> {
+        if self.repeat == 0 || self.runs == 0 {
+            return Err(BenchError::Zero);
+        }
+        if !self.quick && self.repeat < MIN_REPEAT {
+            return Err(BenchError::RepeatTooLow {
+                repeat: self.repeat,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// An XDP verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Aborted,
+    Drop,
+    Pass,
+    Tx,
+    Redirect,
+}
+
+impl Verdict {
+    pub fn from_raw(raw: u32) -> Option<Self> {
+        Some(match raw {
+            0 => Self::Aborted,
+            1 => Self::Drop,
+            2 => Self::Pass,
+            3 => Self::Tx,
+            4 => Self::Redirect,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Aborted => "XDP_ABORTED",
+            Self::Drop => "XDP_DROP",
+            Self::Pass => "XDP_PASS",
+            Self::Tx => "XDP_TX",
+            Self::Redirect => "XDP_REDIRECT",
+        }
+    }
+
+    fn describe_raw(raw: u32) -> String {
+        Self::from_raw(raw).map_or_else(|| format!("verdict {raw}"), |v| v.name().to_owned())
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The program a path runs through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Program {
+    Transit,
+    Egress,
+}
+
+impl Program {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Transit => "transit",
+            Self::Egress => "egress",
+        }
+    }
+}
+
+/// A pipeline path the benchmark measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    TransitPass,
+    TransitLocal,
+    TransitBypass,
+    TransitBouncer,
+    TransitDivider,
+    TransitToDivider,
+    TransitUnknownVpc,
+    EgressToBouncer,
+    EgressLocal,
+    EgressArp,
+}
+
+/// Every path, in the order of the table.
+pub const PATHS: [Path; 10] = [
+    Path::TransitPass,
+    Path::TransitLocal,
+    Path::TransitBypass,
+    Path::TransitBouncer,
+    Path::TransitDivider,
+    Path::TransitToDivider,
+    Path::TransitUnknownVpc,
+    Path::EgressToBouncer,
+    Path::EgressLocal,
+    Path::EgressArp,
+];
+
+impl Path {
+    pub fn program(self) -> Program {
+        match self {
+            Self::EgressToBouncer | Self::EgressLocal | Self::EgressArp => Program::Egress,
+            _ => Program::Transit,
+        }
+    }
+
+    /// What the table calls it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::TransitPass => "pass (not Geneve)",
+            Self::TransitLocal => "local delivery (decap + redirect)",
+            Self::TransitBypass => "bypass-decap delivery",
+            Self::TransitBouncer => "bouncer forward",
+            Self::TransitDivider => "divider forward",
+            Self::TransitToDivider => "to divider",
+            Self::TransitUnknownVpc => "drop unknown VPC",
+            Self::EgressToBouncer => "encapsulate to bouncer",
+            Self::EgressLocal => "local delivery",
+            Self::EgressArp => "proxy ARP reply",
+        }
+    }
+
+    /// A stable identifier (JSON output).
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::TransitPass => "transit.pass",
+            Self::TransitLocal => "transit.local",
+            Self::TransitBypass => "transit.bypass_decap",
+            Self::TransitBouncer => "transit.bouncer",
+            Self::TransitDivider => "transit.divider",
+            Self::TransitToDivider => "transit.to_divider",
+            Self::TransitUnknownVpc => "transit.drop_unknown_vpc",
+            Self::EgressToBouncer => "egress.to_bouncer",
+            Self::EgressLocal => "egress.local",
+            Self::EgressArp => "egress.arp_reply",
+        }
+    }
+
+    /// The verdict every repetition must return.
+    pub fn verdict(self) -> Verdict {
+        match self {
+            Self::TransitPass => Verdict::Pass,
+            Self::TransitUnknownVpc => Verdict::Drop,
+            Self::TransitBouncer | Self::TransitDivider | Self::TransitToDivider => Verdict::Tx,
+            Self::EgressArp => Verdict::Tx,
+            Self::TransitLocal
+            | Self::TransitBypass
+            | Self::EgressToBouncer
+            | Self::EgressLocal => Verdict::Redirect,
+        }
+    }
+
+    /// The reason counter every repetition must count.
+    pub fn reason(self) -> Counter {
+        match self {
+            Self::TransitPass => abi::MZ_PASS_NOT_GENEVE_PORT,
+            Self::TransitLocal => abi::MZ_DELIVER_LOCAL,
+            Self::TransitBypass => abi::MZ_DELIVER_LOCAL_BYPASS,
+            Self::TransitBouncer => abi::MZ_BOUNCER_FORWARD,
+            Self::TransitDivider => abi::MZ_DIVIDER_FORWARD,
+            Self::TransitToDivider => abi::MZ_TO_DIVIDER,
+            Self::TransitUnknownVpc => abi::MZ_DROP_UNKNOWN_VPC,
+            Self::EgressToBouncer => abi::MZ_EGRESS_TO_BOUNCER,
+            Self::EgressLocal => abi::MZ_EGRESS_LOCAL,
+            Self::EgressArp => abi::MZ_EGRESS_ARP_REPLY,
+        }
+    }
+
+    pub fn reason_name(self) -> &'static str {
+        counter_name(self.reason())
+    }
+
+    /// Paths that rewrite the packet run through the restoring wrapper.
+    pub fn wrapped(self) -> bool {
+        matches!(
+            self,
+            Self::TransitLocal
+                | Self::TransitBouncer
+                | Self::TransitDivider
+                | Self::TransitToDivider
+                | Self::EgressToBouncer
+                | Self::EgressArp
+        )
+    }
+
+    /// The agreed target, as a multiple of the floor (net of the wrapper for wrapped paths).
+    pub fn target(self) -> Option<f64> {
+        match self {
+            Self::TransitLocal | Self::TransitBouncer => Some(3.0),
+            Self::TransitDivider => Some(4.0),
+            _ => None,
+        }
+    }
+}
+
+fn counter_name(counter: Counter) -> &'static str {
+    COUNTER_INFO
+        .get(counter as usize)
+        .map_or("(unknown counter)", |info| info.name)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The arithmetic: pure, unit-tested.
+
+/// The median of `samples` (the mean of the middle two for an even count); None when empty.
+pub fn median(samples: &[f64]) -> Option<f64> {
+    let mut sorted: Vec<f64> = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
+/// How many floors a figure costs. None when the floor is not a positive figure.
+pub fn ratio(ns: f64, floor_ns: f64) -> Option<f64> {
+    (floor_ns > 0.0).then(|| ns / floor_ns)
+}
+
+/// The wrapper's own cost: the wrapper tail-calling the floor, minus the floor.
+pub fn wrapper_cost(wrapper_floor_ns: f64, floor_ns: f64) -> f64 {
+    wrapper_floor_ns - floor_ns
+}
+
+/// A wrapped path's figure without the wrapper's own cost.
+pub fn net_of_wrapper(raw_ns: f64, wrapper_cost_ns: f64) -> f64 {
+    raw_ns - wrapper_cost_ns
+}
+
+/// Whether a ratio meets a target ("within N x the floor").
+pub fn meets(ratio: f64, target: f64) -> bool {
+    ratio <= target
+}
+
+/// The measurements of one path: ns/packet of each run (the kernel's per-repetition average).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PathResult {
+    pub path: Path,
+    /// The verdict the timed runs returned (a run with any other one is an error); None before
+    /// the first run.
+    pub verdict: Option<Verdict>,
+    /// Packets counted under the path's reason during the timed runs: `runs * repeat`.
+    pub counted: u64,
+    pub samples_ns: Vec<f64>,
+    /// For wrapped paths: the wrapper tail-calling the floor with this path's packet.
+    pub wrapper_samples_ns: Option<Vec<f64>>,
+}
+
+/// A whole benchmark run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchReport {
+    pub repeat: u32,
+    pub runs: u32,
+    pub quick: bool,
+    pub kernel: String,
+    pub cpu: String,
+    pub floor_samples_ns: Vec<f64>,
+    pub paths: Vec<PathResult>,
+}
+
+/// One line of the table, derived from a [`PathResult`] and the floor.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Row {
+    pub path: Path,
+    pub ns: f64,
+    /// Wrapped paths: the wrapper's own cost measured with this path's packet.
+    pub wrapper_cost_ns: Option<f64>,
+    pub net_ns: Option<f64>,
+    pub floor_ns: f64,
+    pub ratio: Option<f64>,
+    pub net_ratio: Option<f64>,
+    pub target: Option<f64>,
+    /// Whether the target is met, judged on the net ratio for wrapped paths.
+    pub met: Option<bool>,
+}
+
+impl PathResult {
+    pub fn ns(&self) -> f64 {
+        median(&self.samples_ns).unwrap_or(f64::NAN)
+    }
+
+    pub fn row(&self, floor_ns: f64) -> Row {
+        let ns = self.ns();
+        let wrapper_cost_ns = self
+            .wrapper_samples_ns
+            .as_deref()
+            .and_then(median)
+            .map(|wrapped_floor| wrapper_cost(wrapped_floor, floor_ns));
+        let net_ns = wrapper_cost_ns.map(|cost| net_of_wrapper(ns, cost));
+        let ratio = ratio(ns, floor_ns);
+        let net_ratio = net_ns.and_then(|net| self::ratio(net, floor_ns));
+        let target = self.path.target();
+        let met = target.and_then(|t| net_ratio.or(ratio).map(|r| meets(r, t)));
+        Row {
+            path: self.path,
+            ns,
+            wrapper_cost_ns,
+            net_ns,
+            floor_ns,
+            ratio,
+            net_ratio,
+            target,
+            met,
+        }
+    }
+}
+
+impl BenchReport {
+    pub fn floor_ns(&self) -> f64 {
+        median(&self.floor_samples_ns).unwrap_or(f64::NAN)
+    }
+
+    pub fn rows(&self) -> Vec<Row> {
+        let floor = self.floor_ns();
+        self.paths.iter().map(|p| p.row(floor)).collect()
+    }
+
+    /// Whether every path with a target meets it.
+    pub fn targets_met(&self) -> bool {
+        self.rows().iter().all(|r| r.met != Some(false))
+    }
+
+    /// The report as one JSON object (`mizar bench --json`).
+    pub fn to_json(&self) -> String {
+        let mut out = String::new();
+        let _ = write!(
+            out,
+            "{{\"repeat\":{},\"runs\":{},\"quick\":{},\"kernel\":{},\"cpu\":{},\"floor_ns\":{},\"floor_samples_ns\":{},\"paths\":[",
+            self.repeat,
+            self.runs,
+            self.quick,
+            json_string(&self.kernel),
+            json_string(&self.cpu),
+            json_number(Some(self.floor_ns())),
+            json_numbers(&self.floor_samples_ns),
+        );
+        for (i, (row, result)) in self.rows().iter().zip(&self.paths).enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(
+                out,
+                "{{\"id\":{},\"program\":{},\"path\":{},\"verdict\":{},\"reason\":{},\"wrapped\":{},\"ns\":{},\"samples_ns\":{},\"wrapper_cost_ns\":{},\"wrapper_samples_ns\":{},\"net_ns\":{},\"ratio\":{},\"net_ratio\":{},\"target\":{},\"met\":{}}}",
+                json_string(row.path.id()),
+                json_string(row.path.program().name()),
+                json_string(row.path.label()),
+                json_string(row.path.verdict().name()),
+                json_string(row.path.reason_name()),
+                row.path.wrapped(),
+                json_number(Some(row.ns)),
+                json_numbers(&result.samples_ns),
+                json_number(row.wrapper_cost_ns),
+                result
+                    .wrapper_samples_ns
+                    .as_deref()
+                    .map_or_else(|| "null".to_owned(), json_numbers),
+                json_number(row.net_ns),
+                json_number(row.ratio),
+                json_number(row.net_ratio),
+                json_number(row.target),
+                row.met.map_or("null", |m| if m { "true" } else { "false" }),
+            );
+        }
+        out.push_str("]}");
+        out
+    }
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn json_number(n: Option<f64>) -> String {
+    match n {
+        Some(n) if n.is_finite() => format!("{}", (n * 1000.0).round() / 1000.0),
+        _ => "null".to_owned(),
+    }
+}
+
+fn json_numbers(ns: &[f64]) -> String {
+    let items: Vec<String> = ns.iter().map(|n| json_number(Some(*n))).collect();
+    format!("[{}]", items.join(","))
+}
+
+fn fmt_ns(n: Option<f64>) -> String {
+    match n {
+        Some(n) if n.is_finite() => format!("{n:.1}"),
+        _ => "-".to_owned(),
+    }
+}
+
+fn fmt_ratio(r: Option<f64>) -> String {
+    match r {
+        Some(r) if r.is_finite() => format!("{r:.2}x"),
+        _ => "-".to_owned(),
+    }
+}
+
+impl fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let floor = self.floor_ns();
+        writeln!(
+            f,
+            "mizar bench: BPF_PROG_TEST_RUN, repeat {} per run, median of {} run{}{}",
+            self.repeat,
+            self.runs,
+            if self.runs == 1 { "" } else { "s" },
+            if self.quick {
+                " (quick: smoke run, figures not worth recording)"
+            } else {
+                ""
+            }
+        )?;
+        writeln!(f, "kernel {}, CPU {}", self.kernel, self.cpu)?;
+        writeln!(
+            f,
+            "floor (mz_floor: swap MACs, XDP_TX): {} ns/packet",
+            fmt_ns(Some(floor))
+        )?;
+        writeln!(
+            f,
+            "wrapped paths (w) run through mz_bench_wrap; wrapper = (mz_bench_wrap -> mz_floor) - floor, with the same packet; net = ns - wrapper"
+        )?;
+        writeln!(f)?;
+
+        let header = [
+            "program",
+            "path",
+            "verdict",
+            "reason",
+            "ns/pkt",
+            "wrapper",
+            "net",
+            "floor",
+            "ratio",
+            "net ratio",
+            "target",
+        ];
+        let rows: Vec<[String; 11]> = self
+            .rows()
+            .iter()
+            .map(|r| {
+                [
+                    r.path.program().name().to_owned(),
+                    format!(
+                        "{}{}",
+                        r.path.label(),
+                        if r.path.wrapped() { " (w)" } else { "" }
+                    ),
+                    r.path.verdict().name().to_owned(),
+                    r.path.reason_name().to_owned(),
+                    fmt_ns(Some(r.ns)),
+                    fmt_ns(r.wrapper_cost_ns),
+                    fmt_ns(r.net_ns),
+                    fmt_ns(Some(r.floor_ns)),
+                    fmt_ratio(r.ratio),
+                    fmt_ratio(r.net_ratio),
+                    match (r.target, r.met) {
+                        (Some(t), Some(true)) => format!("<= {t:.0}x met"),
+                        (Some(t), _) => format!("<= {t:.0}x MISSED"),
+                        (None, _) => "-".to_owned(),
+                    },
+                ]
+            })
+            .collect();
+        let mut widths = header.map(str::len);
+        for row in &rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.len());
+            }
+        }
+        // Text columns left-aligned, figures right-aligned.
+        let numeric = |i: usize| (4..10).contains(&i);
+        let line = |f: &mut fmt::Formatter<'_>, cells: &[&str]| -> fmt::Result {
+            let mut text = String::new();
+            for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+                if i > 0 {
+                    text.push_str("  ");
+                }
+                if numeric(i) {
+                    let _ = write!(text, "{cell:>w$}");
+                } else {
+                    let _ = write!(text, "{cell:<w$}");
+                }
+            }
+            writeln!(f, "{}", text.trim_end())
+        };
+        line(f, &header)?;
+        for row in &rows {
+            let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+            line(f, &cells)?;
+        }
+        writeln!(f)?;
+        for r in self.rows().iter().filter(|r| r.target.is_some()) {
+            let judged = r.net_ratio.or(r.ratio);
+            writeln!(
+                f,
+                "target: {} {} within {:.0}x the floor: {} ({}{})",
+                r.path.program().name(),
+                r.path.label(),
+                r.target.unwrap_or_default(),
+                if r.met == Some(true) { "met" } else { "MISSED" },
+                fmt_ratio(judged),
+                if r.net_ratio.is_some() {
+                    " net of the wrapper"
+                } else {
+                    ""
+                },
+            )?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The benchmark topology: this host, the hosts around it, two VPCs, and endpoints that send each
+// path's packet down its path.
+
+const THIS_HOST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const THIS_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 0x01];
+/// A remote host that sends tunnel traffic here; the transit packets' inner source lives there.
+const SENDER_HOST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+/// Where the remote endpoint lives (the bouncer path forwards there).
+const ENDPOINT_HOST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
+/// The bouncer of network A (the divider and egress-to-bouncer paths forward there).
+const BOUNCER_HOST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 4);
+/// The divider of VPC B (the to-divider path forwards there).
+const DIVIDER_HOST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 5);
+
+fn host_mac(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0xaa, o[0], o[1], o[2], o[3]]
+}
+
+fn endpoint_mac(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0xee, o[0], o[1], o[2], o[3]]
+}
+
+/// VPC A: network 10.1.0.0/16, bounced by BOUNCER_HOST; this host divides it.
+const VNI_A: u32 = 100;
+const NET_A: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 0);
+const GATEWAY_A: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
+/// VPC B: no network known here, divided by DIVIDER_HOST.
+const VNI_B: u32 = 200;
+/// Not configured anywhere.
+const VNI_UNKNOWN: u32 = 300;
+
+/// Hosted here, behind ifindex 1: the egress sender, and the transit local-delivery target.
+const LOCAL_EP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 10);
+/// Hosted here, bypass-decap (a function endpoint).
+const BYPASS_EP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 11);
+/// Hosted here: the egress local-delivery target.
+const LOCAL_PEER: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 12);
+/// Lives on ENDPOINT_HOST: the bouncer path's destination.
+const REMOTE_EP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 20);
+/// In network A, but no endpoint known here: the divider path's destination.
+const UNKNOWN_EP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 30);
+/// Lives on SENDER_HOST: the inner source of the transit packets.
+const REMOTE_SENDER: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 40);
+/// Addresses in VPC B.
+const VPC_B_SENDER: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 40);
+const VPC_B_DEST: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 5);
+
+/// The endpoint veth the egress paths run on: loopback, which every network namespace has.
+const EGRESS_IFINDEX: u32 = 1;
+
+/// UDP payload of the inner frames: 64-byte inner frames (Ethernet without FCS).
+const PAYLOAD_LEN: usize = 22;
+
+fn configure(dataplane: &mut Dataplane) -> Result<(), BenchError> {
+    let maps = dataplane.maps_mut();
+    maps.set_host_config(&HostConfig {
+        ip: THIS_HOST,
+        mac: THIS_MAC,
+        underlay_mtu: 1500,
+        underlay_ifindex: EGRESS_IFINDEX,
+    })?;
+    for host in [SENDER_HOST, ENDPOINT_HOST, BOUNCER_HOST, DIVIDER_HOST] {
+        maps.set_host(host, host_mac(host))?;
+    }
+    maps.set_vpc(
+        VNI_A,
+        &VpcEntry {
+            this_host_divides: true,
+            dividers: vec![THIS_HOST],
+        },
+    )?;
+    maps.set_network(
+        VNI_A,
+        NET_A,
+        16,
+        &NetworkEntry {
+            this_host_bounces: false,
+            gateway: GATEWAY_A,
+            bouncers: vec![BOUNCER_HOST],
+        },
+    )?;
+    maps.set_vpc(
+        VNI_B,
+        &VpcEntry {
+            this_host_divides: false,
+            dividers: vec![DIVIDER_HOST],
+        },
+    )?;
+    let local = |ip, kind, bypass_decap| EndpointEntry {
+        mac: endpoint_mac(ip),
+        kind,
+        bypass_decap,
+        host: THIS_HOST,
+        local_ifindex: Some(EGRESS_IFINDEX),
+    };
+    // All local endpoints sit behind ifindex 1 (a non-live test run never resolves the redirect
+    // target). The veth registration (what egress looks up) is the last one written: LOCAL_EP.
+    maps.set_endpoint(
+        VNI_A,
+        BYPASS_EP,
+        &local(BYPASS_EP, EndpointKind::Function, true),
+    )?;
+    maps.set_endpoint(
+        VNI_A,
+        LOCAL_PEER,
+        &local(LOCAL_PEER, EndpointKind::Simple, false),
+    )?;
+    maps.set_endpoint(
+        VNI_A,
+        LOCAL_EP,
+        &local(LOCAL_EP, EndpointKind::Simple, false),
+    )?;
+    for (ip, host) in [(REMOTE_EP, ENDPOINT_HOST), (REMOTE_SENDER, SENDER_HOST)] {
+        maps.set_endpoint(
+            VNI_A,
+            ip,
+            &EndpointEntry {
+                mac: endpoint_mac(ip),
+                kind: EndpointKind::Simple,
+                bypass_decap: false,
+                host,
+                local_ifindex: None,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// The MAC an egress proxy-ARP reply gives for an address with no endpoint here (what the
+/// endpoints' frames to such addresses carry).
+fn proxy_mac(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x00, o[0], o[1], o[2], o[3]]
+}
+
+/// An endpoint's UDP frame (64 bytes on the wire, FCS aside).
+fn inner_udp(src: Ipv4Addr, dst: Ipv4Addr, dst_mac: [u8; 6]) -> Vec<u8> {
+    InnerFrame::udp(src, dst, 40000, 7000, &[0x5a; PAYLOAD_LEN])
+        .macs(endpoint_mac(src), dst_mac)
+        .build()
+}
+
+/// A tunnel packet from SENDER_HOST to this host around `inner`.
+fn tunnel(vni: u32, inner: &[u8]) -> Vec<u8> {
+    Tunnel::new(SENDER_HOST, THIS_HOST, vni)
+        .macs(host_mac(SENDER_HOST), THIS_MAC)
+        .build(inner)
+}
+
+/// The packet each path is measured with.
+fn packet(path: Path) -> Vec<u8> {
+    let from_remote = |dst: Ipv4Addr| inner_udp(REMOTE_SENDER, dst, proxy_mac(dst));
+    match path {
+        // A UDP datagram to this host that is not Geneve (port 53): the stack's.
+        Path::TransitPass => InnerFrame::udp(SENDER_HOST, THIS_HOST, 40000, 53, &[0; PAYLOAD_LEN])
+            .macs(host_mac(SENDER_HOST), THIS_MAC)
+            .build(),
+        Path::TransitLocal => tunnel(VNI_A, &from_remote(LOCAL_EP)),
+        Path::TransitBypass => tunnel(VNI_A, &from_remote(BYPASS_EP)),
+        Path::TransitBouncer => tunnel(VNI_A, &from_remote(REMOTE_EP)),
+        Path::TransitDivider => tunnel(VNI_A, &from_remote(UNKNOWN_EP)),
+        Path::TransitToDivider => tunnel(
+            VNI_B,
+            &inner_udp(VPC_B_SENDER, VPC_B_DEST, proxy_mac(VPC_B_DEST)),
+        ),
+        Path::TransitUnknownVpc => tunnel(VNI_UNKNOWN, &from_remote(LOCAL_EP)),
+        Path::EgressToBouncer => inner_udp(LOCAL_EP, UNKNOWN_EP, proxy_mac(UNKNOWN_EP)),
+        Path::EgressLocal => inner_udp(LOCAL_EP, LOCAL_PEER, endpoint_mac(LOCAL_PEER)),
+        Path::EgressArp => arp_request(endpoint_mac(LOCAL_EP), LOCAL_EP, GATEWAY_A),
+    }
+}
+
+/// The `struct xdp_md` handed to egress runs: the packet arrived on the endpoint's veth.
+fn egress_ctx(packet_len: usize) -> Vec<u8> {
+    // data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex
+    [0, packet_len as u32, 0, EGRESS_IFINDEX, 0, 0]
+        .iter()
+        .flat_map(|v: &u32| v.to_ne_bytes())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The harness.
+
+/// What one BPF_PROG_TEST_RUN runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subject {
+    Floor,
+    /// mz_bench_wrap tail-calling mz_floor.
+    WrappedFloor,
+    /// A path, directly or (when it rewrites the packet) through the wrapper.
+    Path(Path),
+    /// A wrapped path's program run directly, once, to compare outputs.
+    Direct(Path),
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Floor => f.write_str("the floor (mz_floor)"),
+            Self::WrappedFloor => f.write_str("the wrapper (mz_bench_wrap -> mz_floor)"),
+            Self::Path(p) if p.wrapped() => write!(
+                f,
+                "{} {} (through mz_bench_wrap)",
+                p.program().name(),
+                p.label()
+            ),
+            Self::Path(p) | Self::Direct(p) => write!(f, "{} {}", p.program().name(), p.label()),
+        }
+    }
+}
+
+struct Run {
+    verdict: u32,
+    ns: f64,
+    output: Vec<u8>,
+    /// Packets counted under the path's reason (0 for the floor subjects).
+    counted: u64,
+}
+
+/// Removes the instance's pins (and its directory) however the benchmark ends.
+struct PinGuard(PathBuf);
+
+impl Drop for PinGuard {
+    fn drop(&mut self) {
+        if let Err(err) = remove_all_pins(&PinLayout::new(&self.0)) {
+            tracing::warn!(dir = %self.0.display(), %err, "cannot remove the benchmark's pins");
+        }
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+struct Harness {
+    // Field order is drop order: programs and maps before the pins go.
+    dataplane: Dataplane,
+    bench: Ebpf,
+    bench_packet: Array<MapData, abi::mz_bench_packet>,
+    target: ProgramArray<MapData>,
+    _pins: PinGuard,
+}
+
+fn path_program(dataplane: &Dataplane, path: Path) -> &Xdp {
+    match path.program() {
+        Program::Transit => dataplane.transit(),
+        Program::Egress => dataplane.egress(),
+    }
+}
+
+fn xdp<'a>(ebpf: &'a Ebpf, name: &'static str) -> &'a Xdp {
+    ebpf.program(name)
+        .and_then(|p| <&Xdp>::try_from(p).ok())
+        .expect("loaded and checked in Harness::new")
+}
+
+impl Harness {
+    fn new() -> Result<Self, BenchError> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let root = PathBuf::from(BENCH_BPFFS);
+        ensure_bpffs(&root)?;
+        let dir = root.join(format!(
+            "{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = remove_all_pins(&PinLayout::new(&dir));
+        let pins = PinGuard(dir.clone());
+        let mut dataplane = Dataplane::load(&dir)?;
+        configure(&mut dataplane)?;
+
+        let mut bench = Ebpf::load(BENCH_OBJECT).map_err(|e| BenchError::Load(Box::new(e)))?;
+        for name in [FLOOR_PROGRAM, BENCH_WRAPPER_PROGRAM] {
+            let program_error = |source| BenchError::Program {
+                program: name,
+                source: Box::new(source),
+            };
+            let prog: &mut Xdp = bench
+                .program_mut(name)
+                .ok_or_else(|| BenchError::Setup(format!("the bench object has no {name}")))?
+                .try_into()
+                .map_err(program_error)?;
+            prog.load().map_err(program_error)?;
+        }
+        let map_error = |map: &'static str| {
+            move |source| BenchError::Map {
+                map,
+                source: Box::new(source),
+            }
+        };
+        let take = |bench: &mut Ebpf, map: &'static str| {
+            bench
+                .take_map(map)
+                .ok_or_else(|| BenchError::Setup(format!("the bench object has no map {map}")))
+        };
+        let bench_packet = Array::try_from(take(&mut bench, map_names::BENCH_PACKET)?)
+            .map_err(map_error(map_names::BENCH_PACKET))?;
+        let target = ProgramArray::try_from(take(&mut bench, map_names::BENCH_TARGET)?)
+            .map_err(map_error(map_names::BENCH_TARGET))?;
+        Ok(Self {
+            dataplane,
+            bench,
+            bench_packet,
+            target,
+            _pins: pins,
+        })
+    }
+
+    /// Points the wrapper at `subject`'s program and stores the packet it restores.
+    fn arm_wrapper(&mut self, subject: Subject, packet: &[u8]) -> Result<(), BenchError> {
+        let (program, name) = match subject {
+            Subject::WrappedFloor => (xdp(&self.bench, FLOOR_PROGRAM), FLOOR_PROGRAM),
+            Subject::Path(path) => (
+                path_program(&self.dataplane, path),
+                match path.program() {
+                    Program::Transit => mizar_ebpf::TRANSIT_PROGRAM,
+                    Program::Egress => mizar_ebpf::EGRESS_PROGRAM,
+                },
+            ),
+            Subject::Floor | Subject::Direct(_) => return Ok(()),
+        };
+        let fd = program.fd().map_err(|source| BenchError::Program {
+            program: name,
+            source: Box::new(source),
+        })?;
+        self.target
+            .set(abi::MZ_BENCH_TARGET_SLOT, fd, 0)
+            .map_err(|source| BenchError::Map {
+                map: map_names::BENCH_TARGET,
+                source: Box::new(source),
+            })?;
+        let len = packet.len();
+        if len > abi::MZ_BENCH_MAX_PACKET as usize {
+            return Err(BenchError::Setup(format!(
+                "{subject}: a {len}-byte packet does not fit the wrapper's {} bytes",
+                abi::MZ_BENCH_MAX_PACKET
+            )));
+        }
+        let mut stored = abi::mz_bench_packet {
+            len: len as u32,
+            data: [0; abi::MZ_BENCH_MAX_PACKET as usize],
+        };
+        stored.data[..len].copy_from_slice(packet);
+        self.bench_packet
+            .set(0, stored, 0)
+            .map_err(|source| BenchError::Map {
+                map: map_names::BENCH_PACKET,
+                source: Box::new(source),
+            })
+    }
+
+    fn test_run(&self, subject: Subject, packet: &[u8], repeat: u32) -> Result<Run, BenchError> {
+        let (program, ctx) = match subject {
+            Subject::Floor => (xdp(&self.bench, FLOOR_PROGRAM), None),
+            Subject::WrappedFloor => (xdp(&self.bench, BENCH_WRAPPER_PROGRAM), None),
+            Subject::Path(path) | Subject::Direct(path) => {
+                let program = if path.wrapped() && matches!(subject, Subject::Path(_)) {
+                    xdp(&self.bench, BENCH_WRAPPER_PROGRAM)
+                } else {
+                    path_program(&self.dataplane, path)
+                };
+                let ctx = (path.program() == Program::Egress).then(|| egress_ctx(packet.len()));
+                (program, ctx)
+            }
+        };
+        // Room for the largest rewrite (encapsulation) plus slack.
+        let mut output = vec![0u8; packet.len() + 256];
+        let result = program
+            .test_run(TestRunOptions {
+                data_in: Some(packet),
+                data_out: Some(&mut output),
+                ctx_in: ctx.as_deref(),
+                repeat,
+                ..Default::default()
+            })
+            .map_err(|source| BenchError::TestRun {
+                subject: subject.to_string(),
+                source: Box::new(source),
+            })?;
+        output.truncate(result.data_size_out as usize);
+        Ok(Run {
+            verdict: result.return_value,
+            ns: result.duration.as_nanos() as f64,
+            output,
+            counted: 0,
+        })
+    }
+
+    fn counters(&self) -> Result<Counters, BenchError> {
+        Ok(self.dataplane.maps().counters()?)
+    }
+
+    /// Runs `subject` `repeat` times, and checks that every repetition took the expected path.
+    fn run_checked(
+        &mut self,
+        subject: Subject,
+        packet: &[u8],
+        repeat: u32,
+    ) -> Result<Run, BenchError> {
+        self.arm_wrapper(subject, packet)?;
+        let (expected, path) = match subject {
+            Subject::Floor | Subject::WrappedFloor => (Verdict::Tx, None),
+            Subject::Path(p) | Subject::Direct(p) => (p.verdict(), Some(p)),
+        };
+        let before = match path {
+            Some(_) => Some(self.counters()?),
+            None => None,
+        };
+        let mut run = self.test_run(subject, packet, repeat)?;
+        if run.verdict != expected as u32 {
+            return Err(BenchError::WrongVerdict {
+                subject: subject.to_string(),
+                expected,
+                got: Verdict::describe_raw(run.verdict),
+            });
+        }
+        if let (Some(path), Some(before)) = (path, before) {
+            let delta = self.counters()?.since(&before);
+            let total: u64 = delta.nonzero_reasons().map(|(_, v)| v.packets).sum();
+            if delta.packets(path.reason()) != u64::from(repeat) || total != u64::from(repeat) {
+                let counted: Vec<String> = delta
+                    .nonzero_reasons()
+                    .map(|(info, v)| format!("{} {}", info.name, v.packets))
+                    .collect();
+                return Err(BenchError::WrongCounters {
+                    subject: subject.to_string(),
+                    reason: path.reason_name(),
+                    expected: u64::from(repeat),
+                    counted: if counted.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        counted.join(", ")
+                    },
+                });
+            }
+            run.counted = delta.packets(path.reason());
+        }
+        Ok(run)
+    }
+
+    /// One run of each subject before any timing: verdicts, counters, wrapper transparency.
+    fn check(&mut self, floor_packet: &[u8], packets: &[Vec<u8>]) -> Result<(), BenchError> {
+        let floor = self.run_checked(Subject::Floor, floor_packet, 1)?;
+        let wrapped = self.run_checked(Subject::WrappedFloor, floor_packet, 1)?;
+        if wrapped.output != floor.output {
+            return Err(BenchError::WrapperChangedOutput {
+                subject: Subject::WrappedFloor.to_string(),
+            });
+        }
+        for (path, packet) in PATHS.iter().zip(packets) {
+            let run = self.run_checked(Subject::Path(*path), packet, 1)?;
+            if path.wrapped() {
+                let direct = self.run_checked(Subject::Direct(*path), packet, 1)?;
+                if direct.output != run.output {
+                    return Err(BenchError::WrapperChangedOutput {
+                        subject: Subject::Path(*path).to_string(),
+                    });
+                }
+            }
+            // Twice in a row, as a repeated run goes: the second repetition must see what the
+            // first saw (the wrapper restored it, or the path does not rewrite the packet).
+            let twice = self.run_checked(Subject::Path(*path), packet, 2)?;
+            if twice.output != run.output {
+                return Err(BenchError::NotRepeatable {
+                    subject: Subject::Path(*path).to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, model)| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// Loads a private instance of the data plane under [`BENCH_BPFFS`], configures the benchmark
+/// topology, checks every path, then measures: each round times the floor, then every path
+/// (and, for wrapped paths, the wrapper with the same packet), `options.runs` rounds in all.
+pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
+    options.validate()?;
+    let mut harness = Harness::new()?;
+    let packets: Vec<Vec<u8>> = PATHS.iter().map(|p| packet(*p)).collect();
+    let floor_packet = packet(Path::TransitBouncer);
+
+    harness.check(&floor_packet, &packets)?;
+    tracing::info!(
+        repeat = options.repeat,
+        runs = options.runs,
+        "every path checked; measuring"
+    );
+
+    let mut floor = Vec::new();
+    let mut paths: Vec<PathResult> = PATHS
+        .iter()
+        .map(|p| PathResult {
+            path: *p,
+            verdict: None,
+            counted: 0,
+            samples_ns: Vec::new(),
+            wrapper_samples_ns: p.wrapped().then(Vec::new),
+        })
+        .collect();
+    for round in 0..options.runs {
+        floor.push(
+            harness
+                .run_checked(Subject::Floor, &floor_packet, options.repeat)?
+                .ns,
+        );
+        for (result, packet) in paths.iter_mut().zip(&packets) {
+            let run = harness.run_checked(Subject::Path(result.path), packet, options.repeat)?;
+            result.samples_ns.push(run.ns);
+            result.verdict = Verdict::from_raw(run.verdict);
+            result.counted += run.counted;
+            if let Some(wrapper) = result.wrapper_samples_ns.as_mut() {
+                wrapper.push(
+                    harness
+                        .run_checked(Subject::WrappedFloor, packet, options.repeat)?
+                        .ns,
+                );
+            }
+        }
+        tracing::info!(round = round + 1, of = options.runs, "round done");
+    }
+
+    Ok(BenchReport {
+        repeat: options.repeat,
+        runs: options.runs,
+        quick: options.quick,
+        kernel: kernel_release(),
+        cpu: cpu_model(),
+        floor_samples_ns: floor,
+        paths,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[7.0]), Some(7.0));
+        assert_eq!(median(&[9.0, 1.0, 5.0]), Some(5.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        // One outlier (a preempted run) does not move it.
+        assert_eq!(median(&[10.0, 11.0, 10.0, 400.0, 12.0]), Some(11.0));
+    }
+
+    #[test]
+    fn ratio_net_and_targets() {
+        assert_eq!(ratio(30.0, 10.0), Some(3.0));
+        assert_eq!(ratio(30.0, 0.0), None);
+        assert_eq!(wrapper_cost(25.0, 10.0), 15.0);
+        assert_eq!(net_of_wrapper(40.0, 15.0), 25.0);
+        assert!(meets(3.0, 3.0));
+        assert!(!meets(3.01, 3.0));
+    }
+
+    fn report() -> BenchReport {
+        BenchReport {
+            repeat: MIN_REPEAT,
+            runs: 3,
+            quick: false,
+            kernel: "6.1.0".to_owned(),
+            cpu: "Test \"CPU\"".to_owned(),
+            floor_samples_ns: vec![10.0, 12.0, 10.0],
+            paths: vec![
+                PathResult {
+                    path: Path::TransitBouncer,
+                    verdict: Some(Path::TransitBouncer.verdict()),
+                    counted: 3 * u64::from(MIN_REPEAT),
+                    samples_ns: vec![45.0, 44.0, 47.0],
+                    // wrapper cost = 25 - 10 = 15, net = 45 - 15 = 30: exactly 3x.
+                    wrapper_samples_ns: Some(vec![25.0, 25.0, 90.0]),
+                },
+                PathResult {
+                    path: Path::TransitDivider,
+                    verdict: Some(Path::TransitDivider.verdict()),
+                    counted: 3 * u64::from(MIN_REPEAT),
+                    samples_ns: vec![60.0, 61.0, 59.0],
+                    // net = 60 - 15 = 45: 4.5x, misses 4x.
+                    wrapper_samples_ns: Some(vec![25.0, 24.0, 26.0]),
+                },
+                PathResult {
+                    path: Path::TransitPass,
+                    verdict: Some(Path::TransitPass.verdict()),
+                    counted: 3 * u64::from(MIN_REPEAT),
+                    samples_ns: vec![15.0, 15.0, 16.0],
+                    wrapper_samples_ns: None,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn rows_derive_net_figures_and_judge_targets_net() {
+        let report = report();
+        assert_eq!(report.floor_ns(), 10.0);
+        let rows = report.rows();
+        let bouncer = rows[0];
+        assert_eq!(bouncer.ns, 45.0);
+        assert_eq!(bouncer.wrapper_cost_ns, Some(15.0));
+        assert_eq!(bouncer.net_ns, Some(30.0));
+        assert_eq!(bouncer.ratio, Some(4.5));
+        assert_eq!(bouncer.net_ratio, Some(3.0));
+        assert_eq!(bouncer.met, Some(true));
+        let divider = rows[1];
+        assert_eq!(divider.net_ratio, Some(4.5));
+        assert_eq!(divider.met, Some(false));
+        let pass = rows[2];
+        assert_eq!(pass.net_ns, None);
+        assert_eq!(pass.ratio, Some(1.5));
+        assert_eq!(pass.met, None);
+        assert!(!report.targets_met());
+    }
+
+    #[test]
+    fn table_and_json_carry_the_figures() {
+        let report = report();
+        let table = report.to_string();
+        assert!(table.contains("floor (mz_floor: swap MACs, XDP_TX): 10.0 ns/packet"));
+        assert!(table.contains("bouncer forward (w)"));
+        assert!(table.contains("<= 3x met"));
+        assert!(table.contains("<= 4x MISSED"));
+        assert!(table.contains("target: transit divider forward within 4x the floor: MISSED"));
+        let json = report.to_json();
+        assert!(json.starts_with("{\"repeat\":1000000,"));
+        assert!(json.contains("\"cpu\":\"Test \\\"CPU\\\"\""));
+        assert!(json.contains("\"id\":\"transit.bouncer\""));
+        assert!(json.contains("\"net_ns\":30,"));
+        assert!(json.contains("\"wrapper_samples_ns\":null"));
+        assert!(json.contains("\"met\":false"));
+        assert_eq!(json.matches('{').count(), json.matches('}').count());
+    }
+
+    #[test]
+    fn options_refuse_short_runs_unless_quick() {
+        assert!(BenchOptions::default().validate().is_ok());
+        assert!(BenchOptions::quick().validate().is_ok());
+        let short = BenchOptions {
+            repeat: 1000,
+            ..BenchOptions::default()
+        };
+        assert!(matches!(
+            short.validate(),
+            Err(BenchError::RepeatTooLow { repeat: 1000 })
+        ));
+        let zero = BenchOptions {
+            runs: 0,
+            ..BenchOptions::quick()
+        };
+        assert!(matches!(zero.validate(), Err(BenchError::Zero)));
+    }
+
+    #[test]
+    fn every_path_has_its_own_reason() {
+        let reasons: std::collections::HashSet<_> = PATHS.iter().map(|p| p.reason()).collect();
+        assert_eq!(reasons.len(), PATHS.len());
+        for path in PATHS {
+            assert_ne!(path.reason_name(), "(unknown counter)");
+        }
+    }
+
+    #[test]
+    fn egress_ctx_is_an_xdp_md() {
+        let ctx = egress_ctx(64);
+        assert_eq!(ctx.len(), 24);
+        assert_eq!(&ctx[4..8], &64u32.to_ne_bytes());
+        assert_eq!(&ctx[12..16], &EGRESS_IFINDEX.to_ne_bytes());
+    }
+}
