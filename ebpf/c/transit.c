@@ -81,7 +81,7 @@ int mz_transit(struct xdp_md *ctx)
 	struct genevehdr *geneve;
 	void *options_end;
 	__u32 verdict, stage, reason, vni, next_host = 0, source_host = 0, ihl_bytes, tot_len, fwd;
-	__u32 options_len, options_offset;
+	__u32 options_len, options_offset, datagram_len, inner_len;
 	__u64 packet_len;
 
 	cursor_init(&c, ctx);
@@ -113,10 +113,13 @@ int mz_transit(struct xdp_md *ctx)
 		DROP(MZ_DROP_MALFORMED_UDP);
 	if (udp->dest != bpf_htons(MZ_GENEVE_PORT))
 		PASS(MZ_PASS_NOT_GENEVE_PORT);
-	if (bpf_ntohs(udp->len) != tot_len - ihl_bytes)
+	if (bpf_ntohs(udp->len) != tot_len - ihl_bytes || tot_len - ihl_bytes < sizeof(*udp))
 		DROP(MZ_DROP_MALFORMED_UDP);
+	/* The Geneve packet is the UDP datagram: bytes after it in the frame (Ethernet padding, or
+	 * anything a sender appends) are no part of it, so every layer must end inside it. */
+	datagram_len = tot_len - ihl_bytes - sizeof(*udp);
 	geneve = CURSOR_TAKE(&c, struct genevehdr);
-	if (!geneve)
+	if (!geneve || datagram_len < sizeof(*geneve))
 		DROP(MZ_DROP_MALFORMED_GENEVE);
 	if (GENEVE_VERSION(geneve) != 0)
 		PASS(MZ_PASS_GENEVE_VERSION);
@@ -132,7 +135,7 @@ int mz_transit(struct xdp_md *ctx)
 	options_len = GENEVE_OPT_BYTES(geneve);
 	options_offset = c.pos - (void *)eth;
 	options_end = c.pos + options_len;
-	if (options_end > c.end)
+	if (options_end > c.end || sizeof(*geneve) + options_len > datagram_len)
 		DROP(MZ_DROP_MALFORMED_OPTION);
 	for (__u32 i = 0, off = 0; i < MZ_GENEVE_MAX_OPT_WORDS && off < options_len; i++) {
 		struct geneve_opt opt;
@@ -157,12 +160,18 @@ int mz_transit(struct xdp_md *ctx)
 	c.pos = options_end;
 
 	inner_eth = CURSOR_TAKE(&c, struct ethhdr);
-	if (!inner_eth)
+	if (!inner_eth || sizeof(*geneve) + options_len + sizeof(*inner_eth) > datagram_len)
 		DROP(MZ_DROP_MALFORMED_INNER);
 	if (inner_eth->h_proto != bpf_htons(ETH_P_IP))
 		DROP(MZ_DROP_INNER_NOT_IPV4);
 	inner_ip = CURSOR_TAKE(&c, struct iphdr);
 	if (!inner_ip || inner_ip->version != 4 || inner_ip->ihl < 5)
+		DROP(MZ_DROP_MALFORMED_INNER);
+	/* The whole inner packet, as its total length says, must be in the datagram: an endpoint is
+	 * never handed a truncated packet, nor a bouncer made to forward one. */
+	inner_len = bpf_ntohs(inner_ip->tot_len);
+	if (inner_len < inner_ip->ihl * 4 ||
+	    sizeof(*geneve) + options_len + sizeof(*inner_eth) + inner_len > datagram_len)
 		DROP(MZ_DROP_MALFORMED_INNER);
 
 	vni = geneve_vni(geneve);
