@@ -12,6 +12,8 @@ packages=(
   iputils-ping tcpdump tshark  # end-to-end tests and capture checks
   libclang-dev          # bindgen reads the shared ABI header
   pkg-config
+  gcc libc6-dev         # the linker Rust uses (cc)
+  curl ca-certificates  # rustup, when no Rust toolchain is installed
 )
 
 missing=()
@@ -22,4 +24,20 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Rust: Debian 12's own rustc (1.63) is too old for the workspace (rust-version 1.95), so a
+# machine without cargo gets rustup's stable toolchain. rustup puts it in ~/.cargo/bin, which the
+# shell that ran this script does not search: link the tools into /usr/local/bin so that
+# `./scripts/setup-debian.sh && cargo ...` works in one line.
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ ! -x "$HOME/.cargo/bin/cargo" ]; then
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
+      sh -s -- -y --no-modify-path --profile minimal --default-toolchain stable -c rustfmt,clippy
+  fi
+  for tool in cargo rustc rustdoc rustup rustfmt cargo-fmt cargo-clippy clippy-driver; do
+    if [ -e "$HOME/.cargo/bin/$tool" ]; then
+      ln -sf "$HOME/.cargo/bin/$tool" "/usr/local/bin/$tool"
+    fi
+  done
 fi
