@@ -513,6 +513,20 @@ fn unknown_network_on_a_divider_is_dropped() {
 }
 
 #[test]
+fn unknown_network_on_one_of_several_dividers_is_dropped_not_passed_on() {
+    // Every divider of a VPC knows all its networks: one that does not know the network must
+    // not hand the packet to another divider, whichever the flow hash would pick.
+    let mut world = World::new("transit-unknown-net-peers");
+    world.vpc(VNI, true, &[DIVIDERS[0], SELF, DIVIDERS[1]]);
+    world.network(VNI, false, &BOUNCERS);
+    for i in 1..33u8 {
+        world
+            .run(&from_peer(VNI).build(&inner_udp(SENDER_EP, Ipv4Addr::new(10, 9, i, 4))))
+            .expect_drop(abi::MZ_DROP_UNKNOWN_NETWORK);
+    }
+}
+
+#[test]
 fn network_without_bouncers_is_dropped() {
     let mut world = World::new("transit-no-bouncer");
     world.vpc(VNI, true, &[SELF]);
