@@ -16,7 +16,6 @@ use mizar::{
 use mizar_ebpf::{abi, flow_hash, ip_be};
 
 const XDP_DROP: u32 = 1;
-const XDP_TX: u32 = 3;
 const XDP_REDIRECT: u32 = 4;
 
 const VNI: u32 = 100;
@@ -156,7 +155,7 @@ fn proxy_arp_answers_within_the_network_only() {
         &packet::arp_request(EP_MAC, EP, REMOTE),
         LOOPBACK,
     );
-    assert_eq!(run.verdict, XDP_TX);
+    assert_eq!(run.verdict, XDP_REDIRECT);
     assert_only_reason(&run.delta, abi::MZ_EGRESS_ARP_REPLY);
     assert_eq!(&run.out[0..6], &EP_MAC, "reply goes back to the asker");
     assert_eq!(&run.out[6..12], &REMOTE_MAC);
@@ -178,7 +177,7 @@ fn proxy_arp_answers_within_the_network_only() {
             &packet::arp_request(EP_MAC, EP, target),
             LOOPBACK,
         );
-        assert_eq!(run.verdict, XDP_TX);
+        assert_eq!(run.verdict, XDP_REDIRECT);
         let o = target.octets();
         assert_eq!(&run.out[22..28], &[0x02, 0x00, o[0], o[1], o[2], o[3]]);
     }
@@ -317,8 +316,13 @@ fn a_receiving_transit_delivers_what_egress_sent_and_learns_the_sender() {
             underlay_ifindex: 5,
         })
         .unwrap();
-        maps.set_host(HOST_A, HOST_A_MAC).unwrap();
-        maps.set_host(BOUNCER, BOUNCER_MAC).unwrap();
+        for (ip, mac) in [
+            (HOST_A, HOST_A_MAC),
+            (BOUNCER, BOUNCER_MAC),
+            (DIVIDER, DIVIDER_MAC),
+        ] {
+            maps.set_host(ip, mac).unwrap();
+        }
         maps.set_vpc(
             VNI,
             &VpcEntry {

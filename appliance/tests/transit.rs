@@ -350,11 +350,10 @@ fn bouncer_forwards_to_the_endpoints_host() {
         Some(PEER),
         "the option still names the sender"
     );
-    // A bouncer forwards; it neither learns nor counts endpoint traffic.
+    // A bouncer forwards; it does not learn (only endpoints hosted here have counters).
     let maps = world.instance.dataplane.maps();
     assert_eq!(maps.learned_host(VNI, SENDER_EP).unwrap(), None);
-    let stats = maps.endpoint_stats(VNI, REMOTE_EP).unwrap().unwrap();
-    assert_eq!(stats.rx_packets, 0);
+    assert_eq!(maps.endpoint_stats(VNI, REMOTE_EP).unwrap(), None);
 }
 
 #[test]
@@ -396,14 +395,46 @@ fn bouncer_checksum_is_right_for_many_headers() {
 }
 
 #[test]
-fn bouncer_without_the_next_hosts_mac_drops() {
+fn forwarding_to_a_host_without_its_mac_cannot_be_configured() {
+    // Next hops carry their host's MAC, resolved when the entry is written: an endpoint on an
+    // unknown host is refused, and a host cannot be forgotten while something forwards to it.
     let mut world = World::bouncer("transit-no-mac");
     let unknown_host = Ipv4Addr::new(192, 168, 0, 200);
     let ep = Ipv4Addr::new(10, 0, 0, 60);
-    world.remote_endpoint(VNI, ep, REMOTE_MAC, unknown_host);
+    let entry = EndpointEntry {
+        mac: REMOTE_MAC,
+        kind: EndpointKind::Simple,
+        bypass_decap: false,
+        host: unknown_host,
+        local_ifindex: None,
+    };
+    let err = world
+        .maps()
+        .set_endpoint(VNI, ep, &entry)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("host 192.168.0.200 is not known"), "{err}");
+    assert_eq!(
+        world.maps().endpoint(VNI, ep).unwrap(),
+        None,
+        "nothing written"
+    );
+
+    let err = world.maps().remove_host(EP_HOST).unwrap_err().to_string();
+    assert!(err.contains("is still used by endpoint"), "{err}");
     world
-        .run(&packet_to(VNI, ep))
-        .expect_drop(abi::MZ_DROP_NO_HOST_MAC);
+        .run(&packet_to(VNI, REMOTE_EP))
+        .expect(XDP_TX, abi::MZ_BOUNCER_FORWARD, Stage::OnXdpTx);
+}
+
+#[test]
+fn a_new_mac_for_a_host_reaches_every_entry_that_forwards_to_it() {
+    let mut world = World::bouncer("transit-new-mac");
+    let new_mac = [0x02, 0xab, 0xcd, 0, 0, 1];
+    world.maps().set_host(EP_HOST, new_mac).unwrap();
+    let run = world.run(&packet_to(VNI, REMOTE_EP));
+    run.expect(XDP_TX, abi::MZ_BOUNCER_FORWARD, Stage::OnXdpTx);
+    assert_eq!(&run.output[0..6], &new_mac);
 }
 
 #[test]

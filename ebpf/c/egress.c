@@ -154,14 +154,15 @@ int mz_egress(struct xdp_md *ctx)
 	const struct mz_local_iface *iface;
 	const struct mz_endpoint *ep;
 	const struct mz_learned_host *learned;
-	const struct mz_host *next;
-	const struct mz_vpc *vpc;
+	const struct mz_next_hop *hop;
+	const struct mz_host *learned_host;
 	struct mz_endpoint_stats *stats, *sender_stats = NULL;
 	struct mz_endpoint_key key;
 	struct cursor c;
 	struct ethhdr *eth;
 	struct iphdr *ip;
-	__u32 verdict, reason, ifindex = ctx->ingress_ifindex, vni, next_host = 0, err;
+	__u32 verdict, reason, ifindex = ctx->ingress_ifindex, vni, next_host, err;
+	const __u8 *next_mac;
 	__u64 packet_len;
 	__u16 sport;
 
@@ -180,8 +181,12 @@ int mz_egress(struct xdp_md *ctx)
 		DROP(MZ_EGRESS_DROP_MALFORMED);
 	if (eth->h_proto == bpf_htons(ETH_P_ARP)) {
 		reason = proxy_arp(&c, eth, iface);
-		verdict = reason == MZ_EGRESS_ARP_REPLY ? XDP_TX : XDP_DROP;
-		goto out;
+		if (reason != MZ_EGRESS_ARP_REPLY)
+			DROP(reason);
+		/* Back out of the veth it came in by, as a redirect: a veth wakes its peer for
+		 * redirected frames, but after XDP_TX only if the peer runs an XDP program. */
+		bpf_redirect(ifindex, 0);
+		EXIT(XDP_REDIRECT, reason);
 	}
 	if (eth->h_proto != bpf_htons(ETH_P_IP))
 		DROP(MZ_EGRESS_DROP_NOT_IPV4);
@@ -191,13 +196,13 @@ int mz_egress(struct xdp_md *ctx)
 	/* An endpoint speaks only for its own address. */
 	if (ip->saddr != iface->endpoint.ip_be)
 		DROP(MZ_EGRESS_DROP_SPOOFED_SOURCE);
-	sender_stats = endpoint_stats(vni, ip->saddr);
+	sender_stats = endpoint_stats(iface->stats_slot);
 
 	key.vni = vni;
 	key.ip_be = ip->daddr;
 	ep = bpf_map_lookup_elem(&mz_endpoints, &key);
 	if (ep && (ep->flags & MZ_EP_LOCAL) && ep->type != MZ_EP_SCALED) {
-		stats = endpoint_stats(vni, ip->daddr);
+		stats = endpoint_stats(ep->stats_slot);
 		if (!(ep->flags & MZ_EP_BYPASS_DECAP)) {
 			/* Same host: no tunnel needed. */
 			mac_copy(eth->h_dest, ep->mac);
@@ -223,32 +228,35 @@ int mz_egress(struct xdp_md *ctx)
 
 	if (ep) {
 		next_host = ep->host_ip_be;
+		next_mac = ep->host_mac;
 		reason = MZ_EGRESS_TO_HOST;
 	} else if ((learned = bpf_map_lookup_elem(&mz_learned, &key))) {
 		next_host = learned->host_ip_be;
+		learned_host = bpf_map_lookup_elem(&mz_hosts, &next_host);
+		if (!learned_host)
+			DROP(MZ_EGRESS_DROP_NO_HOST_MAC);
+		next_mac = learned_host->mac;
 		reason = MZ_EGRESS_TO_LEARNED_HOST;
 	} else {
-		vpc = bpf_map_lookup_elem(&mz_vpcs, &vni);
-		if (!vpc)
-			DROP(MZ_EGRESS_DROP_UNKNOWN_VPC);
-		switch (route_by_network(vni, vpc, ip->saddr, ip->daddr, cfg->host_ip_be, &next_host)) {
+		switch (route_by_network(vni, ip->saddr, ip->daddr, cfg->host_ip_be, &hop)) {
 		case MZ_ROUTE_TO_BOUNCER:
 			reason = MZ_EGRESS_TO_BOUNCER;
 			break;
 		case MZ_ROUTE_TO_DIVIDER:
 			reason = MZ_EGRESS_TO_DIVIDER;
 			break;
+		case MZ_ROUTE_UNKNOWN_VPC:
+			DROP(MZ_EGRESS_DROP_UNKNOWN_VPC);
 		default:
 			DROP(MZ_EGRESS_DROP_NO_ROUTE);
 		}
+		next_host = hop->ip_be;
+		next_mac = hop->mac;
 	}
 	if (next_host == cfg->host_ip_be)
 		DROP(MZ_EGRESS_DROP_NO_ROUTE);
-	next = bpf_map_lookup_elem(&mz_hosts, &next_host);
-	if (!next)
-		DROP(MZ_EGRESS_DROP_NO_HOST_MAC);
 	sport = encap_source_port(&c, ip);
-	err = encapsulate(ctx, cfg, vni, next_host, next->mac, sport);
+	err = encapsulate(ctx, cfg, vni, next_host, next_mac, sport);
 	if (err)
 		DROP(err);
 	bpf_redirect(cfg->underlay_ifindex, 0);

@@ -19,36 +19,83 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define PASS(r) EXIT(XDP_PASS, MZ_STAGE_ON_XDP_PASS, r)
 #define DROP(r) EXIT(XDP_DROP, MZ_STAGE_ON_XDP_DROP, r)
 
-/* Direct path: remember which host the inner source lives on. Writes only when that changes. */
+/*
+ * Direct path: remember which host the inner source lives on. The per-CPU cache answers for a
+ * steady flow without a hash lookup; the shared map is written only when what it holds changes.
+ */
 static __always_inline void learn_source_host(__u32 vni, __u32 src_ip, __u32 src_host, __u32 self)
 {
 	struct mz_endpoint_key key = { .vni = vni, .ip_be = src_ip };
 	struct mz_learned_host learned = { .host_ip_be = src_host };
+	__u32 slot = mz_flow_hash(vni, src_ip) & (MZ_LEARNED_CACHE_SLOTS - 1);
+	struct mz_learned_cache_entry *seen;
 	struct mz_learned_host *known;
 
 	if (!src_host || src_host == self)
 		return;
+	seen = bpf_map_lookup_elem(&mz_learned_cache, &slot);
+	if (!seen || (seen->vni == vni && seen->ip_be == src_ip && seen->host_ip_be == src_host))
+		return;
 	known = bpf_map_lookup_elem(&mz_learned, &key);
-	if (known && known->host_ip_be == src_host)
-		return;
-	/* Only hosts we know: a source-host option cannot point traffic at an arbitrary address. */
-	if (!bpf_map_lookup_elem(&mz_hosts, &src_host))
-		return;
-	bpf_map_update_elem(&mz_learned, &key, &learned, BPF_ANY);
+	if (!known || known->host_ip_be != src_host) {
+		/* Only hosts we know: a source-host option cannot point traffic anywhere else. */
+		if (!host_is_known(src_host))
+			return;
+		bpf_map_update_elem(&mz_learned, &key, &learned, BPF_ANY);
+	}
+	seen->vni = vni;
+	seen->ip_be = src_ip;
+	seen->host_ip_be = src_host;
+}
+
+/*
+ * Geneve options are TLVs: ours are read, others skipped, unknown critical ones refused. Our
+ * own single option, what Mizar peers send, is read in place; anything else is walked with a
+ * scalar offset and checked loads, so the verifier's work does not grow per option.
+ */
+static __always_inline __u32 read_options(struct xdp_md *ctx, struct cursor *c, __u32 len, __u32 *source_host)
+{
+	struct mz_source_host_opt *own = c->pos;
+	__u32 offset = c->pos - (void *)(long)ctx->data;
+
+	if (len == 0)
+		return 0;
+	if (len == sizeof(*own) && (void *)(own + 1) <= c->end &&
+	    own->hdr.opt_class == bpf_htons(MZ_GENEVE_OPT_CLASS) &&
+	    own->hdr.type == MZ_GENEVE_OPT_SOURCE_HOST && (own->hdr.length & 0x1f) == 1) {
+		*source_host = own->host_ip;
+		return 0;
+	}
+	for (__u32 i = 0, off = 0; i < MZ_GENEVE_MAX_OPT_WORDS && off < len; i++) {
+		struct geneve_opt opt;
+		__u32 data_len;
+
+		if (off + sizeof(opt) > len || bpf_xdp_load_bytes(ctx, offset + off, &opt, sizeof(opt)))
+			return MZ_DROP_MALFORMED_OPTION;
+		off += sizeof(opt);
+		data_len = (opt.length & 0x1f) * 4;
+		if (off + data_len > len)
+			return MZ_DROP_MALFORMED_OPTION;
+		if (opt.opt_class == bpf_htons(MZ_GENEVE_OPT_CLASS) && opt.type == MZ_GENEVE_OPT_SOURCE_HOST &&
+		    data_len == sizeof(*source_host)) {
+			if (bpf_xdp_load_bytes(ctx, offset + off, source_host, sizeof(*source_host)))
+				return MZ_DROP_MALFORMED_OPTION;
+		} else if (opt.type & MZ_GENEVE_OPT_CRITICAL) {
+			return MZ_DROP_CRITICAL_OPTION;
+		}
+		off += data_len;
+	}
+	return 0;
 }
 
 /* Bouncer and divider forwarding: re-address the outer headers to the next host. */
 static __always_inline __u32 forward_to_host(struct ethhdr *eth, struct iphdr *ip, struct udphdr *udp,
-					     const struct mz_host_config *cfg, __u32 next_host)
+					     const struct mz_host_config *cfg, __u32 next_ip, const __u8 *next_mac)
 {
-	const struct mz_host *host;
 	__u16 old_ttl_proto;
 
 	if (ip->ttl <= 1)
 		return MZ_DROP_TTL_EXPIRED;
-	host = bpf_map_lookup_elem(&mz_hosts, &next_host);
-	if (!host)
-		return MZ_DROP_NO_HOST_MAC;
 
 	old_ttl_proto = *(__u16 *)&ip->ttl;
 	ip->ttl--;
@@ -57,12 +104,12 @@ static __always_inline __u32 forward_to_host(struct ethhdr *eth, struct iphdr *i
 	 * source-host option still names the original sender. */
 	csum_replace4(&ip->check, ip->saddr, cfg->host_ip_be);
 	ip->saddr = cfg->host_ip_be;
-	csum_replace4(&ip->check, ip->daddr, next_host);
-	ip->daddr = next_host;
+	csum_replace4(&ip->check, ip->daddr, next_ip);
+	ip->daddr = next_ip;
 	/* The pseudo-header changed; a zero UDP checksum is valid over IPv4 (RFC 8926 3.3). */
 	udp->check = 0;
 	mac_copy(eth->h_source, cfg->host_mac);
-	mac_copy(eth->h_dest, host->mac);
+	mac_copy(eth->h_dest, next_mac);
 	return 0;
 }
 
@@ -71,7 +118,7 @@ int mz_transit(struct xdp_md *ctx)
 {
 	const struct mz_host_config *cfg = host_config();
 	const struct mz_endpoint *ep;
-	const struct mz_vpc *vpc;
+	const struct mz_next_hop *hop;
 	struct mz_endpoint_stats *ep_stats;
 	struct mz_endpoint_key ep_key;
 	struct cursor c;
@@ -80,8 +127,8 @@ int mz_transit(struct xdp_md *ctx)
 	struct udphdr *udp;
 	struct genevehdr *geneve;
 	void *options_end;
-	__u32 verdict, stage, reason, vni, next_host = 0, source_host = 0, ihl_bytes, tot_len, fwd;
-	__u32 options_len, options_offset, datagram_len, inner_len;
+	__u32 verdict, stage, reason, vni, source_host = 0, ihl_bytes, tot_len, err;
+	__u32 options_len, datagram_len, inner_len;
 	__u64 packet_len;
 
 	cursor_init(&c, ctx);
@@ -127,36 +174,16 @@ int mz_transit(struct xdp_md *ctx)
 		PASS(MZ_PASS_NOT_ETHERNET);
 
 	/* Only hosts we know may put traffic into a VPC. */
-	if (!bpf_map_lookup_elem(&mz_hosts, &ip->saddr))
+	if (!host_is_known(ip->saddr))
 		DROP(MZ_DROP_UNKNOWN_SOURCE_HOST);
 
-	/* Options are TLVs: ours are read, others skipped, unknown critical ones refused. The walk
-	 * uses a scalar offset and checked loads, so the verifier's work does not grow per option. */
 	options_len = GENEVE_OPT_BYTES(geneve);
-	options_offset = c.pos - (void *)eth;
 	options_end = c.pos + options_len;
 	if (options_end > c.end || sizeof(*geneve) + options_len > datagram_len)
 		DROP(MZ_DROP_MALFORMED_OPTION);
-	for (__u32 i = 0, off = 0; i < MZ_GENEVE_MAX_OPT_WORDS && off < options_len; i++) {
-		struct geneve_opt opt;
-		__u32 data_len;
-
-		if (off + sizeof(opt) > options_len ||
-		    bpf_xdp_load_bytes(ctx, options_offset + off, &opt, sizeof(opt)))
-			DROP(MZ_DROP_MALFORMED_OPTION);
-		off += sizeof(opt);
-		data_len = (opt.length & 0x1f) * 4;
-		if (off + data_len > options_len)
-			DROP(MZ_DROP_MALFORMED_OPTION);
-		if (opt.opt_class == bpf_htons(MZ_GENEVE_OPT_CLASS) && opt.type == MZ_GENEVE_OPT_SOURCE_HOST &&
-		    data_len == sizeof(source_host)) {
-			if (bpf_xdp_load_bytes(ctx, options_offset + off, &source_host, sizeof(source_host)))
-				DROP(MZ_DROP_MALFORMED_OPTION);
-		} else if (opt.type & MZ_GENEVE_OPT_CRITICAL) {
-			DROP(MZ_DROP_CRITICAL_OPTION);
-		}
-		off += data_len;
-	}
+	err = read_options(ctx, &c, options_len, &source_host);
+	if (err)
+		DROP(err);
 	c.pos = options_end;
 
 	inner_eth = CURSOR_TAKE(&c, struct ethhdr);
@@ -175,10 +202,6 @@ int mz_transit(struct xdp_md *ctx)
 		DROP(MZ_DROP_MALFORMED_INNER);
 
 	vni = geneve_vni(geneve);
-	vpc = bpf_map_lookup_elem(&mz_vpcs, &vni);
-	if (!vpc)
-		DROP(MZ_DROP_UNKNOWN_VPC);
-
 	ep_key.vni = vni;
 	ep_key.ip_be = inner_ip->daddr;
 	ep = bpf_map_lookup_elem(&mz_endpoints, &ep_key);
@@ -188,7 +211,7 @@ int mz_transit(struct xdp_md *ctx)
 	/* Step 2: an endpoint of this host. */
 	if (ep && (ep->flags & MZ_EP_LOCAL)) {
 		learn_source_host(vni, inner_ip->saddr, source_host, cfg->host_ip_be);
-		ep_stats = endpoint_stats(vni, inner_ip->daddr);
+		ep_stats = endpoint_stats(ep->stats_slot);
 		if (ep->flags & MZ_EP_BYPASS_DECAP) {
 			if (ep_stats) {
 				ep_stats->rx_packets++;
@@ -210,33 +233,36 @@ int mz_transit(struct xdp_md *ctx)
 
 	if (ep) {
 		/* Step 3: bouncer. */
-		next_host = ep->host_ip_be;
-		if (next_host == cfg->host_ip_be)
+		if (ep->host_ip_be == cfg->host_ip_be)
 			DROP(MZ_DROP_UNKNOWN_ENDPOINT); /* ours, but not attached here */
-		reason = MZ_BOUNCER_FORWARD;
-	} else {
-		/* Steps 4 and 5: divider, or on to a divider. */
-		switch (route_by_network(vni, vpc, inner_ip->saddr, inner_ip->daddr, cfg->host_ip_be,
-					 &next_host)) {
-		case MZ_ROUTE_TO_BOUNCER:
-			reason = MZ_DIVIDER_FORWARD;
-			break;
-		case MZ_ROUTE_TO_DIVIDER:
-			reason = MZ_TO_DIVIDER;
-			break;
-		case MZ_ROUTE_UNKNOWN_NETWORK:
-			DROP(MZ_DROP_UNKNOWN_NETWORK);
-		case MZ_ROUTE_UNKNOWN_ENDPOINT:
-			DROP(MZ_DROP_UNKNOWN_ENDPOINT);
-		case MZ_ROUTE_NO_BOUNCER:
-			DROP(MZ_DROP_NO_BOUNCER);
-		default:
-			DROP(MZ_DROP_NO_DIVIDER);
-		}
+		err = forward_to_host(eth, ip, udp, cfg, ep->host_ip_be, ep->host_mac);
+		if (err)
+			DROP(err);
+		EXIT(XDP_TX, MZ_STAGE_ON_XDP_TX, MZ_BOUNCER_FORWARD);
 	}
-	fwd = forward_to_host(eth, ip, udp, cfg, next_host);
-	if (fwd)
-		DROP(fwd);
+
+	/* Steps 4 and 5: divider, or on to a divider. */
+	switch (route_by_network(vni, inner_ip->saddr, inner_ip->daddr, cfg->host_ip_be, &hop)) {
+	case MZ_ROUTE_TO_BOUNCER:
+		reason = MZ_DIVIDER_FORWARD;
+		break;
+	case MZ_ROUTE_TO_DIVIDER:
+		reason = MZ_TO_DIVIDER;
+		break;
+	case MZ_ROUTE_UNKNOWN_VPC:
+		DROP(MZ_DROP_UNKNOWN_VPC);
+	case MZ_ROUTE_UNKNOWN_NETWORK:
+		DROP(MZ_DROP_UNKNOWN_NETWORK);
+	case MZ_ROUTE_UNKNOWN_ENDPOINT:
+		DROP(MZ_DROP_UNKNOWN_ENDPOINT);
+	case MZ_ROUTE_NO_BOUNCER:
+		DROP(MZ_DROP_NO_BOUNCER);
+	default:
+		DROP(MZ_DROP_NO_DIVIDER);
+	}
+	err = forward_to_host(eth, ip, udp, cfg, hop->ip_be, hop->mac);
+	if (err)
+		DROP(err);
 	EXIT(XDP_TX, MZ_STAGE_ON_XDP_TX, reason);
 
 out:

@@ -18,6 +18,7 @@
 typedef uint8_t __u8;
 typedef uint16_t __u16;
 typedef uint32_t __u32;
+typedef int32_t __s32;
 typedef uint64_t __u64;
 #endif
 
@@ -45,7 +46,21 @@ typedef uint64_t __u64;
 #define MZ_MAX_NETWORKS 16384
 #define MZ_MAX_ENDPOINTS 262144
 #define MZ_MAX_LEARNED 65536
-#define MZ_MAX_LOCAL_IFACES 4096
+#define MZ_MAX_LOCAL_IFACES 4096 /* also the number of per-endpoint counter slots */
+
+/*
+ * mz_host_filter: the underlay addresses tunnel packets are accepted from, as an open-addressing
+ * table in an array (array lookups are inlined; a hash lookup costs as much as the whole floor
+ * program). An address lives in one of the WINDOW slots from mz_host_slot(address); empty is 0.
+ */
+#define MZ_HOST_FILTER_BITS 14
+#define MZ_HOST_FILTER_SLOTS (1 << MZ_HOST_FILTER_BITS)
+#define MZ_HOST_FILTER_WINDOW 8
+#define MZ_HOST_SLOT_MULTIPLIER 0x9e3779b1u /* mz_host_slot(a) = (a * M) >> (32 - BITS) */
+
+/* mz_learned_cache: per-CPU, direct-mapped memory of learned sources already in mz_learned, so a
+ * steady flow costs no hash lookup (slot = mz_flow_hash(vni, address) & (SLOTS - 1)). */
+#define MZ_LEARNED_CACHE_SLOTS 4096
 
 /* Pipeline stages: slots of the mz_stages program array. */
 enum mz_stage {
@@ -92,7 +107,7 @@ enum mz_counter {
 	MZ_DROP_UNKNOWN_ENDPOINT = 23, /* this host is the network's bouncer and knows no such endpoint */
 	MZ_DROP_NO_BOUNCER = 24,
 	MZ_DROP_NO_DIVIDER = 25,
-	MZ_DROP_NO_HOST_MAC = 26,      /* next host is not in mz_hosts: no underlay MAC for it */
+	MZ_DROP_NO_HOST_MAC = 26,      /* unused: next hops carry their MAC, so the appliance refuses this */
 	MZ_DROP_TTL_EXPIRED = 27,      /* outer TTL would reach 0 on forwarding */
 	MZ_PASS_NOT_CONFIGURED = 28,   /* mz_config not written yet: the underlay keeps working */
 	MZ_DROP_NO_SCALED_FUNCTION = 29, /* scaled endpoint with an empty ON_XDP_SCALED_EP stage */
@@ -144,11 +159,19 @@ struct mz_host {
 	__u16 reserved;
 };
 
+/* A host to forward to: its underlay address and MAC, resolved by the appliance when it writes
+ * the entry, so forwarding needs no second lookup. */
+struct mz_next_hop {
+	__u32 ip_be;
+	__u8 mac[6];
+	__u16 reserved;
+};
+
 /* mz_vpcs: key is the VNI (host order). */
 struct mz_vpc {
 	__u32 flags;          /* MZ_VPC_THIS_HOST_DIVIDES */
 	__u32 divider_count;
-	__u32 dividers_be[MZ_MAX_DIVIDERS];
+	struct mz_next_hop dividers[MZ_MAX_DIVIDERS];
 };
 #define MZ_VPC_THIS_HOST_DIVIDES 1
 
@@ -163,7 +186,7 @@ struct mz_network {
 	__u32 flags;          /* MZ_NET_THIS_HOST_BOUNCES */
 	__u32 bouncer_count;
 	__u32 gateway_be;
-	__u32 bouncers_be[MZ_MAX_BOUNCERS];
+	struct mz_next_hop bouncers[MZ_MAX_BOUNCERS];
 };
 #define MZ_NET_THIS_HOST_BOUNCES 1
 
@@ -179,6 +202,8 @@ struct mz_endpoint {
 	__u8 mac[6];
 	__u8 type;            /* enum mz_endpoint_type */
 	__u8 flags;           /* MZ_EP_LOCAL | MZ_EP_BYPASS_DECAP */
+	__u8 host_mac[6];     /* underlay MAC of host_ip_be, for forwarding to a remote endpoint */
+	__u16 stats_slot;     /* local endpoints: their slot in mz_endpoint_stats */
 };
 #define MZ_EP_LOCAL 1
 #define MZ_EP_BYPASS_DECAP 2
@@ -195,6 +220,13 @@ struct mz_learned_host {
 	__u32 host_ip_be;
 };
 
+struct mz_learned_cache_entry {
+	__u32 vni;
+	__u32 ip_be;
+	__u32 host_ip_be;
+};
+
+/* mz_endpoint_stats: per-CPU array, one slot per endpoint hosted here. */
 struct mz_endpoint_stats {
 	__u64 rx_packets;     /* delivered to the endpoint */
 	__u64 rx_bytes;
@@ -206,13 +238,14 @@ struct mz_endpoint_stats {
 struct mz_local_iface {
 	struct mz_endpoint_key endpoint;
 	__u8 mac[6];
-	__u16 reserved;
+	__u16 stats_slot;
 };
 
 /* mz_bench_packet[0]: the bytes the benchmark wrapper restores before every repetition. */
 #define MZ_BENCH_MAX_PACKET 256
 struct mz_bench_packet {
 	__u32 len;
+	__s32 resize;         /* mz_bench_resize: bytes to strip from the head (negative: push) */
 	__u8 data[MZ_BENCH_MAX_PACKET];
 };
 

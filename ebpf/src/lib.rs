@@ -39,6 +39,7 @@ pub const TRANSIT_PROGRAM: &str = "mz_transit";
 pub const EGRESS_PROGRAM: &str = "mz_egress";
 pub const FLOOR_PROGRAM: &str = "mz_floor";
 pub const BENCH_WRAPPER_PROGRAM: &str = "mz_bench_wrap";
+pub const BENCH_RESIZE_PROGRAM: &str = "mz_bench_resize";
 
 /// Names of the pinned maps (as declared in `c/include/maps.h`).
 pub mod maps {
@@ -50,6 +51,8 @@ pub mod maps {
     pub const LEARNED: &str = "mz_learned";
     pub const ENDPOINT_STATS: &str = "mz_endpoint_stats";
     pub const LOCAL_IFACES: &str = "mz_local_ifaces";
+    pub const HOST_FILTER: &str = "mz_host_filter";
+    pub const LEARNED_CACHE: &str = "mz_learned_cache";
     pub const COUNTERS: &str = "mz_counters";
     pub const STAGES: &str = "mz_stages";
     /// Every pinned map, for listing and cleanup.
@@ -62,6 +65,8 @@ pub mod maps {
         LEARNED,
         ENDPOINT_STATS,
         LOCAL_IFACES,
+        HOST_FILTER,
+        LEARNED_CACHE,
         COUNTERS,
         STAGES,
     ];
@@ -82,6 +87,8 @@ unsafe impl aya::Pod for abi::mz_endpoint_stats {}
 unsafe impl aya::Pod for abi::mz_local_iface {}
 unsafe impl aya::Pod for abi::mz_counter_value {}
 unsafe impl aya::Pod for abi::mz_bench_packet {}
+unsafe impl aya::Pod for abi::mz_next_hop {}
+unsafe impl aya::Pod for abi::mz_learned_cache_entry {}
 
 /// The data plane's symmetric flow hash (`mz_flow_hash` in `c/include/pipeline.h`), used to
 /// predict which bouncer or divider a flow takes. Arguments are IPv4 addresses as the program

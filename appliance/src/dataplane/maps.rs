@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 use aya::maps::{
-    Array, HashMap, Map, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues,
+    Array, HashMap, Map, MapData, PerCpuArray, PerCpuValues,
     lpm_trie::{Key, LpmTrie},
 };
 use mizar_ebpf::{abi, ip_be, ip_from_be, maps as names};
@@ -72,11 +72,12 @@ pub struct EndpointStats {
 pub struct DataplaneMaps {
     config: Array<MapData, abi::mz_host_config>,
     hosts: HashMap<MapData, u32, abi::mz_host>,
+    host_filter: Array<MapData, u32>,
     vpcs: HashMap<MapData, u32, abi::mz_vpc>,
     networks: LpmTrie<MapData, [u32; 2], abi::mz_network>,
     endpoints: HashMap<MapData, abi::mz_endpoint_key, abi::mz_endpoint>,
     learned: HashMap<MapData, abi::mz_endpoint_key, abi::mz_learned_host>,
-    endpoint_stats: PerCpuHashMap<MapData, abi::mz_endpoint_key, abi::mz_endpoint_stats>,
+    endpoint_stats: PerCpuArray<MapData, abi::mz_endpoint_stats>,
     local_ifaces: HashMap<MapData, u32, abi::mz_local_iface>,
     counters: PerCpuArray<MapData, abi::mz_counter_value>,
 }
@@ -127,20 +128,32 @@ fn network_key(vni: u32, prefix: Ipv4Addr, len: u8) -> Key<[u32; 2]> {
     )
 }
 
-fn addresses<const N: usize>(
-    list: &[Ipv4Addr],
-    what: &str,
-) -> Result<([u32; N], u32), DataplaneError> {
-    if list.len() > N {
+/// The first slot of an address's window in mz_host_filter (`host_is_known` in pipeline.h).
+fn host_filter_base(ip: Ipv4Addr) -> u32 {
+    ip_be(ip).wrapping_mul(abi::MZ_HOST_SLOT_MULTIPLIER) >> (32 - abi::MZ_HOST_FILTER_BITS)
+}
+
+fn host_filter_window(ip: Ipv4Addr) -> impl Iterator<Item = u32> {
+    let base = host_filter_base(ip);
+    (0..abi::MZ_HOST_FILTER_WINDOW).map(move |i| (base + i) & (abi::MZ_HOST_FILTER_SLOTS - 1))
+}
+
+fn check_count<const N: usize>(len: usize, what: &str) -> Result<(), DataplaneError> {
+    if len > N {
         return Err(DataplaneError::Invalid(format!(
-            "at most {N} {what} are supported, {} given",
-            list.len()
+            "at most {N} {what} are supported, {len} given"
         )));
     }
-    let mut out = [0u32; N];
-    for (slot, addr) in out.iter_mut().zip(list) {
-        *slot = ip_be(*addr);
-    }
+    Ok(())
+}
+
+fn bounded<const N: usize, T: Default + Copy>(
+    list: &[T],
+    what: &str,
+) -> Result<([T; N], u32), DataplaneError> {
+    check_count::<N>(list.len(), what)?;
+    let mut out = [T::default(); N];
+    out[..list.len()].copy_from_slice(list);
     Ok((out, list.len() as u32))
 }
 
@@ -149,6 +162,7 @@ impl DataplaneMaps {
         Ok(Self {
             config: open(pins, names::CONFIG)?,
             hosts: open(pins, names::HOSTS)?,
+            host_filter: open(pins, names::HOST_FILTER)?,
             vpcs: open(pins, names::VPCS)?,
             networks: open(pins, names::NETWORKS)?,
             endpoints: open(pins, names::ENDPOINTS)?,
@@ -183,20 +197,192 @@ impl DataplaneMaps {
     }
 
     /// A host on the underlay: tunnel packets are accepted from it and sent to it at `mac`.
+    /// Entries that forward to it are updated when its MAC changes.
     pub fn set_host(&mut self, ip: Ipv4Addr, mac: MacAddr) -> Result<(), DataplaneError> {
+        if ip.is_unspecified() {
+            return Err(DataplaneError::Invalid(
+                "0.0.0.0 is not a host address".to_owned(),
+            ));
+        }
+        let previous = self.hosts.get(&ip_be(ip), 0).ok();
+        self.add_to_host_filter(ip)?;
         let value = abi::mz_host { mac, reserved: 0 };
         self.hosts
             .insert(ip_be(ip), value, 0)
-            .map_err(map_err(names::HOSTS))
+            .map_err(map_err(names::HOSTS))?;
+        if previous.is_some_and(|old| old.mac != mac) {
+            self.refresh_next_hops(ip, mac)?;
+        }
+        Ok(())
     }
 
+    /// Forgets a host. Refused while an endpoint, network or VPC still forwards to it.
     pub fn remove_host(&mut self, ip: Ipv4Addr) -> Result<(), DataplaneError> {
+        if let Some(user) = self.host_user(ip)? {
+            return Err(DataplaneError::Invalid(format!(
+                "host {ip} is still used by {user}; remove or change that first"
+            )));
+        }
+        for slot in host_filter_window(ip) {
+            if self
+                .host_filter
+                .get(&slot, 0)
+                .map_err(map_err(names::HOST_FILTER))?
+                == ip_be(ip)
+            {
+                self.host_filter
+                    .set(slot, 0, 0)
+                    .map_err(map_err(names::HOST_FILTER))?;
+            }
+        }
         ignore_missing(self.hosts.remove(&ip_be(ip)), names::HOSTS)
+    }
+
+    fn add_to_host_filter(&mut self, ip: Ipv4Addr) -> Result<(), DataplaneError> {
+        let mut free = None;
+        for slot in host_filter_window(ip) {
+            match self
+                .host_filter
+                .get(&slot, 0)
+                .map_err(map_err(names::HOST_FILTER))?
+            {
+                raw if raw == ip_be(ip) => return Ok(()),
+                0 => free = free.or(Some(slot)),
+                _ => {}
+            }
+        }
+        let slot = free.ok_or_else(|| {
+            DataplaneError::Invalid(format!(
+                "no room for host {ip} in the underlay host filter ({} slots near it are taken by \
+                 other hosts); remove unused hosts",
+                abi::MZ_HOST_FILTER_WINDOW
+            ))
+        })?;
+        self.host_filter
+            .set(slot, ip_be(ip), 0)
+            .map_err(map_err(names::HOST_FILTER))
+    }
+
+    /// The underlay MAC of a host to forward to: a known host, or this host itself.
+    fn next_hop(&self, ip: Ipv4Addr) -> Result<abi::mz_next_hop, DataplaneError> {
+        let mac = match self.hosts.get(&ip_be(ip), 0) {
+            Ok(host) => host.mac,
+            Err(err) if is_missing(&err) => match self.host_config()? {
+                Some(me) if me.ip == ip => me.mac,
+                _ => {
+                    return Err(DataplaneError::Invalid(format!(
+                        "host {ip} is not known: add it (with its underlay MAC) before anything \
+                         that forwards to it"
+                    )));
+                }
+            },
+            Err(err) => return Err(map_err(names::HOSTS)(err)),
+        };
+        Ok(abi::mz_next_hop {
+            ip_be: ip_be(ip),
+            mac,
+            reserved: 0,
+        })
+    }
+
+    fn next_hops<const N: usize>(
+        &self,
+        hosts: &[Ipv4Addr],
+        what: &str,
+    ) -> Result<([abi::mz_next_hop; N], u32), DataplaneError> {
+        check_count::<N>(hosts.len(), what)?;
+        let hops = hosts
+            .iter()
+            .map(|ip| self.next_hop(*ip))
+            .collect::<Result<Vec<_>, _>>()?;
+        bounded(&hops, what)
+    }
+
+    /// What still forwards to `ip`, if anything (for refusing its removal).
+    fn host_user(&self, ip: Ipv4Addr) -> Result<Option<String>, DataplaneError> {
+        let raw = ip_be(ip);
+        for entry in self.endpoints.iter() {
+            let (key, ep) = entry.map_err(map_err(names::ENDPOINTS))?;
+            if ep.host_ip_be == raw && ep.flags & abi::MZ_EP_LOCAL as u8 == 0 {
+                return Ok(Some(format!(
+                    "endpoint {} of VNI {}",
+                    ip_from_be(key.ip_be),
+                    key.vni
+                )));
+            }
+        }
+        for entry in self.networks.iter() {
+            let (key, net) = entry.map_err(map_err(names::NETWORKS))?;
+            if net.bouncers[..net.bouncer_count as usize]
+                .iter()
+                .any(|h| h.ip_be == raw)
+            {
+                let [vni_be, prefix] = key.data();
+                return Ok(Some(format!(
+                    "network {}/{} of VNI {} (as a bouncer)",
+                    ip_from_be(prefix),
+                    key.prefix_len() - 32,
+                    u32::from_be(vni_be)
+                )));
+            }
+        }
+        for entry in self.vpcs.iter() {
+            let (vni, vpc) = entry.map_err(map_err(names::VPCS))?;
+            if vpc.dividers[..vpc.divider_count as usize]
+                .iter()
+                .any(|h| h.ip_be == raw)
+            {
+                return Ok(Some(format!("VPC {vni} (as a divider)")));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Rewrites the MAC of `ip` wherever an entry forwards to it.
+    fn refresh_next_hops(&mut self, ip: Ipv4Addr, mac: MacAddr) -> Result<(), DataplaneError> {
+        let raw = ip_be(ip);
+        let endpoints: Vec<_> = self
+            .endpoints
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, ep)| ep.host_ip_be == raw && ep.host_mac != mac)
+            .collect();
+        for (key, mut ep) in endpoints {
+            ep.host_mac = mac;
+            self.endpoints
+                .insert(key, ep, 0)
+                .map_err(map_err(names::ENDPOINTS))?;
+        }
+        let retarget = |hops: &mut [abi::mz_next_hop]| {
+            let mut changed = false;
+            for hop in hops.iter_mut().filter(|h| h.ip_be == raw && h.mac != mac) {
+                hop.mac = mac;
+                changed = true;
+            }
+            changed
+        };
+        let networks: Vec<_> = self.networks.iter().filter_map(Result::ok).collect();
+        for (key, mut net) in networks {
+            if retarget(&mut net.bouncers) {
+                self.networks
+                    .insert(&key, net, 0)
+                    .map_err(map_err(names::NETWORKS))?;
+            }
+        }
+        let vpcs: Vec<_> = self.vpcs.iter().filter_map(Result::ok).collect();
+        for (vni, mut vpc) in vpcs {
+            if retarget(&mut vpc.dividers) {
+                self.vpcs
+                    .insert(vni, vpc, 0)
+                    .map_err(map_err(names::VPCS))?;
+            }
+        }
+        Ok(())
     }
 
     pub fn set_vpc(&mut self, vni: u32, vpc: &VpcEntry) -> Result<(), DataplaneError> {
         check_vni(vni)?;
-        let (dividers_be, divider_count) = addresses(&vpc.dividers, "dividers per VPC")?;
+        let (dividers, divider_count) = self.next_hops(&vpc.dividers, "dividers per VPC")?;
         let value = abi::mz_vpc {
             flags: if vpc.this_host_divides {
                 abi::MZ_VPC_THIS_HOST_DIVIDES
@@ -204,7 +390,7 @@ impl DataplaneMaps {
                 0
             },
             divider_count,
-            dividers_be,
+            dividers,
         };
         self.vpcs
             .insert(vni, value, 0)
@@ -228,7 +414,7 @@ impl DataplaneMaps {
                 "prefix length /{len} is not a valid IPv4 prefix length (0 to 32)"
             )));
         }
-        let (bouncers_be, bouncer_count) = addresses(&net.bouncers, "bouncers per network")?;
+        let (bouncers, bouncer_count) = self.next_hops(&net.bouncers, "bouncers per network")?;
         let value = abi::mz_network {
             flags: if net.this_host_bounces {
                 abi::MZ_NET_THIS_HOST_BOUNCES
@@ -237,7 +423,7 @@ impl DataplaneMaps {
             },
             bouncer_count,
             gateway_be: ip_be(net.gateway),
-            bouncers_be,
+            bouncers,
         };
         self.networks
             .insert(&network_key(vni, prefix, len), value, 0)
@@ -256,8 +442,9 @@ impl DataplaneMaps {
         )
     }
 
-    /// Adds or replaces an endpoint. A local one (with `local_ifindex`) is also registered for
-    /// the egress program on its veth. Its counters start at zero and survive replacement.
+    /// Adds or replaces an endpoint. A local one (with `local_ifindex`) is registered for the
+    /// egress program on its veth and gets a counter slot, zeroed when first given; a remote
+    /// one needs its host known (for the host's MAC).
     pub fn set_endpoint(
         &mut self,
         vni: u32,
@@ -266,9 +453,18 @@ impl DataplaneMaps {
     ) -> Result<(), DataplaneError> {
         check_vni(vni)?;
         let key = endpoint_key(vni, ip);
-        let (flags, ifindex) = match ep.local_ifindex {
-            Some(ifindex) => (abi::MZ_EP_LOCAL as u8, ifindex),
-            None => (0, 0),
+        let existing = self.endpoint(vni, ip)?;
+        let was_local = existing.filter(|old| old.flags & abi::MZ_EP_LOCAL as u8 != 0);
+
+        let (flags, ifindex, host_mac, stats_slot) = match ep.local_ifindex {
+            Some(ifindex) => {
+                let slot = match was_local {
+                    Some(old) => old.stats_slot,
+                    None => self.free_stats_slot()?,
+                };
+                (abi::MZ_EP_LOCAL as u8, ifindex, [0; 6], slot)
+            }
+            None => (0, 0, self.next_hop(ep.host)?.mac, 0),
         };
         let value = abi::mz_endpoint {
             host_ip_be: ip_be(ep.host),
@@ -286,18 +482,26 @@ impl DataplaneMaps {
                 } else {
                     0
                 },
+            host_mac,
+            stats_slot,
         };
-        if self.endpoint_stats.get(&key, 0).is_err() {
-            let zeros = per_cpu_zeros::<abi::mz_endpoint_stats>()?;
-            self.endpoint_stats
-                .insert(key, zeros, 0)
-                .map_err(map_err(names::ENDPOINT_STATS))?;
+
+        // A veth the endpoint no longer uses must stop speaking for it.
+        if let Some(old) = was_local
+            && ep.local_ifindex != Some(old.ifindex)
+        {
+            ignore_missing(self.local_ifaces.remove(&old.ifindex), names::LOCAL_IFACES)?;
         }
         if let Some(ifindex) = ep.local_ifindex {
+            if was_local.is_none() {
+                self.endpoint_stats
+                    .set(u32::from(stats_slot), per_cpu_zeros()?, 0)
+                    .map_err(map_err(names::ENDPOINT_STATS))?;
+            }
             let iface = abi::mz_local_iface {
                 endpoint: key,
                 mac: ep.mac,
-                reserved: 0,
+                stats_slot,
             };
             self.local_ifaces
                 .insert(ifindex, iface, 0)
@@ -308,16 +512,37 @@ impl DataplaneMaps {
             .map_err(map_err(names::ENDPOINTS))
     }
 
-    /// Removes an endpoint, its veth registration and its counters.
+    /// The lowest counter slot no local endpoint holds.
+    fn free_stats_slot(&self) -> Result<u16, DataplaneError> {
+        let mut used = vec![false; abi::MZ_MAX_LOCAL_IFACES as usize];
+        for entry in self.local_ifaces.iter() {
+            let (_, iface) = entry.map_err(map_err(names::LOCAL_IFACES))?;
+            if let Some(u) = used.get_mut(usize::from(iface.stats_slot)) {
+                *u = true;
+            }
+        }
+        used.iter()
+            .position(|u| !u)
+            .map(|slot| slot as u16)
+            .ok_or_else(|| {
+                DataplaneError::Invalid(format!(
+                    "this host already has {} endpoints, the most it can serve",
+                    abi::MZ_MAX_LOCAL_IFACES
+                ))
+            })
+    }
+
+    /// Removes an endpoint and its veth registration (its counter slot becomes free).
     pub fn remove_endpoint(&mut self, vni: u32, ip: Ipv4Addr) -> Result<(), DataplaneError> {
-        let key = endpoint_key(vni, ip);
-        if let Ok(ep) = self.endpoints.get(&key, 0)
+        if let Some(ep) = self.endpoint(vni, ip)?
             && ep.flags & abi::MZ_EP_LOCAL as u8 != 0
         {
             ignore_missing(self.local_ifaces.remove(&ep.ifindex), names::LOCAL_IFACES)?;
         }
-        ignore_missing(self.endpoints.remove(&key), names::ENDPOINTS)?;
-        ignore_missing(self.endpoint_stats.remove(&key), names::ENDPOINT_STATS)
+        ignore_missing(
+            self.endpoints.remove(&endpoint_key(vni, ip)),
+            names::ENDPOINTS,
+        )
     }
 
     pub fn endpoint(
@@ -332,25 +557,31 @@ impl DataplaneMaps {
         }
     }
 
-    /// Endpoint counters summed over CPUs; None for an unknown endpoint.
+    /// Counters of an endpoint hosted here, summed over CPUs; None for any other endpoint.
     pub fn endpoint_stats(
         &self,
         vni: u32,
         ip: Ipv4Addr,
     ) -> Result<Option<EndpointStats>, DataplaneError> {
-        match self.endpoint_stats.get(&endpoint_key(vni, ip), 0) {
-            Ok(per_cpu) => Ok(Some(per_cpu.iter().fold(
-                EndpointStats::default(),
-                |sum, s| EndpointStats {
-                    rx_packets: sum.rx_packets + s.rx_packets,
-                    rx_bytes: sum.rx_bytes + s.rx_bytes,
-                    tx_packets: sum.tx_packets + s.tx_packets,
-                    tx_bytes: sum.tx_bytes + s.tx_bytes,
-                },
-            ))),
-            Err(err) if is_missing(&err) => Ok(None),
-            Err(err) => Err(map_err(names::ENDPOINT_STATS)(err)),
-        }
+        let Some(ep) = self
+            .endpoint(vni, ip)?
+            .filter(|ep| ep.flags & abi::MZ_EP_LOCAL as u8 != 0)
+        else {
+            return Ok(None);
+        };
+        let per_cpu = self
+            .endpoint_stats
+            .get(&u32::from(ep.stats_slot), 0)
+            .map_err(map_err(names::ENDPOINT_STATS))?;
+        Ok(Some(per_cpu.iter().fold(
+            EndpointStats::default(),
+            |sum, s| EndpointStats {
+                rx_packets: sum.rx_packets + s.rx_packets,
+                rx_bytes: sum.rx_bytes + s.rx_bytes,
+                tx_packets: sum.tx_packets + s.tx_packets,
+                tx_bytes: sum.tx_bytes + s.tx_bytes,
+            },
+        )))
     }
 
     /// Where the data plane learned (from a source-host option) that an endpoint lives.
@@ -440,6 +671,18 @@ mod tests {
     }
 
     #[test]
+    fn host_filter_window_wraps_around_the_table() {
+        // The same arithmetic as host_is_known in pipeline.h: a window of consecutive slots.
+        let ip = Ipv4Addr::new(192, 0, 2, 1);
+        let window: Vec<u32> = host_filter_window(ip).collect();
+        assert_eq!(window.len(), abi::MZ_HOST_FILTER_WINDOW as usize);
+        assert!(window.iter().all(|s| *s < abi::MZ_HOST_FILTER_SLOTS));
+        for pair in window.windows(2) {
+            assert_eq!(pair[1], (pair[0] + 1) % abi::MZ_HOST_FILTER_SLOTS);
+        }
+    }
+
+    #[test]
     fn vni_range_is_enforced_with_a_useful_message() {
         assert!(check_vni(1).is_ok());
         assert!(check_vni((1 << 24) - 1).is_ok());
@@ -451,11 +694,11 @@ mod tests {
 
     #[test]
     fn address_lists_are_bounded() {
-        let list = vec![Ipv4Addr::new(192, 0, 2, 1); 3];
-        let (raw, count) = addresses::<4>(&list, "bouncers").unwrap();
+        let list = vec![7u32; 3];
+        let (raw, count) = bounded::<4, u32>(&list, "bouncers").unwrap();
         assert_eq!(count, 3);
-        assert_eq!(raw[3], 0);
-        let err = addresses::<2>(&list, "bouncers per network")
+        assert_eq!(raw, [7, 7, 7, 0]);
+        let err = bounded::<2, u32>(&list, "bouncers per network")
             .unwrap_err()
             .to_string();
         assert!(err.contains("at most 2 bouncers per network"), "{err}");

@@ -57,9 +57,25 @@ struct {
 } mz_learned SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, MZ_MAX_ENDPOINTS);
-	__type(key, struct mz_endpoint_key);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MZ_LEARNED_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct mz_learned_cache_entry);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mz_learned_cache SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MZ_HOST_FILTER_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32); /* underlay IPv4, network order; 0 = empty */
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mz_host_filter SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MZ_MAX_LOCAL_IFACES);
+	__type(key, __u32); /* stats_slot of the endpoint */
 	__type(value, struct mz_endpoint_stats);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mz_endpoint_stats SEC(".maps");

@@ -45,18 +45,38 @@ static __always_inline __u32 mz_flow_hash(__u32 a, __u32 b)
 	return h;
 }
 
+/* Whether tunnel packets from this underlay address are accepted (see mz_host_filter). */
+static __always_inline int host_is_known(__u32 ip)
+{
+	__u32 base = (ip * MZ_HOST_SLOT_MULTIPLIER) >> (32 - MZ_HOST_FILTER_BITS);
+
+	if (!ip)
+		return 0;
+#pragma unroll
+	for (__u32 i = 0; i < MZ_HOST_FILTER_WINDOW; i++) {
+		__u32 slot = (base + i) & (MZ_HOST_FILTER_SLOTS - 1);
+		__u32 *entry = bpf_map_lookup_elem(&mz_host_filter, &slot);
+
+		if (entry && *entry == ip)
+			return 1;
+	}
+	return 0;
+}
+
 enum mz_route {
 	MZ_ROUTE_TO_BOUNCER,      /* network known: one of its bouncers */
 	MZ_ROUTE_TO_DIVIDER,      /* network unknown here: one of the VPC's dividers */
+	MZ_ROUTE_UNKNOWN_VPC,
 	MZ_ROUTE_UNKNOWN_NETWORK, /* this host divides the VPC and has no such network */
 	MZ_ROUTE_UNKNOWN_ENDPOINT, /* this host bounces the network and has no such endpoint */
 	MZ_ROUTE_NO_BOUNCER,
 	MZ_ROUTE_NO_DIVIDER,
 };
 
-/* Seed steps 4 and 5: where to send a packet whose endpoint's host is not known here. */
-static __always_inline enum mz_route route_by_network(__u32 vni, const struct mz_vpc *vpc, __u32 src,
-						      __u32 dst, __u32 self, __u32 *next_host)
+/* Seed steps 4 and 5: where to send a packet whose endpoint's host is not known here. The VPC
+ * is looked up only when the network is not found: a known network implies its VPC. */
+static __always_inline enum mz_route route_by_network(__u32 vni, __u32 src, __u32 dst, __u32 self,
+						      const struct mz_next_hop **next)
 {
 	struct mz_network_key key = {
 		.prefixlen = 64,
@@ -64,6 +84,7 @@ static __always_inline enum mz_route route_by_network(__u32 vni, const struct mz
 		.prefix_be = dst,
 	};
 	const struct mz_network *net = bpf_map_lookup_elem(&mz_networks, &key);
+	const struct mz_vpc *vpc;
 	__u32 hash = mz_flow_hash(src, dst);
 	__u32 idx;
 
@@ -73,10 +94,13 @@ static __always_inline enum mz_route route_by_network(__u32 vni, const struct mz
 		idx = hash % net->bouncer_count;
 		if (idx >= MZ_MAX_BOUNCERS)
 			return MZ_ROUTE_NO_BOUNCER;
-		*next_host = net->bouncers_be[idx];
+		*next = &net->bouncers[idx];
 		/* The network's bouncers know all its endpoints: if one of them is us, it does not exist. */
-		return *next_host == self ? MZ_ROUTE_UNKNOWN_ENDPOINT : MZ_ROUTE_TO_BOUNCER;
+		return (*next)->ip_be == self ? MZ_ROUTE_UNKNOWN_ENDPOINT : MZ_ROUTE_TO_BOUNCER;
 	}
+	vpc = bpf_map_lookup_elem(&mz_vpcs, &vni);
+	if (!vpc)
+		return MZ_ROUTE_UNKNOWN_VPC;
 	if (vpc->flags & MZ_VPC_THIS_HOST_DIVIDES)
 		return MZ_ROUTE_UNKNOWN_NETWORK;
 	if (vpc->divider_count == 0)
@@ -84,15 +108,13 @@ static __always_inline enum mz_route route_by_network(__u32 vni, const struct mz
 	idx = hash % vpc->divider_count;
 	if (idx >= MZ_MAX_DIVIDERS)
 		return MZ_ROUTE_NO_DIVIDER;
-	*next_host = vpc->dividers_be[idx];
-	return *next_host == self ? MZ_ROUTE_UNKNOWN_NETWORK : MZ_ROUTE_TO_DIVIDER;
+	*next = &vpc->dividers[idx];
+	return (*next)->ip_be == self ? MZ_ROUTE_UNKNOWN_NETWORK : MZ_ROUTE_TO_DIVIDER;
 }
 
-static __always_inline struct mz_endpoint_stats *endpoint_stats(__u32 vni, __u32 ip)
+static __always_inline struct mz_endpoint_stats *endpoint_stats(__u32 slot)
 {
-	struct mz_endpoint_key key = { .vni = vni, .ip_be = ip };
-
-	return bpf_map_lookup_elem(&mz_endpoint_stats, &key);
+	return bpf_map_lookup_elem(&mz_endpoint_stats, &slot);
 }
 
 _Static_assert(sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct udphdr) +
