@@ -3,6 +3,9 @@
  * Benchmark helpers, run only through BPF_PROG_TEST_RUN.
  * - mz_floor: the cheapest useful XDP program (swap MACs, XDP_TX): the floor every path is
  *   measured against.
+ * - mz_bench_resize: changes the packet's length as a path does, and nothing else: the wrapper
+ *   tail-calling it costs what the wrapper costs a path that changes the length (its fix-up
+ *   of the length included).
  * - mz_bench_wrap: a repeated test run does not restore the packet between repetitions, so paths
  *   that rewrite it (bouncer, divider, decapsulation, encapsulation) would measure their own
  *   output from the second repetition on. The wrapper restores the original bytes, then
@@ -62,4 +65,15 @@ int mz_bench_wrap(struct xdp_md *ctx)
 		return XDP_ABORTED;
 	bpf_tail_call(ctx, &mz_bench_target, MZ_BENCH_TARGET_SLOT);
 	return XDP_ABORTED;
+}
+
+SEC("xdp")
+int mz_bench_resize(struct xdp_md *ctx)
+{
+	__u32 zero = 0;
+	struct mz_bench_packet *pkt = bpf_map_lookup_elem(&mz_bench_packet, &zero);
+
+	if (!pkt || bpf_xdp_adjust_head(ctx, pkt->resize))
+		return XDP_ABORTED;
+	return XDP_TX;
 }
