@@ -114,3 +114,56 @@ fn pinned_maps_keep_their_contents_across_loads() {
             .is_some()
     );
 }
+
+#[test]
+fn attached_programs_outlive_the_process_that_loaded_them_until_detached() {
+    use common::netns::{NetNs, veth_pair};
+    use mizar::dataplane::{AttachMode, PinLayout, detach};
+
+    let instance = common::TestInstance::new("loader-persist");
+    let host = NetNs::new("persist-host");
+    let peer = NetNs::new("persist-peer");
+    veth_pair(&host, "underlay0", None, &peer, "wire0", None);
+    host.ip(&["addr", "add", "192.0.2.1/24", "dev", "underlay0"]);
+    peer.ip(&["addr", "add", "192.0.2.2/24", "dev", "wire0"]);
+
+    // Attach from a data plane that is then dropped, as when `mizar up` exits.
+    {
+        let mut dataplane = Dataplane::load(&instance.dir).unwrap();
+        let _inside = host.enter();
+        assert_eq!(
+            dataplane.attach_transit("underlay0").unwrap(),
+            AttachMode::Native,
+            "veth supports native XDP"
+        );
+        let err = dataplane
+            .attach_transit("no-such-if")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no-such-if does not exist"), "{err}");
+    }
+    let link = host.ip(&["-d", "link", "show", "underlay0"]);
+    assert!(link.contains("xdp"), "the program stays attached:\n{link}");
+
+    // It still runs: what the peer sends (ARP, ICMP) reaches the stack through it and is counted.
+    let maps = instance.dataplane.maps();
+    let before = maps.counters().unwrap();
+    peer.try_exec("ping", &["-c", "2", "-i", "0.2", "-W", "1", "192.0.2.1"]);
+    let seen = maps.counters().unwrap().since(&before);
+    assert!(
+        seen.packets(mizar_ebpf::abi::MZ_PASS_NOT_CONFIGURED) >= 2,
+        "the detached-from-its-loader program saw the traffic: {:?}",
+        seen.nonzero_reasons()
+            .map(|(i, v)| (i.name, v.packets))
+            .collect::<Vec<_>>()
+    );
+
+    let pins = PinLayout::new(&instance.dir);
+    assert!(detach(&pins, "transit", "underlay0").unwrap());
+    let link = host.ip(&["-d", "link", "show", "underlay0"]);
+    assert!(!link.contains("xdp"), "detached:\n{link}");
+    assert!(
+        !detach(&pins, "transit", "underlay0").unwrap(),
+        "nothing left to detach"
+    );
+}
