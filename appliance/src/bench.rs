@@ -582,7 +582,8 @@ impl fmt::Display for BenchReport {
         )?;
         writeln!(
             f,
-            "wrapped paths (w) run through mz_bench_wrap; wrapper = (mz_bench_wrap -> mz_floor) - floor, with the same packet; net = ns - wrapper"
+            "wrapped paths (w) run through mz_bench_wrap; wrapper = (mz_bench_wrap -> mz_floor) - floor, with the same packet\n\
+             (for paths that change the length: the mean of that and mz_bench_wrap -> mz_bench_resize, minus the floor); net = ns - wrapper"
         )?;
         writeln!(f)?;
 
