@@ -411,21 +411,17 @@ impl Lab {
         );
     }
 
+    /// Runs ping from an endpoint; returns its output.
+    fn run_ping(&self, from: usize, to: Ipv4Addr, count: u32, wait_s: u32) -> std::process::Output {
+        let (count, wait, to) = (count.to_string(), wait_s.to_string(), to.to_string());
+        self.endpoints[from]
+            .ns
+            .try_exec("ping", &["-n", "-c", &count, "-i", "0.2", "-W", &wait, &to])
+    }
+
     /// Pings from an endpoint; panics with the ping output and the counters if any reply is lost.
     fn ping(&self, from: usize, to: Ipv4Addr, count: u32, before: &[Counters]) {
-        let output = self.endpoints[from].ns.try_exec(
-            "ping",
-            &[
-                "-n",
-                "-c",
-                &count.to_string(),
-                "-i",
-                "0.2",
-                "-W",
-                "2",
-                &to.to_string(),
-            ],
-        );
+        let output = self.run_ping(from, to, count, 2);
         let text = String::from_utf8_lossy(&output.stdout);
         assert!(
             output.status.success() && text.contains(&format!("{count} received")),
@@ -438,19 +434,7 @@ impl Lab {
 
     /// Pings that must all go unanswered.
     fn ping_unanswered(&self, from: usize, to: Ipv4Addr, count: u32, before: &[Counters]) {
-        let output = self.endpoints[from].ns.try_exec(
-            "ping",
-            &[
-                "-n",
-                "-c",
-                &count.to_string(),
-                "-i",
-                "0.2",
-                "-W",
-                "1",
-                &to.to_string(),
-            ],
-        );
+        let output = self.run_ping(from, to, count, 1);
         let text = String::from_utf8_lossy(&output.stdout);
         assert!(
             text.contains(" 0 received"),

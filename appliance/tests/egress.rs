@@ -54,28 +54,7 @@ fn endpoint(mac: [u8; 6], host: Ipv4Addr, local_ifindex: Option<u32>) -> Endpoin
 /// Host A: endpoint EP on "loopback", PEER on another local veth, REMOTE on host B; the network
 /// 10.0.0.0/24 is bounced by BOUNCER, the VPC divided by DIVIDER.
 fn host_a(maps: &mut DataplaneMaps) {
-    maps.set_host_config(&HostConfig {
-        ip: HOST_A,
-        mac: HOST_A_MAC,
-        underlay_mtu: 1500,
-        underlay_ifindex: UNDERLAY_IFINDEX,
-    })
-    .unwrap();
-    for (ip, mac) in [
-        (HOST_B, HOST_B_MAC),
-        (BOUNCER, BOUNCER_MAC),
-        (DIVIDER, DIVIDER_MAC),
-    ] {
-        maps.set_host(ip, mac).unwrap();
-    }
-    maps.set_vpc(
-        VNI,
-        &VpcEntry {
-            this_host_divides: false,
-            dividers: vec![DIVIDER],
-        },
-    )
-    .unwrap();
+    underlay(maps, (HOST_A, HOST_A_MAC), (HOST_B, HOST_B_MAC));
     let net = NetworkEntry {
         this_host_bounces: false,
         gateway: Ipv4Addr::new(10, 0, 0, 1),
@@ -89,6 +68,26 @@ fn host_a(maps: &mut DataplaneMaps) {
         .unwrap();
     maps.set_endpoint(VNI, REMOTE, &endpoint(REMOTE_MAC, HOST_B, None))
         .unwrap();
+}
+
+/// This host, the other end host, the bouncer and the divider on the underlay; VPC VNI divided
+/// by DIVIDER.
+fn underlay(maps: &mut DataplaneMaps, this: (Ipv4Addr, [u8; 6]), other: (Ipv4Addr, [u8; 6])) {
+    maps.set_host_config(&HostConfig {
+        ip: this.0,
+        mac: this.1,
+        underlay_mtu: 1500,
+        underlay_ifindex: UNDERLAY_IFINDEX,
+    })
+    .unwrap();
+    for (ip, mac) in [other, (BOUNCER, BOUNCER_MAC), (DIVIDER, DIVIDER_MAC)] {
+        maps.set_host(ip, mac).unwrap();
+    }
+    let vpc = VpcEntry {
+        this_host_divides: false,
+        dividers: vec![DIVIDER],
+    };
+    maps.set_vpc(VNI, &vpc).unwrap();
 }
 
 struct Run {
@@ -309,28 +308,7 @@ fn a_receiving_transit_delivers_what_egress_sent_and_learns_the_sender() {
     let mut b = common::TestInstance::new("egress-rt-b");
     {
         let maps = b.dataplane.maps_mut();
-        maps.set_host_config(&HostConfig {
-            ip: HOST_B,
-            mac: HOST_B_MAC,
-            underlay_mtu: 1500,
-            underlay_ifindex: 5,
-        })
-        .unwrap();
-        for (ip, mac) in [
-            (HOST_A, HOST_A_MAC),
-            (BOUNCER, BOUNCER_MAC),
-            (DIVIDER, DIVIDER_MAC),
-        ] {
-            maps.set_host(ip, mac).unwrap();
-        }
-        maps.set_vpc(
-            VNI,
-            &VpcEntry {
-                this_host_divides: false,
-                dividers: vec![DIVIDER],
-            },
-        )
-        .unwrap();
+        underlay(maps, (HOST_B, HOST_B_MAC), (HOST_A, HOST_A_MAC));
         maps.set_endpoint(VNI, REMOTE, &endpoint(REMOTE_MAC, HOST_B, Some(LOOPBACK)))
             .unwrap();
     }
