@@ -167,3 +167,27 @@ fn attached_programs_outlive_the_process_that_loaded_them_until_detached() {
         "nothing left to detach"
     );
 }
+
+#[test]
+fn a_device_without_native_xdp_gets_generic_mode_and_says_so() {
+    use common::netns::NetNs;
+    use mizar::dataplane::{AttachMode, PinLayout, detach};
+
+    let mut instance = common::TestInstance::new("loader-generic");
+    let host = NetNs::new("generic-host");
+    // A bridge has no driver XDP hook: native attachment fails, generic must take over.
+    host.ip(&["link", "add", "underlay0", "type", "bridge"]);
+    host.ip(&["link", "set", "underlay0", "up"]);
+    let mode = {
+        let _inside = host.enter();
+        instance.dataplane.attach_transit("underlay0").unwrap()
+    };
+    assert_eq!(mode, AttachMode::Generic);
+    assert_eq!(mode.to_string(), "generic");
+    let link = host.ip(&["-d", "link", "show", "underlay0"]);
+    assert!(
+        link.contains("xdpgeneric"),
+        "attached in generic mode:\n{link}"
+    );
+    assert!(detach(&PinLayout::new(&instance.dir), "transit", "underlay0").unwrap());
+}
