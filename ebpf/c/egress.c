@@ -230,11 +230,10 @@ int mz_egress(struct xdp_md *ctx)
 		next_host = ep->host_ip_be;
 		next_mac = ep->host_mac;
 		reason = MZ_EGRESS_TO_HOST;
-	} else if ((learned = bpf_map_lookup_elem(&mz_learned, &key))) {
+	} else if ((learned = bpf_map_lookup_elem(&mz_learned, &key)) &&
+		   (learned_host = bpf_map_lookup_elem(&mz_hosts, &learned->host_ip_be))) {
+		/* A learned host that is no longer known is ignored: the bouncer still knows. */
 		next_host = learned->host_ip_be;
-		learned_host = bpf_map_lookup_elem(&mz_hosts, &next_host);
-		if (!learned_host)
-			DROP(MZ_EGRESS_DROP_NO_HOST_MAC);
 		next_mac = learned_host->mac;
 		reason = MZ_EGRESS_TO_LEARNED_HOST;
 	} else {

@@ -128,7 +128,7 @@ enum mz_counter {
 	MZ_EGRESS_DROP_ARP_NOT_IN_NETWORK = 43,
 	MZ_EGRESS_DROP_UNKNOWN_VPC = 44,
 	MZ_EGRESS_DROP_NO_ROUTE = 45,   /* no endpoint, bouncer or divider to send to */
-	MZ_EGRESS_DROP_NO_HOST_MAC = 46,
+	MZ_EGRESS_DROP_NO_HOST_MAC = 46, /* unused: a learned host without a MAC falls back to routing */
 	MZ_EGRESS_DROP_ADJUST_FAILED = 47,
 	MZ_EGRESS_DROP_NOT_CONFIGURED = 48,
 	MZ_EGRESS_DROP_ARP_NOT_REQUEST = 49, /* ARP replies, gratuitous ARP, probes: nothing to answer */

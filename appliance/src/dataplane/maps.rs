@@ -235,6 +235,17 @@ impl DataplaneMaps {
                     .map_err(map_err(names::HOST_FILTER))?;
             }
         }
+        // Nothing learned may keep pointing at it.
+        let learned: Vec<_> = self
+            .learned
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(_, host)| host.host_ip_be == ip_be(ip))
+            .map(|(key, _)| key)
+            .collect();
+        for key in learned {
+            ignore_missing(self.learned.remove(&key), names::LEARNED)?;
+        }
         ignore_missing(self.hosts.remove(&ip_be(ip)), names::HOSTS)
     }
 
