@@ -11,6 +11,7 @@ const OBJECTS: &[(&str, &str)] = &[
     ("transit", "c/transit.c"),
     ("egress", "c/egress.c"),
     ("bench", "c/bench.c"),
+    ("pass", "c/pass.c"),
 ];
 const HEADERS: &[&str] = &[
     "include/mizar_abi.h",

@@ -34,12 +34,16 @@ pub static TRANSIT_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"
 pub static EGRESS_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/egress.o"));
 /// Benchmark helpers: the floor program (`mz_floor`) and the packet-restoring wrapper (`mz_bench_wrap`).
 pub static BENCH_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/bench.o"));
+/// An XDP program that passes every frame (`mz_pass`): attached to the receiving end of a veth
+/// that XDP_TXes or redirects, so the frames are received (see `c/pass.c`). Labs only.
+pub static PASS_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pass.o"));
 
 pub const TRANSIT_PROGRAM: &str = "mz_transit";
 pub const EGRESS_PROGRAM: &str = "mz_egress";
 pub const FLOOR_PROGRAM: &str = "mz_floor";
 pub const BENCH_WRAPPER_PROGRAM: &str = "mz_bench_wrap";
 pub const BENCH_RESIZE_PROGRAM: &str = "mz_bench_resize";
+pub const PASS_PROGRAM: &str = "mz_pass";
 
 /// Names of the pinned maps (as declared in `c/include/maps.h`).
 pub mod maps {
@@ -132,7 +136,7 @@ mod tests {
 
     #[test]
     fn objects_are_elf() {
-        for object in [TRANSIT_OBJECT, EGRESS_OBJECT, BENCH_OBJECT] {
+        for object in [TRANSIT_OBJECT, EGRESS_OBJECT, BENCH_OBJECT, PASS_OBJECT] {
             assert_eq!(&object[..4], b"\x7fELF");
         }
     }
