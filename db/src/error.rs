@@ -1,0 +1,492 @@
+//! The one error type of the store. Every variant carries the names and values involved, and
+//! its message says what is wrong and how to fix it, in the words of the `mizar` CLI.
+
+use std::{fmt, net::Ipv4Addr, path::PathBuf, time::Duration};
+
+use ipnet::Ipv4Net;
+
+use crate::model::MacAddr;
+
+/// The kinds of object the store holds, as they are named in messages and on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Host,
+    /// Which host is the machine the store belongs to.
+    ThisHost,
+    Vpc,
+    Network,
+    Endpoint,
+    Bouncer,
+    Divider,
+    Backend,
+}
+
+impl Kind {
+    /// The noun of the `mizar` subcommand that manages this kind.
+    pub fn cli_noun(self) -> &'static str {
+        match self {
+            Kind::Host => "host",
+            Kind::ThisHost => "init",
+            Kind::Vpc => "vpc",
+            Kind::Network => "net",
+            Kind::Endpoint | Kind::Backend => "ep",
+            Kind::Bouncer => "bouncer",
+            Kind::Divider => "divider",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Host => "host",
+            Kind::ThisHost => "this host",
+            Kind::Vpc => "VPC",
+            Kind::Network => "network",
+            Kind::Endpoint => "endpoint",
+            Kind::Bouncer => "bouncer",
+            Kind::Divider => "divider",
+            Kind::Backend => "backend",
+        })
+    }
+}
+
+/// A list of names for a message: "a, b, c", at most ten of them, or "none yet".
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Names(pub Vec<String>);
+
+impl Names {
+    const SHOWN: usize = 10;
+}
+
+impl<S: Into<String>> FromIterator<S> for Names {
+    fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
+        Names(iter.into_iter().map(Into::into).collect())
+    }
+}
+
+impl fmt::Display for Names {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("none yet");
+        }
+        for (i, name) in self.0.iter().take(Self::SHOWN).enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{name}")?;
+        }
+        if self.0.len() > Self::SHOWN {
+            write!(f, " and {} more", self.0.len() - Self::SHOWN)?;
+        }
+        Ok(())
+    }
+}
+
+/// Problems of a whole document, one per line.
+#[derive(Debug)]
+pub struct Problems(pub Vec<StoreError>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for problem in &self.0 {
+            write!(f, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    // --- The database file ---
+    #[error(
+        "cannot create the state directory {}: {source}; create it by hand or choose another \
+         state directory",
+        path.display()
+    )]
+    StateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error(
+        "cannot open the database {}: {source}; check that it is a mizar database and that it \
+         is readable and writable",
+        path.display()
+    )]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    #[error(
+        "the database {} has schema version {found}, newer than this mizar knows (version \
+         {known}); it was left untouched: use the mizar release that wrote it, or a newer one",
+        path.display()
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+
+    #[error(
+        "the database stayed locked by another mizar command for {:.0?} while {action}; nothing \
+         was changed: retry when that command has finished",
+        waited
+    )]
+    Busy {
+        action: &'static str,
+        waited: Duration,
+    },
+
+    #[error("database error while {action}: {source}")]
+    Sqlite {
+        action: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    #[error(
+        "the database holds {what} {value:?}, which mizar cannot read; it was changed outside \
+         mizar: fix or delete that row with sqlite3, or rebuild the store from an export"
+    )]
+    Corrupt { what: &'static str, value: String },
+
+    // --- Reading a document ---
+    #[error("the topology is not valid YAML for mizar: {0}; see mizar export for the format")]
+    Yaml(#[from] serde_norway::Error),
+
+    #[error(
+        "the topology is not valid JSON for mizar: {0}; see mizar export --json for the format"
+    )]
+    Json(#[from] serde_json::Error),
+
+    #[error("the topology has {} problems; nothing was changed:{}", .0.0.len(), .0)]
+    Problems(Problems),
+
+    // --- Values ---
+    #[error(
+        "{kind} name {name:?} is not valid: {reason}; use 1 to 63 letters, digits, '.', '_' or \
+         '-', starting with a letter or digit"
+    )]
+    InvalidName {
+        kind: Kind,
+        name: String,
+        reason: &'static str,
+    },
+
+    #[error(
+        "interface name {name:?} of {subject} is not valid: {reason}; Linux interface names have \
+         1 to 15 characters and no '/', ':' or white space"
+    )]
+    InvalidInterface {
+        subject: String,
+        name: String,
+        reason: &'static str,
+    },
+
+    #[error(
+        "{input:?} is not a MAC address: {reason}; write six hex octets such as 02:00:00:00:00:01"
+    )]
+    InvalidMac { input: String, reason: &'static str },
+
+    #[error("{input:?} is not an endpoint type; use simple, scaled, host or function")]
+    InvalidEndpointKind { input: String },
+
+    #[error(
+        "MAC {mac} of {subject} is {reason}; hosts and endpoints need a unicast MAC (lowest bit \
+         of the first octet clear, not all zeros) such as 02:00:00:00:00:01"
+    )]
+    MacNotUnicast {
+        subject: String,
+        mac: MacAddr,
+        reason: &'static str,
+    },
+
+    #[error(
+        "underlay IP {ip} of host {host:?} is {reason}; give the address the host's underlay \
+         interface carries"
+    )]
+    HostIpInvalid {
+        host: String,
+        ip: Ipv4Addr,
+        reason: &'static str,
+    },
+
+    #[error(
+        "underlay IP {ip} of host {host:?} already belongs to host {other:?}; each host needs \
+         its own underlay address"
+    )]
+    HostIpTaken {
+        host: String,
+        ip: Ipv4Addr,
+        other: String,
+    },
+
+    #[error(
+        "host {host:?} is this host but has no underlay interface; name it, e.g. with mizar init \
+         --interface eth0, or interface: in the document's host entry"
+    )]
+    NoUnderlayInterface { host: String },
+
+    #[error(
+        "VNI {vni} of VPC {vpc:?} is out of range; a VNI has 24 bits: pick one from 1 to 16777215"
+    )]
+    VniOutOfRange { vpc: String, vni: u32 },
+
+    #[error("VNI {vni} of VPC {vpc:?} is already used by VPC {other:?}; give each VPC its own VNI")]
+    VniTaken {
+        vpc: String,
+        vni: u32,
+        other: String,
+    },
+
+    #[error("CIDR {given} of {subject} has host bits set; write the network address: {suggested}")]
+    HostBitsSet {
+        subject: String,
+        given: Ipv4Net,
+        suggested: Ipv4Net,
+    },
+
+    #[error(
+        "CIDR {cidr} of {subject} leaves no room for a gateway and endpoints; use a prefix of /30 \
+         or shorter"
+    )]
+    PrefixTooLong { subject: String, cidr: Ipv4Net },
+
+    #[error(
+        "network {network:?} ({cidr}) is outside its VPC {vpc:?} ({vpc_cidr}); choose a CIDR \
+         inside {vpc_cidr}, or widen the VPC"
+    )]
+    NetworkOutsideVpc {
+        vpc: String,
+        vpc_cidr: Ipv4Net,
+        network: String,
+        cidr: Ipv4Net,
+    },
+
+    #[error(
+        "network {network:?} ({cidr}) overlaps network {other:?} ({other_cidr}) in VPC {vpc:?}; \
+         networks of one VPC must not overlap: choose a free CIDR"
+    )]
+    NetworkOverlap {
+        vpc: String,
+        network: String,
+        cidr: Ipv4Net,
+        other: String,
+        other_cidr: Ipv4Net,
+    },
+
+    #[error(
+        "gateway {gateway} of network {network:?} ({cidr}) in VPC {vpc:?} is {reason}; use a \
+         host address of the network, such as {suggested}"
+    )]
+    BadGateway {
+        vpc: String,
+        network: String,
+        cidr: Ipv4Net,
+        gateway: Ipv4Addr,
+        reason: &'static str,
+        suggested: Ipv4Addr,
+    },
+
+    #[error("VPC {vpc:?} has no network containing {ip}; add one with mizar net add")]
+    NoNetworkFor { vpc: String, ip: Ipv4Addr },
+
+    #[error(
+        "IP {ip} of endpoint {endpoint:?} is outside its network {network:?} ({cidr}) in VPC \
+         {vpc:?}; {hint}"
+    )]
+    EndpointOutsideNetwork {
+        vpc: String,
+        network: String,
+        cidr: Ipv4Net,
+        endpoint: String,
+        ip: Ipv4Addr,
+        hint: String,
+    },
+
+    #[error(
+        "IP {ip} of endpoint {endpoint:?} is {reason} of network {network:?} ({cidr}) in VPC \
+         {vpc:?}; pick another address of the network"
+    )]
+    EndpointIpReserved {
+        vpc: String,
+        network: String,
+        cidr: Ipv4Net,
+        endpoint: String,
+        ip: Ipv4Addr,
+        reason: &'static str,
+    },
+
+    #[error(
+        "IP {ip} of endpoint {endpoint:?} is already used by endpoint {other:?} in VPC {vpc:?}; \
+         pick a free address (the same IP in another VPC is fine)"
+    )]
+    EndpointIpTaken {
+        vpc: String,
+        ip: Ipv4Addr,
+        endpoint: String,
+        other: String,
+    },
+
+    #[error(
+        "endpoint {endpoint:?} in VPC {vpc:?} is of type {kind}, but only function endpoints can \
+         bypass decapsulation; drop bypass-decap or make it a function endpoint"
+    )]
+    BypassDecapNotAllowed {
+        vpc: String,
+        endpoint: String,
+        kind: crate::model::EndpointKind,
+    },
+
+    #[error(
+        "endpoint {endpoint:?} in VPC {vpc:?} is of type {kind}, but only scaled endpoints have \
+         backends; drop the backends or make it a scaled endpoint"
+    )]
+    BackendsNotAllowed {
+        vpc: String,
+        endpoint: String,
+        kind: crate::model::EndpointKind,
+    },
+
+    #[error(
+        "backend {backend:?} of scaled endpoint {endpoint:?} in VPC {vpc:?} {reason}; list \
+         simple, host or function endpoints of the same VPC"
+    )]
+    BadBackend {
+        vpc: String,
+        endpoint: String,
+        backend: String,
+        reason: &'static str,
+    },
+
+    #[error(
+        "endpoint {endpoint:?} in VPC {vpc:?} is hosted on this host ({host:?}) but names no \
+         veth; give its host-side veth, e.g. with mizar ep add --veth"
+    )]
+    VethMissing {
+        vpc: String,
+        endpoint: String,
+        host: String,
+    },
+
+    #[error(
+        "endpoint {endpoint:?} in VPC {vpc:?} is scaled (a virtual IP served by its backends) \
+         and has no veth of its own; drop the veth"
+    )]
+    VethNotAllowed { vpc: String, endpoint: String },
+
+    #[error(
+        "veth {veth:?} on host {host:?} already carries endpoint {other}; each endpoint needs a \
+         veth of its own"
+    )]
+    VethTaken {
+        host: String,
+        veth: String,
+        endpoint: String,
+        other: String,
+    },
+
+    #[error(
+        "{owner} would have {count} {what}, but the data plane supports at most {max}; remove \
+         some"
+    )]
+    TooMany {
+        owner: String,
+        what: &'static str,
+        count: usize,
+        max: usize,
+    },
+
+    // --- References and existence ---
+    #[error("unknown {kind} {name:?}{scope}{used_by}; known: {known}; {fix}")]
+    Unknown {
+        kind: Kind,
+        name: String,
+        /// Where it was looked for, e.g. ` in VPC "blue"`, or empty.
+        scope: String,
+        /// What refers to it, e.g. ` (bouncer of network "web")`, or empty.
+        used_by: String,
+        known: Names,
+        fix: String,
+    },
+
+    #[error("{kind} {name:?}{scope} already exists; {fix}")]
+    AlreadyExists {
+        kind: Kind,
+        name: String,
+        scope: String,
+        fix: String,
+    },
+
+    #[error("the document lists {kind} {name:?}{scope} more than once; merge the entries into one")]
+    Duplicate {
+        kind: Kind,
+        name: String,
+        scope: String,
+    },
+
+    #[error(
+        "{kind} {name:?}{scope} is still used by {users}; delete those first, or delete with \
+         --cascade to remove them too"
+    )]
+    InUse {
+        kind: Kind,
+        name: String,
+        scope: String,
+        users: String,
+    },
+}
+
+impl StoreError {
+    /// One problem as itself, several as a list.
+    pub(crate) fn from_problems(mut problems: Vec<StoreError>) -> Option<StoreError> {
+        match problems.len() {
+            0 => None,
+            1 => problems.pop(),
+            _ => Some(StoreError::Problems(Problems(problems))),
+        }
+    }
+
+    /// The individual problems: those of a list, or this one.
+    pub fn problems(&self) -> Vec<&StoreError> {
+        match self {
+            StoreError::Problems(list) => list.0.iter().collect(),
+            other => vec![other],
+        }
+    }
+}
+
+/// Context for rusqlite errors: what the store was doing, and a clear word for "locked".
+pub(crate) trait SqlContext<T> {
+    fn ctx(self, action: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> SqlContext<T> for Result<T, rusqlite::Error> {
+    fn ctx(self, action: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| match source.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                StoreError::Busy {
+                    action,
+                    waited: crate::schema::BUSY_TIMEOUT,
+                }
+            }
+            _ => StoreError::Sqlite { action, source },
+        })
+    }
+}
+
+/// `network "web" in VPC "blue"`: how messages name a network.
+pub(crate) fn network_subject(vpc: &str, network: &str) -> String {
+    format!("network {network:?} in VPC {vpc:?}")
+}
+
+/// `endpoint "web1" in VPC "blue"`.
+pub(crate) fn endpoint_subject(vpc: &str, endpoint: &str) -> String {
+    format!("endpoint {endpoint:?} in VPC {vpc:?}")
+}

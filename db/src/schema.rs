@@ -1,0 +1,161 @@
+//! Connection settings and the append-only migrations, counted in `PRAGMA user_version`.
+//!
+//! A small equivalent of rusqlite_migration rather than the crate: the migrations run in one
+//! IMMEDIATE transaction that re-reads the version after taking the write lock, so two `mizar`
+//! commands opening a fresh database at once cannot both apply migration 1.
+
+use std::{path::Path, time::Duration};
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::error::{SqlContext, StoreError};
+
+/// How long a command waits for another one's write transaction before giving up.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Every migration, oldest first. Append only: never edit or reorder a released entry.
+pub(crate) const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
+
+/// The schema version this build writes: the number of migrations.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub(crate) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+}
+
+/// Sets the connection up and brings the schema to [`SCHEMA_VERSION`]. A database newer than
+/// this build is refused before anything is written to it (not even the journal mode).
+pub(crate) fn prepare(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+    // The first read also tells a file that is not SQLite at all.
+    let found = user_version(conn).map_err(open_err)?;
+    check_version(found, SCHEMA_VERSION, path)?;
+
+    // WAL: readers (the dashboard, `status`) never block the writer, nor the writer them.
+    // An in-memory database answers "memory", which is fine.
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
+        .map_err(open_err)?;
+    debug_assert!(mode == "wal" || mode == "memory", "journal mode {mode}");
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(open_err)?;
+    migrate(conn, MIGRATIONS, path)
+}
+
+fn check_version(found: i64, known: i64, path: &Path) -> Result<(), StoreError> {
+    if found > known {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found,
+            known,
+        });
+    }
+    if found < 0 {
+        return Err(StoreError::Corrupt {
+            what: "schema version",
+            value: found.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Applies the migrations the database lacks, all in one transaction.
+pub(crate) fn migrate(
+    conn: &mut Connection,
+    migrations: &[&str],
+    path: &Path,
+) -> Result<(), StoreError> {
+    let known = migrations.len() as i64;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .ctx("starting the schema migration")?;
+    // Another command may have migrated between our first look and the write lock.
+    let found = user_version(&tx).ctx("reading the schema version")?;
+    check_version(found, known, path)?;
+    if found == known {
+        return Ok(());
+    }
+    for sql in &migrations[found as usize..] {
+        tx.execute_batch(sql).ctx("migrating the schema")?;
+    }
+    tx.pragma_update(None, "user_version", known)
+        .ctx("recording the schema version")?;
+    tx.commit().ctx("committing the schema migration")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fresh() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        conn
+    }
+
+    fn tables(conn: &Connection) -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+            .unwrap();
+        stmt.query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn every_migration_applies_from_empty_one_at_a_time() {
+        let mut conn = fresh();
+        let path = Path::new(":memory:");
+        for n in 1..=MIGRATIONS.len() {
+            migrate(&mut conn, &MIGRATIONS[..n], path).unwrap();
+            assert_eq!(user_version(&conn).unwrap(), n as i64);
+            let problems: Vec<String> = conn
+                .prepare("PRAGMA foreign_key_check")
+                .unwrap()
+                .query_map([], |row| row.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(problems.is_empty(), "{problems:?}");
+        }
+        assert_eq!(
+            tables(&conn),
+            [
+                "endpoint_backends",
+                "endpoints",
+                "hosts",
+                "network_bouncers",
+                "networks",
+                "vpc_dividers",
+                "vpcs"
+            ]
+        );
+    }
+
+    #[test]
+    fn all_migrations_at_once_and_again_is_a_no_op() {
+        let mut conn = fresh();
+        let path = Path::new(":memory:");
+        migrate(&mut conn, MIGRATIONS, path).unwrap();
+        let before = tables(&conn);
+        migrate(&mut conn, MIGRATIONS, path).unwrap();
+        assert_eq!(tables(&conn), before);
+        assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_newer_database_is_refused() {
+        let mut conn = fresh();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let err = migrate(&mut conn, MIGRATIONS, Path::new("x.db")).unwrap_err();
+        assert!(matches!(err, StoreError::TooNew { found, known, .. }
+            if found == SCHEMA_VERSION + 1 && known == SCHEMA_VERSION));
+        assert!(tables(&conn).is_empty());
+    }
+}
