@@ -413,7 +413,7 @@ pub enum StoreError {
         /// What refers to it, e.g. ` (bouncer of network "web")`, or empty.
         used_by: String,
         known: Names,
-        fix: String,
+        fix: &'static str,
     },
 
     #[error("{kind} {name:?}{scope} already exists; {fix}")]
@@ -421,7 +421,7 @@ pub enum StoreError {
         kind: Kind,
         name: String,
         scope: String,
-        fix: String,
+        fix: &'static str,
     },
 
     #[error("the document lists {kind} {name:?}{scope} more than once; merge the entries into one")]
@@ -489,4 +489,18 @@ pub(crate) fn network_subject(vpc: &str, network: &str) -> String {
 /// `endpoint "web1" in VPC "blue"`.
 pub(crate) fn endpoint_subject(vpc: &str, endpoint: &str) -> String {
     format!("endpoint {endpoint:?} in VPC {vpc:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    /// Results carrying it are returned everywhere: keep it small enough to move cheaply
+    /// (clippy's result_large_err draws the line at 128 bytes).
+    #[test]
+    fn the_error_stays_small() {
+        assert!(
+            size_of::<super::StoreError>() <= 128,
+            "{}",
+            size_of::<super::StoreError>()
+        );
+    }
 }

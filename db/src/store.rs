@@ -63,10 +63,7 @@ fn already_exists(kind: Kind, name: &str, scope: String) -> StoreError {
         kind,
         name: name.to_owned(),
         scope,
-        fix: format!(
-            "pick another name, or change it with mizar apply (see mizar {} show)",
-            kind.cli_noun()
-        ),
+        fix: "pick another name, or change the existing one with mizar apply",
     }
 }
 
@@ -161,7 +158,7 @@ fn unknown_endpoint(tx: &Connection, vpc: &str, vpc_id: i64, name: &str) -> Resu
             "SELECT name FROM endpoints WHERE vpc_id = ?1 ORDER BY name",
             [vpc_id],
         )?,
-        fix: "see mizar ep list".to_owned(),
+        fix: "see mizar ep list",
     })
 }
 
@@ -623,7 +620,7 @@ impl Store {
                     kind: Kind::Bouncer,
                     name: host.to_owned(),
                     scope: format!(" of {subject}"),
-                    fix: "nothing to add".to_owned(),
+                    fix: "nothing to add",
                 });
             }
             too_many(subject, "bouncers", current.len() + 1, MAX_BOUNCERS)?;
@@ -657,7 +654,7 @@ impl Store {
                         .into_iter()
                         .map(|(.., h)| h)
                         .collect(),
-                    fix: "nothing to delete".to_owned(),
+                    fix: "nothing to delete",
                 });
             }
             Ok(())
@@ -687,7 +684,7 @@ impl Store {
                     kind: Kind::Divider,
                     name: host.to_owned(),
                     scope: format!(" of VPC {vpc:?}"),
-                    fix: "nothing to add".to_owned(),
+                    fix: "nothing to add",
                 });
             }
             too_many(
@@ -720,7 +717,7 @@ impl Store {
                         .into_iter()
                         .map(|(_, h)| h)
                         .collect(),
-                    fix: "nothing to delete".to_owned(),
+                    fix: "nothing to delete",
                 });
             }
             Ok(())
@@ -753,7 +750,7 @@ impl Store {
                 return Err(unknown_network(
                     &ep.vpc,
                     &ep.network,
-                    format!(" (network of {})", subject()),
+                    format!(" (network of endpoint {:?})", ep.name),
                     siblings.iter().map(|(_, n)| n.name.clone()).collect(),
                 ));
             };

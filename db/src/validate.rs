@@ -315,7 +315,7 @@ pub(crate) fn check_backend(
             scope: format!(" in VPC {:?}", ep.vpc),
             used_by: format!(" (backend of scaled endpoint {:?})", ep.name),
             known: known(),
-            fix: "add it with mizar ep add".to_owned(),
+            fix: "add it with mizar ep add",
         }),
         Some(EndpointKind::Scaled) => Err(StoreError::BadBackend {
             vpc: ep.vpc.clone(),
@@ -334,7 +334,7 @@ pub(crate) fn unknown_host(name: &str, used_by: String, known: Names) -> StoreEr
         scope: String::new(),
         used_by,
         known,
-        fix: "add it with mizar host add".to_owned(),
+        fix: "add it with mizar host add",
     }
 }
 
@@ -345,7 +345,7 @@ pub(crate) fn unknown_vpc(name: &str, used_by: String, known: Names) -> StoreErr
         scope: String::new(),
         used_by,
         known,
-        fix: "add it with mizar vpc add".to_owned(),
+        fix: "add it with mizar vpc add",
     }
 }
 
@@ -356,7 +356,7 @@ pub(crate) fn unknown_network(vpc: &str, name: &str, used_by: String, known: Nam
         scope: format!(" in VPC {vpc:?}"),
         used_by,
         known,
-        fix: "add it with mizar net add".to_owned(),
+        fix: "add it with mizar net add",
     }
 }
 

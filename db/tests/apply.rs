@@ -1,0 +1,458 @@
+//! The declarative document: parsing, apply (idempotent, pruning, all-or-nothing), export.
+
+mod common;
+
+use common::{BASE, assert_err, base_doc, base_store};
+use mizar_db::{Action, EndpointKind, Kind, Store, StoreError, Topology};
+
+#[test]
+fn the_hand_written_document_reads_as_meant() {
+    let doc = base_doc();
+    assert_eq!(doc.this_host.as_deref(), Some("gw1"));
+    let blue = doc.vpc("blue").unwrap();
+    assert_eq!(
+        blue.networks[0].gateway(),
+        "10.0.1.1".parse::<std::net::Ipv4Addr>().unwrap()
+    );
+    assert_eq!(
+        blue.networks[1].gateway(),
+        "10.0.2.254".parse::<std::net::Ipv4Addr>().unwrap()
+    );
+    let (_, _, lb) = doc.endpoints().find(|(_, _, e)| e.name == "lb").unwrap();
+    assert_eq!(lb.kind, EndpointKind::Scaled);
+    assert_eq!(lb.backends, ["web1", "web2"]);
+    let (_, _, fw) = doc.endpoints().find(|(_, _, e)| e.name == "fw").unwrap();
+    assert!(fw.bypass_decap);
+    assert_eq!(doc.endpoints().count(), 6);
+}
+
+#[test]
+fn a_typo_in_a_key_is_an_error_not_a_silent_default() {
+    let text = BASE.replace("bouncers: [h3]", "bouncer: [h3]");
+    let err = Topology::from_yaml(&text).unwrap_err().to_string();
+    assert!(err.contains("unknown field `bouncer`"), "{err}");
+    assert!(err.contains("line"), "{err}");
+    let err = Topology::from_yaml(&BASE.replace("type: scaled", "type: scaleed"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("scaleed"), "{err}");
+    let err = Topology::from_yaml(&BASE.replace("02:00:0a:00:02:14", "02:00:0a:00:02"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("is not a MAC address"), "{err}");
+}
+
+#[test]
+fn applying_twice_changes_nothing_the_second_time() {
+    let mut store = Store::open_in_memory().unwrap();
+    let first = store.apply(&base_doc(), false).unwrap();
+    assert_eq!(first.count(Kind::Host, Action::Create), 3);
+    assert_eq!(first.count(Kind::ThisHost, Action::Create), 1);
+    assert_eq!(first.count(Kind::Vpc, Action::Create), 2);
+    assert_eq!(first.count(Kind::Divider, Action::Create), 3);
+    assert_eq!(first.count(Kind::Network, Action::Create), 3);
+    assert_eq!(first.count(Kind::Bouncer, Action::Create), 4);
+    assert_eq!(first.count(Kind::Endpoint, Action::Create), 6);
+    assert_eq!(first.len(), 22, "{first}");
+
+    let after_first = store.snapshot().unwrap();
+    for prune in [false, true] {
+        assert!(store.plan(&base_doc(), prune).unwrap().is_empty());
+        let again = store.apply(&base_doc(), prune).unwrap();
+        assert!(again.is_empty(), "prune={prune}: {again}");
+        assert_eq!(again.summary(), "0 created, 0 changed, 0 removed");
+    }
+    assert_eq!(store.snapshot().unwrap(), after_first);
+}
+
+#[test]
+fn export_round_trips_through_apply_as_yaml_and_json() {
+    let store = base_store();
+    let exported = store.export().unwrap();
+
+    let yaml = exported.to_yaml().unwrap();
+    let json = exported.to_json().unwrap();
+    for (format, doc) in [
+        ("yaml", Topology::from_yaml(&yaml).unwrap()),
+        ("json", Topology::from_json(&json).unwrap()),
+    ] {
+        assert_eq!(doc, exported, "{format}");
+        // Into a fresh store: the same state.
+        let mut fresh = Store::open_in_memory().unwrap();
+        fresh.apply(&doc, true).unwrap();
+        assert_eq!(fresh.snapshot().unwrap(), exported, "{format}");
+        // Back into the store it came from: nothing to do.
+        let mut same = base_store();
+        assert!(same.apply(&doc, true).unwrap().is_empty(), "{format}");
+    }
+    // The export spells defaults out and is in name order, whatever the input order.
+    assert!(yaml.contains("gateway: 10.0.1.1"), "{yaml}");
+    let blue = exported.vpc("blue").unwrap();
+    let names: Vec<_> = blue.networks.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["db", "web"]);
+    let names: Vec<_> = blue.networks[1]
+        .endpoints
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(names, ["lb", "web1", "web2"]);
+}
+
+#[test]
+fn without_prune_nothing_is_removed_with_prune_what_is_missing_goes() {
+    let mut store = base_store();
+    let mut doc = base_doc();
+    doc.vpcs.retain(|v| v.name != "red");
+    doc.vpcs[0].networks[1]
+        .endpoints
+        .retain(|e| e.name != "db1");
+    doc.vpcs[0].networks[0].bouncers.retain(|h| h != "h2");
+    doc.vpcs[0].networks[0].endpoints[2].backends = vec!["web2".into()]; // lb without web1
+
+    let before = store.snapshot().unwrap();
+    assert!(store.apply(&doc, false).unwrap().is_empty());
+    assert_eq!(store.snapshot().unwrap(), before);
+
+    let plan = store.plan(&doc, true).unwrap();
+    let report = store.apply(&doc, true).unwrap();
+    assert_eq!(plan, report);
+    let deleted = |kind| report.count(kind, Action::Delete);
+    assert_eq!(deleted(Kind::Vpc), 1, "{report}");
+    assert_eq!(deleted(Kind::Network), 1); // red/web
+    assert_eq!(deleted(Kind::Endpoint), 2); // blue/db1, red/web1
+    assert_eq!(deleted(Kind::Bouncer), 2); // blue/web:h2, red/web:h3
+    assert_eq!(deleted(Kind::Divider), 2); // red:gw1, red:h3
+    assert_eq!(report.count(Kind::Endpoint, Action::Update), 1); // lb
+    assert_eq!(store.endpoint("blue", "lb").unwrap().backends, ["web2"]);
+    assert!(store.vpc("red").is_err());
+    // Hosts stay: the document still lists them.
+    assert_eq!(store.hosts().unwrap().len(), 3);
+    assert_eq!(store.snapshot().unwrap().this_host.as_deref(), Some("gw1"));
+}
+
+#[test]
+fn prune_refuses_to_leave_references_to_what_it_removes() {
+    let mut store = base_store();
+    let mut doc = base_doc();
+    doc.hosts.retain(|h| h.name != "h3");
+    let before = store.snapshot().unwrap();
+    let err = assert_err(store.apply(&doc, true), &["problems; nothing was changed"]);
+    let problems: Vec<String> = err.problems().iter().map(|p| p.to_string()).collect();
+    // blue/db bouncer, red divider, red/web bouncer, blue/db1 and red/web1 hosts.
+    assert_eq!(problems.len(), 5, "{problems:#?}");
+    assert!(
+        problems
+            .iter()
+            .all(|p| p.starts_with(r#"unknown host "h3""#)),
+        "{problems:#?}"
+    );
+    assert!(problems[0].contains("known: gw1, h2"), "{problems:#?}");
+    assert_eq!(store.snapshot().unwrap(), before);
+}
+
+#[test]
+fn a_bad_document_changes_nothing_and_reports_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state").join("mizar.db");
+    let mut store = Store::open(&path).unwrap();
+    store.apply(&base_doc(), false).unwrap();
+    let before = store.snapshot().unwrap();
+
+    // Good additions mixed with bad ones: a new VPC and network are fine, then a host-bits
+    // CIDR, a duplicate IP, an unknown host and an unknown backend.
+    let text = format!(
+        "{BASE}
+  - name: green
+    vni: 300
+    cidr: 10.0.0.0/16
+    networks:
+      - name: ok
+        cidr: 10.0.1.0/24
+        endpoints:
+          - {{ name: a, ip: 10.0.1.5, mac: '02:00:00:00:00:05', host: h2 }}
+          - {{ name: b, ip: 10.0.1.5, mac: '02:00:00:00:00:06', host: h2 }}
+          - {{ name: c, ip: 10.0.1.7, mac: '02:00:00:00:00:07', host: h9 }}
+          - {{ name: d, ip: 10.0.1.8, mac: '02:00:00:00:00:08', host: h2, type: scaled, backends: [zz] }}
+      - name: typo
+        cidr: 10.0.0.1/24
+"
+    );
+    let doc = Topology::from_yaml(&text).unwrap();
+    let err = store.apply(&doc, false).unwrap_err();
+    let problems: Vec<String> = err.problems().iter().map(|p| p.to_string()).collect();
+    let expect = [
+        r#"CIDR 10.0.0.1/24 of network "typo" in VPC "green" has host bits set; write the network address: 10.0.0.0/24"#,
+        r#"IP 10.0.1.5 of endpoint "b" is already used by endpoint "a" in VPC "green""#,
+        r#"unknown host "h9" (host of endpoint "c" in VPC "green")"#,
+        r#"unknown endpoint "zz" in VPC "green" (backend of scaled endpoint "d")"#,
+    ];
+    for part in expect {
+        assert!(
+            problems.iter().any(|p| p.contains(part)),
+            "{part}\n not in {problems:#?}"
+        );
+    }
+    assert_eq!(problems.len(), expect.len(), "{problems:#?}");
+    assert!(
+        err.to_string()
+            .starts_with("the topology has 4 problems; nothing was changed:\n  - ")
+    );
+
+    assert_eq!(store.snapshot().unwrap(), before);
+    drop(store);
+    // And on disk, from a fresh connection.
+    assert_eq!(Store::open(&path).unwrap().snapshot().unwrap(), before);
+}
+
+#[test]
+fn documents_listing_an_object_twice_are_refused() {
+    let mut store = Store::open_in_memory().unwrap();
+    let text = BASE.replace(
+        "  - { name: h3,",
+        "  - { name: h2,  ip: 192.168.50.9, mac: \"02:00:c0:a8:32:09\" }\n  - { name: h3,",
+    );
+    let doc = Topology::from_yaml(&text).unwrap();
+    assert_err(
+        store.apply(&doc, false),
+        &[r#"the document lists host "h2" more than once; merge the entries into one"#],
+    );
+    let text = BASE.replace("backends: [web1, web2]", "backends: [web1, web1]");
+    assert_err(
+        store.apply(&Topology::from_yaml(&text).unwrap(), false),
+        &[r#"lists backend "web1" of endpoint "lb" in VPC "blue" more than once"#],
+    );
+    assert_eq!(store.snapshot().unwrap(), Topology::default());
+}
+
+#[test]
+fn changes_are_applied_in_place_even_when_objects_swap_unique_values() {
+    let mut store = base_store();
+    let mut doc = store.export().unwrap();
+    // Swap the VNIs of blue and red, the IPs of web1 and web2, the veths of web2 and fw;
+    // move fw from db to web; change a gateway, a host's MAC and this host.
+    doc.vpcs[0].vni = 200;
+    doc.vpcs[1].vni = 100;
+    let web = &mut doc.vpcs[0].networks[1];
+    web.endpoints[1].ip = "10.0.1.11".parse().unwrap();
+    web.endpoints[2].ip = "10.0.1.10".parse().unwrap();
+    web.endpoints[2].veth = Some("veth-fw".into());
+    web.gateway = Some("10.0.1.254".parse().unwrap());
+    let db = &mut doc.vpcs[0].networks[0];
+    let mut fw = db.endpoints.remove(1);
+    fw.ip = "10.0.1.20".parse().unwrap();
+    fw.veth = Some("veth-web2".into());
+    doc.vpcs[0].networks[1].endpoints.push(fw);
+    doc.hosts[1].mac = "02:00:00:00:aa:02".parse().unwrap();
+    doc.hosts[1].interface = Some("eth9".into());
+    doc.this_host = Some("h2".into());
+    // h2 becomes this host, so its endpoint web1 needs a veth.
+    doc.vpcs[0].networks[1].endpoints[1].veth = Some("veth-web1".into());
+
+    let report = store.apply(&doc, false).unwrap();
+    assert_eq!(report.count(Kind::Vpc, Action::Update), 2, "{report}");
+    assert_eq!(report.count(Kind::Endpoint, Action::Update), 3, "{report}"); // web1, web2, fw
+    assert_eq!(report.count(Kind::Network, Action::Update), 1, "{report}");
+    assert_eq!(report.count(Kind::Host, Action::Update), 1, "{report}");
+    assert_eq!(report.count(Kind::ThisHost, Action::Update), 1, "{report}");
+    assert_eq!(report.len(), 8, "{report}");
+
+    let after = store.export().unwrap();
+    let mut expected = doc.clone();
+    expected.vpcs[0].networks[1]
+        .endpoints
+        .sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(after, expected);
+    // The scaled endpoint still lists its backends, whose rows were replaced.
+    assert_eq!(
+        store.endpoint("blue", "lb").unwrap().backends,
+        ["web1", "web2"]
+    );
+    assert!(store.apply(&doc, true).unwrap().is_empty());
+}
+
+#[test]
+fn an_empty_document_with_prune_empties_the_store() {
+    let mut store = base_store();
+    let report = store.apply(&Topology::default(), true).unwrap();
+    assert_eq!(report.count(Kind::ThisHost, Action::Delete), 1, "{report}");
+    assert_eq!(report.count(Kind::Host, Action::Delete), 3);
+    assert_eq!(store.snapshot().unwrap(), Topology::default());
+    assert!(store.apply(&Topology::default(), true).unwrap().is_empty());
+}
+
+#[test]
+fn yaml_and_json_errors_are_store_errors() {
+    assert!(matches!(
+        Topology::from_yaml("vpcs: 3"),
+        Err(StoreError::Yaml(_))
+    ));
+    assert!(matches!(Topology::from_json("{"), Err(StoreError::Json(_))));
+}
+
+/// The rules again, this time reached through a document: the same messages, and the store
+/// unchanged. (The typed API's table is in tests/store.rs.)
+#[test]
+fn every_rule_holds_for_documents_too() {
+    type Edit = fn(&mut Topology);
+    let cases: &[(&str, Edit, &[&str])] = &[
+        (
+            "VNI zero",
+            |d| d.vpcs[0].vni = 0,
+            &[r#"VNI 0 of VPC "blue" is out of range"#],
+        ),
+        (
+            "VNI taken",
+            |d| d.vpcs[1].vni = 100,
+            &[r#"VNI 100 of VPC "red" is already used by VPC "blue""#],
+        ),
+        (
+            "VPC CIDR with host bits",
+            |d| d.vpcs[0].cidr = "10.0.0.1/16".parse().unwrap(),
+            &[
+                "CIDR 10.0.0.1/16 of VPC \"blue\" has host bits set",
+                "10.0.0.0/16",
+            ],
+        ),
+        (
+            "network CIDR with host bits",
+            |d| d.vpcs[0].networks[0].cidr = "10.0.1.1/24".parse().unwrap(),
+            &["write the network address: 10.0.1.0/24"],
+        ),
+        (
+            "network outside its VPC after the VPC shrinks",
+            |d| d.vpcs[0].cidr = "10.0.2.0/24".parse().unwrap(),
+            &[r#"network "web" (10.0.1.0/24) is outside its VPC "blue" (10.0.2.0/24)"#],
+        ),
+        (
+            "networks overlapping",
+            |d| d.vpcs[0].networks[1].cidr = "10.0.0.0/22".parse().unwrap(),
+            &[r#"overlaps network "db" (10.0.0.0/22) in VPC "blue""#],
+        ),
+        (
+            "gateway on the network address",
+            |d| d.vpcs[0].networks[0].gateway = Some("10.0.1.0".parse().unwrap()),
+            &[
+                "gateway 10.0.1.0",
+                "the network's own address",
+                "such as 10.0.1.1",
+            ],
+        ),
+        (
+            "endpoint in the wrong network",
+            |d| d.vpcs[0].networks[0].endpoints[0].ip = "10.0.2.99".parse().unwrap(),
+            &[r#"it belongs in network "db" (10.0.2.0/24)"#],
+        ),
+        (
+            "endpoint on the gateway",
+            |d| d.vpcs[0].networks[1].endpoints[0].ip = "10.0.2.254".parse().unwrap(),
+            &["IP 10.0.2.254 of endpoint \"db1\" is the gateway"],
+        ),
+        (
+            "multicast MAC",
+            |d| d.hosts[1].mac = "33:33:00:00:00:01".parse().unwrap(),
+            &[r#"MAC 33:33:00:00:00:01 of host "h2" is a multicast address"#],
+        ),
+        (
+            "host IP taken",
+            |d| d.hosts[2].ip = "192.168.50.2".parse().unwrap(),
+            &[r#"underlay IP 192.168.50.2 of host "h3" already belongs to host "h2""#],
+        ),
+        (
+            "unknown this host",
+            |d| d.this_host = Some("gw9".into()),
+            &[r#"unknown host "gw9" (this-host); known: gw1, h2, h3"#],
+        ),
+        (
+            "this host without interface",
+            |d| d.hosts[0].interface = None,
+            &[r#"host "gw1" is this host but has no underlay interface"#],
+        ),
+        (
+            "unknown divider",
+            |d| d.vpcs[0].dividers.push("h9".into()),
+            &[
+                r#"unknown host "h9" (divider of VPC "blue")"#,
+                "mizar host add",
+            ],
+        ),
+        (
+            "scaled backend",
+            |d| {
+                let lb = &mut d.vpcs[0].networks[0].endpoints[2];
+                lb.backends.push("lb".into());
+            },
+            &[r#"backend "lb" of scaled endpoint "lb" in VPC "blue" is the endpoint itself"#],
+        ),
+        (
+            "backends on a function",
+            |d| {
+                d.vpcs[0].networks[1].endpoints[1]
+                    .backends
+                    .push("db1".into())
+            },
+            &["is of type function, but only scaled endpoints have backends"],
+        ),
+        (
+            "bypass-decap on a simple endpoint",
+            |d| d.vpcs[0].networks[0].endpoints[0].bypass_decap = true,
+            &["only function endpoints can bypass decapsulation"],
+        ),
+        (
+            "local endpoint without veth",
+            |d| d.vpcs[0].networks[0].endpoints[1].veth = None,
+            &[r#"endpoint "web2" in VPC "blue" is hosted on this host ("gw1") but names no veth"#],
+        ),
+        (
+            "veth on a scaled endpoint",
+            |d| d.vpcs[0].networks[0].endpoints[2].veth = Some("v-lb".into()),
+            &[r#"endpoint "lb" in VPC "blue" is scaled"#, "drop the veth"],
+        ),
+        (
+            "veth used twice on one host",
+            |d| d.vpcs[0].networks[1].endpoints[1].veth = Some("veth-web2".into()),
+            &[r#"veth "veth-web2" on host "gw1" already carries endpoint"#],
+        ),
+        (
+            "too many dividers",
+            |d| {
+                for i in 0..16 {
+                    let name = format!("d{i}");
+                    d.hosts.push(mizar_db::Host {
+                        name: name.clone(),
+                        ip: format!("192.168.70.{i}").parse().unwrap(),
+                        mac: common::mac(i),
+                        interface: None,
+                    });
+                    d.vpcs[0].dividers.push(name);
+                }
+            },
+            &[r#"VPC "blue" would have 17 dividers, but the data plane supports at most 16"#],
+        ),
+        (
+            "invalid endpoint name",
+            |d| d.vpcs[0].networks[0].endpoints[0].name = "web 1".into(),
+            &[r#"endpoint name "web 1" is not valid"#],
+        ),
+    ];
+    for (what, edit, parts) in cases {
+        let mut store = base_store();
+        let before = store.snapshot().unwrap();
+        let mut doc = base_doc();
+        edit(&mut doc);
+        for prune in [false, true] {
+            let err = store.apply(&doc, prune).expect_err(what);
+            let problems: Vec<String> = err.problems().iter().map(|p| p.to_string()).collect();
+            for part in *parts {
+                assert!(
+                    problems.iter().any(|p| p.contains(part)),
+                    "{what}: {problems:#?}\n  lack {part:?}"
+                );
+            }
+            assert_eq!(
+                store.snapshot().unwrap(),
+                before,
+                "{what}: the store changed"
+            );
+        }
+    }
+}
