@@ -3,4 +3,5 @@
 
 pub mod bench;
 pub mod dataplane;
+pub mod lab;
 pub mod packet;
