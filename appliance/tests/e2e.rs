@@ -12,10 +12,13 @@
 //!  (VPC 100)          10.0.0.3 (VPC 200: same address, another tenant)
 //! ```
 //!
-//! Needs root, BPF, iproute2, ethtool and ping; fails (never skips) without them. Every
-//! namespace, veth and pin goes away when a test ends, passed or failed. To look at a live
-//! topology (bpftool, tcpdump inside its namespaces), `MZ_E2E_PAUSE=<seconds>` holds it after
-//! setup.
+//! The topology is a lab of the lab library (`mizar::lab`, as `mizar demo` builds them): the
+//! switch-side underlay ports and the endpoints' interfaces run `mz_pass`, the endpoints send
+//! with transmit checksum offload off.
+//!
+//! Needs root, BPF, iproute2 and ping; fails (never skips) without them. Every namespace, veth
+//! and pin goes away when a test ends, passed or failed. To look at a live topology (bpftool,
+//! tcpdump inside its namespaces), `MZ_E2E_PAUSE=<seconds>` holds it after setup.
 
 mod common;
 
@@ -27,11 +30,14 @@ use std::{
 
 use common::{
     TestInstance,
-    netns::{NetNs, mac_string, require_tools, veth_pair},
+    netns::{NetNsExt, require_tools, unique_prefix},
 };
-use mizar::dataplane::{
-    AttachMode, Counter, Counters, EndpointEntry, EndpointKind, EndpointStats, HostConfig,
-    NetworkEntry, VpcEntry,
+use mizar::{
+    dataplane::{
+        AttachMode, Counter, Counters, EndpointEntry, EndpointKind, EndpointStats, HostConfig,
+        NetworkEntry, VpcEntry,
+    },
+    lab::{self as mzlab, Ipv4Prefix, NetNs, NsJoinHandle},
 };
 use mizar_ebpf::{COUNTER_INFO, abi};
 
@@ -42,7 +48,7 @@ const NETWORK: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 0);
 const NETWORK_LEN: u8 = 24;
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 /// The underlay lives only inside the test's namespaces.
-const UNDERLAY_PREFIX_LEN: u8 = 24;
+const UNDERLAY: Ipv4Prefix = Ipv4Prefix::new(Ipv4Addr::new(192, 168, 77, 0), 24);
 const UNDERLAY_MTU: u16 = 1500;
 /// Leaves room for the Geneve overhead within the underlay MTU.
 const ENDPOINT_MTU: u16 = 1400;
@@ -122,113 +128,57 @@ impl EndpointSpec {
     fn mac(&self) -> [u8; 6] {
         [0x02, 0xee, 0, self.vni as u8, 0, self.ip.octets()[3]]
     }
-
-    /// The host-side veth.
-    fn host_ifname(&self) -> String {
-        format!("v{}-{}", self.vni, self.ip.octets()[3])
-    }
-
-    fn host_mac(&self) -> [u8; 6] {
-        [0x02, 0xbb, 0, self.vni as u8, 0, self.ip.octets()[3]]
-    }
 }
 
 struct Host {
     spec: &'static HostSpec,
-    ns: NetNs,
     instance: TestInstance,
 }
 
-struct Endpoint {
-    spec: &'static EndpointSpec,
-    ns: NetNs,
-}
-
-/// The whole topology; dropping it deletes every namespace (and so every veth and the bridge)
-/// and every pin, whether the test passed or not.
+/// The whole topology; dropping it removes every pin and deletes every namespace (and so every
+/// veth and the bridge), whether the test passed or not.
 struct Lab {
-    // Endpoints first: their veths go with their namespaces before the hosts'.
-    endpoints: Vec<Endpoint>,
     hosts: Vec<Host>,
-    _switch: NetNs,
+    /// Indexed like `HOSTS` and `ENDPOINTS`.
+    net: mzlab::Lab,
 }
 
 impl Lab {
     fn build() -> Self {
         common::require_root();
-        require_tools(&[
-            ("ip", "iproute2"),
-            ("ethtool", "ethtool"),
-            ("ping", "iputils-ping"),
-        ]);
+        require_tools(&[("ip", "iproute2"), ("ping", "iputils-ping")]);
 
-        let switch = NetNs::new("switch");
-        switch.ip(&["link", "add", "br0", "type", "bridge"]);
-        switch.ip(&["link", "set", "br0", "up"]);
-
-        let mut hosts = Vec::new();
-        for (i, spec) in HOSTS.iter().enumerate() {
-            let ns = NetNs::new(spec.name);
-            let port = format!("port{i}");
-            veth_pair(
-                &ns,
-                "ul0",
-                Some(&mac_string(spec.mac)),
-                &switch,
-                &port,
-                None,
-            );
-            switch.ip(&["link", "set", &port, "master", "br0"]);
-            // Egress redirects into ul0 and transit XDP_TXes on it: the bridge port receives,
-            // as a NIC's wire would.
-            switch.attach_xdp_pass(&port);
-            ns.ip(&[
-                "addr",
-                "add",
-                &format!("{}/{UNDERLAY_PREFIX_LEN}", spec.ip),
-                "dev",
-                "ul0",
-            ]);
-            let instance = TestInstance::new(&format!("e2e-{}", spec.name));
-            hosts.push(Host { spec, ns, instance });
-        }
-
-        let mut endpoints = Vec::new();
-        for spec in &ENDPOINTS {
-            let host = &hosts[spec.host];
-            let ns = NetNs::new(spec.name);
-            let host_if = spec.host_ifname();
-            veth_pair(
-                &host.ns,
-                &host_if,
-                Some(&mac_string(spec.host_mac())),
-                &ns,
-                "eth0",
-                Some(&mac_string(spec.mac())),
-            );
-            let mtu = ENDPOINT_MTU.to_string();
-            host.ns.ip(&["link", "set", &host_if, "mtu", &mtu]);
-            ns.ip(&["link", "set", "eth0", "mtu", &mtu]);
-            ns.ip(&[
-                "addr",
-                "add",
-                &format!("{}/{NETWORK_LEN}", spec.ip),
-                "dev",
-                "eth0",
-            ]);
-            // The data plane redirects into the endpoint's veth and XDP_TXes proxy-ARP replies
-            // there; it forwards what the endpoint sends without finishing checksums (DESIGN.md,
-            // pitfalls).
-            ns.attach_xdp_pass("eth0");
-            ns.disable_tx_checksum("eth0");
-            endpoints.push(Endpoint { spec, ns });
-        }
-
-        let mut lab = Self {
-            endpoints,
-            hosts,
-            _switch: switch,
+        let spec = mzlab::LabSpec {
+            underlay_mtu: UNDERLAY_MTU,
+            endpoint_mtu: ENDPOINT_MTU,
+            hosts: HOSTS
+                .iter()
+                .map(|h| mzlab::HostSpec::new(h.name, h.ip).with_mac(h.mac))
+                .collect(),
+            endpoints: ENDPOINTS
+                .iter()
+                .map(|ep| {
+                    mzlab::EndpointSpec::new(
+                        ep.name,
+                        HOSTS[ep.host].name,
+                        ep.vni,
+                        Ipv4Prefix::new(ep.ip, NETWORK_LEN),
+                        ep.mac(),
+                    )
+                })
+                .collect(),
+            ..mzlab::LabSpec::new(unique_prefix(), UNDERLAY)
         };
+        let net = mzlab::Lab::build(&spec).unwrap_or_else(|err| panic!("build the lab: {err}"));
+        let hosts = HOSTS
+            .iter()
+            .map(|spec| Host {
+                spec,
+                instance: TestInstance::new(&format!("e2e-{}", spec.name)),
+            })
+            .collect();
+
+        let mut lab = Self { hosts, net };
         lab.attach();
         lab.configure();
         if let Ok(secs) = std::env::var("MZ_E2E_PAUSE") {
@@ -238,26 +188,34 @@ impl Lab {
         lab
     }
 
+    fn ep_ns(&self, ep: usize) -> &NetNs {
+        &self.net.endpoints()[ep].ns
+    }
+
     fn attach(&mut self) {
-        for host in &mut self.hosts {
-            let _in_host = host.ns.enter();
+        for (host, net) in self.hosts.iter_mut().zip(self.net.hosts()) {
+            let _in_host = net.ns.enter().unwrap_or_else(|err| panic!("{err}"));
+            let ifname = &net.underlay_ifname;
             let mode = host
                 .instance
                 .dataplane
-                .attach_transit("ul0")
+                .attach_transit(ifname)
                 .unwrap_or_else(|err| panic!("attach transit on {}: {err}", host.spec.name));
-            report_mode("transit", host.spec.name, "ul0", mode);
+            report_mode("transit", host.spec.name, ifname, mode);
         }
-        for ep in &self.endpoints {
-            let host = &mut self.hosts[ep.spec.host];
-            let ifname = ep.spec.host_ifname();
-            let _in_host = host.ns.enter();
+        for ep in self.net.endpoints() {
+            let host = &mut self.hosts[ep.host];
+            let ifname = &ep.host_ifname;
+            let _in_host = self.net.hosts()[ep.host]
+                .ns
+                .enter()
+                .unwrap_or_else(|err| panic!("{err}"));
             let mode = host
                 .instance
                 .dataplane
-                .attach_egress(&ifname)
+                .attach_egress(ifname)
                 .unwrap_or_else(|err| panic!("attach egress on {ifname}: {err}"));
-            report_mode("egress", host.spec.name, &ifname, mode);
+            report_mode("egress", host.spec.name, ifname, mode);
         }
     }
 
@@ -266,15 +224,12 @@ impl Lab {
     fn configure(&mut self) {
         let c_ip = HOSTS[C].ip;
         for h in 0..self.hosts.len() {
-            let underlay_ifindex = self.hosts[h].ns.ifindex("ul0");
-            let locals: Vec<(&EndpointSpec, u32)> = self
-                .endpoints
+            let underlay_ifindex = self.net.hosts()[h].underlay_ifindex;
+            let locals: Vec<(&EndpointSpec, u32)> = ENDPOINTS
                 .iter()
-                .filter(|ep| ep.spec.host == h)
-                .map(|ep| {
-                    let ifindex = self.hosts[h].ns.ifindex(&ep.spec.host_ifname());
-                    (ep.spec, ifindex)
-                })
+                .zip(self.net.endpoints())
+                .filter(|(spec, _)| spec.host == h)
+                .map(|(spec, ep)| (spec, ep.host_ifindex))
                 .collect();
             let host = &mut self.hosts[h];
             let spec = host.spec;
@@ -332,7 +287,7 @@ impl Lab {
     }
 
     fn endpoint_stats(&self, ep: usize) -> EndpointStats {
-        let spec = self.endpoints[ep].spec;
+        let spec = &ENDPOINTS[ep];
         self.hosts[spec.host]
             .instance
             .dataplane
@@ -368,20 +323,21 @@ impl Lab {
             }
             out += "\n";
         }
-        for (i, ep) in self.endpoints.iter().enumerate() {
+        for (i, spec) in ENDPOINTS.iter().enumerate() {
             let s = self.endpoint_stats(i);
+            let ns = self.ep_ns(i);
             out += &format!(
                 "  {} (VPC {}, {}): data-plane rx {} tx {}; eth0 rx {} tx {} rx_dropped {}; \
                  UDP checksum errors {}\n",
-                ep.spec.name,
-                ep.spec.vni,
-                ep.spec.ip,
+                spec.name,
+                spec.vni,
+                spec.ip,
                 s.rx_packets,
                 s.tx_packets,
-                ep.ns.link_stat("eth0", "rx_packets"),
-                ep.ns.link_stat("eth0", "tx_packets"),
-                ep.ns.link_stat("eth0", "rx_dropped"),
-                ep.ns.udp_checksum_errors(),
+                ns.link_stat("eth0", "rx_packets"),
+                ns.link_stat("eth0", "tx_packets"),
+                ns.link_stat("eth0", "rx_dropped"),
+                ns.udp_checksum_errors(),
             );
         }
         out
@@ -414,8 +370,7 @@ impl Lab {
     /// Runs ping from an endpoint; returns its output.
     fn run_ping(&self, from: usize, to: Ipv4Addr, count: u32, wait_s: u32) -> std::process::Output {
         let (count, wait, to) = (count.to_string(), wait_s.to_string(), to.to_string());
-        self.endpoints[from]
-            .ns
+        self.ep_ns(from)
             .try_exec("ping", &["-n", "-c", &count, "-i", "0.2", "-W", &wait, &to])
     }
 
@@ -426,7 +381,7 @@ impl Lab {
         assert!(
             output.status.success() && text.contains(&format!("{count} received")),
             "ping from {} to {to} failed:\n{text}{}\n{}",
-            self.endpoints[from].spec.name,
+            ENDPOINTS[from].name,
             String::from_utf8_lossy(&output.stderr),
             self.report(before)
         );
@@ -439,17 +394,17 @@ impl Lab {
         assert!(
             text.contains(" 0 received"),
             "{} reached {to}, which does not exist in its VPC:\n{text}\n{}",
-            self.endpoints[from].spec.name,
+            ENDPOINTS[from].name,
             self.report(before)
         );
     }
 
     /// Starts a UDP echo server on an endpoint (`expect` datagrams, then it stops) and returns
     /// once it listens. The thread yields how many datagrams it echoed.
-    fn udp_echo_server(&self, ep: usize, expect: usize) -> std::thread::JoinHandle<usize> {
-        let addr = SocketAddrV4::new(self.endpoints[ep].spec.ip, UDP_PORT);
+    fn udp_echo_server(&self, ep: usize, expect: usize) -> NsJoinHandle<usize> {
+        let addr = SocketAddrV4::new(ENDPOINTS[ep].ip, UDP_PORT);
         let (ready, listening) = mpsc::channel();
-        let server = self.endpoints[ep].ns.spawn(move || {
+        let server = self.ep_ns(ep).spawn(move || {
             let socket = UdpSocket::bind(addr).unwrap_or_else(|err| panic!("bind {addr}: {err}"));
             socket
                 .set_read_timeout(Some(Duration::from_secs(5)))
@@ -466,6 +421,7 @@ impl Lab {
             }
             echoed
         });
+        let server = server.unwrap_or_else(|err| panic!("{err}"));
         listening
             .recv_timeout(Duration::from_secs(5))
             .expect("UDP server did not start");
@@ -475,8 +431,11 @@ impl Lab {
     /// Sends datagrams of `sizes` bytes from one endpoint's socket to a UDP echo server and
     /// checks each echo, byte for byte.
     fn udp_exchange(&self, from: usize, to: Ipv4Addr, sizes: &[usize], before: &[Counters]) {
-        let spec = self.endpoints[from].spec;
-        let _in_endpoint = self.endpoints[from].ns.enter();
+        let spec = &ENDPOINTS[from];
+        let _in_endpoint = self
+            .ep_ns(from)
+            .enter()
+            .unwrap_or_else(|err| panic!("{err}"));
         let socket = UdpSocket::bind(SocketAddrV4::new(spec.ip, 0)).unwrap();
         socket
             .set_read_timeout(Some(Duration::from_secs(3)))

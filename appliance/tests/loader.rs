@@ -117,7 +117,7 @@ fn pinned_maps_keep_their_contents_across_loads() {
 
 #[test]
 fn attached_programs_outlive_the_process_that_loaded_them_until_detached() {
-    use common::netns::{NetNs, veth_pair};
+    use common::netns::{NetNs, NetNsExt, veth_pair};
     use mizar::dataplane::{AttachMode, PinLayout, detach};
 
     let instance = common::TestInstance::new("loader-persist");
