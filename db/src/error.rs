@@ -52,9 +52,14 @@ impl fmt::Display for Kind {
     }
 }
 
-/// A list of names for a message: "a, b, c", at most ten of them, or "none yet".
+/// A list of names for a message: "a, b, c", at most ten of them, or "none yet". Only the
+/// names shown are kept (a VPC may have 100,000 endpoints), with the count of the others.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Names(pub Vec<String>);
+pub struct Names {
+    /// A boxed slice rather than a Vec: it keeps [`StoreError`] under 128 bytes.
+    pub shown: Box<[String]>,
+    pub total: usize,
+}
 
 impl Names {
     const SHOWN: usize = 10;
@@ -62,23 +67,29 @@ impl Names {
 
 impl<S: Into<String>> FromIterator<S> for Names {
     fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
-        Names(iter.into_iter().map(Into::into).collect())
+        let mut shown = Vec::new();
+        let mut total = 0;
+        for name in iter {
+            if shown.len() < Self::SHOWN {
+                shown.push(name.into());
+            }
+            total += 1;
+        }
+        Names {
+            shown: shown.into(),
+            total,
+        }
     }
 }
 
 impl fmt::Display for Names {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
+        if self.total == 0 {
             return f.write_str("none yet");
         }
-        for (i, name) in self.0.iter().take(Self::SHOWN).enumerate() {
-            if i > 0 {
-                f.write_str(", ")?;
-            }
-            write!(f, "{name}")?;
-        }
-        if self.0.len() > Self::SHOWN {
-            write!(f, " and {} more", self.0.len() - Self::SHOWN)?;
+        f.write_str(&self.shown.join(", "))?;
+        if self.total > self.shown.len() {
+            write!(f, " and {} more", self.total - self.shown.len())?;
         }
         Ok(())
     }
@@ -495,6 +506,17 @@ pub(crate) fn endpoint_subject(vpc: &str, endpoint: &str) -> String {
 mod tests {
     /// Results carrying it are returned everywhere: keep it small enough to move cheaply
     /// (clippy's result_large_err draws the line at 128 bytes).
+    #[test]
+    fn names_keep_only_what_they_show() {
+        let names: super::Names = (0..100_000).map(|i| format!("ep{i}")).collect();
+        assert_eq!(names.shown.len(), 10);
+        assert_eq!(
+            names.to_string(),
+            "ep0, ep1, ep2, ep3, ep4, ep5, ep6, ep7, ep8, ep9 and 99990 more"
+        );
+        assert_eq!(super::Names::default().to_string(), "none yet");
+    }
+
     #[test]
     fn the_error_stays_small() {
         assert!(

@@ -67,7 +67,17 @@ fn already_exists(kind: Kind, name: &str, scope: String) -> StoreError {
     }
 }
 
-/// Names from a one-column query, for messages.
+/// Every value of a one-column query.
+fn strings(tx: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<String>> {
+    const ACTION: &str = "listing names";
+    let mut stmt = tx.prepare_cached(sql).ctx(ACTION)?;
+    let rows = stmt
+        .query_map(params, |row| row.get::<_, String>(0))
+        .ctx(ACTION)?;
+    rows.collect::<std::result::Result<_, _>>().ctx(ACTION)
+}
+
+/// Names from a one-column query, for messages (only the first few are kept).
 fn names(tx: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Names> {
     const ACTION: &str = "listing names";
     let mut stmt = tx.prepare_cached(sql).ctx(ACTION)?;
@@ -164,7 +174,7 @@ fn unknown_endpoint(tx: &Connection, vpc: &str, vpc_id: i64, name: &str) -> Resu
 
 /// "networks web, db", "endpoints a, b and 3 more": the users of an object, for InUse.
 fn describe(what: &str, names: &[String]) -> Option<String> {
-    (!names.is_empty()).then(|| format!("{what} {}", Names(names.to_vec())))
+    (!names.is_empty()).then(|| format!("{what} {}", names.iter().cloned().collect::<Names>()))
 }
 
 /// Removes endpoints (by id) and their backend rows; scaled endpoints that keep existing but
@@ -401,14 +411,14 @@ impl Store {
     pub fn delete_host(&mut self, name: &str, cascade: bool) -> Result<ApplyReport> {
         self.write("deleting a host", |tx| {
             let (id, _) = host_row(tx, name, String::new)?;
-            let bounces = names(
+            let bounces = strings(
                 tx,
                 "SELECT v.name || '/' || n.name FROM network_bouncers b \
                  JOIN networks n ON n.id = b.network_id JOIN vpcs v ON v.id = n.vpc_id \
                  WHERE b.host_id = ?1 ORDER BY 1",
                 [id],
             )?;
-            let divides = names(
+            let divides = strings(
                 tx,
                 "SELECT v.name FROM vpc_dividers d JOIN vpcs v ON v.id = d.vpc_id \
                  WHERE d.host_id = ?1 ORDER BY 1",
@@ -416,8 +426,8 @@ impl Store {
             )?;
             let endpoints = endpoint_ids(tx, "e.host_id = ?1", id)?;
             let users: Vec<String> = [
-                describe("bouncer assignments of networks", &bounces.0),
-                describe("divider assignments of VPCs", &divides.0),
+                describe("bouncer assignments of networks", &bounces),
+                describe("divider assignments of VPCs", &divides),
                 describe("endpoints", &qualified(&endpoints)),
             ]
             .into_iter()
@@ -433,10 +443,10 @@ impl Store {
             }
             let mut report = ApplyReport::default();
             remove_endpoints(tx, &endpoints, &mut report)?;
-            for net in bounces.0 {
+            for net in bounces {
                 report.push(Action::Delete, Kind::Bouncer, format!("{net}:{name}"));
             }
-            for vpc in divides.0 {
+            for vpc in divides {
                 report.push(Action::Delete, Kind::Divider, format!("{vpc}:{name}"));
             }
             tx.execute("DELETE FROM network_bouncers WHERE host_id = ?1", [id])
@@ -867,7 +877,7 @@ impl Store {
                  WHERE b.backend_id = ?1 ORDER BY 1",
                 [id],
             )?;
-            if !users.0.is_empty() && !cascade {
+            if users.total > 0 && !cascade {
                 return Err(StoreError::InUse {
                     kind: Kind::Endpoint,
                     name: name.to_owned(),

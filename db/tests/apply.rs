@@ -456,3 +456,13 @@ fn every_rule_holds_for_documents_too() {
         }
     }
 }
+
+#[test]
+fn macs_may_be_written_unquoted() {
+    // All-digit groups too: YAML 1.2 reads them as strings, not as base-60 numbers.
+    let text = "hosts:\n  - { name: a, ip: 192.168.1.1, mac: 12:34:56:00:00:10 }\n";
+    let doc = Topology::from_yaml(text).unwrap();
+    assert_eq!(doc.hosts[0].mac.to_string(), "12:34:56:00:00:10");
+    let yaml = doc.to_yaml().unwrap();
+    assert_eq!(Topology::from_yaml(&yaml).unwrap(), doc);
+}
