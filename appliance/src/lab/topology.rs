@@ -3,6 +3,7 @@
 use std::{
     fs, io,
     path::{Path, PathBuf},
+    sync::Mutex,
 };
 
 use super::{
@@ -107,7 +108,13 @@ impl Lab {
                 found,
             });
         }
-        ensure_bpffs(&spec.pin_root)?;
+        {
+            // Two labs built at once on a machine without the mount must not mount bpffs twice
+            // (the second would hide what the first pins).
+            static MOUNT: Mutex<()> = Mutex::new(());
+            let _one_at_a_time = MOUNT.lock().unwrap_or_else(|e| e.into_inner());
+            ensure_bpffs(&spec.pin_root)?;
+        }
         let pin_dir = spec.pin_dir();
         let mut lab = Self {
             prefix: spec.prefix.clone(),
