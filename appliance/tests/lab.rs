@@ -196,34 +196,27 @@ fn a_lab_is_built_as_specified_and_gone_when_dropped() {
     assert_eq!(pins, 4, "pins under {}", pin_dir.display());
 
     // The underlay carries traffic between hosts, through the bridge and mz_pass on its ports.
+    // A socket stays in the namespace it was made in: bind each inside its host, then talk.
     let h2 = SocketAddrV4::new(Ipv4Addr::new(192, 168, 99, 2), 7000);
-    let server = lab.hosts()[1]
-        .ns
-        .spawn(move || {
-            let socket = UdpSocket::bind(h2).unwrap();
-            socket
-                .set_read_timeout(Some(Duration::from_secs(3)))
-                .unwrap();
-            let mut buf = [0u8; 64];
-            let (len, peer) = socket.recv_from(&mut buf).unwrap();
-            socket.send_to(&buf[..len], peer).unwrap();
-            buf[..len].to_vec()
-        })
-        .unwrap();
-    {
-        let _in_h1 = lab.hosts()[0].ns.enter().unwrap();
-        let socket = UdpSocket::bind("192.168.99.1:0").unwrap();
+    let bind_in = |host: usize, addr: SocketAddrV4| {
+        let _inside = lab.hosts()[host].ns.enter().unwrap();
+        let socket = UdpSocket::bind(addr).unwrap();
         socket
             .set_read_timeout(Some(Duration::from_secs(3)))
             .unwrap();
-        socket.send_to(b"over the underlay", h2).unwrap();
-        let mut buf = [0u8; 64];
-        let (len, _) = socket
-            .recv_from(&mut buf)
-            .expect("the echo from h2 through the bridge");
-        assert_eq!(&buf[..len], b"over the underlay");
-    }
-    assert_eq!(server.join().unwrap(), b"over the underlay");
+        socket
+    };
+    let server = bind_in(1, h2);
+    let client = bind_in(0, SocketAddrV4::new(Ipv4Addr::new(192, 168, 99, 1), 0));
+    client.send_to(b"over the underlay", h2).unwrap();
+    let mut buf = [0u8; 64];
+    let (len, peer) = server
+        .recv_from(&mut buf)
+        .expect("h2 receives from h1 through the bridge");
+    assert_eq!(&buf[..len], b"over the underlay");
+    server.send_to(b"and back", peer).unwrap();
+    let (len, _) = client.recv_from(&mut buf).expect("h1 receives the answer");
+    assert_eq!(&buf[..len], b"and back");
 
     drop(lab);
     assert_gone(&names, &pin_dir);
