@@ -4,7 +4,11 @@
 //! IMMEDIATE transaction that re-reads the version after taking the write lock, so two `mizar`
 //! commands opening a fresh database at once cannot both apply migration 1.
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::Path,
+    thread,
+    time::{Duration, Instant},
+};
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -35,15 +39,34 @@ pub(crate) fn prepare(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
     let found = user_version(conn).map_err(open_err)?;
     check_version(found, SCHEMA_VERSION, path)?;
 
-    // WAL: readers (the dashboard, `status`) never block the writer, nor the writer them.
-    // An in-memory database answers "memory", which is fine.
-    let mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
-        .map_err(open_err)?;
-    debug_assert!(mode == "wal" || mode == "memory", "journal mode {mode}");
+    enable_wal(conn).map_err(open_err)?;
     conn.pragma_update(None, "foreign_keys", true)
         .map_err(open_err)?;
     migrate(conn, MIGRATIONS, path)
+}
+
+/// WAL: readers (the dashboard, `status`) never block the writer, nor the writer them.
+///
+/// Switching a new database to WAL takes exclusive access for a moment, and SQLite reports
+/// another connection's lock here at once instead of through the busy handler (seen with two
+/// commands creating the same database together), so this retries until [`BUSY_TIMEOUT`].
+/// An in-memory database stays in "memory" mode, which is fine.
+fn enable_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn
+            .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get::<_, String>(0))
+        {
+            Ok(_) => return Ok(()),
+            Err(err)
+                if err.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && Instant::now() < deadline =>
+            {
+                thread::sleep(Duration::from_millis(5));
+            }
+            Err(err) => return Err(err),
+        }
+    }
 }
 
 fn check_version(found: i64, known: i64, path: &Path) -> Result<(), StoreError> {

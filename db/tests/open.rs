@@ -70,6 +70,33 @@ fn a_database_from_a_newer_mizar_is_refused_and_left_untouched() {
     assert_eq!(mode, "delete", "the journal mode changed");
 }
 
+/// Two commands creating the same new database at once: one migrates, the other waits for
+/// the write lock, sees the schema is there and does nothing.
+#[test]
+fn concurrent_first_opens_migrate_once() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new").join("mizar.db");
+        let barrier = Barrier::new(2);
+        thread::scope(|scope| {
+            let openers: Vec<_> = (0..2)
+                .map(|_| {
+                    scope.spawn(|| {
+                        barrier.wait();
+                        let store = Store::open(&path).unwrap();
+                        store.schema_version().unwrap()
+                    })
+                })
+                .collect();
+            for opener in openers {
+                assert_eq!(opener.join().unwrap(), SCHEMA_VERSION, "round {round}");
+            }
+        });
+        let mut store = Store::open(&path).unwrap();
+        store.apply(&base_doc(), false).unwrap();
+    }
+}
+
 #[test]
 fn a_file_that_is_not_a_database_is_named_in_the_error() {
     let dir = tempfile::tempdir().unwrap();
