@@ -79,12 +79,7 @@ fn strings(tx: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<
 
 /// Names from a one-column query, for messages (only the first few are kept).
 fn names(tx: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Names> {
-    const ACTION: &str = "listing names";
-    let mut stmt = tx.prepare_cached(sql).ctx(ACTION)?;
-    let rows = stmt
-        .query_map(params, |row| row.get::<_, String>(0))
-        .ctx(ACTION)?;
-    rows.collect::<std::result::Result<Names, _>>().ctx(ACTION)
+    Ok(strings(tx, sql, params)?.into_iter().collect())
 }
 
 fn vpc_row(tx: &Connection, name: &str, used_by: impl FnOnce() -> String) -> Result<(i64, Vpc)> {
@@ -396,21 +391,22 @@ impl Store {
     }
 
     pub fn host(&self, name: &str) -> Result<Host> {
-        self.read("reading a host", |tx| {
-            match load_hosts(tx)?.into_iter().find(|(_, h, _)| h.name == name) {
-                Some((_, host, _)) => Ok(host),
-                None => Err(host_row(tx, name, String::new)
-                    .err()
-                    .unwrap_or_else(|| unknown_host(name, String::new(), Names::default()))),
-            }
-        })
+        let hosts = self.hosts()?;
+        match hosts.iter().position(|h| h.name == name) {
+            Some(i) => Ok(hosts[i].clone()),
+            None => Err(unknown_host(
+                name,
+                String::new(),
+                hosts.into_iter().map(|h| h.name).collect(),
+            )),
+        }
     }
 
     /// Deletes a host. Refused while it bounces, divides or hosts endpoints, unless `cascade`,
     /// which removes those assignments and endpoints with it.
     pub fn delete_host(&mut self, name: &str, cascade: bool) -> Result<ApplyReport> {
         self.write("deleting a host", |tx| {
-            let (id, _) = host_row(tx, name, String::new)?;
+            let (id, local) = host_row(tx, name, String::new)?;
             let bounces = strings(
                 tx,
                 "SELECT v.name || '/' || n.name FROM network_bouncers b \
@@ -456,6 +452,9 @@ impl Store {
             tx.execute("DELETE FROM hosts WHERE id = ?1", [id])
                 .ctx("deleting a host")?;
             report.push(Action::Delete, Kind::Host, name);
+            if local {
+                report.push(Action::Delete, Kind::ThisHost, name);
+            }
             Ok(report)
         })
     }

@@ -682,6 +682,9 @@ fn deletes_are_refused_while_in_use_and_cascade_only_when_asked() {
     store.delete_vpc("red", false).unwrap();
     store.delete_host("h2", false).unwrap();
     assert_eq!(store.hosts().unwrap().len(), 1);
+    let report = store.delete_host("gw1", false).unwrap();
+    assert_eq!(report.count(Kind::ThisHost, Action::Delete), 1, "{report}");
+    assert_eq!(store.this_host().unwrap(), None);
 }
 
 #[test]
