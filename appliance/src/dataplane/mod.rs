@@ -5,6 +5,7 @@
 mod bpffs;
 mod counters;
 mod maps;
+mod reconcile;
 
 use std::{
     fs,
@@ -23,8 +24,10 @@ use mizar_ebpf::{EGRESS_OBJECT, EGRESS_PROGRAM, TRANSIT_OBJECT, TRANSIT_PROGRAM}
 pub use bpffs::{PinLayout, ensure_bpffs};
 pub use counters::{Counter, CounterValue, Counters, STAGES, Stage};
 pub use maps::{
-    DataplaneMaps, EndpointEntry, EndpointKind, EndpointStats, HostConfig, NetworkEntry, VpcEntry,
+    DataplaneMaps, EndpointEntry, EndpointKey, EndpointKind, EndpointStats, HostConfig, MacAddr,
+    NetworkEntry, NetworkKey, VpcEntry,
 };
+pub use reconcile::{Changes, DesiredState, ReconcileReport, plan_reconcile, reconcile};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
