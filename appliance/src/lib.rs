@@ -1,7 +1,8 @@
-//! The Mizar appliance: loads and configures the XDP data plane, and (in later issues) the config
-//! store, reconcile loop, dashboard and captures.
+//! The Mizar appliance: loads and configures the XDP data plane from the config store, and (in
+//! later issues) the dashboard and captures.
 
 pub mod bench;
 pub mod dataplane;
+pub mod fabric;
 pub mod lab;
 pub mod packet;

@@ -24,6 +24,13 @@ pub fn ensure_bpffs(dir: &Path) -> Result<(), DataplaneError> {
     if is_bpffs(dir) {
         return Ok(());
     }
+    // `ip netns exec` runs commands in a private mount namespace: a bpffs mounted there, and
+    // every pin in it, vanishes when the command exits, and the data plane with it.
+    if in_private_mount_namespace() {
+        return Err(DataplaneError::PrivateMountNamespace {
+            path: dir.to_owned(),
+        });
+    }
     mount(
         Some("bpf"),
         dir,
@@ -35,6 +42,19 @@ pub fn ensure_bpffs(dir: &Path) -> Result<(), DataplaneError> {
         path: dir.to_owned(),
         source: std::io::Error::from(errno),
     })
+}
+
+/// Whether this process's mount namespace is not init's. Inside `ip netns exec`, init's
+/// namespace link cannot even be read (checked on this kernel): that counts as private too.
+fn in_private_mount_namespace() -> bool {
+    match (
+        std::fs::read_link("/proc/self/ns/mnt"),
+        std::fs::read_link("/proc/1/ns/mnt"),
+    ) {
+        (Ok(mine), Ok(init)) => mine != init,
+        (Ok(_), Err(_)) => true,
+        (Err(_), _) => false,
+    }
 }
 
 /// Where each kind of pin lives under an instance's pin directory.

@@ -44,6 +44,12 @@ pub enum DataplaneError {
         source: std::io::Error,
     },
     #[error(
+        "{path} is not on a bpffs, and this command runs in a private mount namespace (ip netns exec?), \
+         where a bpffs it mounted would vanish with its pins when it exits: mount one from the root \
+         namespace first (mount -t bpf bpf {path}), or pin under one that is"
+    )]
+    PrivateMountNamespace { path: PathBuf },
+    #[error(
         "cannot load the {object} XDP object: {source} (the kernel needs BPF and BTF support; run as root)"
     )]
     Load {

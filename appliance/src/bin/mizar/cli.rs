@@ -1,0 +1,348 @@
+//! The command line: nouns and verbs a network engineer can guess. Completions and the man page
+//! are generated from these definitions (`mizar completions`, `mizar man`).
+
+use std::{net::Ipv4Addr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use mizar::bench::BenchOptions;
+use mizar_db::{EndpointKind, Ipv4Net, MacAddr};
+
+/// Mizar appliance: a multi-tenant VPC transit node on an XDP data plane.
+#[derive(Debug, Parser)]
+#[command(name = "mizar", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Where this instance keeps its store (mizar.db)
+    #[arg(
+        long,
+        global = true,
+        env = "MIZAR_STATE_DIR",
+        default_value = "/var/lib/mizar",
+        value_name = "DIR"
+    )]
+    pub state_dir: PathBuf,
+    /// bpffs directory for this instance's pinned maps and links (bpffs is mounted there if needed)
+    #[arg(
+        long,
+        global = true,
+        env = "MIZAR_PIN_DIR",
+        default_value = "/sys/fs/bpf/mizar",
+        value_name = "DIR"
+    )]
+    pub pin_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the store and say which host this is
+    Init(InitArgs),
+    /// Attach the data plane and write everything the store holds into it
+    Up,
+    /// Detach the data plane and remove its pins; the store is kept, `up` rebuilds the same state
+    Down,
+    /// What is attached (native or generic XDP), the store's contents and the counters
+    Status(OutputArgs),
+    /// Underlay hosts (this one included)
+    #[command(subcommand)]
+    Host(HostCommand),
+    /// VPCs: tenant networks, each with its own VNI
+    #[command(subcommand)]
+    Vpc(VpcCommand),
+    /// Networks (subnets) of a VPC
+    #[command(subcommand)]
+    Net(NetCommand),
+    /// Endpoints of a VPC
+    #[command(subcommand)]
+    Ep(EpCommand),
+    /// Bouncers of a network: hosts that know where each of its endpoints lives
+    #[command(subcommand)]
+    Bouncer(BouncerCommand),
+    /// Dividers of a VPC: hosts that spread its traffic over its networks' bouncers
+    #[command(subcommand)]
+    Divider(DividerCommand),
+    /// Make the store match a YAML or JSON topology (idempotent)
+    Apply(ApplyArgs),
+    /// Print the store as a topology document that `apply` takes back
+    Export(ExportArgs),
+    /// Print shell completions
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (mizar.1 and one per subcommand) into a directory
+    Man {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Measure ns/packet of every pipeline path with BPF_PROG_TEST_RUN, beside a floor program
+    /// (swap MACs, XDP_TX) measured in the same run. Needs root (loads BPF programs); attaches
+    /// nothing to any interface.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// This host's name in the fabric
+    #[arg(long)]
+    pub name: String,
+    /// Its underlay IPv4 address (Geneve goes to and comes from it)
+    #[arg(long)]
+    pub ip: Ipv4Addr,
+    /// The MAC of its underlay interface
+    #[arg(long)]
+    pub mac: MacAddr,
+    /// Its underlay interface (where the transit program attaches)
+    #[arg(long)]
+    pub interface: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// Add (or describe) a host
+    Add {
+        name: String,
+        #[arg(long)]
+        ip: Ipv4Addr,
+        /// The MAC frames to it are sent to (its own, or the underlay next hop's)
+        #[arg(long)]
+        mac: MacAddr,
+        /// Its underlay interface (required for this host)
+        #[arg(long)]
+        interface: Option<String>,
+    },
+    /// Delete a host; refused while it is used, unless --cascade
+    Del {
+        name: String,
+        #[arg(long)]
+        cascade: bool,
+    },
+    List(OutputArgs),
+    Show {
+        name: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VpcCommand {
+    Add {
+        name: String,
+        /// Its Geneve VNI, 1 to 16777215
+        #[arg(long)]
+        vni: u32,
+        /// The address space its networks are carved from
+        #[arg(long)]
+        cidr: Ipv4Net,
+    },
+    /// Delete a VPC; refused while it has networks or endpoints, unless --cascade
+    Del {
+        name: String,
+        #[arg(long)]
+        cascade: bool,
+    },
+    List(OutputArgs),
+    Show {
+        name: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetCommand {
+    Add {
+        vpc: String,
+        name: String,
+        #[arg(long)]
+        cidr: Ipv4Net,
+        /// Defaults to the network's first address
+        #[arg(long)]
+        gateway: Option<Ipv4Addr>,
+    },
+    /// Delete a network; refused while it has endpoints, unless --cascade
+    Del {
+        vpc: String,
+        name: String,
+        #[arg(long)]
+        cascade: bool,
+    },
+    List {
+        #[arg(long)]
+        vpc: Option<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    Show {
+        vpc: String,
+        name: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum EpType {
+    Simple,
+    Scaled,
+    Host,
+    Function,
+}
+
+impl From<EpType> for EndpointKind {
+    fn from(kind: EpType) -> Self {
+        match kind {
+            EpType::Simple => EndpointKind::Simple,
+            EpType::Scaled => EndpointKind::Scaled,
+            EpType::Host => EndpointKind::Host,
+            EpType::Function => EndpointKind::Function,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EpCommand {
+    Add {
+        vpc: String,
+        name: String,
+        #[arg(long)]
+        ip: Ipv4Addr,
+        #[arg(long)]
+        mac: MacAddr,
+        /// The host it lives on
+        #[arg(long)]
+        host: String,
+        /// Its network; found from the address when omitted
+        #[arg(long)]
+        network: Option<String>,
+        /// Its host-side veth (required when it lives on this host)
+        #[arg(long)]
+        veth: Option<String>,
+        #[arg(long = "type", value_enum, default_value = "simple")]
+        kind: EpType,
+        /// Deliver the tunnel packet as is (network functions)
+        #[arg(long)]
+        bypass_decap: bool,
+        /// For scaled endpoints: names of the endpoints serving it
+        #[arg(long = "backend")]
+        backends: Vec<String>,
+    },
+    Del {
+        vpc: String,
+        name: String,
+    },
+    List {
+        #[arg(long)]
+        vpc: Option<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    Show {
+        vpc: String,
+        name: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BouncerCommand {
+    Add {
+        vpc: String,
+        network: String,
+        host: String,
+    },
+    Del {
+        vpc: String,
+        network: String,
+        host: String,
+    },
+    List {
+        #[arg(long)]
+        vpc: Option<String>,
+        #[arg(long, requires = "vpc")]
+        network: Option<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DividerCommand {
+    Add {
+        vpc: String,
+        host: String,
+    },
+    Del {
+        vpc: String,
+        host: String,
+    },
+    List {
+        #[arg(long)]
+        vpc: Option<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The topology document (YAML or JSON; - for standard input)
+    #[arg(short, long, value_name = "FILE")]
+    pub file: PathBuf,
+    /// Also remove what the document does not list
+    #[arg(long)]
+    pub prune: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[arg(long, value_enum, default_value = "yaml")]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Repetitions per measurement (the kernel reports their average). At least 1000000 unless
+    /// --quick [default: 1000000, or 10000 with --quick]
+    #[arg(long, value_name = "N")]
+    pub repeat: Option<u32>,
+    /// Measurements per path; the median is reported [default: 5, or 3 with --quick]
+    #[arg(long, value_name = "K")]
+    pub runs: Option<u32>,
+    /// A smoke run: every path is checked, timings are short and not worth recording
+    #[arg(long)]
+    pub quick: bool,
+    /// Print the report as JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BenchArgs {
+    pub fn options(&self) -> BenchOptions {
+        let base = if self.quick {
+            BenchOptions::quick()
+        } else {
+            BenchOptions::default()
+        };
+        BenchOptions {
+            repeat: self.repeat.unwrap_or(base.repeat),
+            runs: self.runs.unwrap_or(base.runs),
+            quick: self.quick,
+        }
+    }
+}

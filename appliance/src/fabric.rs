@@ -1,0 +1,373 @@
+//! The fabric on this host: what the store implies for the data plane, and bringing the kernel
+//! to it. The store is the truth; `up` rebuilds everything from it, every change re-syncs.
+
+use std::{
+    collections::BTreeSet,
+    fs,
+    path::{Path, PathBuf},
+};
+
+use mizar_db::{EndpointKind as StoreEndpointKind, Store, StoreError, Topology};
+
+use crate::dataplane::{
+    AttachMode, Dataplane, DataplaneError, DataplaneMaps, DesiredState, EndpointEntry,
+    EndpointKind, HostConfig, NetworkEntry, PinLayout, ReconcileReport, VpcEntry, detach,
+    reconcile, remove_all_pins,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FabricError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+    #[error(
+        "this host is not set: run `mizar init --name NAME --ip IP --mac MAC --interface IF` first"
+    )]
+    NoThisHost,
+    #[error(
+        "this host ({host}) has no underlay interface: set one with `mizar host add {host} ... --interface IF`"
+    )]
+    NoInterface { host: String },
+    #[error(
+        "interface {ifname} does not exist in this network namespace ({what}); create it or correct the store"
+    )]
+    NoSuchInterface { ifname: String, what: String },
+    #[error(
+        "endpoint {endpoint} of VPC {vpc} lives on this host but has no veth: give it one with --veth"
+    )]
+    NoVeth { vpc: String, endpoint: String },
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// One instance of the appliance: where its store and its pins live.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub state_dir: PathBuf,
+    pub pin_dir: PathBuf,
+}
+
+/// What `mizar up` attached, interface by interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub role: &'static str,
+    pub ifname: String,
+    pub mode: AttachMode,
+}
+
+/// The result of bringing the kernel to the store.
+#[derive(Debug, Default)]
+pub struct SyncReport {
+    pub attached: Vec<Attachment>,
+    pub detached: Vec<String>,
+    pub maps: ReconcileReport,
+}
+
+impl Instance {
+    pub fn store_path(&self) -> PathBuf {
+        self.state_dir.join("mizar.db")
+    }
+
+    pub fn pins(&self) -> PinLayout {
+        PinLayout::new(&self.pin_dir)
+    }
+
+    /// Opens (creating when missing) the instance's store.
+    pub fn open_store(&self) -> Result<Store, FabricError> {
+        Ok(Store::open(self.store_path())?)
+    }
+
+    /// Held by every command that writes the store or the kernel, so that two `mizar` commands
+    /// never interleave (each sync then writes what the store held after its own change).
+    pub fn lock(&self) -> Result<nix::fcntl::Flock<fs::File>, FabricError> {
+        let path = self.state_dir.join("lock");
+        let io = |source| FabricError::Io {
+            path: path.clone(),
+            source,
+        };
+        fs::create_dir_all(&self.state_dir).map_err(io)?;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, errno)| io(std::io::Error::from(errno)))
+    }
+
+    fn modes_path(&self) -> PathBuf {
+        self.state_dir.join("attached")
+    }
+
+    /// What is attached and in which mode, as recorded when it was attached (still pinned).
+    pub fn attachments(&self) -> Vec<Attachment> {
+        let recorded = fs::read_to_string(self.modes_path()).unwrap_or_default();
+        recorded
+            .lines()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                let role = match words.next()? {
+                    "transit" => "transit",
+                    "egress" => "egress",
+                    _ => return None,
+                };
+                let ifname = words.next()?.to_owned();
+                let mode = match words.next()? {
+                    "native" => AttachMode::Native,
+                    _ => AttachMode::Generic,
+                };
+                self.attached(role)
+                    .contains(&ifname)
+                    .then_some(Attachment { role, ifname, mode })
+            })
+            .collect()
+    }
+
+    fn record(&self, report: &SyncReport) -> Result<(), FabricError> {
+        let mut all = self.attachments();
+        all.retain(|a| {
+            !report
+                .attached
+                .iter()
+                .any(|n| n.role == a.role && n.ifname == a.ifname)
+        });
+        all.extend(report.attached.iter().cloned());
+        let text: String = all
+            .iter()
+            .map(|a| format!("{} {} {}\n", a.role, a.ifname, a.mode))
+            .collect();
+        let path = self.modes_path();
+        fs::write(&path, text).map_err(|source| FabricError::Io { path, source })
+    }
+
+    /// Whether the data plane of this instance is up (its maps are pinned).
+    pub fn is_up(&self) -> bool {
+        self.pins().map(mizar_ebpf::maps::CONFIG).exists()
+    }
+
+    /// Loads the data plane (reusing pinned maps), attaches transit to this host's underlay
+    /// interface and egress to every local endpoint's veth, and writes what the store implies.
+    pub fn up(&self, store: &Store) -> Result<SyncReport, FabricError> {
+        let topology = store.snapshot()?;
+        let desired = desired_state(&topology, &SystemInterfaces)?;
+        let mut dataplane = Dataplane::load(&self.pin_dir)?;
+        let mut report = SyncReport {
+            maps: reconcile(dataplane.maps_mut(), &desired)?,
+            ..SyncReport::default()
+        };
+        let underlay = underlay_interface(&topology)?;
+        let mode = dataplane.attach_transit(&underlay)?;
+        report.attached.push(Attachment {
+            role: "transit",
+            ifname: underlay,
+            mode,
+        });
+        for veth in local_veths(&topology)? {
+            let mode = dataplane.attach_egress(&veth)?;
+            report.attached.push(Attachment {
+                role: "egress",
+                ifname: veth,
+                mode,
+            });
+        }
+        self.record(&report)?;
+        Ok(report)
+    }
+
+    /// After a change to the store: when the data plane is up, writes what changed into the
+    /// maps and attaches or detaches egress on endpoint veths that came or went.
+    pub fn sync(&self, store: &Store) -> Result<Option<SyncReport>, FabricError> {
+        if !self.is_up() {
+            return Ok(None);
+        }
+        let topology = store.snapshot()?;
+        let desired = desired_state(&topology, &SystemInterfaces)?;
+        // The pinned maps are enough to write the change; loading (and verifying) the programs
+        // again costs a quarter of a second, so that happens only when a veth needs egress.
+        let mut maps = DataplaneMaps::open(&self.pins())?;
+        let mut report = SyncReport {
+            maps: reconcile(&mut maps, &desired)?,
+            ..SyncReport::default()
+        };
+        let wanted: BTreeSet<String> = local_veths(&topology)?.into_iter().collect();
+        let attached = self.attached("egress");
+        let missing: Vec<&String> = wanted.difference(&attached).collect();
+        if !missing.is_empty() {
+            let mut dataplane = Dataplane::load(&self.pin_dir)?;
+            for veth in missing {
+                let mode = dataplane.attach_egress(veth)?;
+                report.attached.push(Attachment {
+                    role: "egress",
+                    ifname: veth.clone(),
+                    mode,
+                });
+            }
+        }
+        for veth in attached.difference(&wanted) {
+            detach(&self.pins(), "egress", veth)?;
+            report.detached.push(veth.clone());
+        }
+        self.record(&report)?;
+        Ok(Some(report))
+    }
+
+    /// Detaches everything and removes every pin: forwarding stops. The store is untouched,
+    /// so `up` rebuilds the same state.
+    pub fn down(&self) -> Result<(), FabricError> {
+        remove_all_pins(&self.pins())?;
+        let _ = fs::remove_file(self.modes_path());
+        Ok(())
+    }
+
+    /// Interfaces with a program of `role` pinned ("transit" or "egress").
+    pub fn attached(&self, role: &str) -> BTreeSet<String> {
+        let prefix = format!("{role}@");
+        fs::read_dir(self.pins().links())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .filter_map(|name| name.strip_prefix(&prefix).map(str::to_owned))
+            .collect()
+    }
+
+    /// The pinned maps, when up.
+    pub fn maps(&self) -> Result<Option<DataplaneMaps>, FabricError> {
+        if !self.is_up() {
+            return Ok(None);
+        }
+        Ok(Some(DataplaneMaps::open(&self.pins())?))
+    }
+}
+
+/// How interface names become what the data plane needs (the real system, or a test's).
+pub trait Interfaces {
+    fn ifindex(&self, ifname: &str) -> Option<u32>;
+    fn mtu(&self, ifname: &str) -> Option<u16>;
+}
+
+/// Interfaces of the calling thread's network namespace.
+pub struct SystemInterfaces;
+
+impl Interfaces for SystemInterfaces {
+    fn ifindex(&self, ifname: &str) -> Option<u32> {
+        nix::net::if_::if_nametoindex(ifname).ok()
+    }
+
+    fn mtu(&self, ifname: &str) -> Option<u16> {
+        // /sys/class/net follows the network namespace of whoever mounted /sys; `ip netns exec`
+        // remounts it, and so does nothing else we run under.
+        let path = Path::new("/sys/class/net").join(ifname).join("mtu");
+        fs::read_to_string(path).ok()?.trim().parse().ok()
+    }
+}
+
+fn underlay_interface(topology: &Topology) -> Result<String, FabricError> {
+    let me = topology.this_host().ok_or(FabricError::NoThisHost)?;
+    me.interface
+        .clone()
+        .ok_or_else(|| FabricError::NoInterface {
+            host: me.name.clone(),
+        })
+}
+
+/// Veths of the endpoints hosted here.
+fn local_veths(topology: &Topology) -> Result<Vec<String>, FabricError> {
+    let me = topology.this_host().ok_or(FabricError::NoThisHost)?;
+    let mut veths = Vec::new();
+    for (vpc, _, ep) in topology.endpoints() {
+        if ep.host == me.name && ep.kind != StoreEndpointKind::Scaled {
+            let veth = ep.veth.clone().ok_or_else(|| FabricError::NoVeth {
+                vpc: vpc.name.clone(),
+                endpoint: ep.name.clone(),
+            })?;
+            veths.push(veth);
+        }
+    }
+    Ok(veths)
+}
+
+/// What the data plane of this host must hold for `topology`.
+pub fn desired_state(
+    topology: &Topology,
+    interfaces: &dyn Interfaces,
+) -> Result<DesiredState, FabricError> {
+    let me = topology.this_host().ok_or(FabricError::NoThisHost)?;
+    let underlay = underlay_interface(topology)?;
+    let missing = |ifname: &str, what: String| FabricError::NoSuchInterface {
+        ifname: ifname.to_owned(),
+        what,
+    };
+    let underlay_ifindex = interfaces
+        .ifindex(&underlay)
+        .ok_or_else(|| missing(&underlay, format!("the underlay interface of {}", me.name)))?;
+    let mut state = DesiredState {
+        host: Some(HostConfig {
+            ip: me.ip,
+            mac: me.mac.octets(),
+            underlay_mtu: interfaces.mtu(&underlay).unwrap_or(1500),
+            underlay_ifindex,
+        }),
+        ..DesiredState::default()
+    };
+    for host in topology.hosts.iter().filter(|h| h.name != me.name) {
+        state.hosts.insert(host.ip, host.mac.octets());
+    }
+    let ip_of = |name: &str| topology.host(name).map(|h| h.ip);
+    for vpc in &topology.vpcs {
+        let dividers = vpc.dividers.iter().filter_map(|d| ip_of(d)).collect();
+        state.vpcs.insert(
+            vpc.vni,
+            VpcEntry {
+                this_host_divides: vpc.dividers.contains(&me.name),
+                dividers,
+            },
+        );
+        for net in &vpc.networks {
+            let bouncers = net.bouncers.iter().filter_map(|b| ip_of(b)).collect();
+            state.networks.insert(
+                (vpc.vni, net.cidr.network(), net.cidr.prefix_len()),
+                NetworkEntry {
+                    this_host_bounces: net.bouncers.contains(&me.name),
+                    gateway: net.gateway(),
+                    bouncers,
+                },
+            );
+            for ep in &net.endpoints {
+                let host = ip_of(&ep.host).unwrap_or(me.ip);
+                let local_ifindex = match (&ep.veth, ep.host == me.name) {
+                    (Some(veth), true) if ep.kind != StoreEndpointKind::Scaled => {
+                        Some(interfaces.ifindex(veth).ok_or_else(|| {
+                            missing(
+                                veth,
+                                format!("the veth of endpoint {} in VPC {}", ep.name, vpc.name),
+                            )
+                        })?)
+                    }
+                    _ => None,
+                };
+                state.endpoints.insert(
+                    (vpc.vni, ep.ip),
+                    EndpointEntry {
+                        mac: ep.mac.octets(),
+                        kind: match ep.kind {
+                            StoreEndpointKind::Simple => EndpointKind::Simple,
+                            StoreEndpointKind::Scaled => EndpointKind::Scaled,
+                            StoreEndpointKind::Host => EndpointKind::Host,
+                            StoreEndpointKind::Function => EndpointKind::Function,
+                        },
+                        bypass_decap: ep.bypass_decap,
+                        host,
+                        local_ifindex,
+                    },
+                );
+            }
+        }
+    }
+    Ok(state)
+}
