@@ -90,7 +90,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let doc = parse_document(&text)
                 .with_context(|| format!("{} is not a valid topology", args.file.display()))?;
-            change(&instance, |store| {
+            // A document describes the whole fabric: it may start a store from nothing.
+            change_creating(&instance, |store| {
                 let report = store.apply(&doc, args.prune)?;
                 Ok(report.summary())
             })?;
@@ -133,7 +134,25 @@ fn change(
     write: impl FnOnce(&mut Store) -> anyhow::Result<String>,
 ) -> anyhow::Result<()> {
     let _lock = instance.lock()?;
-    let mut store = existing_store(instance)?;
+    let store = existing_store(instance)?;
+    change_store(instance, store, write)
+}
+
+/// A change that may be the first: the store is created when missing.
+fn change_creating(
+    instance: &Instance,
+    write: impl FnOnce(&mut Store) -> anyhow::Result<String>,
+) -> anyhow::Result<()> {
+    let _lock = instance.lock()?;
+    let store = instance.open_store()?;
+    change_store(instance, store, write)
+}
+
+fn change_store(
+    instance: &Instance,
+    mut store: Store,
+    write: impl FnOnce(&mut Store) -> anyhow::Result<String>,
+) -> anyhow::Result<()> {
     let what = write(&mut store)?;
     println!("{what}");
     if let Some(report) = instance.sync(&store).context(

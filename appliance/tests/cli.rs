@@ -1,0 +1,257 @@
+//! The `mizar` binary's store commands, completions and man pages (no kernel needed: the data
+//! plane is down, so changes stop at the store).
+
+use std::process::{Command, Output};
+
+struct Mizar {
+    state: tempfile::TempDir,
+}
+
+impl Mizar {
+    fn new() -> Self {
+        Self {
+            state: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_mizar"))
+            .args(args)
+            .env("MIZAR_STATE_DIR", self.state.path())
+            .env("MIZAR_PIN_DIR", self.state.path().join("no-bpffs-needed"))
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "mizar {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn fails(&self, args: &[&str], message: &str) {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "mizar {args:?} should fail");
+        assert!(stderr.contains(message), "mizar {args:?}: {stderr}");
+    }
+}
+
+fn fabric() -> Mizar {
+    let m = Mizar::new();
+    m.ok(&[
+        "init",
+        "--name",
+        "gw1",
+        "--ip",
+        "192.168.50.1",
+        "--mac",
+        "02:00:c0:a8:32:01",
+        "--interface",
+        "ul0",
+    ]);
+    m.ok(&[
+        "host",
+        "add",
+        "h2",
+        "--ip",
+        "192.168.50.2",
+        "--mac",
+        "02:00:c0:a8:32:02",
+    ]);
+    for (vpc, vni) in [("blue", "100"), ("red", "200")] {
+        m.ok(&["vpc", "add", vpc, "--vni", vni, "--cidr", "10.0.0.0/16"]);
+        m.ok(&["net", "add", vpc, "web", "--cidr", "10.0.1.0/24"]);
+        m.ok(&["bouncer", "add", vpc, "web", "gw1"]);
+        m.ok(&["divider", "add", vpc, "gw1"]);
+        // The same address in both VPCs: that is the point.
+        m.ok(&[
+            "ep",
+            "add",
+            vpc,
+            "web1",
+            "--ip",
+            "10.0.1.10",
+            "--mac",
+            "02:00:0a:00:01:0a",
+            "--host",
+            "h2",
+        ]);
+    }
+    m
+}
+
+#[test]
+fn lists_come_as_tables_and_as_json() {
+    let m = fabric();
+    let table = m.ok(&["ep", "list"]);
+    assert!(table.starts_with("VPC"), "{table}");
+    assert_eq!(
+        table.lines().filter(|l| l.contains("10.0.1.10")).count(),
+        2,
+        "{table}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&m.ok(&["ep", "list", "--json"])).unwrap();
+    let vpcs: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["vpc"].as_str().unwrap())
+        .collect();
+    assert_eq!(vpcs, ["blue", "red"]);
+    let vpc: serde_json::Value =
+        serde_json::from_str(&m.ok(&["vpc", "show", "red", "--json"])).unwrap();
+    assert_eq!(vpc["vni"], 200);
+    let status = m.ok(&["status"]);
+    assert!(
+        status.contains("2 hosts, 2 VPCs, 2 networks, 2 endpoints"),
+        "{status}"
+    );
+    assert!(status.contains("data plane: down"), "{status}");
+}
+
+#[test]
+fn export_round_trips_through_apply_and_apply_is_idempotent() {
+    let m = fabric();
+    let exported = m.ok(&["export"]);
+    let file = m.state.path().join("topology.yaml");
+    std::fs::write(&file, &exported).unwrap();
+    let again = m.ok(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(again.contains("0 created, 0 changed, 0 removed"), "{again}");
+
+    // A fresh store takes the document whole; with --prune, what it lacks goes.
+    let other = Mizar::new();
+    other.ok(&["apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(other.ok(&["export"]), exported);
+    let json = m.ok(&["export", "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let mut doc = doc;
+    doc["vpcs"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|v| v["name"] == "blue");
+    let pruned = m.state.path().join("blue-only.json");
+    std::fs::write(&pruned, doc.to_string()).unwrap();
+    let report = other.ok(&["apply", "-f", pruned.to_str().unwrap(), "--prune"]);
+    assert!(report.contains("removed"), "{report}");
+    assert!(!other.ok(&["vpc", "list"]).contains("red"));
+}
+
+#[test]
+fn bad_input_is_refused_with_the_fix_and_changes_nothing() {
+    let m = fabric();
+    let before = m.ok(&["export"]);
+    m.fails(
+        &[
+            "vpc",
+            "add",
+            "green",
+            "--vni",
+            "100",
+            "--cidr",
+            "10.1.0.0/16",
+        ],
+        "give each VPC its own VNI",
+    );
+    m.fails(
+        &[
+            "vpc",
+            "add",
+            "green",
+            "--vni",
+            "16777216",
+            "--cidr",
+            "10.1.0.0/16",
+        ],
+        "pick one from 1 to 16777215",
+    );
+    m.fails(
+        &["vpc", "add", "green", "--vni", "7", "--cidr", "10.1.0.0/33"],
+        "invalid value '10.1.0.0/33' for '--cidr <CIDR>'",
+    );
+    m.fails(
+        &["net", "add", "blue", "db", "--cidr", "10.0.1.1/24"],
+        "write the network address: 10.0.1.0/24",
+    );
+    m.fails(
+        &["net", "add", "nope", "db", "--cidr", "10.0.2.0/24"],
+        "nope",
+    );
+    m.fails(
+        &[
+            "ep",
+            "add",
+            "blue",
+            "web2",
+            "--ip",
+            "10.0.1.10",
+            "--mac",
+            "02:00:00:00:00:02",
+            "--host",
+            "h2",
+        ],
+        "10.0.1.10",
+    );
+    m.fails(
+        &[
+            "ep",
+            "add",
+            "blue",
+            "x",
+            "--ip",
+            "10.9.0.4",
+            "--mac",
+            "02:00:00:00:00:03",
+            "--host",
+            "h2",
+        ],
+        "add one with mizar net add",
+    );
+    m.fails(
+        &[
+            "ep",
+            "add",
+            "blue",
+            "x",
+            "--ip",
+            "10.0.1.20",
+            "--mac",
+            "01:00:5e:00:00:01",
+            "--host",
+            "h2",
+        ],
+        "is a multicast address; hosts and endpoints need a unicast MAC",
+    );
+    m.fails(
+        &["host", "del", "h2"],
+        "still used by endpoints blue/web1, red/web1; delete those first, or delete with --cascade",
+    );
+    let bad = m.state.path().join("bad.yaml");
+    std::fs::write(&bad, "vpcs: [ {name: x, vni: 5, cidr: nonsense} ]").unwrap();
+    m.fails(&["apply", "-f", bad.to_str().unwrap()], "bad.yaml");
+    assert_eq!(m.ok(&["export"]), before, "nothing changed");
+}
+
+#[test]
+fn commands_without_a_store_say_how_to_make_one() {
+    Mizar::new().fails(&["vpc", "list"], "run `mizar init` first");
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_cli_definitions() {
+    let m = Mizar::new();
+    let bash = m.ok(&["completions", "bash"]);
+    assert!(
+        bash.contains("mizar") && bash.contains("bouncer"),
+        "bash completions name the nouns"
+    );
+    let out = m.state.path().join("man");
+    m.ok(&["man", "--out", out.to_str().unwrap()]);
+    let page = std::fs::read_to_string(out.join("mizar.1")).unwrap();
+    assert!(page.contains("mizar") && page.contains("apply"), "{page}");
+    assert!(out.join("mizar-ep.1").exists(), "one page per subcommand");
+}
