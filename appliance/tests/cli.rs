@@ -255,3 +255,45 @@ fn completions_and_man_pages_come_from_the_cli_definitions() {
     assert!(page.contains("mizar") && page.contains("apply"), "{page}");
     assert!(out.join("mizar-ep.1").exists(), "one page per subcommand");
 }
+
+#[test]
+fn concurrent_commands_lose_no_update() {
+    let m = fabric();
+    let state = m.state.path().to_owned();
+    // Two writers at once, twenty endpoints each: every one of them must land.
+    let writers: Vec<_> = (0..2u8)
+        .map(|w| {
+            let state = state.clone();
+            std::thread::spawn(move || {
+                for i in 0..20u8 {
+                    let ip = format!("10.0.1.{}", 100 + w * 20 + i);
+                    let mac = format!("02:00:00:00:{w:02x}:{i:02x}");
+                    let name = format!("w{w}-{i}");
+                    let out = Command::new(env!("CARGO_BIN_EXE_mizar"))
+                        .args([
+                            "ep", "add", "blue", &name, "--ip", &ip, "--mac", &mac, "--host", "h2",
+                        ])
+                        .env("MIZAR_STATE_DIR", &state)
+                        .env("MIZAR_PIN_DIR", state.join("no-bpffs-needed"))
+                        .output()
+                        .unwrap();
+                    assert!(
+                        out.status.success(),
+                        "{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let list: serde_json::Value =
+        serde_json::from_str(&m.ok(&["ep", "list", "--vpc", "blue", "--json"])).unwrap();
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1 + 40,
+        "every endpoint of both writers landed"
+    );
+}
