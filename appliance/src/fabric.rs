@@ -2,8 +2,9 @@
 //! to it. The store is the truth; `up` rebuilds everything from it, every change re-syncs.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     fs,
+    net::Ipv4Addr,
     path::{Path, PathBuf},
 };
 
@@ -160,6 +161,7 @@ impl Instance {
             maps: reconcile(dataplane.maps_mut(), &desired)?,
             ..SyncReport::default()
         };
+        report.maps.learned_forgotten += forget_contradicted(dataplane.maps_mut(), &topology)?;
         let underlay = underlay_interface(&topology)?;
         let mode = dataplane.attach_transit(&underlay)?;
         report.attached.push(Attachment {
@@ -194,6 +196,7 @@ impl Instance {
             maps: reconcile(&mut maps, &desired)?,
             ..SyncReport::default()
         };
+        report.maps.learned_forgotten += forget_contradicted(&mut maps, &topology)?;
         let wanted: BTreeSet<String> = local_veths(&topology)?.into_iter().collect();
         let attached = self.attached("egress");
         let missing: Vec<&String> = wanted.difference(&attached).collect();
@@ -292,6 +295,21 @@ fn local_veths(topology: &Topology) -> Result<Vec<String>, FabricError> {
     Ok(veths)
 }
 
+/// Forgets what the data plane learned that `topology` contradicts: where endpoints it no
+/// longer has lived, or where endpoints that live elsewhere now used to. Reconcile forgets that
+/// for the endpoints in this host's maps; this host also learns about endpoints it does not hold
+/// (it holds only what its roles need), and those are checked here.
+fn forget_contradicted(
+    maps: &mut DataplaneMaps,
+    topology: &Topology,
+) -> Result<usize, FabricError> {
+    let homes: BTreeMap<(u32, Ipv4Addr), Ipv4Addr> = topology
+        .endpoints()
+        .filter_map(|(vpc, _, ep)| Some(((vpc.vni, ep.ip), topology.host(&ep.host)?.ip)))
+        .collect();
+    Ok(maps.forget_learned(|vni, ip, host| homes.get(&(vni, ip)) != Some(&host))?)
+}
+
 /// What the data plane of this host must hold for `topology`.
 pub fn desired_state(
     topology: &Topology,
@@ -320,25 +338,40 @@ pub fn desired_state(
     }
     let ip_of = |name: &str| topology.host(name).map(|h| h.ip);
     for vpc in &topology.vpcs {
+        let divides = vpc.dividers.contains(&me.name);
         let dividers = vpc.dividers.iter().filter_map(|d| ip_of(d)).collect();
         state.vpcs.insert(
             vpc.vni,
             VpcEntry {
-                this_host_divides: vpc.dividers.contains(&me.name),
+                this_host_divides: divides,
                 dividers,
             },
         );
         for net in &vpc.networks {
+            // Each host knows what its roles need (the seed design): a bouncer every endpoint of
+            // its networks, a divider every network of its VPCs, and every host its own
+            // endpoints and their networks. The rest it reaches through bouncers and dividers
+            // (and learns on the way), as the data plane's routing expects: a host that knew
+            // every endpoint would never use them.
+            let bounces = net.bouncers.contains(&me.name);
+            let hosts_one = net.endpoints.iter().any(|ep| ep.host == me.name);
+            if !(divides || bounces || hosts_one) {
+                continue;
+            }
             let bouncers = net.bouncers.iter().filter_map(|b| ip_of(b)).collect();
             state.networks.insert(
                 (vpc.vni, net.cidr.network(), net.cidr.prefix_len()),
                 NetworkEntry {
-                    this_host_bounces: net.bouncers.contains(&me.name),
+                    this_host_bounces: bounces,
                     gateway: net.gateway(),
                     bouncers,
                 },
             );
-            for ep in &net.endpoints {
+            for ep in net
+                .endpoints
+                .iter()
+                .filter(|ep| bounces || ep.host == me.name)
+            {
                 let host = ip_of(&ep.host).unwrap_or(me.ip);
                 let local_ifindex = match (&ep.veth, ep.host == me.name) {
                     (Some(veth), true) if ep.kind != StoreEndpointKind::Scaled => {

@@ -983,7 +983,7 @@ impl DataplaneMaps {
     /// picks: their mz_learned entries, and their slot in the per-CPU cache that spares the
     /// learning path a lookup (left there, it would keep a resumed flow from being learned
     /// again). Returns how many entries were forgotten.
-    pub(super) fn forget_learned(
+    pub fn forget_learned(
         &mut self,
         stale: impl Fn(u32, Ipv4Addr, Ipv4Addr) -> bool,
     ) -> Result<usize, DataplaneError> {
