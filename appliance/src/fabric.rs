@@ -8,7 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use mizar_db::{EndpointKind as StoreEndpointKind, Store, StoreError, Topology};
+use mizar_db::{Endpoint, EndpointKind as StoreEndpointKind, Store, StoreError, Topology};
 
 use crate::dataplane::{
     AttachMode, Dataplane, DataplaneError, DataplaneMaps, DesiredState, EndpointEntry,
@@ -219,6 +219,55 @@ impl Instance {
         Ok(Some(report))
     }
 
+    /// Refuses, before the store is written, a change naming an interface of this host (its
+    /// underlay, a local endpoint's veth) that does not exist here while the data plane is up:
+    /// the kernel could not follow, and the store must not run ahead of it. `doc` holds what the
+    /// change writes. With the data plane down anything goes (`up` checks).
+    pub fn check_interfaces(&self, store: &Store, doc: &Topology) -> Result<(), FabricError> {
+        if !self.is_up() {
+            return Ok(());
+        }
+        let me = match &doc.this_host {
+            Some(name) => name.clone(),
+            None => match store.this_host()? {
+                Some(host) => host.name,
+                None => return Ok(()),
+            },
+        };
+        let underlays = doc.hosts.iter().filter(|h| h.name == me);
+        let underlays = underlays.filter_map(|h| {
+            let what = format!("the underlay interface of {me}");
+            h.interface.as_deref().map(|ifname| (ifname, what))
+        });
+        let veths = doc.endpoints().filter_map(|(vpc, _, ep)| {
+            let local = ep.host == me && ep.kind != StoreEndpointKind::Scaled;
+            let what = || format!("the veth of endpoint {} in VPC {}", ep.name, vpc.name);
+            ep.veth
+                .as_deref()
+                .filter(|_| local)
+                .map(|veth| (veth, what()))
+        });
+        for (ifname, what) in underlays.chain(veths) {
+            require_interface(ifname, what)?;
+        }
+        Ok(())
+    }
+
+    /// [`Instance::check_interfaces`] for one endpoint about to be added.
+    pub fn check_endpoint(&self, store: &Store, ep: &Endpoint) -> Result<(), FabricError> {
+        let Some(veth) = ep.veth.as_deref() else {
+            return Ok(());
+        };
+        if !self.is_up() || ep.kind == StoreEndpointKind::Scaled {
+            return Ok(());
+        }
+        if store.this_host()?.is_some_and(|me| me.name == ep.host) {
+            let what = format!("the veth of endpoint {} in VPC {}", ep.name, ep.vpc);
+            require_interface(veth, what)?;
+        }
+        Ok(())
+    }
+
     /// Detaches everything and removes every pin: forwarding stops. The store is untouched,
     /// so `up` rebuilds the same state.
     pub fn down(&self) -> Result<(), FabricError> {
@@ -293,6 +342,16 @@ fn local_veths(topology: &Topology) -> Result<Vec<String>, FabricError> {
         }
     }
     Ok(veths)
+}
+
+fn require_interface(ifname: &str, what: String) -> Result<(), FabricError> {
+    match SystemInterfaces.ifindex(ifname) {
+        Some(_) => Ok(()),
+        None => Err(FabricError::NoSuchInterface {
+            ifname: ifname.to_owned(),
+            what,
+        }),
+    }
 }
 
 /// Forgets what the data plane learned that `topology` contradicts: where endpoints it no

@@ -92,6 +92,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("{} is not a valid topology", args.file.display()))?;
             // A document describes the whole fabric: it may start a store from nothing.
             change_creating(&instance, |store| {
+                instance.check_interfaces(store, &doc)?;
                 let report = store.apply(&doc, args.prune)?;
                 Ok(report.summary())
             })?;
@@ -359,6 +360,7 @@ fn ep(instance: &Instance, cmd: EpCommand) -> anyhow::Result<()> {
             ep.bypass_decap = bypass_decap;
             ep.veth = veth;
             ep.backends = backends;
+            instance.check_endpoint(s, &ep)?;
             s.add_endpoint(&ep)?;
             Ok(format!(
                 "endpoint {name} ({ip}) added to network {network} of VPC {vpc}"
