@@ -220,6 +220,15 @@ pub fn remove_all_pins(pins: &PinLayout) -> Result<(), DataplaneError> {
             continue;
         };
         for entry in entries.flatten() {
+            // A link unpinned through a descriptor held meanwhile is freed, and its program
+            // detached, when that descriptor closes, before this returns. Removing the pin alone
+            // leaves the release to a kernel work queue: the program would go on forwarding for
+            // a moment after `mizar down` said it had stopped.
+            if let Ok(link) = PinnedLink::from_pin(entry.path())
+                && link.unpin().is_ok()
+            {
+                continue;
+            }
             fs::remove_file(entry.path()).map_err(|source| DataplaneError::PinDir {
                 path: entry.path(),
                 source,
