@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod dataplane;
+pub mod demo;
 pub mod fabric;
 pub mod lab;
 pub mod packet;

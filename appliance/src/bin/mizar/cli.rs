@@ -79,6 +79,9 @@ pub enum Command {
     /// (swap MACs, XDP_TX) measured in the same run. Needs root (loads BPF programs); attaches
     /// nothing to any interface.
     Bench(BenchArgs),
+    /// Build a self-contained demo fabric in network namespaces (4 hosts, each running its own
+    /// mizar; two VPCs sharing 10.0.0.0/16), send traffic and show the counters; --down removes it
+    Demo(mizar::demo::DemoArgs),
 }
 
 #[derive(Debug, Args)]

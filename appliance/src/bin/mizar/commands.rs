@@ -24,6 +24,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         pin_dir: cli.pin_dir,
     };
     match cli.command {
+        Command::Demo(args) => mizar::demo::run(&args)?,
         Command::Bench(args) => {
             let options = args.options();
             options.validate()?;
