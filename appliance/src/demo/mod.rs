@@ -336,7 +336,8 @@ impl DemoSpec {
         cmd
     }
 
-    /// What exists of a demo with this spec's prefix: namespaces, pins, stores.
+    /// What exists of a demo with this spec's prefix: namespaces, and pin and store
+    /// directories (both in `pin_dirs`).
     pub fn find(&self) -> Result<Leftovers, DemoError> {
         let mut found = Lab::find(self.prefix(), &self.lab.pin_root)?;
         if self.state_root.exists() {
@@ -390,7 +391,7 @@ impl Demo {
         if !found.is_empty() {
             return Err(DemoError::Exists {
                 prefix: spec.prefix().to_owned(),
-                found: found.describe(),
+                found: describe(&found),
             });
         }
         fs::create_dir_all(&spec.state_root).map_err(io_error(&spec.state_root))?;
@@ -548,6 +549,24 @@ fn remove_dir(dir: &Path) -> Result<(), DemoError> {
     }
 }
 
+/// "namespaces a, b; directories /x, /y": what [`DemoSpec::find`] or [`remove`] found (their
+/// `pin_dirs` hold the stores' directories too).
+fn describe(found: &Leftovers) -> String {
+    let mut parts = Vec::new();
+    if !found.namespaces.is_empty() {
+        parts.push(format!("namespaces {}", found.namespaces.join(", ")));
+    }
+    if !found.pin_dirs.is_empty() {
+        let dirs: Vec<String> = found
+            .pin_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        parts.push(format!("directories {}", dirs.join(", ")));
+    }
+    parts.join("; ")
+}
+
 /// Removes every namespace, pin and store of the demo `prefix` (and of demos `<prefix>-…`):
 /// what `mizar demo --down` does. Returns what was removed.
 pub fn remove(prefix: &str) -> Result<Leftovers, DemoError> {
@@ -673,7 +692,7 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
         if removed.is_empty() {
             println!("no demo named {} to remove", args.prefix);
         } else {
-            println!("removed {}", removed.describe());
+            println!("removed {}", describe(&removed));
         }
         return Ok(());
     }
