@@ -89,14 +89,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 std::fs::read_to_string(&args.file)
                     .with_context(|| format!("cannot read {}", args.file.display()))?
             };
+            let progress = Progress::start("reading the topology");
             let doc = parse_document(&text)
                 .with_context(|| format!("{} is not a valid topology", args.file.display()))?;
+            let objects =
+                doc.hosts.len() + doc.vpcs.len() + doc.networks().count() + doc.endpoints().count();
+            progress.phase(&format!(
+                "checking and writing {objects} objects to the store"
+            ));
             // A document describes the whole fabric: it may start a store from nothing.
             change_creating(&instance, |store| {
                 instance.check_interfaces(store, &doc)?;
                 let report = store.apply(&doc, args.prune)?;
+                progress.phase("bringing the data plane to the store");
                 Ok(report.summary())
             })?;
+            progress.finish();
         }
         Command::Export(args) => {
             let store = existing_store(&instance)?;
@@ -108,6 +116,33 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A spinner naming the phase of a long command, on a terminal only (scripts see nothing).
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn start(phase: &str) -> Self {
+        if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            return Self(None);
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(std::time::Duration::from_millis(100));
+        bar.set_message(phase.to_owned());
+        Self(Some(bar))
+    }
+
+    fn phase(&self, phase: &str) {
+        if let Some(bar) = &self.0 {
+            bar.set_message(phase.to_owned());
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// JSON starts with `{`; anything else is taken as YAML (a superset of JSON anyway).
