@@ -171,7 +171,7 @@ fn bad_input_is_refused_with_the_fix_and_changes_nothing() {
     );
     m.fails(
         &["vpc", "add", "green", "--vni", "7", "--cidr", "10.1.0.0/33"],
-        "invalid value '10.1.0.0/33' for '--cidr <CIDR>'",
+        "/33 is not an IPv4 prefix length: use 0 to 32",
     );
     m.fails(
         &["net", "add", "blue", "db", "--cidr", "10.0.1.1/24"],

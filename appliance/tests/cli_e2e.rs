@@ -729,7 +729,7 @@ fn bad_input_is_refused_with_the_reason_and_changes_nothing() {
         (
             "CIDR with a /33",
             args("vpc add green --vni 300 --cidr 10.9.0.0/33"),
-            "invalid value '10.9.0.0/33' for '--cidr <CIDR>'",
+            "/33 is not an IPv4 prefix length: use 0 to 32",
         ),
         (
             "CIDR with host bits",

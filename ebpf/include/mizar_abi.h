@@ -80,8 +80,8 @@ enum mz_stage {
 enum mz_counter {
 	/* transit: handed to the Linux stack (ON_XDP_PASS) */
 	MZ_PASS_NOT_IPV4 = 0,       /* ARP, IPv6, VLAN-tagged, ... */
-	MZ_PASS_NOT_UDP = 1,
-	MZ_PASS_NOT_GENEVE_PORT = 2,
+	MZ_PASS_NOT_UDP = 1,           /* IPv4 but not UDP (ICMP, TCP to this host, ...) */
+	MZ_PASS_NOT_GENEVE_PORT = 2,   /* UDP to another port than 6081 */
 	MZ_PASS_NOT_FOR_THIS_HOST = 3, /* outer destination is not our underlay address */
 	MZ_PASS_IP_FRAGMENT = 4,       /* the stack owns reassembly; it has no Geneve device, so no leak */
 	MZ_PASS_GENEVE_VERSION = 5,    /* Geneve version other than 0 */
@@ -100,37 +100,37 @@ enum mz_counter {
 	MZ_DROP_MALFORMED_OPTION = 16, /* option header or length runs past the options area */
 	MZ_DROP_CRITICAL_OPTION = 17,  /* unknown option with the critical bit (RFC 8926 3.5) */
 	MZ_DROP_MALFORMED_INNER = 18,  /* inner Ethernet/IPv4 truncated or bad */
-	MZ_DROP_INNER_NOT_IPV4 = 19,
+	MZ_DROP_INNER_NOT_IPV4 = 19,   /* inner frame is ARP, IPv6, ...: VPCs carry IPv4 */
 	MZ_DROP_UNKNOWN_SOURCE_HOST = 20, /* tunnel packet from an underlay address we do not know */
-	MZ_DROP_UNKNOWN_VPC = 21,
+	MZ_DROP_UNKNOWN_VPC = 21,      /* no VPC with the packet's VNI here */
 	MZ_DROP_UNKNOWN_NETWORK = 22,  /* this host divides the VPC and knows no such network */
 	MZ_DROP_UNKNOWN_ENDPOINT = 23, /* this host is the network's bouncer and knows no such endpoint */
-	MZ_DROP_NO_BOUNCER = 24,
-	MZ_DROP_NO_DIVIDER = 25,
+	MZ_DROP_NO_BOUNCER = 24,       /* the network has no bouncer */
+	MZ_DROP_NO_DIVIDER = 25,       /* the VPC has no divider */
 	MZ_DROP_NO_HOST_MAC = 26,      /* unused: next hops carry their MAC, so the appliance refuses this */
 	MZ_DROP_TTL_EXPIRED = 27,      /* outer TTL would reach 0 on forwarding */
 	MZ_PASS_NOT_CONFIGURED = 28,   /* mz_config not written yet: the underlay keeps working */
 	MZ_DROP_NO_SCALED_FUNCTION = 29, /* scaled endpoint with an empty ON_XDP_SCALED_EP stage */
 	MZ_DROP_ADJUST_FAILED = 30,    /* bpf_xdp_adjust_head refused (no headroom) */
 	/* egress (endpoint veth) */
-	MZ_EGRESS_ARP_REPLY = 31,       /* proxy ARP answered (XDP_TX) */
+	MZ_EGRESS_ARP_REPLY = 31,       /* proxy ARP answered, back out of the asking veth */
 	MZ_EGRESS_LOCAL = 32,           /* to an endpoint on this host, without encapsulation */
 	MZ_EGRESS_LOCAL_BYPASS = 33,    /* encapsulated to a bypass-decap endpoint on this host */
 	MZ_EGRESS_TO_HOST = 34,         /* encapsulated to the endpoint's known host */
 	MZ_EGRESS_TO_LEARNED_HOST = 35, /* encapsulated to a host learned from a source-host option */
-	MZ_EGRESS_TO_BOUNCER = 36,
-	MZ_EGRESS_TO_DIVIDER = 37,
+	MZ_EGRESS_TO_BOUNCER = 36,      /* encapsulated to a bouncer of the destination's network */
+	MZ_EGRESS_TO_DIVIDER = 37,      /* encapsulated to a divider of the VPC (network unknown here) */
 	MZ_EGRESS_DROP_NOT_IPV4 = 38,   /* IPv6, LLDP, ...: VPCs are IPv4; never handed to the host stack */
 	MZ_EGRESS_DROP_UNKNOWN_IFACE = 39, /* program on a veth that is no configured endpoint */
 	MZ_EGRESS_DROP_SPOOFED_SOURCE = 40, /* source IP is not the endpoint's own */
-	MZ_EGRESS_DROP_MALFORMED = 41,
+	MZ_EGRESS_DROP_MALFORMED = 41,  /* truncated or inconsistent Ethernet/IPv4/ARP */
 	MZ_EGRESS_DROP_MTU = 42,        /* frame too big for the underlay once encapsulated */
-	MZ_EGRESS_DROP_ARP_NOT_IN_NETWORK = 43,
-	MZ_EGRESS_DROP_UNKNOWN_VPC = 44,
+	MZ_EGRESS_DROP_ARP_NOT_IN_NETWORK = 43, /* ARP for an address outside the asker's network */
+	MZ_EGRESS_DROP_UNKNOWN_VPC = 44, /* the endpoint's VPC is not configured here */
 	MZ_EGRESS_DROP_NO_ROUTE = 45,   /* no endpoint, bouncer or divider to send to */
 	MZ_EGRESS_DROP_NO_HOST_MAC = 46, /* unused: a learned host without a MAC falls back to routing */
-	MZ_EGRESS_DROP_ADJUST_FAILED = 47,
-	MZ_EGRESS_DROP_NOT_CONFIGURED = 48,
+	MZ_EGRESS_DROP_ADJUST_FAILED = 47, /* no headroom to push the outer headers */
+	MZ_EGRESS_DROP_NOT_CONFIGURED = 48, /* this host not configured yet */
 	MZ_EGRESS_DROP_ARP_NOT_REQUEST = 49, /* ARP replies, gratuitous ARP, probes: nothing to answer */
 	MZ_COUNTER_REASONS = 50,
 	/* packets and bytes that entered each stage */

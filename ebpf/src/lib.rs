@@ -147,6 +147,9 @@ mod tests {
         for (i, info) in COUNTER_INFO.iter().enumerate() {
             assert_eq!(info.slot, i as u32, "{} out of order", info.name);
         }
+        for info in COUNTER_INFO {
+            assert!(!info.description.is_empty(), "{} has no description in the header", info.name);
+        }
         let deliver = COUNTER_INFO
             .iter()
             .find(|c| c.name == "deliver_local")

@@ -84,6 +84,23 @@ pub enum Command {
     Demo(mizar::demo::DemoArgs),
 }
 
+/// An IPv4 CIDR, with a message that names what is wrong with it (clap would only say "invalid
+/// IP address syntax" for a /33).
+fn parse_cidr(text: &str) -> Result<Ipv4Net, String> {
+    let (addr, len) = text.split_once('/').ok_or_else(|| {
+        format!("{text} has no prefix length: write it as address/length, e.g. 10.0.0.0/16")
+    })?;
+    let addr: Ipv4Addr = addr
+        .parse()
+        .map_err(|_| format!("{addr} is not an IPv4 address"))?;
+    let len: u8 = len
+        .parse()
+        .ok()
+        .filter(|len| *len <= 32)
+        .ok_or_else(|| format!("/{len} is not an IPv4 prefix length: use 0 to 32"))?;
+    Ipv4Net::new(addr, len).map_err(|err| err.to_string())
+}
+
 #[derive(Debug, Args)]
 pub struct OutputArgs {
     /// Print JSON instead of a table
@@ -143,7 +160,7 @@ pub enum VpcCommand {
         #[arg(long)]
         vni: u32,
         /// The address space its networks are carved from
-        #[arg(long)]
+        #[arg(long, value_parser = parse_cidr)]
         cidr: Ipv4Net,
     },
     /// Delete a VPC; refused while it has networks or endpoints, unless --cascade
@@ -165,7 +182,7 @@ pub enum NetCommand {
     Add {
         vpc: String,
         name: String,
-        #[arg(long)]
+        #[arg(long, value_parser = parse_cidr)]
         cidr: Ipv4Net,
         /// Defaults to the network's first address
         #[arg(long)]
