@@ -148,7 +148,11 @@ mod tests {
             assert_eq!(info.slot, i as u32, "{} out of order", info.name);
         }
         for info in COUNTER_INFO {
-            assert!(!info.description.is_empty(), "{} has no description in the header", info.name);
+            assert!(
+                !info.description.is_empty(),
+                "{} has no description in the header",
+                info.name
+            );
         }
         let deliver = COUNTER_INFO
             .iter()
