@@ -264,7 +264,7 @@ if systemd_running; then
   check "systemctl start without a store: skipped quietly (inactive, not failed)" \
     bash -c '[ "$(systemctl show -P ActiveState mizar.service)" = inactive ] && ! systemctl is-failed --quiet mizar.service'
 else
-  echo "note: systemd is not running here (PID 1 is $(ps -p 1 -o comm=)): the unit is checked through its" \
+  echo "note: systemd is not running here (PID 1 is $(cat /proc/1/comm 2>/dev/null)): the unit is checked through its" \
     "files and its commands are run directly below; systemctl is not used"
 fi
 
