@@ -297,3 +297,18 @@ fn concurrent_commands_lose_no_update() {
         "every endpoint of both writers landed"
     );
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly() {
+    // `mizar ... | head -1`: the write after the reader left must not panic.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mizar"))
+        .args(["completions", "bash"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -10,6 +10,12 @@ use cli::Cli;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    // `mizar status | head` must end quietly when the reader goes away, as Unix tools do; Rust
+    // ignores SIGPIPE by default, which turns it into a panic on the next print.
+    // SAFETY: restoring the default disposition of a signal, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
