@@ -144,7 +144,9 @@ pub enum HostCommand {
         #[arg(long)]
         cascade: bool,
     },
+    /// List the hosts
     List(OutputArgs),
+    /// Show one host
     Show {
         name: String,
         #[command(flatten)]
@@ -154,6 +156,7 @@ pub enum HostCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum VpcCommand {
+    /// Add a VPC
     Add {
         name: String,
         /// Its Geneve VNI, 1 to 16777215
@@ -169,7 +172,9 @@ pub enum VpcCommand {
         #[arg(long)]
         cascade: bool,
     },
+    /// List the VPCs
     List(OutputArgs),
+    /// Show one VPC
     Show {
         name: String,
         #[command(flatten)]
@@ -179,6 +184,7 @@ pub enum VpcCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum NetCommand {
+    /// Add a network
     Add {
         vpc: String,
         name: String,
@@ -195,12 +201,14 @@ pub enum NetCommand {
         #[arg(long)]
         cascade: bool,
     },
+    /// List the networks
     List {
         #[arg(long)]
         vpc: Option<String>,
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Show one network
     Show {
         vpc: String,
         name: String,
@@ -230,6 +238,7 @@ impl From<EpType> for EndpointKind {
 
 #[derive(Debug, Subcommand)]
 pub enum EpCommand {
+    /// Add a endpoint
     Add {
         vpc: String,
         name: String,
@@ -255,16 +264,16 @@ pub enum EpCommand {
         #[arg(long = "backend")]
         backends: Vec<String>,
     },
-    Del {
-        vpc: String,
-        name: String,
-    },
+    /// Delete a endpoint
+    Del { vpc: String, name: String },
+    /// List the endpoints
     List {
         #[arg(long)]
         vpc: Option<String>,
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Show one endpoint
     Show {
         vpc: String,
         name: String,
@@ -275,16 +284,19 @@ pub enum EpCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum BouncerCommand {
+    /// Make a host a bouncer of a network
     Add {
         vpc: String,
         network: String,
         host: String,
     },
+    /// Stop a host bouncing a network
     Del {
         vpc: String,
         network: String,
         host: String,
     },
+    /// List the bouncers
     List {
         #[arg(long)]
         vpc: Option<String>,
@@ -297,14 +309,11 @@ pub enum BouncerCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum DividerCommand {
-    Add {
-        vpc: String,
-        host: String,
-    },
-    Del {
-        vpc: String,
-        host: String,
-    },
+    /// Make a host a divider of a VPC
+    Add { vpc: String, host: String },
+    /// Stop a host dividing a VPC
+    Del { vpc: String, host: String },
+    /// List the dividers
     List {
         #[arg(long)]
         vpc: Option<String>,
