@@ -463,3 +463,117 @@ pub fn desired_state(
     }
     Ok(state)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every interface exists, numbered by name length (enough to tell veths apart here).
+    struct FakeInterfaces;
+
+    impl Interfaces for FakeInterfaces {
+        fn ifindex(&self, ifname: &str) -> Option<u32> {
+            (!ifname.starts_with("missing")).then_some(ifname.len() as u32)
+        }
+
+        fn mtu(&self, _: &str) -> Option<u16> {
+            Some(9000)
+        }
+    }
+
+    /// edge divides blue and bounces web; h1 bounces db; h2 hosts web1 and db1; h3 hosts db2.
+    fn topology(this_host: &str) -> Topology {
+        let mut doc = Topology::from_yaml(
+            "hosts:
+  - { name: edge, ip: 192.168.1.1, mac: '02:00:00:00:01:01', interface: ul0 }
+  - { name: h1, ip: 192.168.1.2, mac: '02:00:00:00:01:02', interface: ul0 }
+  - { name: h2, ip: 192.168.1.3, mac: '02:00:00:00:01:03', interface: ul0 }
+  - { name: h3, ip: 192.168.1.4, mac: '02:00:00:00:01:04', interface: ul0 }
+vpcs:
+  - name: blue
+    vni: 100
+    cidr: 10.0.0.0/16
+    dividers: [edge]
+    networks:
+      - name: web
+        cidr: 10.0.1.0/24
+        bouncers: [edge]
+        endpoints:
+          - { name: web1, ip: 10.0.1.10, mac: '02:00:0a:00:01:0a', host: h2, veth: v-web1 }
+      - name: db
+        cidr: 10.0.2.0/24
+        bouncers: [h1]
+        endpoints:
+          - { name: db1, ip: 10.0.2.10, mac: '02:00:0a:00:02:0a', host: h2, veth: v-db1 }
+          - { name: db2, ip: 10.0.2.11, mac: '02:00:0a:00:02:0b', host: h3, veth: v-db2 }
+",
+        )
+        .unwrap();
+        doc.this_host = Some(this_host.to_owned());
+        doc
+    }
+
+    fn endpoints(state: &DesiredState) -> Vec<(Ipv4Addr, Option<u32>)> {
+        state
+            .endpoints
+            .iter()
+            .map(|((_, ip), ep)| (*ip, ep.local_ifindex))
+            .collect()
+    }
+
+    fn networks(state: &DesiredState) -> Vec<String> {
+        state
+            .networks
+            .keys()
+            .map(|(_, prefix, len)| format!("{prefix}/{len}"))
+            .collect()
+    }
+
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn each_host_holds_what_its_roles_need() {
+        let ep = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+
+        // The divider and web bouncer: every network of its VPC, the endpoints of web only.
+        let edge = desired_state(&topology("edge"), &FakeInterfaces).unwrap();
+        assert_eq!(networks(&edge), ["10.0.1.0/24", "10.0.2.0/24"]);
+        assert_eq!(endpoints(&edge), [(ep("10.0.1.10"), None)]);
+        assert!(edge.vpcs[&100].this_host_divides);
+        assert!(edge.networks.values().any(|n| n.this_host_bounces));
+
+        // The db bouncer: db and its endpoints, wherever they live; not web.
+        let h1 = desired_state(&topology("h1"), &FakeInterfaces).unwrap();
+        assert_eq!(networks(&h1), ["10.0.2.0/24"]);
+        assert_eq!(
+            endpoints(&h1),
+            [(ep("10.0.2.10"), None), (ep("10.0.2.11"), None)]
+        );
+        assert!(!h1.vpcs[&100].this_host_divides);
+
+        // An end host: its own endpoints (with their veths) and their networks, nothing else.
+        let h2 = desired_state(&topology("h2"), &FakeInterfaces).unwrap();
+        assert_eq!(networks(&h2), ["10.0.1.0/24", "10.0.2.0/24"]);
+        assert_eq!(
+            endpoints(&h2),
+            [
+                (ep("10.0.1.10"), Some("v-web1".len() as u32)),
+                (ep("10.0.2.10"), Some("v-db1".len() as u32))
+            ]
+        );
+        assert_eq!(h2.host.unwrap().underlay_mtu, 9000);
+        assert_eq!(h2.hosts.len(), 3, "every other host, to accept and reach");
+        assert!(!h2.hosts.contains_key(&ep("192.168.1.3")), "not itself");
+    }
+
+    #[test]
+    fn a_missing_interface_is_named() {
+        let mut doc = topology("h3");
+        doc.vpcs[0].networks[1].endpoints[1].veth = Some("missing0".to_owned());
+        let err = desired_state(&doc, &FakeInterfaces)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("interface missing0 does not exist"), "{err}");
+        assert!(err.contains("endpoint db2 in VPC blue"), "{err}");
+    }
+}
