@@ -64,7 +64,8 @@ pub struct Attachment {
 #[derive(Debug, Default)]
 pub struct SyncReport {
     pub attached: Vec<Attachment>,
-    pub detached: Vec<String>,
+    /// (role, interface) of what was detached.
+    pub detached: Vec<(&'static str, String)>,
     pub maps: ReconcileReport,
 }
 
@@ -200,8 +201,24 @@ impl Instance {
         let wanted: BTreeSet<String> = local_veths(&topology)?.into_iter().collect();
         let attached = self.attached("egress");
         let missing: Vec<&String> = wanted.difference(&attached).collect();
-        if !missing.is_empty() {
+        // This host's underlay interface may have changed: transit follows it.
+        let underlay = underlay_interface(&topology)?;
+        let transit = self.attached("transit");
+        let move_transit = !transit.contains(&underlay);
+        if !missing.is_empty() || move_transit {
             let mut dataplane = Dataplane::load(&self.pin_dir)?;
+            if move_transit {
+                let mode = dataplane.attach_transit(&underlay)?;
+                report.attached.push(Attachment {
+                    role: "transit",
+                    ifname: underlay.clone(),
+                    mode,
+                });
+                for old in transit.iter().filter(|old| **old != underlay) {
+                    detach(&self.pins(), "transit", old)?;
+                    report.detached.push(("transit", old.clone()));
+                }
+            }
             for veth in missing {
                 let mode = dataplane.attach_egress(veth)?;
                 report.attached.push(Attachment {
@@ -213,7 +230,7 @@ impl Instance {
         }
         for veth in attached.difference(&wanted) {
             detach(&self.pins(), "egress", veth)?;
-            report.detached.push(veth.clone());
+            report.detached.push(("egress", veth.clone()));
         }
         self.record(&report)?;
         Ok(Some(report))

@@ -204,8 +204,8 @@ fn print_sync(report: &SyncReport) {
     for a in &report.attached {
         println!("{} attached to {} ({} XDP)", a.role, a.ifname, a.mode);
     }
-    for veth in &report.detached {
-        println!("egress detached from {veth}");
+    for (role, ifname) in &report.detached {
+        println!("{role} detached from {ifname}");
     }
     println!("data plane: {}", report.maps);
 }
@@ -270,12 +270,19 @@ fn host(instance: &Instance, cmd: HostCommand) -> anyhow::Result<()> {
             mac,
             interface,
         } => change(instance, |s| {
-            s.add_host(&Host {
+            let host = Host {
                 name: name.clone(),
                 ip,
                 mac,
                 interface,
-            })?;
+            };
+            // This host's underlay interface must exist before the store names it.
+            let doc = Topology {
+                hosts: vec![host.clone()],
+                ..Topology::default()
+            };
+            instance.check_interfaces(s, &doc)?;
+            s.add_host(&host)?;
             Ok(format!("host {name} added"))
         }),
         HostCommand::Del { name, cascade } => {
