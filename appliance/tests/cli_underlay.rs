@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::netns::NetNs;
+use common::netns::{NetNs, NetNsExt as _};
 
 #[test]
 fn transit_follows_a_new_underlay_interface() {
@@ -58,4 +58,51 @@ fn transit_follows_a_new_underlay_interface() {
     mizar(&["down"]);
     assert!(!xdp_on("ul2"));
     let _ = std::fs::remove_dir_all(&pins);
+}
+
+#[test]
+fn pins_that_would_vanish_with_ip_netns_exec_are_refused() {
+    common::require_root();
+    let state = tempfile::tempdir().unwrap();
+    let host = NetNs::new("private-mnt");
+    host.ip(&["link", "add", "ul0", "type", "veth", "peer", "name", "ul1"]);
+    // Not on any bpffs: `mizar` would have to mount one inside `ip netns exec`'s namespace.
+    let pins = state.path().join("pins");
+    let run = |args: &[&str]| {
+        let mut all = vec![
+            "--state-dir",
+            state.path().to_str().unwrap(),
+            "--pin-dir",
+            pins.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        host.try_exec(env!("CARGO_BIN_EXE_mizar"), &all)
+    };
+    let init = run(&[
+        "init",
+        "--name",
+        "gw1",
+        "--ip",
+        "192.168.50.1",
+        "--mac",
+        "02:00:c0:a8:32:01",
+        "--interface",
+        "ul0",
+    ]);
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let up = run(&["up"]);
+    let stderr = String::from_utf8_lossy(&up.stderr);
+    assert!(!up.status.success());
+    assert!(
+        stderr.contains("private mount namespace") && stderr.contains("mount -t bpf bpf"),
+        "{stderr}"
+    );
+    assert!(
+        !host.ip(&["-d", "link", "show", "ul0"]).contains("prog/xdp"),
+        "nothing attached"
+    );
 }

@@ -44,17 +44,43 @@ pub fn ensure_bpffs(dir: &Path) -> Result<(), DataplaneError> {
     })
 }
 
-/// Whether this process's mount namespace is not init's. Inside `ip netns exec`, init's
-/// namespace link cannot even be read (checked on this kernel): that counts as private too.
+/// Whether this process runs in a mount namespace that one of its ancestors does not share, as
+/// under `ip netns exec` (which unshares it before running the command): a mount made here
+/// dies with the namespace. Ancestors are compared rather than PID 1, whose namespace link a
+/// sandboxed init may not let even root read (seen on this machine).
 fn in_private_mount_namespace() -> bool {
-    match (
-        std::fs::read_link("/proc/self/ns/mnt"),
-        std::fs::read_link("/proc/1/ns/mnt"),
-    ) {
-        (Ok(mine), Ok(init)) => mine != init,
-        (Ok(_), Err(_)) => true,
-        (Err(_), _) => false,
+    let ns_of = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+    let Some(mine) = std::fs::read_link("/proc/self/ns/mnt").ok() else {
+        return false;
+    };
+    let mut pid = std::os::unix::process::parent_id();
+    // Bounded: process trees are shallow, and a loop in a racing /proc must not hang us.
+    for _ in 0..64 {
+        if pid == 0 {
+            break;
+        }
+        match ns_of(pid) {
+            Some(theirs) if theirs != mine => return true,
+            Some(_) => {}
+            None => break,
+        }
+        if pid == 1 {
+            break;
+        }
+        pid = match parent_of(pid) {
+            Some(parent) => parent,
+            None => break,
+        };
     }
+    false
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("PPid:"))
+        .and_then(|ppid| ppid.trim().parse().ok())
 }
 
 /// Where each kind of pin lives under an instance's pin directory.
