@@ -106,3 +106,135 @@ fn pins_that_would_vanish_with_ip_netns_exec_are_refused() {
         "nothing attached"
     );
 }
+
+#[test]
+fn ep_list_shows_the_counters_of_the_endpoints_hosted_here() {
+    use std::{net::Ipv4Addr, time::Duration};
+
+    use mizar::lab::{EndpointSpec, HostSpec, Lab, LabSpec, mac_string};
+
+    common::require_root();
+    let prefix = common::netns::unique_prefix();
+    let spec = LabSpec::new(&prefix, "192.168.98.0/24".parse().unwrap())
+        .host(HostSpec::new("h1", Ipv4Addr::new(192, 168, 98, 1)))
+        .endpoint(EndpointSpec::new(
+            "e1",
+            "h1",
+            100,
+            "10.0.0.2/24".parse().unwrap(),
+            [0x02, 0xee, 0, 0, 0, 2],
+        ))
+        .endpoint(EndpointSpec::new(
+            "e2",
+            "h1",
+            100,
+            "10.0.0.3/24".parse().unwrap(),
+            [0x02, 0xee, 0, 0, 0, 3],
+        ));
+    let lab = Lab::build(&spec).expect("build the lab");
+    let state = tempfile::tempdir().unwrap();
+    let pins = spec.instance_pin_dir("h1");
+    let host = &lab.hosts()[0];
+    let mizar = |args: &[&str]| {
+        let mut all = vec![
+            "--state-dir",
+            state.path().to_str().unwrap(),
+            "--pin-dir",
+            pins.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        host.ns
+            .exec(env!("CARGO_BIN_EXE_mizar"), &all)
+            .unwrap_or_else(|err| panic!("{err}"))
+    };
+    let mac = mac_string(host.underlay_mac);
+    mizar(&[
+        "init",
+        "--name",
+        "h1",
+        "--ip",
+        "192.168.98.1",
+        "--mac",
+        &mac,
+        "--interface",
+        &host.underlay_ifname,
+    ]);
+    mizar(&[
+        "vpc",
+        "add",
+        "blue",
+        "--vni",
+        "100",
+        "--cidr",
+        "10.0.0.0/16",
+    ]);
+    mizar(&["net", "add", "blue", "web", "--cidr", "10.0.0.0/24"]);
+    mizar(&["bouncer", "add", "blue", "web", "h1"]);
+    for ep in lab.endpoints() {
+        let (ip, mac) = (ep.ip.addr.to_string(), mac_string(ep.mac));
+        mizar(&[
+            "ep",
+            "add",
+            "blue",
+            &ep.name,
+            "--ip",
+            &ip,
+            "--mac",
+            &mac,
+            "--host",
+            "h1",
+            "--veth",
+            &ep.host_ifname,
+        ]);
+    }
+    let counters = || -> Vec<(String, Option<u64>, Option<u64>)> {
+        let list: serde_json::Value =
+            serde_json::from_str(&mizar(&["ep", "list", "--json"])).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let c = &e["counters"];
+                (
+                    e["name"].as_str().unwrap().to_owned(),
+                    c["rx_packets"].as_u64(),
+                    c["tx_packets"].as_u64(),
+                )
+            })
+            .collect()
+    };
+    assert!(
+        counters()
+            .iter()
+            .all(|(_, rx, tx)| rx.is_none() && tx.is_none()),
+        "down: no counters"
+    );
+
+    mizar(&["up"]);
+    assert_eq!(
+        counters(),
+        [
+            ("e1".to_owned(), Some(0), Some(0)),
+            ("e2".to_owned(), Some(0), Some(0))
+        ]
+    );
+    let exchange = mizar::demo::ping(
+        &lab.endpoints()[0].ns,
+        Ipv4Addr::new(10, 0, 0, 3),
+        3,
+        Duration::from_secs(2),
+    )
+    .expect("ping e1 -> e2");
+    assert_eq!(exchange.answered, 3, "{exchange:?}");
+    // Three requests from e1 to e2, three replies back; same host, so straight veth to veth.
+    assert_eq!(
+        counters(),
+        [
+            ("e1".to_owned(), Some(3), Some(3)),
+            ("e2".to_owned(), Some(3), Some(3))
+        ]
+    );
+    let table = mizar(&["ep", "list"]);
+    assert!(table.lines().next().unwrap().contains("RX PKTS"), "{table}");
+    mizar(&["down"]);
+}

@@ -66,7 +66,7 @@ pub struct EndpointEntry {
     pub local_ifindex: Option<u32>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct EndpointStats {
     pub rx_packets: u64,
     pub rx_bytes: u64,

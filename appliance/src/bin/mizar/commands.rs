@@ -414,13 +414,30 @@ fn ep(instance: &Instance, cmd: EpCommand) -> anyhow::Result<()> {
         }),
         EpCommand::List { vpc, output } => {
             let store = existing_store(instance)?;
+            let vnis: std::collections::BTreeMap<String, u32> =
+                store.vpcs()?.into_iter().map(|v| (v.name, v.vni)).collect();
+            // With the data plane up, the endpoints hosted here show their counters.
+            let maps = instance.maps()?;
+            let mut endpoints = Vec::new();
+            for endpoint in store.endpoints(vpc.as_deref())? {
+                let counters = match (&maps, vnis.get(&endpoint.vpc)) {
+                    (Some(maps), Some(vni)) => maps.endpoint_stats(*vni, endpoint.ip)?,
+                    _ => None,
+                };
+                endpoints.push(EndpointWithCounters { endpoint, counters });
+            }
+            let count = |c: Option<u64>| c.map(|n| n.to_string()).unwrap_or_default();
             list(
-                &store.endpoints(vpc.as_deref())?,
+                &endpoints,
                 &output,
                 &[
-                    "VPC", "NETWORK", "NAME", "IP", "MAC", "TYPE", "HOST", "VETH",
+                    "VPC", "NETWORK", "NAME", "IP", "MAC", "TYPE", "HOST", "VETH", "RX PKTS",
+                    "TX PKTS",
                 ],
-                |e| {
+                |EndpointWithCounters {
+                     endpoint: e,
+                     counters,
+                 }| {
                     vec![
                         e.vpc.clone(),
                         e.network.clone(),
@@ -434,6 +451,8 @@ fn ep(instance: &Instance, cmd: EpCommand) -> anyhow::Result<()> {
                         ),
                         e.host.clone(),
                         e.veth.clone().unwrap_or_default(),
+                        count(counters.map(|c| c.rx_packets)),
+                        count(counters.map(|c| c.tx_packets)),
                     ]
                 },
             )
@@ -491,6 +510,15 @@ fn divider(instance: &Instance, cmd: DividerCommand) -> anyhow::Result<()> {
             |d| vec![d.vpc.clone(), d.host.clone()],
         ),
     }
+}
+
+/// An endpoint as `ep list` shows it: what the store holds, and its data-plane counters when
+/// it is hosted here and the data plane is up.
+#[derive(Serialize)]
+struct EndpointWithCounters {
+    #[serde(flatten)]
+    endpoint: Endpoint,
+    counters: Option<mizar::dataplane::EndpointStats>,
 }
 
 #[derive(Serialize)]
