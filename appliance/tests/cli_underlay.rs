@@ -2,7 +2,33 @@
 
 mod common;
 
-use common::netns::{NetNs, NetNsExt as _};
+use std::{path::Path, process::Output};
+
+use common::netns::NetNs;
+
+/// Runs the real `mizar` inside `ns`, with an instance's state and pin directories.
+fn mizar_in(ns: &mizar::lab::NetNs, state: &Path, pins: &Path, args: &[&str]) -> Output {
+    let mut all = vec![
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--pin-dir",
+        pins.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    ns.output(env!("CARGO_BIN_EXE_mizar"), &all)
+        .unwrap_or_else(|err| panic!("{err}"))
+}
+
+/// [`mizar_in`], which must succeed; its standard output.
+fn mizar_ok(ns: &mizar::lab::NetNs, state: &Path, pins: &Path, args: &[&str]) -> String {
+    let out = mizar_in(ns, state, pins, args);
+    assert!(
+        out.status.success(),
+        "mizar {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
 
 #[test]
 fn transit_follows_a_new_underlay_interface() {
@@ -13,16 +39,7 @@ fn transit_follows_a_new_underlay_interface() {
     let host = NetNs::new("underlay");
     host.ip(&["link", "add", "ul0", "type", "veth", "peer", "name", "ul1"]);
     host.ip(&["link", "add", "ul2", "type", "veth", "peer", "name", "ul3"]);
-    let mizar = |args: &[&str]| {
-        let mut all = vec![
-            "--state-dir",
-            state.path().to_str().unwrap(),
-            "--pin-dir",
-            &pins,
-        ];
-        all.extend_from_slice(args);
-        host.exec(env!("CARGO_BIN_EXE_mizar"), &all)
-    };
+    let mizar = |args: &[&str]| mizar_ok(&host, state.path(), Path::new(&pins), args);
     let xdp_on = |ifname: &str| {
         host.ip(&["-d", "link", "show", ifname])
             .contains("prog/xdp")
@@ -68,16 +85,7 @@ fn pins_that_would_vanish_with_ip_netns_exec_are_refused() {
     host.ip(&["link", "add", "ul0", "type", "veth", "peer", "name", "ul1"]);
     // Not on any bpffs: `mizar` would have to mount one inside `ip netns exec`'s namespace.
     let pins = state.path().join("pins");
-    let run = |args: &[&str]| {
-        let mut all = vec![
-            "--state-dir",
-            state.path().to_str().unwrap(),
-            "--pin-dir",
-            pins.to_str().unwrap(),
-        ];
-        all.extend_from_slice(args);
-        host.try_exec(env!("CARGO_BIN_EXE_mizar"), &all)
-    };
+    let run = |args: &[&str]| mizar_in(&host, state.path(), &pins, args);
     let init = run(&[
         "init",
         "--name",
@@ -135,18 +143,7 @@ fn ep_list_shows_the_counters_of_the_endpoints_hosted_here() {
     let state = tempfile::tempdir().unwrap();
     let pins = spec.instance_pin_dir("h1");
     let host = &lab.hosts()[0];
-    let mizar = |args: &[&str]| {
-        let mut all = vec![
-            "--state-dir",
-            state.path().to_str().unwrap(),
-            "--pin-dir",
-            pins.to_str().unwrap(),
-        ];
-        all.extend_from_slice(args);
-        host.ns
-            .exec(env!("CARGO_BIN_EXE_mizar"), &all)
-            .unwrap_or_else(|err| panic!("{err}"))
-    };
+    let mizar = |args: &[&str]| mizar_ok(&host.ns, state.path(), &pins, args);
     let mac = mac_string(host.underlay_mac);
     mizar(&[
         "init",
