@@ -464,85 +464,51 @@ impl BenchReport {
         self.rows().iter().all(|r| r.met != Some(false))
     }
 
-    /// The report as one JSON object (`mizar bench --json`).
+    /// The report as one JSON object (`mizar bench --json`); figures to 0.001 ns, null where
+    /// there is none.
     pub fn to_json(&self) -> String {
-        let mut out = String::new();
-        let _ = write!(
-            out,
-            "{{\"repeat\":{},\"runs\":{},\"quick\":{},\"kernel\":{},\"cpu\":{},\"floor_ns\":{},\"floor_samples_ns\":{},\"paths\":[",
-            self.repeat,
-            self.runs,
-            self.quick,
-            json_string(&self.kernel),
-            json_string(&self.cpu),
-            json_number(Some(self.floor_ns())),
-            json_numbers(&self.floor_samples_ns),
-        );
-        for (i, (row, result)) in self.rows().iter().zip(&self.paths).enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let _ = write!(
-                out,
-                "{{\"id\":{},\"program\":{},\"path\":{},\"verdict\":{},\"reason\":{},\"wrapped\":{},\"ns\":{},\"samples_ns\":{},\"wrapper_cost_ns\":{},\"wrapper_samples_ns\":{},\"wrapper_resize_samples_ns\":{},\"net_ns\":{},\"ratio\":{},\"net_ratio\":{},\"target\":{},\"met\":{}}}",
-                json_string(row.path.id()),
-                json_string(row.path.program().name()),
-                json_string(row.path.label()),
-                json_string(row.path.verdict().name()),
-                json_string(row.path.reason_name()),
-                row.path.wrapped(),
-                json_number(Some(row.ns)),
-                json_numbers(&result.samples_ns),
-                json_number(row.wrapper_cost_ns),
-                result
-                    .wrapper_samples_ns
-                    .as_deref()
-                    .map_or_else(|| "null".to_owned(), json_numbers),
-                result
-                    .wrapper_resize_samples_ns
-                    .as_deref()
-                    .map_or_else(|| "null".to_owned(), json_numbers),
-                json_number(row.net_ns),
-                json_number(row.ratio),
-                json_number(row.net_ratio),
-                json_number(row.target),
-                row.met.map_or("null", |m| if m { "true" } else { "false" }),
-            );
-        }
-        out.push_str("]}");
-        out
+        let num = |n: Option<f64>| {
+            n.filter(|n| n.is_finite())
+                .map(|n| (n * 1000.0).round() / 1000.0)
+        };
+        let nums = |ns: &[f64]| ns.iter().map(|n| num(Some(*n))).collect::<Vec<_>>();
+        let paths: Vec<serde_json::Value> = self
+            .rows()
+            .iter()
+            .zip(&self.paths)
+            .map(|(row, result)| {
+                serde_json::json!({
+                    "id": row.path.id(),
+                    "program": row.path.program().name(),
+                    "path": row.path.label(),
+                    "verdict": row.path.verdict().name(),
+                    "reason": row.path.reason_name(),
+                    "wrapped": row.path.wrapped(),
+                    "ns": num(Some(row.ns)),
+                    "samples_ns": nums(&result.samples_ns),
+                    "wrapper_cost_ns": num(row.wrapper_cost_ns),
+                    "wrapper_samples_ns": result.wrapper_samples_ns.as_deref().map(nums),
+                    "wrapper_resize_samples_ns": result.wrapper_resize_samples_ns.as_deref().map(nums),
+                    "net_ns": num(row.net_ns),
+                    "ratio": num(row.ratio),
+                    "net_ratio": num(row.net_ratio),
+                    "target": num(row.target),
+                    "met": row.met,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "repeat": self.repeat,
+            "runs": self.runs,
+            "quick": self.quick,
+            "kernel": self.kernel,
+            "cpu": self.cpu,
+            "floor_ns": num(Some(self.floor_ns())),
+            "floor_samples_ns": nums(&self.floor_samples_ns),
+            "paths": paths,
+        })
+        .to_string()
     }
-}
-
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn json_number(n: Option<f64>) -> String {
-    match n {
-        Some(n) if n.is_finite() => format!("{}", (n * 1000.0).round() / 1000.0),
-        _ => "null".to_owned(),
-    }
-}
-
-fn json_numbers(ns: &[f64]) -> String {
-    let items: Vec<String> = ns.iter().map(|n| json_number(Some(*n))).collect();
-    format!("[{}]", items.join(","))
 }
 
 fn fmt_ns(n: Option<f64>) -> String {
@@ -1379,14 +1345,15 @@ mod tests {
         assert!(table.contains("<= 3x met"));
         assert!(table.contains("<= 4x MISSED"));
         assert!(table.contains("target: transit divider forward within 4x the floor: MISSED"));
-        let json = report.to_json();
-        assert!(json.starts_with("{\"repeat\":1000000,"));
-        assert!(json.contains("\"cpu\":\"Test \\\"CPU\\\"\""));
-        assert!(json.contains("\"id\":\"transit.bouncer\""));
-        assert!(json.contains("\"net_ns\":30,"));
-        assert!(json.contains("\"wrapper_samples_ns\":null"));
-        assert!(json.contains("\"met\":false"));
-        assert_eq!(json.matches('{').count(), json.matches('}').count());
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(json["repeat"], 1_000_000);
+        assert_eq!(json["cpu"], "Test \"CPU\"");
+        let paths = json["paths"].as_array().unwrap();
+        assert_eq!(paths[0]["id"], "transit.bouncer");
+        assert_eq!(paths[0]["net_ns"], 30.0);
+        assert_eq!(paths[0]["met"], true);
+        assert_eq!(paths[1]["met"], false);
+        assert!(paths[2]["wrapper_samples_ns"].is_null());
     }
 
     #[test]
