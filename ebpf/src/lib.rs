@@ -59,21 +59,6 @@ pub mod maps {
     pub const LEARNED_CACHE: &str = "mz_learned_cache";
     pub const COUNTERS: &str = "mz_counters";
     pub const STAGES: &str = "mz_stages";
-    /// Every pinned map, for listing and cleanup.
-    pub const ALL: &[&str] = &[
-        CONFIG,
-        HOSTS,
-        VPCS,
-        NETWORKS,
-        ENDPOINTS,
-        LEARNED,
-        ENDPOINT_STATS,
-        LOCAL_IFACES,
-        HOST_FILTER,
-        LEARNED_CACHE,
-        COUNTERS,
-        STAGES,
-    ];
     pub const BENCH_PACKET: &str = "mz_bench_packet";
     pub const BENCH_TARGET: &str = "mz_bench_target";
 }
