@@ -55,6 +55,7 @@ fn state(endpoints: u32) -> DesiredState {
             VpcEntry {
                 this_host_divides: true,
                 dividers: vec![me],
+                ..VpcEntry::default()
             },
         );
         s.networks.insert(

@@ -32,7 +32,7 @@ use mizar_ebpf::{
 
 use crate::dataplane::{
     Counter, Counters, Dataplane, DataplaneError, EndpointEntry, EndpointKind, HostConfig,
-    NetworkEntry, PinLayout, VpcEntry, ensure_bpffs, remove_all_pins,
+    MemberRoles, NetworkEntry, PinLayout, VpcEntry, ensure_bpffs, remove_all_pins,
 };
 use crate::packet::{InnerFrame, Tunnel, arp_request};
 
@@ -714,6 +714,11 @@ fn configure(dataplane: &mut Dataplane) -> Result<(), BenchError> {
         &VpcEntry {
             this_host_divides: true,
             dividers: vec![THIS_HOST],
+            members: [SENDER_HOST, ENDPOINT_HOST]
+                .map(|h| (h, MemberRoles::ENDPOINTS))
+                .into_iter()
+                .chain([(BOUNCER_HOST, MemberRoles::BOUNCER)])
+                .collect(),
         },
     )?;
     maps.set_network(
@@ -731,6 +736,7 @@ fn configure(dataplane: &mut Dataplane) -> Result<(), BenchError> {
         &VpcEntry {
             this_host_divides: false,
             dividers: vec![DIVIDER_HOST],
+            members: [(SENDER_HOST, MemberRoles::ENDPOINTS)].into(),
         },
     )?;
     let local = |ip, kind, bypass_decap| EndpointEntry {

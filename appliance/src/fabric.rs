@@ -12,8 +12,8 @@ use mizar_db::{Endpoint, EndpointKind as StoreEndpointKind, Store, StoreError, T
 
 use crate::dataplane::{
     AttachMode, Dataplane, DataplaneError, DataplaneMaps, DesiredState, EndpointEntry,
-    EndpointKind, HostConfig, NetworkEntry, PinLayout, ReconcileReport, VpcEntry, detach,
-    reconcile, remove_all_pins,
+    EndpointKind, HostConfig, MemberRoles, NetworkEntry, PinLayout, ReconcileReport, VpcEntry,
+    detach, reconcile, remove_all_pins,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -386,6 +386,34 @@ fn forget_contradicted(
     Ok(maps.forget_learned(|vni, ip, host| homes.get(&(vni, ip)) != Some(&host))?)
 }
 
+/// The other hosts with a role in `vpc` (endpoints, bouncers; dividers are members by being
+/// dividers): the only ones whose tunnel packets of the VPC this host accepts. Every host holds
+/// them all: a divider receives from any endpoint's host, an endpoint's host from the bouncers.
+fn vpc_members(
+    topology: &Topology,
+    vpc: &mizar_db::VpcSpec,
+    me: &str,
+) -> BTreeMap<Ipv4Addr, MemberRoles> {
+    let mut members: BTreeMap<Ipv4Addr, MemberRoles> = BTreeMap::new();
+    let mut add = |name: &str, roles: MemberRoles| {
+        if name != me
+            && let Some(host) = topology.host(name)
+        {
+            let entry = members.entry(host.ip).or_default();
+            *entry = entry.union(roles);
+        }
+    };
+    for net in &vpc.networks {
+        for bouncer in &net.bouncers {
+            add(bouncer, MemberRoles::BOUNCER);
+        }
+        for ep in &net.endpoints {
+            add(&ep.host, MemberRoles::ENDPOINTS);
+        }
+    }
+    members
+}
+
 /// What the data plane of this host must hold for `topology`.
 pub fn desired_state(
     topology: &Topology,
@@ -421,6 +449,7 @@ pub fn desired_state(
             VpcEntry {
                 this_host_divides: divides,
                 dividers,
+                members: vpc_members(topology, vpc, &me.name),
             },
         );
         for net in &vpc.networks {

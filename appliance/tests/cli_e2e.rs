@@ -579,6 +579,18 @@ fn a_deleted_endpoint_gets_no_traffic_and_its_entries_go_until_it_is_added_back(
         if host == "h1" {
             let web = (gone.vni, Ipv4Addr::new(10, 0, 1, 0), 24);
             assert!(expected.networks.remove(&web).is_some(), "{expected:?}");
+        } else {
+            // h1 hosts no endpoint of blue any more: it may no longer send for one.
+            let h1 = states["h1"].host.unwrap().ip;
+            let roles = expected
+                .vpcs
+                .get_mut(&gone.vni)
+                .unwrap()
+                .members
+                .get_mut(&h1);
+            let roles = roles.expect("h1 bounces in blue");
+            assert!(roles.endpoints && roles.bouncer, "{roles:?}");
+            roles.endpoints = false;
         }
         assert_eq!(state, expected, "{host}");
     }

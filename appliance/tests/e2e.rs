@@ -23,6 +23,7 @@
 mod common;
 
 use std::{
+    collections::BTreeMap,
     net::{Ipv4Addr, SocketAddrV4, UdpSocket},
     sync::mpsc,
     time::Duration,
@@ -35,7 +36,7 @@ use common::{
 use mizar::{
     dataplane::{
         AttachMode, Counter, Counters, EndpointEntry, EndpointKind, EndpointStats, HostConfig,
-        NetworkEntry, VpcEntry,
+        MemberRoles, NetworkEntry, VpcEntry,
     },
     lab::{self as mzlab, Ipv4Prefix, NetNs, NsJoinHandle},
 };
@@ -251,6 +252,18 @@ impl Lab {
                     &VpcEntry {
                         this_host_divides: is_c,
                         dividers: vec![c_ip],
+                        // C bounces; the hosts of the VPC's endpoints send for them.
+                        members: ENDPOINTS
+                            .iter()
+                            .filter(|ep| ep.vni == vni)
+                            .map(|ep| (HOSTS[ep.host].ip, MemberRoles::ENDPOINTS))
+                            .chain([(c_ip, MemberRoles::BOUNCER)])
+                            .filter(|(ip, _)| *ip != spec.ip)
+                            .fold(BTreeMap::new(), |mut m, (ip, roles)| {
+                                let e: &mut MemberRoles = m.entry(ip).or_default();
+                                *e = e.union(roles);
+                                m
+                            }),
                     },
                 )
                 .unwrap();

@@ -9,7 +9,8 @@ use std::net::Ipv4Addr;
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use mizar::{
     dataplane::{
-        Counters, DataplaneMaps, EndpointEntry, EndpointKind, HostConfig, NetworkEntry, VpcEntry,
+        Counters, DataplaneMaps, EndpointEntry, EndpointKind, HostConfig, MemberRoles,
+        NetworkEntry, VpcEntry,
     },
     packet::{self, InnerFrame, parse_inner, parse_tunnel},
 };
@@ -86,6 +87,12 @@ fn underlay(maps: &mut DataplaneMaps, this: (Ipv4Addr, [u8; 6]), other: (Ipv4Add
     let vpc = VpcEntry {
         this_host_divides: false,
         dividers: vec![DIVIDER],
+        // The other host sends for its endpoints; the bouncer forwards.
+        members: [
+            (other.0, MemberRoles::ENDPOINTS),
+            (BOUNCER, MemberRoles::BOUNCER),
+        ]
+        .into(),
     };
     maps.set_vpc(VNI, &vpc).unwrap();
 }
@@ -231,6 +238,10 @@ fn assert_encapsulated(out: &[u8], frame: &[u8], next_host: Ipv4Addr, next_mac: 
     assert_eq!(tunnel.src_ip(), HOST_A);
     assert_eq!(tunnel.dst_ip(), next_host);
     assert!(tunnel.ipv4_checksum_ok, "outer IPv4 checksum");
+    // DF: a tunnel packet fragmented on the path would be lost; an atomic datagram's ID 0 is
+    // valid (RFC 6864).
+    assert!(tunnel.ip.dont_fragment, "outer DF");
+    assert!(!tunnel.ip.more_fragments && tunnel.ip.fragment_offset.value() == 0);
     assert_eq!(tunnel.ip.time_to_live, 64);
     assert_eq!(usize::from(tunnel.ip.total_len), out.len() - 14);
     assert_eq!(tunnel.udp.destination_port, 6081);

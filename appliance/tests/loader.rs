@@ -74,6 +74,7 @@ fn invalid_configuration_is_refused_before_the_kernel() {
     let many = VpcEntry {
         this_host_divides: false,
         dividers: vec![Ipv4Addr::new(192, 0, 2, 1); 17],
+        ..VpcEntry::default()
     };
     let err = maps.set_vpc(VNI, &many).unwrap_err().to_string();
     assert!(err.contains("at most 16 dividers"), "{err}");

@@ -294,14 +294,25 @@ fn malformed_table() {
         abi::MZ_DROP_MALFORMED_IPV4,
     ));
 
-    // --- fragments: the stack reassembles (it has no Geneve device, so nothing leaks)
-    cases.push(pass(
+    // --- fragments: a first fragment shows it is Geneve, and nothing reassembles tunnels (we
+    // send them with DF), so it is dropped and counted; later fragments carry no UDP header to
+    // tell, and go to the stack (it has no Geneve device, so nothing leaks)
+    cases.push(drop(
         "first fragment (MF)",
         with(|t| {
             t.dont_fragment = false;
             t.more_fragments = true;
         }),
-        abi::MZ_PASS_IP_FRAGMENT,
+        abi::MZ_DROP_OUTER_FRAGMENT,
+    ));
+    cases.push(drop(
+        "first fragment (MF) from an unknown host: the source is checked first",
+        with(|t| {
+            t.src_ip = STRANGER;
+            t.dont_fragment = false;
+            t.more_fragments = true;
+        }),
+        abi::MZ_DROP_UNKNOWN_SOURCE_HOST,
     ));
     for offset in [1u16, 185, 0x1fff] {
         cases.push(pass(
@@ -455,11 +466,20 @@ fn malformed_table() {
     ));
 
     // --- Geneve header
+    // RFC 8926 3.4: a packet of an unknown version must be dropped.
     for version in 1..4 {
-        cases.push(pass(
+        cases.push(drop(
             format!("Geneve version {version}"),
             with(|t| t.geneve_version = version),
-            abi::MZ_PASS_GENEVE_VERSION,
+            abi::MZ_DROP_GENEVE_VERSION,
+        ));
+        cases.push(drop(
+            format!("Geneve version {version} from an unknown host"),
+            with(|t| {
+                t.src_ip = STRANGER;
+                t.geneve_version = version;
+            }),
+            abi::MZ_DROP_UNKNOWN_SOURCE_HOST,
         ));
     }
     for protocol in [0x0800u16, 0x86dd, 0x0000, 0x6559] {
@@ -469,12 +489,31 @@ fn malformed_table() {
             abi::MZ_PASS_NOT_ETHERNET,
         ));
     }
-    cases.push(delivered(
-        "Geneve O and C flags set: still data to deliver",
+    // A control packet is for the tunnel endpoint, never data for an endpoint.
+    cases.push(drop(
+        "Geneve O flag (control packet) to a local endpoint",
+        with(|t| t.oam = true),
+        abi::MZ_DROP_GENEVE_CONTROL,
+    ));
+    cases.push(drop(
+        "Geneve O and C flags set",
         with(|t| {
             t.oam = true;
             t.critical = true;
         }),
+        abi::MZ_DROP_GENEVE_CONTROL,
+    ));
+    cases.push(drop(
+        "Geneve O flag from an unknown host",
+        with(|t| {
+            t.src_ip = STRANGER;
+            t.oam = true;
+        }),
+        abi::MZ_DROP_UNKNOWN_SOURCE_HOST,
+    ));
+    cases.push(delivered(
+        "Geneve C flag alone: still data to deliver",
+        with(|t| t.critical = true),
         &inner,
     ));
 

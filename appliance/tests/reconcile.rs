@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 use fixture::*;
 use mizar::{
     dataplane::{
-        Changes, DesiredState, EndpointEntry, EndpointKind, HostConfig, NetworkEntry,
+        Changes, DesiredState, EndpointEntry, EndpointKind, HostConfig, MemberRoles, NetworkEntry,
         ReconcileReport, Stage, VpcEntry, plan_reconcile, reconcile,
     },
     packet::Tunnel,
@@ -66,6 +66,7 @@ fn vpc(this_host_divides: bool, dividers: &[Ipv4Addr]) -> VpcEntry {
     VpcEntry {
         this_host_divides,
         dividers: dividers.to_vec(),
+        members: usual_members(),
     }
 }
 
@@ -182,6 +183,8 @@ fn empty_to_a_to_a_to_b_writes_exactly_the_difference() {
             host_config: changes(1, 0, 0),
             hosts: changes(8, 0, 0),
             vpcs: changes(2, 0, 0),
+            // The usual six members and the dividers: two of VNI, one of VNI_B.
+            members: changes(15, 0, 0),
             networks: changes(2, 0, 0),
             endpoints: changes(4, 0, 0),
             repaired: 0,
@@ -190,7 +193,8 @@ fn empty_to_a_to_a_to_b_writes_exactly_the_difference() {
     );
     assert_eq!(
         report.to_string(),
-        "host config set; hosts: 8 added; VPCs: 2 added; networks: 2 added; endpoints: 4 added"
+        "host config set; hosts: 8 added; VPCs: 2 added; VPC members: 15 added; networks: 2 added; \
+         endpoints: 4 added"
     );
 
     let noop = reconcile(world.maps(), &a).unwrap();
@@ -205,6 +209,9 @@ fn empty_to_a_to_a_to_b_writes_exactly_the_difference() {
             host_config: changes(0, 1, 0),
             hosts: changes(1, 1, 1),
             vpcs: changes(1, 1, 1),
+            // VNI: this host divides instead of DIVIDERS[1]; VNI_C's six and its divider in,
+            // VNI_B's six and its divider gone.
+            members: changes(8, 0, 8),
             networks: changes(1, 1, 1),
             // SENDER_EP, the only entry that forwards to PEER, goes away with it: PEER's new
             // MAC rewrites nothing else.
@@ -217,7 +224,7 @@ fn empty_to_a_to_a_to_b_writes_exactly_the_difference() {
     assert_eq!(
         report.to_string(),
         "host config changed; hosts: 1 added, 1 changed, 1 removed; VPCs: 1 added, 1 changed, \
-         1 removed; networks: 1 added, 1 changed, 1 removed; endpoints: 1 added, 1 changed, \
+         1 removed; VPC members: 8 added, 8 removed; networks: 1 added, 1 changed, 1 removed; endpoints: 1 added, 1 changed, \
          2 removed"
     );
 
@@ -521,6 +528,9 @@ fn maps_left_half_written_or_drifted_converge() {
     maps.set_endpoint(VNI, intruder, &local(0x77, LOCAL_IFINDEX))
         .unwrap();
     maps.set_host(STRANGER, host_mac(STRANGER)).unwrap();
+    let mut admitted = b.vpcs[&VNI].clone();
+    admitted.members.insert(STRANGER, MemberRoles::ENDPOINTS);
+    maps.set_vpc(VNI, &admitted).unwrap();
     let filter_hit =
         world.run(&Tunnel::new(STRANGER, SELF, VNI).build(&inner_udp(SENDER_EP, REMOTE_EP)));
     filter_hit.expect(XDP_TX, abi::MZ_BOUNCER_FORWARD, Stage::OnXdpTx);

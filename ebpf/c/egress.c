@@ -38,7 +38,8 @@ static __always_inline __u32 proxy_arp(struct cursor *c, struct ethhdr *eth, con
 {
 	struct arp_ipv4 *arp = CURSOR_TAKE(c, struct arp_ipv4);
 	struct mz_endpoint_key key;
-	const struct mz_endpoint *ep;
+	struct mz_endpoint ep;
+	enum mz_lookup found;
 	const struct mz_network *net;
 	__u8 mac[ETH_ALEN];
 	__u32 target;
@@ -56,9 +57,11 @@ static __always_inline __u32 proxy_arp(struct cursor *c, struct ethhdr *eth, con
 
 	key.vni = iface->endpoint.vni;
 	key.ip_be = target;
-	ep = bpf_map_lookup_elem(&mz_endpoints, &key);
-	if (ep)
-		mac_copy(mac, ep->mac);
+	found = endpoint_lookup(&key, &ep);
+	if (found == MZ_CHANGED)
+		return MZ_EGRESS_DROP_ENTRY_CHANGED;
+	if (found == MZ_FOUND)
+		mac_copy(mac, ep.mac);
 	else
 		proxy_mac(mac, target);
 
@@ -90,8 +93,9 @@ static __always_inline __u16 encap_source_port(struct cursor *c, const struct ip
 static __always_inline __u32 encapsulate(struct xdp_md *ctx, const struct mz_host_config *cfg, __u32 vni,
 					 __u32 dst_host, const __u8 *dst_mac, __u16 sport)
 {
+	/* In 32 bits: a frame near 64 KiB must not wrap past the MTU check. */
 	__u32 inner_len = ctx->data_end - ctx->data;
-	__u16 ip_len = inner_len + MZ_ENCAP_OVERHEAD - sizeof(struct ethhdr);
+	__u32 ip_len = inner_len + MZ_ENCAP_OVERHEAD - sizeof(struct ethhdr);
 	struct mz_source_host_opt *opt;
 	struct genevehdr *geneve;
 	struct udphdr *udp;
@@ -120,8 +124,11 @@ static __always_inline __u32 encapsulate(struct xdp_md *ctx, const struct mz_hos
 	ip->ihl = 5;
 	ip->tos = 0;
 	ip->tot_len = bpf_htons(ip_len);
+	/* DF: a tunnel packet fragmented on the path would be lost (nothing reassembles it), so
+	 * the path must say so instead. DF with ID 0 is a valid atomic datagram (RFC 6864 4.1),
+	 * what Linux sends for unconnected DF traffic. */
 	ip->id = 0;
-	ip->frag_off = 0;
+	ip->frag_off = bpf_htons(MZ_IP_DF);
 	ip->ttl = 64;
 	ip->protocol = IPPROTO_UDP;
 	ip->check = 0;
@@ -151,10 +158,10 @@ SEC("xdp")
 int mz_egress(struct xdp_md *ctx)
 {
 	const struct mz_host_config *cfg = host_config();
-	const struct mz_local_iface *iface;
-	const struct mz_endpoint *ep;
-	const struct mz_learned_host *learned;
-	const struct mz_next_hop *hop;
+	struct mz_local_iface iface;
+	struct mz_endpoint ep;
+	struct mz_learned_host learned;
+	struct mz_next_hop hop;
 	const struct mz_host *learned_host;
 	struct mz_endpoint_stats *stats, *sender_stats = NULL;
 	struct mz_endpoint_key key;
@@ -162,7 +169,8 @@ int mz_egress(struct xdp_md *ctx)
 	struct ethhdr *eth;
 	struct iphdr *ip;
 	__u32 verdict, reason, ifindex = ctx->ingress_ifindex, vni, next_host, err;
-	const __u8 *next_mac;
+	enum mz_lookup found;
+	__u8 next_mac[ETH_ALEN] __attribute__((aligned(2))); /* mac_copy moves 16 bits at a time */
 	__u64 packet_len;
 	__u16 sport;
 
@@ -171,16 +179,20 @@ int mz_egress(struct xdp_md *ctx)
 
 	if (!cfg)
 		DROP(MZ_EGRESS_DROP_NOT_CONFIGURED);
-	iface = bpf_map_lookup_elem(&mz_local_ifaces, &ifindex);
-	if (!iface)
+	/* Which endpoint this veth speaks for, copied and checked: a veth handed to another
+	 * endpoint must never send with the old one's VPC (see "Reused entries", mizar_abi.h). */
+	found = LOOKUP_COPY(&mz_local_ifaces, &ifindex, &iface, SAME_IFINDEX);
+	if (found == MZ_MISSING)
 		DROP(MZ_EGRESS_DROP_UNKNOWN_IFACE);
-	vni = iface->endpoint.vni;
+	if (found == MZ_CHANGED)
+		DROP(MZ_EGRESS_DROP_ENTRY_CHANGED);
+	vni = iface.endpoint.vni;
 
 	eth = CURSOR_TAKE(&c, struct ethhdr);
 	if (!eth)
 		DROP(MZ_EGRESS_DROP_MALFORMED);
 	if (eth->h_proto == bpf_htons(ETH_P_ARP)) {
-		reason = proxy_arp(&c, eth, iface);
+		reason = proxy_arp(&c, eth, &iface);
 		if (reason != MZ_EGRESS_ARP_REPLY)
 			DROP(reason);
 		/* Back out of the veth it came in by, as a redirect: a veth wakes its peer for
@@ -194,47 +206,49 @@ int mz_egress(struct xdp_md *ctx)
 	if (!ip || ip->version != 4 || ip->ihl < 5 || (void *)ip + bpf_ntohs(ip->tot_len) > c.end)
 		DROP(MZ_EGRESS_DROP_MALFORMED);
 	/* An endpoint speaks only for its own address. */
-	if (ip->saddr != iface->endpoint.ip_be)
+	if (ip->saddr != iface.endpoint.ip_be)
 		DROP(MZ_EGRESS_DROP_SPOOFED_SOURCE);
-	sender_stats = endpoint_stats(iface->stats_slot);
+	sender_stats = endpoint_stats(iface.stats_slot);
 
 	key.vni = vni;
 	key.ip_be = ip->daddr;
-	ep = bpf_map_lookup_elem(&mz_endpoints, &key);
-	if (ep && (ep->flags & MZ_EP_LOCAL) && ep->type != MZ_EP_SCALED) {
-		stats = endpoint_stats(ep->stats_slot);
-		if (!(ep->flags & MZ_EP_BYPASS_DECAP)) {
+	found = endpoint_lookup(&key, &ep);
+	if (found == MZ_CHANGED)
+		DROP(MZ_EGRESS_DROP_ENTRY_CHANGED);
+	if (found == MZ_FOUND && (ep.flags & MZ_EP_LOCAL) && ep.type != MZ_EP_SCALED) {
+		stats = endpoint_stats(ep.stats_slot);
+		if (!(ep.flags & MZ_EP_BYPASS_DECAP)) {
 			/* Same host: no tunnel needed. */
-			mac_copy(eth->h_dest, ep->mac);
+			mac_copy(eth->h_dest, ep.mac);
 			if (stats) {
 				stats->rx_packets++;
 				stats->rx_bytes += packet_len;
 			}
-			bpf_redirect(ep->ifindex, 0);
+			bpf_redirect(ep.ifindex, 0);
 			EXIT(XDP_REDIRECT, MZ_EGRESS_LOCAL);
 		}
 		/* A bypass-decap endpoint gets the tunnel packet, as if it had crossed the underlay. */
 		sport = encap_source_port(&c, ip);
-		err = encapsulate(ctx, cfg, vni, cfg->host_ip_be, ep->mac, sport);
+		err = encapsulate(ctx, cfg, vni, cfg->host_ip_be, ep.mac, sport);
 		if (err)
 			DROP(err);
 		if (stats) {
 			stats->rx_packets++;
 			stats->rx_bytes += packet_len + MZ_ENCAP_OVERHEAD;
 		}
-		bpf_redirect(ep->ifindex, 0);
+		bpf_redirect(ep.ifindex, 0);
 		EXIT(XDP_REDIRECT, MZ_EGRESS_LOCAL_BYPASS);
 	}
 
-	if (ep) {
-		next_host = ep->host_ip_be;
-		next_mac = ep->host_mac;
+	if (found == MZ_FOUND) {
+		next_host = ep.host_ip_be;
+		mac_copy(next_mac, ep.host_mac);
 		reason = MZ_EGRESS_TO_HOST;
-	} else if ((learned = bpf_map_lookup_elem(&mz_learned, &key)) &&
-		   (learned_host = bpf_map_lookup_elem(&mz_hosts, &learned->host_ip_be))) {
+	} else if (LOOKUP_COPY(&mz_learned, &key, &learned, SAME_ENDPOINT_KEY) == MZ_FOUND &&
+		   (learned_host = bpf_map_lookup_elem(&mz_hosts, &learned.host_ip_be))) {
 		/* A learned host that is no longer known is ignored: the bouncer still knows. */
-		next_host = learned->host_ip_be;
-		next_mac = learned_host->mac;
+		next_host = learned.host_ip_be;
+		mac_copy(next_mac, learned_host->mac);
 		reason = MZ_EGRESS_TO_LEARNED_HOST;
 	} else {
 		switch (route_by_network(vni, ip->saddr, ip->daddr, cfg->host_ip_be, &hop)) {
@@ -244,13 +258,15 @@ int mz_egress(struct xdp_md *ctx)
 		case MZ_ROUTE_TO_DIVIDER:
 			reason = MZ_EGRESS_TO_DIVIDER;
 			break;
+		case MZ_ROUTE_CHANGED:
+			DROP(MZ_EGRESS_DROP_ENTRY_CHANGED);
 		case MZ_ROUTE_UNKNOWN_VPC:
 			DROP(MZ_EGRESS_DROP_UNKNOWN_VPC);
 		default:
 			DROP(MZ_EGRESS_DROP_NO_ROUTE);
 		}
-		next_host = hop->ip_be;
-		next_mac = hop->mac;
+		next_host = hop.ip_be;
+		mac_copy(next_mac, hop.mac);
 	}
 	if (next_host == cfg->host_ip_be)
 		DROP(MZ_EGRESS_DROP_NO_ROUTE);

@@ -22,24 +22,25 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /*
  * Direct path: remember which host the inner source lives on. The per-CPU cache answers for a
  * steady flow without a hash lookup; the shared map is written only when what it holds changes.
+ * Only a host with endpoints in the VPC can be an endpoint's home (`roles` are the claimed
+ * host's, when the caller already knows them).
  */
-static __always_inline void learn_source_host(__u32 vni, __u32 src_ip, __u32 src_host, __u32 self)
+static __always_inline void learn_source_host(__u32 vni, __u32 src_ip, __u32 src_host, __u32 self, __u32 roles)
 {
 	struct mz_endpoint_key key = { .vni = vni, .ip_be = src_ip };
-	struct mz_learned_host learned = { .host_ip_be = src_host };
+	struct mz_learned_host learned = { .key = key, .host_ip_be = src_host };
 	__u32 slot = mz_flow_hash(vni, src_ip) & (MZ_LEARNED_CACHE_SLOTS - 1);
 	struct mz_learned_cache_entry *seen;
-	struct mz_learned_host *known;
+	struct mz_learned_host known;
 
 	if (!src_host || src_host == self)
 		return;
 	seen = bpf_map_lookup_elem(&mz_learned_cache, &slot);
 	if (!seen || (seen->vni == vni && seen->ip_be == src_ip && seen->host_ip_be == src_host))
 		return;
-	known = bpf_map_lookup_elem(&mz_learned, &key);
-	if (!known || known->host_ip_be != src_host) {
-		/* Only hosts we know: a source-host option cannot point traffic anywhere else. */
-		if (!host_is_known(src_host))
+	if (LOOKUP_COPY(&mz_learned, &key, &known, SAME_ENDPOINT_KEY) != MZ_FOUND ||
+	    known.host_ip_be != src_host) {
+		if (!(roles & MZ_MEMBER_ENDPOINTS))
 			return;
 		bpf_map_update_elem(&mz_learned, &key, &learned, BPF_ANY);
 	}
@@ -117,8 +118,8 @@ SEC("xdp")
 int mz_transit(struct xdp_md *ctx)
 {
 	const struct mz_host_config *cfg = host_config();
-	const struct mz_endpoint *ep;
-	const struct mz_next_hop *hop;
+	struct mz_endpoint ep;
+	struct mz_next_hop hop;
 	struct mz_endpoint_stats *ep_stats;
 	struct mz_endpoint_key ep_key;
 	struct cursor c;
@@ -127,8 +128,9 @@ int mz_transit(struct xdp_md *ctx)
 	struct udphdr *udp;
 	struct genevehdr *geneve;
 	void *options_end;
-	__u32 verdict, stage, reason, vni, source_host = 0, ihl_bytes, tot_len, err;
+	__u32 verdict, stage, reason, vni, source_host = 0, ihl_bytes, tot_len, err, roles;
 	__u32 options_len, datagram_len, inner_len;
+	enum mz_lookup found;
 	__u64 packet_len;
 
 	cursor_init(&c, ctx);
@@ -152,7 +154,8 @@ int mz_transit(struct xdp_md *ctx)
 		PASS(MZ_PASS_NOT_UDP);
 	if (ip->daddr != cfg->host_ip_be)
 		PASS(MZ_PASS_NOT_FOR_THIS_HOST);
-	if (ipv4_is_fragment(ip))
+	/* A later fragment carries no UDP header to tell Geneve by; the stack has no Geneve device. */
+	if (ip->frag_off & bpf_htons(0x1fff))
 		PASS(MZ_PASS_IP_FRAGMENT);
 	c.pos = (void *)ip + ihl_bytes;
 	udp = CURSOR_TAKE(&c, struct udphdr);
@@ -160,6 +163,12 @@ int mz_transit(struct xdp_md *ctx)
 		DROP(MZ_DROP_MALFORMED_UDP);
 	if (udp->dest != bpf_htons(MZ_GENEVE_PORT))
 		PASS(MZ_PASS_NOT_GENEVE_PORT);
+
+	/* Only hosts we know may send tunnel packets: checked before any other verdict on them. */
+	if (!host_is_known(ip->saddr))
+		DROP(MZ_DROP_UNKNOWN_SOURCE_HOST);
+	if (ipv4_is_fragment(ip))
+		DROP(MZ_DROP_OUTER_FRAGMENT);
 	if (bpf_ntohs(udp->len) != tot_len - ihl_bytes || tot_len - ihl_bytes < sizeof(*udp))
 		DROP(MZ_DROP_MALFORMED_UDP);
 	/* The Geneve packet is the UDP datagram: bytes after it in the frame (Ethernet padding, or
@@ -169,13 +178,21 @@ int mz_transit(struct xdp_md *ctx)
 	if (!geneve || datagram_len < sizeof(*geneve))
 		DROP(MZ_DROP_MALFORMED_GENEVE);
 	if (GENEVE_VERSION(geneve) != 0)
-		PASS(MZ_PASS_GENEVE_VERSION);
+		DROP(MZ_DROP_GENEVE_VERSION);
+	if (geneve->flags & GENEVE_FLAG_CONTROL)
+		DROP(MZ_DROP_GENEVE_CONTROL);
 	if (geneve->protocol != bpf_htons(MZ_ETH_P_TEB))
 		PASS(MZ_PASS_NOT_ETHERNET);
 
-	/* Only hosts we know may put traffic into a VPC. */
-	if (!host_is_known(ip->saddr))
-		DROP(MZ_DROP_UNKNOWN_SOURCE_HOST);
+	/* A host speaks only for the VPCs it has a role in. */
+	vni = geneve_vni(geneve);
+	roles = member_roles(vni, ip->saddr);
+	if (!roles) {
+		/* Only on the drop path: tell an unknown VPC from a stranger to it. */
+		if (!bpf_map_lookup_elem(&mz_vpcs, &vni))
+			DROP(MZ_DROP_UNKNOWN_VPC);
+		DROP(MZ_DROP_NOT_VPC_MEMBER);
+	}
 
 	options_len = GENEVE_OPT_BYTES(geneve);
 	options_end = c.pos + options_len;
@@ -201,41 +218,50 @@ int mz_transit(struct xdp_md *ctx)
 	    sizeof(*geneve) + options_len + sizeof(*inner_eth) + inner_len > datagram_len)
 		DROP(MZ_DROP_MALFORMED_INNER);
 
-	vni = geneve_vni(geneve);
 	ep_key.vni = vni;
 	ep_key.ip_be = inner_ip->daddr;
-	ep = bpf_map_lookup_elem(&mz_endpoints, &ep_key);
-	if (ep && ep->type == MZ_EP_SCALED)
-		EXIT(XDP_DROP, MZ_STAGE_ON_XDP_SCALED_EP, MZ_SCALED_ENDPOINT);
+	found = endpoint_lookup(&ep_key, &ep);
+	if (found == MZ_CHANGED)
+		DROP(MZ_DROP_ENTRY_CHANGED);
+	if (found == MZ_FOUND && ep.type == MZ_EP_SCALED)
+		EXIT(XDP_DROP, MZ_STAGE_ON_XDP_SCALED_EP, MZ_DROP_NO_SCALED_FUNCTION);
 
 	/* Step 2: an endpoint of this host. */
-	if (ep && (ep->flags & MZ_EP_LOCAL)) {
-		learn_source_host(vni, inner_ip->saddr, source_host, cfg->host_ip_be);
-		ep_stats = endpoint_stats(ep->stats_slot);
-		if (ep->flags & MZ_EP_BYPASS_DECAP) {
+	if (found == MZ_FOUND && (ep.flags & MZ_EP_LOCAL)) {
+		/* The option names the sender's host when the sender is that host; a bouncer or a
+		 * divider forwards for others, and only then may it name another. */
+		if (source_host == ip->saddr)
+			learn_source_host(vni, inner_ip->saddr, source_host, cfg->host_ip_be, roles);
+		else if (source_host && (roles & (MZ_MEMBER_BOUNCER | MZ_MEMBER_DIVIDER)))
+			learn_source_host(vni, inner_ip->saddr, source_host, cfg->host_ip_be,
+					  member_roles(vni, source_host));
+		ep_stats = endpoint_stats(ep.stats_slot);
+		if (ep.flags & MZ_EP_BYPASS_DECAP) {
 			if (ep_stats) {
 				ep_stats->rx_packets++;
 				ep_stats->rx_bytes += packet_len;
 			}
-			bpf_redirect(ep->ifindex, 0);
+			bpf_redirect(ep.ifindex, 0);
 			EXIT(XDP_REDIRECT, MZ_STAGE_ON_XDP_REDIRECT, MZ_DELIVER_LOCAL_BYPASS);
 		}
-		mac_copy(inner_eth->h_dest, ep->mac);
-		if (ep_stats) {
-			ep_stats->rx_packets++;
-			ep_stats->rx_bytes += c.end - (void *)inner_eth;
-		}
+		mac_copy(inner_eth->h_dest, ep.mac);
+		inner_len = c.end - (void *)inner_eth;
 		if (bpf_xdp_adjust_head(ctx, (void *)inner_eth - (void *)eth))
 			DROP(MZ_DROP_ADJUST_FAILED);
-		bpf_redirect(ep->ifindex, 0);
+		/* Counted once the delivery cannot fail any more. */
+		if (ep_stats) {
+			ep_stats->rx_packets++;
+			ep_stats->rx_bytes += inner_len;
+		}
+		bpf_redirect(ep.ifindex, 0);
 		EXIT(XDP_REDIRECT, MZ_STAGE_ON_XDP_REDIRECT, MZ_DELIVER_LOCAL);
 	}
 
-	if (ep) {
+	if (found == MZ_FOUND) {
 		/* Step 3: bouncer. */
-		if (ep->host_ip_be == cfg->host_ip_be)
+		if (ep.host_ip_be == cfg->host_ip_be)
 			DROP(MZ_DROP_UNKNOWN_ENDPOINT); /* ours, but not attached here */
-		err = forward_to_host(eth, ip, udp, cfg, ep->host_ip_be, ep->host_mac);
+		err = forward_to_host(eth, ip, udp, cfg, ep.host_ip_be, ep.host_mac);
 		if (err)
 			DROP(err);
 		EXIT(XDP_TX, MZ_STAGE_ON_XDP_TX, MZ_BOUNCER_FORWARD);
@@ -249,6 +275,8 @@ int mz_transit(struct xdp_md *ctx)
 	case MZ_ROUTE_TO_DIVIDER:
 		reason = MZ_TO_DIVIDER;
 		break;
+	case MZ_ROUTE_CHANGED:
+		DROP(MZ_DROP_ENTRY_CHANGED);
 	case MZ_ROUTE_UNKNOWN_VPC:
 		DROP(MZ_DROP_UNKNOWN_VPC);
 	case MZ_ROUTE_UNKNOWN_NETWORK:
@@ -260,17 +288,19 @@ int mz_transit(struct xdp_md *ctx)
 	default:
 		DROP(MZ_DROP_NO_DIVIDER);
 	}
-	err = forward_to_host(eth, ip, udp, cfg, hop->ip_be, hop->mac);
+	err = forward_to_host(eth, ip, udp, cfg, hop.ip_be, hop.mac);
 	if (err)
 		DROP(err);
 	EXIT(XDP_TX, MZ_STAGE_ON_XDP_TX, reason);
 
 out:
-	count(reason, packet_len);
 	count(MZ_STAGE_COUNTER_BASE + stage, packet_len);
+	/* One reason per packet: a scaled endpoint's is counted by the function that takes it. */
+	if (stage != MZ_STAGE_ON_XDP_SCALED_EP)
+		count(reason, packet_len);
 	bpf_tail_call(ctx, &mz_stages, stage);
 	/* Reached only when the stage holds no function: its default verdict applies. */
 	if (stage == MZ_STAGE_ON_XDP_SCALED_EP)
-		count(MZ_DROP_NO_SCALED_FUNCTION, packet_len);
+		count(reason, packet_len);
 	return verdict;
 }

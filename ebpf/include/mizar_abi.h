@@ -47,6 +47,7 @@ typedef uint64_t __u64;
 #define MZ_MAX_ENDPOINTS 262144
 #define MZ_MAX_LEARNED 65536
 #define MZ_MAX_LOCAL_IFACES 4096 /* also the number of per-endpoint counter slots */
+#define MZ_MAX_VPC_MEMBERS 65536 /* (VPC, host) pairs of mz_vpc_members */
 
 /*
  * mz_host_filter: the underlay addresses tunnel packets are accepted from, as an open-addressing
@@ -83,16 +84,16 @@ enum mz_counter {
 	MZ_PASS_NOT_UDP = 1,           /* IPv4 but not UDP (ICMP, TCP to this host, ...) */
 	MZ_PASS_NOT_GENEVE_PORT = 2,   /* UDP to another port than 6081 */
 	MZ_PASS_NOT_FOR_THIS_HOST = 3, /* outer destination is not our underlay address */
-	MZ_PASS_IP_FRAGMENT = 4,       /* the stack owns reassembly; it has no Geneve device, so no leak */
-	MZ_PASS_GENEVE_VERSION = 5,    /* Geneve version other than 0 */
-	MZ_PASS_NOT_ETHERNET = 6,      /* Geneve protocol type other than Ethernet */
+	MZ_PASS_IP_FRAGMENT = 4,       /* a non-first fragment (no UDP header to tell); the stack has no Geneve device, so no leak */
+	MZ_PASS_GENEVE_VERSION = 5,    /* unused: a Geneve version other than 0 is dropped (drop_geneve_version) */
+	MZ_PASS_NOT_ETHERNET = 6,      /* Geneve from a known host, protocol type other than Ethernet: no VPC carries it */
 	/* transit: forwarding decisions */
 	MZ_DELIVER_LOCAL = 7,        /* decapsulated and redirected to a local endpoint (ON_XDP_REDIRECT) */
 	MZ_DELIVER_LOCAL_BYPASS = 8, /* whole tunnel packet redirected to a bypass-decap endpoint */
 	MZ_BOUNCER_FORWARD = 9,      /* endpoint's host known: sent there (ON_XDP_TX) */
 	MZ_DIVIDER_FORWARD = 10,     /* endpoint unknown, network known: sent to one of its bouncers */
 	MZ_TO_DIVIDER = 11,          /* network unknown here: sent to one of the VPC's dividers */
-	MZ_SCALED_ENDPOINT = 12,     /* handed to ON_XDP_SCALED_EP */
+	MZ_SCALED_ENDPOINT = 12,     /* unused: a scaled endpoint's packet is counted by the function that takes it, else as drop_no_scaled_function */
 	/* transit: drops (ON_XDP_DROP) */
 	MZ_DROP_MALFORMED_IPV4 = 13,   /* truncated, IHL < 5, total length past the frame */
 	MZ_DROP_MALFORMED_UDP = 14,    /* truncated or UDP length inconsistent */
@@ -132,7 +133,13 @@ enum mz_counter {
 	MZ_EGRESS_DROP_ADJUST_FAILED = 47, /* no headroom to push the outer headers */
 	MZ_EGRESS_DROP_NOT_CONFIGURED = 48, /* this host not configured yet */
 	MZ_EGRESS_DROP_ARP_NOT_REQUEST = 49, /* ARP replies, gratuitous ARP, probes: nothing to answer */
-	MZ_COUNTER_REASONS = 50,
+	MZ_DROP_GENEVE_VERSION = 50,   /* Geneve version other than 0 (RFC 8926 3.4: must be dropped) */
+	MZ_DROP_GENEVE_CONTROL = 51,   /* Geneve control packet (O bit): never data for an endpoint */
+	MZ_DROP_OUTER_FRAGMENT = 52,   /* first fragment of a tunnel packet: tunnels are sent with DF, nothing reassembles them */
+	MZ_DROP_NOT_VPC_MEMBER = 53,   /* sender has no endpoint, bouncer or divider in the packet's VPC */
+	MZ_DROP_ENTRY_CHANGED = 54,    /* the endpoint entry was rewritten for another key while read (configuration churn) */
+	MZ_EGRESS_DROP_ENTRY_CHANGED = 55, /* egress: an entry was rewritten for another key while read (configuration churn) */
+	MZ_COUNTER_REASONS = 56,
 	/* packets and bytes that entered each stage */
 	MZ_STAGE_COUNTER_BASE = 56,
 	MZ_COUNTER_SLOTS = MZ_STAGE_COUNTER_BASE + MZ_STAGE_COUNT,
@@ -167,8 +174,19 @@ struct mz_next_hop {
 	__u16 reserved;
 };
 
+/*
+ * Reused entries. mz_vpcs, mz_endpoints, mz_local_ifaces, mz_learned and mz_vpc_members are
+ * preallocated hashes: the kernel reuses an element for another key without waiting for
+ * readers (kernel/bpf/hashtab.c, alloc_htab_elem), so a program holding a value pointer may find
+ * another key's value under it. Their values therefore start with a copy of their key: the
+ * programs copy the value to the stack right after the lookup, then check both the copy's key
+ * and, after the copy, the live one (the kernel writes a reused element's value from its start).
+ * Only a value that passes is used; a failed check is counted (drop_entry_changed).
+ */
+
 /* mz_vpcs: key is the VNI (host order). */
 struct mz_vpc {
+	__u32 vni;            /* copy of the key */
 	__u32 flags;          /* MZ_VPC_THIS_HOST_DIVIDES */
 	__u32 divider_count;
 	struct mz_next_hop dividers[MZ_MAX_DIVIDERS];
@@ -197,6 +215,7 @@ struct mz_endpoint_key {
 };
 
 struct mz_endpoint {
+	struct mz_endpoint_key key; /* copy of the key */
 	__u32 host_ip_be;     /* the host where the endpoint lives */
 	__u32 ifindex;        /* host-side veth when hosted here (MZ_EP_LOCAL) */
 	__u8 mac[6];
@@ -217,6 +236,7 @@ enum mz_endpoint_type {
 
 /* mz_learned: where an endpoint lives, learned from the source-host option (direct path). */
 struct mz_learned_host {
+	struct mz_endpoint_key key; /* copy of the key */
 	__u32 host_ip_be;
 };
 
@@ -236,10 +256,30 @@ struct mz_endpoint_stats {
 
 /* mz_local_ifaces: key is the ifindex of an endpoint's host-side veth. */
 struct mz_local_iface {
+	__u32 ifindex;        /* copy of the key */
 	struct mz_endpoint_key endpoint;
 	__u8 mac[6];
 	__u16 stats_slot;
 };
+
+/*
+ * mz_vpc_members: which hosts may put traffic into a VPC, and in which role. A tunnel packet is
+ * accepted only from a member of its VNI; its source-host option is believed only when it names
+ * the sender itself, or when the sender is a bouncer or divider of the VPC forwarding for
+ * another host, and only a host with endpoints in the VPC is learned as an endpoint's home.
+ */
+struct mz_member_key {
+	__u32 vni;
+	__u32 host_ip_be;
+};
+
+struct mz_member {
+	struct mz_member_key key; /* copy of the key */
+	__u32 roles;          /* MZ_MEMBER_* */
+};
+#define MZ_MEMBER_ENDPOINTS 1 /* hosts endpoints of the VPC */
+#define MZ_MEMBER_BOUNCER 2   /* bounces one of its networks */
+#define MZ_MEMBER_DIVIDER 4   /* divides the VPC */
 
 /* mz_bench_packet[0]: the bytes the benchmark wrapper restores before every repetition. */
 #define MZ_BENCH_MAX_PACKET 256

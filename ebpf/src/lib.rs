@@ -50,6 +50,7 @@ pub mod maps {
     pub const CONFIG: &str = "mz_config";
     pub const HOSTS: &str = "mz_hosts";
     pub const VPCS: &str = "mz_vpcs";
+    pub const VPC_MEMBERS: &str = "mz_vpc_members";
     pub const NETWORKS: &str = "mz_networks";
     pub const ENDPOINTS: &str = "mz_endpoints";
     pub const LEARNED: &str = "mz_learned";
@@ -78,6 +79,8 @@ unsafe impl aya::Pod for abi::mz_counter_value {}
 unsafe impl aya::Pod for abi::mz_bench_packet {}
 unsafe impl aya::Pod for abi::mz_next_hop {}
 unsafe impl aya::Pod for abi::mz_learned_cache_entry {}
+unsafe impl aya::Pod for abi::mz_member_key {}
+unsafe impl aya::Pod for abi::mz_member {}
 
 /// The data plane's symmetric flow hash (`mz_flow_hash` in `c/include/pipeline.h`), used to
 /// predict which bouncer or divider a flow takes. Arguments are IPv4 addresses as the program

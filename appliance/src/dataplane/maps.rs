@@ -37,6 +37,103 @@ pub struct VpcEntry {
     /// This host is one of the VPC's dividers (an unknown network is then dropped here).
     pub this_host_divides: bool,
     pub dividers: Vec<Ipv4Addr>,
+    /// The other hosts with a role in the VPC, besides its dividers (which are members by
+    /// being dividers): tunnel packets of the VPC are accepted only from members.
+    pub members: BTreeMap<Ipv4Addr, MemberRoles>,
+}
+
+/// What a host is to a VPC, besides divider (see `mz_vpc_members` in the ABI header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MemberRoles {
+    /// It hosts endpoints of the VPC: it may send for them, and be learned as their home.
+    pub endpoints: bool,
+    /// It bounces one of the VPC's networks: it forwards for other hosts.
+    pub bouncer: bool,
+}
+
+impl MemberRoles {
+    pub const ENDPOINTS: Self = Self {
+        endpoints: true,
+        bouncer: false,
+    };
+    pub const BOUNCER: Self = Self {
+        endpoints: false,
+        bouncer: true,
+    };
+
+    pub fn is_empty(&self) -> bool {
+        !(self.endpoints || self.bouncer)
+    }
+
+    /// Both sets of roles.
+    pub fn union(self, other: Self) -> Self {
+        Self {
+            endpoints: self.endpoints || other.endpoints,
+            bouncer: self.bouncer || other.bouncer,
+        }
+    }
+
+    fn bits(&self) -> u32 {
+        (if self.endpoints {
+            abi::MZ_MEMBER_ENDPOINTS
+        } else {
+            0
+        }) | if self.bouncer {
+            abi::MZ_MEMBER_BOUNCER
+        } else {
+            0
+        }
+    }
+
+    fn from_bits(bits: u32) -> Self {
+        Self {
+            endpoints: bits & abi::MZ_MEMBER_ENDPOINTS != 0,
+            bouncer: bits & abi::MZ_MEMBER_BOUNCER != 0,
+        }
+    }
+}
+
+/// A (VNI, host) pair of mz_vpc_members.
+pub type MemberKey = (u32, Ipv4Addr);
+
+/// The mz_vpc_members entries a VPC implies: its members, and its dividers with the divider
+/// role added.
+pub(super) fn encode_members(vni: u32, vpc: &VpcEntry) -> BTreeMap<MemberKey, abi::mz_member> {
+    let mut roles: BTreeMap<Ipv4Addr, u32> = vpc
+        .members
+        .iter()
+        .filter(|(_, r)| !r.is_empty())
+        .map(|(ip, r)| (*ip, r.bits()))
+        .collect();
+    for divider in &vpc.dividers {
+        *roles.entry(*divider).or_default() |= abi::MZ_MEMBER_DIVIDER;
+    }
+    roles
+        .into_iter()
+        .map(|(ip, roles)| {
+            let key = abi::mz_member_key {
+                vni,
+                host_ip_be: ip_be(ip),
+            };
+            ((vni, ip), abi::mz_member { key, roles })
+        })
+        .collect()
+}
+
+/// The members of a VPC as [`VpcEntry::members`] holds them (the divider role is implied by
+/// the divider list, so it is left out).
+pub(super) fn decode_members<'a>(
+    entries: impl Iterator<Item = &'a abi::mz_member>,
+) -> BTreeMap<Ipv4Addr, MemberRoles> {
+    entries
+        .map(|m| {
+            (
+                ip_from_be(m.key.host_ip_be),
+                MemberRoles::from_bits(m.roles),
+            )
+        })
+        .filter(|(_, r)| !r.is_empty())
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +177,7 @@ pub struct DataplaneMaps {
     hosts: HashMap<MapData, u32, abi::mz_host>,
     host_filter: Array<MapData, u32>,
     vpcs: HashMap<MapData, u32, abi::mz_vpc>,
+    vpc_members: HashMap<MapData, abi::mz_member_key, abi::mz_member>,
     networks: LpmTrie<MapData, [u32; 2], abi::mz_network>,
     endpoints: HashMap<MapData, abi::mz_endpoint_key, abi::mz_endpoint>,
     learned: HashMap<MapData, abi::mz_endpoint_key, abi::mz_learned_host>,
@@ -403,11 +501,13 @@ fn decode_next_hops(hops: &[abi::mz_next_hop], count: u32) -> Vec<Ipv4Addr> {
 
 /// The mz_vpcs value of a VPC; `resolve` gives each divider's underlay MAC.
 pub(super) fn encode_vpc(
+    vni: u32,
     vpc: &VpcEntry,
     resolve: impl FnMut(Ipv4Addr) -> Result<MacAddr, DataplaneError>,
 ) -> Result<abi::mz_vpc, DataplaneError> {
     let (dividers, divider_count) = encode_next_hops(&vpc.dividers, "dividers per VPC", resolve)?;
     Ok(abi::mz_vpc {
+        vni,
         flags: if vpc.this_host_divides {
             abi::MZ_VPC_THIS_HOST_DIVIDES
         } else {
@@ -418,10 +518,11 @@ pub(super) fn encode_vpc(
     })
 }
 
-pub(super) fn decode_vpc(raw: &abi::mz_vpc) -> VpcEntry {
+pub(super) fn decode_vpc(raw: &abi::mz_vpc, members: BTreeMap<Ipv4Addr, MemberRoles>) -> VpcEntry {
     VpcEntry {
         this_host_divides: raw.flags & abi::MZ_VPC_THIS_HOST_DIVIDES != 0,
         dividers: decode_next_hops(&raw.dividers, raw.divider_count),
+        members,
     }
 }
 
@@ -455,12 +556,14 @@ pub(super) fn decode_network(raw: &abi::mz_network) -> NetworkEntry {
 /// The mz_endpoints value of an endpoint: `host_mac` is its host's underlay MAC (remote
 /// endpoints), `stats_slot` its counter slot (local ones).
 pub(super) fn encode_endpoint(
+    (vni, ip): EndpointKey,
     ep: &EndpointEntry,
     host_mac: MacAddr,
     stats_slot: u16,
 ) -> abi::mz_endpoint {
     let local = ep.local_ifindex.is_some();
     abi::mz_endpoint {
+        key: endpoint_key(vni, ip),
         host_ip_be: ip_be(ep.host),
         ifindex: ep.local_ifindex.unwrap_or(0),
         mac: ep.mac,
@@ -501,11 +604,13 @@ pub(super) fn decode_endpoint(raw: &abi::mz_endpoint) -> Option<EndpointEntry> {
 
 /// The mz_local_ifaces value of a local endpoint's veth.
 pub(super) fn local_iface(
+    ifindex: u32,
     endpoint: abi::mz_endpoint_key,
     mac: MacAddr,
     stats_slot: u16,
 ) -> abi::mz_local_iface {
     abi::mz_local_iface {
+        ifindex,
         endpoint,
         mac,
         stats_slot,
@@ -519,6 +624,7 @@ impl DataplaneMaps {
             hosts: open(pins, names::HOSTS)?,
             host_filter: open(pins, names::HOST_FILTER)?,
             vpcs: open(pins, names::VPCS)?,
+            vpc_members: open(pins, names::VPC_MEMBERS)?,
             networks: open(pins, names::NETWORKS)?,
             endpoints: open(pins, names::ENDPOINTS)?,
             learned: open(pins, names::LEARNED)?,
@@ -715,14 +821,31 @@ impl DataplaneMaps {
         Ok(())
     }
 
+    /// Adds or replaces a VPC and its members (members it no longer has are removed).
     pub fn set_vpc(&mut self, vni: u32, vpc: &VpcEntry) -> Result<(), DataplaneError> {
         check_vni(vni)?;
-        let value = encode_vpc(vpc, |ip| self.next_hop_mac(ip))?;
+        let value = encode_vpc(vni, vpc, |ip| self.next_hop_mac(ip))?;
+        let members = encode_members(vni, vpc);
+        let stale: Vec<MemberKey> = self
+            .read_members()?
+            .into_keys()
+            .filter(|key| key.0 == vni && !members.contains_key(key))
+            .collect();
+        self.remove_members(&stale)?;
+        for (key, member) in &members {
+            self.write_member(*key, member)?;
+        }
         self.write_vpc(vni, &value)
     }
 
     pub fn remove_vpc(&mut self, vni: u32) -> Result<(), DataplaneError> {
-        ignore_missing(self.vpcs.remove(&vni), names::VPCS)
+        ignore_missing(self.vpcs.remove(&vni), names::VPCS)?;
+        let members: Vec<MemberKey> = self
+            .read_members()?
+            .into_keys()
+            .filter(|key| key.0 == vni)
+            .collect();
+        self.remove_members(&members)
     }
 
     pub fn set_network(
@@ -774,7 +897,7 @@ impl DataplaneMaps {
             }
             None => (self.next_hop_mac(ep.host)?, 0),
         };
-        let value = encode_endpoint(ep, host_mac, stats_slot);
+        let value = encode_endpoint((vni, ip), ep, host_mac, stats_slot);
 
         // A veth the endpoint no longer uses must stop speaking for it.
         if let Some(old) = was_local
@@ -786,7 +909,7 @@ impl DataplaneMaps {
             if was_local.is_none() {
                 self.zero_endpoint_stats(stats_slot)?;
             }
-            self.write_local_iface(ifindex, &local_iface(key, ep.mac, stats_slot))?;
+            self.write_local_iface(ifindex, &local_iface(ifindex, key, ep.mac, stats_slot))?;
         }
         self.write_endpoint((vni, ip), &value)
     }
@@ -828,6 +951,45 @@ impl DataplaneMaps {
 
     pub(super) fn read_vpcs(&self) -> Result<BTreeMap<u32, abi::mz_vpc>, DataplaneError> {
         Ok(read_all(&self.vpcs, names::VPCS)?.into_iter().collect())
+    }
+
+    /// Removes a VPC's entry only (not its members).
+    pub(super) fn remove_vpc_entry(&mut self, vni: u32) -> Result<(), DataplaneError> {
+        ignore_missing(self.vpcs.remove(&vni), names::VPCS)
+    }
+
+    pub(super) fn read_members(
+        &self,
+    ) -> Result<BTreeMap<MemberKey, abi::mz_member>, DataplaneError> {
+        Ok(read_all(&self.vpc_members, names::VPC_MEMBERS)?
+            .into_iter()
+            .map(|(key, m)| ((key.vni, ip_from_be(key.host_ip_be)), m))
+            .collect())
+    }
+
+    pub(super) fn write_member(
+        &mut self,
+        (vni, ip): MemberKey,
+        member: &abi::mz_member,
+    ) -> Result<(), DataplaneError> {
+        let key = abi::mz_member_key {
+            vni,
+            host_ip_be: ip_be(ip),
+        };
+        self.vpc_members
+            .insert(key, member, 0)
+            .map_err(map_err(names::VPC_MEMBERS))
+    }
+
+    pub(super) fn remove_members(&mut self, keys: &[MemberKey]) -> Result<(), DataplaneError> {
+        for (vni, ip) in keys {
+            let key = abi::mz_member_key {
+                vni: *vni,
+                host_ip_be: ip_be(*ip),
+            };
+            ignore_missing(self.vpc_members.remove(&key), names::VPC_MEMBERS)?;
+        }
+        Ok(())
     }
 
     pub(super) fn read_networks(

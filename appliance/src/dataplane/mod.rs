@@ -5,6 +5,7 @@
 mod bpffs;
 mod counters;
 mod maps;
+mod rcu;
 mod reconcile;
 
 use std::{
@@ -25,7 +26,7 @@ pub use bpffs::{PinLayout, ensure_bpffs};
 pub use counters::{Counter, CounterValue, Counters, STAGES, Stage};
 pub use maps::{
     DataplaneMaps, EndpointEntry, EndpointKey, EndpointKind, EndpointStats, HostConfig, MacAddr,
-    NetworkEntry, NetworkKey, VpcEntry,
+    MemberKey, MemberRoles, NetworkEntry, NetworkKey, VpcEntry,
 };
 pub use reconcile::{Changes, DesiredState, ReconcileReport, plan_reconcile, reconcile};
 

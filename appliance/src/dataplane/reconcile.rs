@@ -6,16 +6,28 @@
 //!
 //! 1. this host's configuration, the host filter and the hosts (new MACs included), so every
 //!    next hop written later resolves;
-//! 2. endpoints that go away, and veth registrations nobody claims any more. Nothing in the
-//!    maps refers to an endpoint, so this is safe first, and it frees the veths, counter slots
-//!    and capacity that new endpoints may take;
-//! 3. VPCs, then networks, then endpoints (with their veth registrations and fresh counter
-//!    slots) that are new or differ;
-//! 4. networks, then VPCs that go away (first, instead, for a kind whose map could not hold the
+//! 2. releases: endpoints that go away or whose veth changes, veth registrations that go away
+//!    or change hands, and VPC members that go away. Nothing in the maps refers to an endpoint,
+//!    so this is safe first, and it frees the veths, counter slots and capacity that new
+//!    endpoints may take;
+//! 3. when a veth was released: an RCU grace period (see below);
+//! 4. grants: VPCs, then networks, VPC members, then endpoints (with their veth registrations
+//!    and fresh counter slots) that are new or differ;
+//! 5. networks, then VPCs that go away (first, instead, for a kind whose map could not hold the
 //!    old and the new entries together);
-//! 5. what the data plane learned about endpoints that went away or moved to another host, or
+//! 6. what the data plane learned about endpoints that went away or moved to another host, or
 //!    about VPCs and hosts that went away;
-//! 6. hosts that go away: nothing forwards to them any more.
+//! 7. hosts that go away: nothing forwards to them any more.
+//!
+//! # No veth serves two endpoints, not even for a packet
+//!
+//! A packet being forwarded may still hold the endpoint entry it looked up (its veth) after
+//! reconcile removed it. So a veth is never granted to another endpoint, nor registered for
+//! another endpoint's traffic, in the same step that takes it away: the release is written, then
+//! reconcile waits for an RCU grace period (every XDP program run that began before it has
+//! ended: [`super::rcu::synchronize`]), then the grant. Entries the kernel reuses for another
+//! key under a running program are caught by the programs themselves (the key copy in each
+//! value, checked after copying it: see "Reused entries" in `mizar_abi.h`).
 //!
 //! An entry whose value already matches is not rewritten: counters, counter slots and learned
 //! locations of unchanged endpoints are untouched. "Matches" compares the whole map value,
@@ -43,10 +55,12 @@ use mizar_ebpf::{abi, ip_be, ip_from_be};
 use super::{
     DataplaneError,
     maps::{
-        DataplaneMaps, EndpointEntry, EndpointKey, HostConfig, MacAddr, NetworkEntry, NetworkKey,
-        VpcEntry, check_vni, decode_endpoint, decode_network, decode_vpc, encode_endpoint,
-        encode_network, encode_vpc, endpoint_key, host_filter_window, local_iface,
+        DataplaneMaps, EndpointEntry, EndpointKey, HostConfig, MacAddr, MemberKey, NetworkEntry,
+        NetworkKey, VpcEntry, check_vni, decode_endpoint, decode_members, decode_network,
+        decode_vpc, encode_endpoint, encode_members, encode_network, encode_vpc, endpoint_key,
+        host_filter_window, local_iface,
     },
+    rcu,
 };
 
 /// The data-plane configuration of one host, as plain values: what reconcile writes and what
@@ -149,6 +163,7 @@ impl DesiredState {
             Ok(())
         };
 
+        let mut members = 0;
         for (vni, vpc) in &self.vpcs {
             check_vni(*vni).map_err(|err| DataplaneError::Invalid(format!("VPC {vni}: {err}")))?;
             next_hops(
@@ -157,7 +172,19 @@ impl DesiredState {
                 &vpc.dividers,
                 abi::MZ_MAX_DIVIDERS,
             )?;
+            if let Some(ip) = vpc.members.keys().find(|ip| !self.knows_host(**ip)) {
+                return invalid(format!(
+                    "VPC {vni}: member {ip} is not a known host; add the host (with its \
+                     underlay MAC) or take it out of the members"
+                ));
+            }
+            members += encode_members(*vni, vpc).len();
         }
+        check_limit(
+            members,
+            abi::MZ_MAX_VPC_MEMBERS,
+            "VPC members (VPC, host pairs)",
+        )?;
 
         for ((vni, prefix, len), net) in &self.networks {
             let what = Object::Network(*vni, *prefix, *len);
@@ -248,6 +275,8 @@ pub struct ReconcileReport {
     pub host_config: Changes,
     pub hosts: Changes,
     pub vpcs: Changes,
+    /// (VPC, host) pairs of mz_vpc_members: who may send into which VPC.
+    pub members: Changes,
     pub networks: Changes,
     pub endpoints: Changes,
     /// Derived entries put right though their object did not change: host filter slots and
@@ -287,6 +316,7 @@ impl fmt::Display for ReconcileReport {
         for (name, c) in [
             ("hosts", self.hosts),
             ("VPCs", self.vpcs),
+            ("VPC members", self.members),
             ("networks", self.networks),
             ("endpoints", self.endpoints),
         ] {
@@ -323,6 +353,7 @@ struct Current {
     hosts: BTreeMap<Ipv4Addr, MacAddr>,
     host_filter: Vec<u32>,
     vpcs: BTreeMap<u32, abi::mz_vpc>,
+    members: BTreeMap<MemberKey, abi::mz_member>,
     networks: BTreeMap<NetworkKey, abi::mz_network>,
     endpoints: BTreeMap<EndpointKey, abi::mz_endpoint>,
     local_ifaces: BTreeMap<u32, abi::mz_local_iface>,
@@ -346,13 +377,21 @@ impl DataplaneMaps {
                 Ok(((vni, ip), entry))
             })
             .collect::<Result<_, DataplaneError>>()?;
+        let members = self.read_members()?;
         Ok(DesiredState {
             host: self.host_config()?,
             hosts: self.read_hosts()?,
             vpcs: self
                 .read_vpcs()?
                 .iter()
-                .map(|(vni, raw)| (*vni, decode_vpc(raw)))
+                .map(|(vni, raw)| {
+                    let of_vpc =
+                        members.range((*vni, Ipv4Addr::UNSPECIFIED)..=(*vni, Ipv4Addr::BROADCAST));
+                    (
+                        *vni,
+                        decode_vpc(raw, decode_members(of_vpc.map(|(_, m)| m))),
+                    )
+                })
                 .collect(),
             networks: self
                 .read_networks()?
@@ -369,6 +408,7 @@ impl DataplaneMaps {
             hosts: self.read_hosts()?,
             host_filter: self.read_host_filter()?,
             vpcs: self.read_vpcs()?,
+            members: self.read_members()?,
             networks: self.read_networks()?,
             endpoints: self.read_endpoints()?,
             local_ifaces: self.read_local_ifaces()?,
@@ -384,8 +424,14 @@ struct Plan {
     /// (slot, address) writes to mz_host_filter, emptied slots first.
     filter: Vec<(u32, u32)>,
     hosts: Vec<(Ipv4Addr, MacAddr)>,
+    /// Veth registrations that go away or change hands, removed before anything is granted.
     iface_removals: Vec<u32>,
+    /// Endpoints that go away, or whose veth changes (removed first, written again later).
     endpoint_removals: Vec<EndpointKey>,
+    /// Whether a release took a veth from an endpoint: grants wait for an RCU grace period.
+    releases_veth: bool,
+    member_removals: Vec<MemberKey>,
+    members: Vec<(MemberKey, abi::mz_member)>,
     vpcs_removed_first: bool,
     networks_removed_first: bool,
     vpcs: Vec<(u32, abi::mz_vpc)>,
@@ -577,13 +623,21 @@ fn plan(current: &Current, desired: &DesiredState) -> Result<Plan, DataplaneErro
     let vpcs = desired
         .vpcs
         .iter()
-        .map(|(vni, vpc)| Ok((*vni, encode_vpc(vpc, resolve)?)))
+        .map(|(vni, vpc)| Ok((*vni, encode_vpc(*vni, vpc, resolve)?)))
         .collect::<Result<Vec<_>, DataplaneError>>()?;
     let (vpcs, vpc_removals) = diff(&current.vpcs, vpcs, &mut report.vpcs);
     plan.vpcs_removed_first = current.vpcs.len() + report.vpcs.added > abi::MZ_MAX_VPCS as usize;
     plan.forget_vnis = vpc_removals.iter().copied().collect();
     plan.vpcs = vpcs;
     plan.vpc_removals = vpc_removals;
+
+    let members = desired
+        .vpcs
+        .iter()
+        .flat_map(|(vni, vpc)| encode_members(*vni, vpc));
+    let (members, member_removals) = diff(&current.members, members, &mut report.members);
+    plan.members = members;
+    plan.member_removals = member_removals;
 
     let networks = desired
         .networks
@@ -607,10 +661,13 @@ fn plan(current: &Current, desired: &DesiredState) -> Result<Plan, DataplaneErro
             let raw = match ep.local_ifindex {
                 Some(ifindex) => {
                     let slot = slots[&key];
-                    ifaces.insert(ifindex, local_iface(endpoint_key(*vni, *ip), ep.mac, slot));
-                    encode_endpoint(ep, [0; 6], slot)
+                    ifaces.insert(
+                        ifindex,
+                        local_iface(ifindex, endpoint_key(*vni, *ip), ep.mac, slot),
+                    );
+                    encode_endpoint(key, ep, [0; 6], slot)
                 }
-                None => encode_endpoint(ep, resolve(ep.host)?, 0),
+                None => encode_endpoint(key, ep, resolve(ep.host)?, 0),
             };
             Ok((key, raw))
         })
@@ -653,6 +710,32 @@ fn plan(current: &Current, desired: &DesiredState) -> Result<Plan, DataplaneErro
         .iter()
         .filter(|ifindex| !touches(&current.local_ifaces[ifindex]))
         .count();
+    // Releases first: a registration that changes hands is removed, then written again after
+    // the grace period; likewise an endpoint that leaves its veth, or whose veth changes.
+    let mut iface_removals = iface_removals;
+    iface_removals.extend(
+        iface_writes
+            .iter()
+            .filter(|(ifindex, _)| current.local_ifaces.contains_key(ifindex))
+            .map(|(ifindex, _)| *ifindex),
+    );
+    let mut endpoint_removals = endpoint_removals;
+    let mut releases_veth = endpoint_removals.iter().any(|key| {
+        current
+            .endpoints
+            .get(key)
+            .is_some_and(|old| old.flags & abi::MZ_EP_LOCAL as u8 != 0)
+    });
+    for (key, new) in &endpoints {
+        if let Some(old) = current.endpoints.get(key)
+            && old.flags & abi::MZ_EP_LOCAL as u8 != 0
+            && (new.flags & abi::MZ_EP_LOCAL as u8 == 0 || new.ifindex != old.ifindex)
+        {
+            endpoint_removals.push(*key);
+            releases_veth = true;
+        }
+    }
+    plan.releases_veth = releases_veth || !iface_removals.is_empty();
     plan.ifaces = iface_writes;
     plan.iface_removals = iface_removals;
     plan.endpoints = endpoints;
@@ -695,6 +778,10 @@ pub fn reconcile(
         maps.remove_local_iface(*ifindex)?;
     }
     maps.remove_endpoint_entries(&plan.endpoint_removals)?;
+    maps.remove_members(&plan.member_removals)?;
+    if plan.releases_veth {
+        rcu::synchronize()?;
+    }
     if plan.networks_removed_first {
         for (vni, prefix, len) in &plan.network_removals {
             maps.remove_network(*vni, *prefix, *len)?;
@@ -702,7 +789,7 @@ pub fn reconcile(
     }
     if plan.vpcs_removed_first {
         for vni in &plan.vpc_removals {
-            maps.remove_vpc(*vni)?;
+            maps.remove_vpc_entry(*vni)?;
         }
     }
 
@@ -711,6 +798,9 @@ pub fn reconcile(
     }
     for (key, net) in &plan.networks {
         maps.write_network(*key, net)?;
+    }
+    for (key, member) in &plan.members {
+        maps.write_member(*key, member)?;
     }
     for slot in &plan.zeroed_slots {
         maps.zero_endpoint_stats(*slot)?;
@@ -727,7 +817,7 @@ pub fn reconcile(
     }
     if !plan.vpcs_removed_first {
         for vni in &plan.vpc_removals {
-            maps.remove_vpc(*vni)?;
+            maps.remove_vpc_entry(*vni)?;
         }
     }
 
@@ -795,6 +885,7 @@ mod tests {
             VpcEntry {
                 this_host_divides: false,
                 dividers: vec![PEER],
+                members: BTreeMap::new(),
             },
         );
         s.networks.insert(
@@ -823,16 +914,21 @@ mod tests {
             next.host_filter[*slot as usize] = *value;
         }
         next.hosts.extend(plan.hosts.iter().copied());
-        next.vpcs.extend(plan.vpcs.iter().copied());
-        next.networks.extend(plan.networks.iter().copied());
-        next.endpoints.extend(plan.endpoints.iter().copied());
-        next.local_ifaces.extend(plan.ifaces.iter().copied());
+        // Releases, then grants, as reconcile writes them.
         for ifindex in &plan.iface_removals {
             next.local_ifaces.remove(ifindex);
         }
         for key in &plan.endpoint_removals {
             next.endpoints.remove(key);
         }
+        for key in &plan.member_removals {
+            next.members.remove(key);
+        }
+        next.vpcs.extend(plan.vpcs.iter().copied());
+        next.members.extend(plan.members.iter().copied());
+        next.networks.extend(plan.networks.iter().copied());
+        next.endpoints.extend(plan.endpoints.iter().copied());
+        next.local_ifaces.extend(plan.ifaces.iter().copied());
         for key in &plan.network_removals {
             next.networks.remove(key);
         }
@@ -866,7 +962,8 @@ mod tests {
         assert_eq!(first.ifaces.len(), 1);
         assert_eq!(
             r.to_string(),
-            "host config set; hosts: 1 added; VPCs: 1 added; networks: 1 added; endpoints: 2 added"
+            "host config set; hosts: 1 added; VPCs: 1 added; VPC members: 1 added; networks: 1 \
+             added; endpoints: 2 added"
         );
 
         let after = applied(&empty(), &first);
@@ -925,9 +1022,18 @@ mod tests {
         assert_eq!(p.report.endpoints.added, 1);
         let ifaces: BTreeMap<u32, u16> = p.ifaces.iter().map(|(i, v)| (*i, v.stats_slot)).collect();
         assert_eq!(ifaces, BTreeMap::from([(7, 1), (8, 0)]));
-        assert!(
-            p.iface_removals.is_empty(),
-            "veth 7 is taken over, not removed"
+        // Veth 7 changes hands: released first, granted after a grace period; the endpoint
+        // that leaves it is removed first too, and written again with veth 8.
+        assert_eq!(
+            p.iface_removals,
+            vec![7],
+            "veth 7 is released before it is granted"
+        );
+        assert_eq!(p.endpoint_removals, vec![(100, Ipv4Addr::new(10, 0, 0, 2))]);
+        assert!(p.releases_veth, "grants wait for running programs");
+        assert_eq!(
+            p.report.endpoints.removed, 0,
+            "a move is a change, not a removal"
         );
         assert_eq!(p.report.repaired, 0);
         let after = applied(&before, &p);
@@ -965,7 +1071,12 @@ mod tests {
         drifted.host_filter[5] = ip_be(Ipv4Addr::new(203, 0, 113, 9));
         drifted.local_ifaces.insert(
             99,
-            local_iface(endpoint_key(100, Ipv4Addr::new(10, 0, 0, 99)), mac(9), 3),
+            local_iface(
+                99,
+                endpoint_key(100, Ipv4Addr::new(10, 0, 0, 99)),
+                mac(9),
+                3,
+            ),
         );
         let p = plan(&drifted, &desired).unwrap();
         assert_eq!(p.report.repaired, 2);

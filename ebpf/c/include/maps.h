@@ -49,6 +49,14 @@ struct {
 } mz_endpoints SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MZ_MAX_VPC_MEMBERS);
+	__type(key, struct mz_member_key);
+	__type(value, struct mz_member);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mz_vpc_members SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, MZ_MAX_LEARNED);
 	__type(key, struct mz_endpoint_key);

@@ -65,6 +65,7 @@ struct arp_ipv4 {
 } __attribute__((packed));
 
 #define GENEVE_VERSION(g) ((g)->ver_optlen >> 6)
+#define GENEVE_FLAG_CONTROL 0x80 /* O: a control message for the tunnel endpoint, not data */
 #define GENEVE_OPT_BYTES(g) (((g)->ver_optlen & 0x3f) * 4)
 
 static __always_inline __u32 geneve_vni(const struct genevehdr *g)
@@ -78,6 +79,8 @@ static __always_inline void geneve_set_vni(struct genevehdr *g, __u32 vni)
 	g->vni[1] = vni >> 8;
 	g->vni[2] = vni;
 }
+
+#define MZ_IP_DF 0x4000 /* don't fragment (frag_off, host order) */
 
 static __always_inline int ipv4_is_fragment(const struct iphdr *ip)
 {

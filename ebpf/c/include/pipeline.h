@@ -17,6 +17,53 @@ static __always_inline void count(__u32 slot, __u64 bytes)
 	}
 }
 
+/*
+ * Copy-and-check lookups of the maps whose elements the kernel may reuse for another key while
+ * we hold them (see "Reused entries" in mizar_abi.h). The value is copied to the stack, then its
+ * key copy is checked in the copy and, after a compiler barrier, in the live element: a reuse
+ * that began before our copy finished has rewritten the live key copy by then.
+ */
+enum mz_lookup {
+	MZ_FOUND = 0,
+	MZ_MISSING = 1,
+	MZ_CHANGED = 2, /* reused for another key while read: count and drop */
+};
+
+#define READ_KEY_ONCE(x) (*(const volatile __u32 *)&(x))
+
+#define LOOKUP_COPY(map, key, out, same_key)                                                   \
+	({                                                                                     \
+		const typeof(*(out)) *__live = bpf_map_lookup_elem(map, key);                  \
+		enum mz_lookup __r = MZ_MISSING;                                               \
+		if (__live) {                                                                  \
+			__builtin_memcpy(out, __live, sizeof(*(out)));                         \
+			asm volatile("" ::: "memory");                                         \
+			__r = same_key(out, key) && same_key(__live, key) ? MZ_FOUND : MZ_CHANGED;    \
+		}                                                                              \
+		__r;                                                                           \
+	})
+
+#define SAME_ENDPOINT_KEY(v, k)                                                                \
+	(READ_KEY_ONCE((v)->key.vni) == (k)->vni && READ_KEY_ONCE((v)->key.ip_be) == (k)->ip_be)
+#define SAME_MEMBER_KEY(v, k)                                                                  \
+	(READ_KEY_ONCE((v)->key.vni) == (k)->vni && READ_KEY_ONCE((v)->key.host_ip_be) == (k)->host_ip_be)
+#define SAME_IFINDEX(v, k) (READ_KEY_ONCE((v)->ifindex) == *(k))
+#define SAME_VNI(v, k) (READ_KEY_ONCE((v)->vni) == *(k))
+
+static __always_inline enum mz_lookup endpoint_lookup(const struct mz_endpoint_key *key, struct mz_endpoint *out)
+{
+	return LOOKUP_COPY(&mz_endpoints, key, out, SAME_ENDPOINT_KEY);
+}
+
+/* The roles of host `host_ip` in VPC `vni` (0: none, or a reused entry). */
+static __always_inline __u32 member_roles(__u32 vni, __u32 host_ip)
+{
+	struct mz_member_key key = { .vni = vni, .host_ip_be = host_ip };
+	struct mz_member member;
+
+	return LOOKUP_COPY(&mz_vpc_members, &key, &member, SAME_MEMBER_KEY) == MZ_FOUND ? member.roles : 0;
+}
+
 static __always_inline const struct mz_host_config *host_config(void)
 {
 	__u32 zero = 0;
@@ -65,6 +112,7 @@ static __always_inline int host_is_known(__u32 ip)
 
 enum mz_route {
 	MZ_ROUTE_TO_BOUNCER,      /* network known: one of its bouncers */
+	MZ_ROUTE_CHANGED,         /* the VPC's entry was reused for another VPC while read */
 	MZ_ROUTE_TO_DIVIDER,      /* network unknown here: one of the VPC's dividers */
 	MZ_ROUTE_UNKNOWN_VPC,
 	MZ_ROUTE_UNKNOWN_NETWORK, /* this host divides the VPC and has no such network */
@@ -74,9 +122,11 @@ enum mz_route {
 };
 
 /* Seed steps 4 and 5: where to send a packet whose endpoint's host is not known here. The VPC
- * is looked up only when the network is not found: a known network implies its VPC. */
+ * is looked up only when the network is not found: a known network implies its VPC. The chosen
+ * next hop is copied to `next` (mz_networks is an LPM trie, which frees replaced nodes only after
+ * an RCU grace period; mz_vpcs is a reusable hash, checked by its key copy). */
 static __always_inline enum mz_route route_by_network(__u32 vni, __u32 src, __u32 dst, __u32 self,
-						      const struct mz_next_hop **next)
+						      struct mz_next_hop *next)
 {
 	struct mz_network_key key = {
 		.prefixlen = 64,
@@ -86,7 +136,7 @@ static __always_inline enum mz_route route_by_network(__u32 vni, __u32 src, __u3
 	const struct mz_network *net = bpf_map_lookup_elem(&mz_networks, &key);
 	const struct mz_vpc *vpc;
 	__u32 hash = mz_flow_hash(src, dst);
-	__u32 idx;
+	__u32 idx, divider_count;
 
 	if (net) {
 		if (net->bouncer_count == 0)
@@ -94,22 +144,26 @@ static __always_inline enum mz_route route_by_network(__u32 vni, __u32 src, __u3
 		idx = hash % net->bouncer_count;
 		if (idx >= MZ_MAX_BOUNCERS)
 			return MZ_ROUTE_NO_BOUNCER;
-		*next = &net->bouncers[idx];
+		__builtin_memcpy(next, &net->bouncers[idx], sizeof(*next));
 		/* The network's bouncers know all its endpoints: if one of them is us, it does not exist. */
-		return (*next)->ip_be == self ? MZ_ROUTE_UNKNOWN_ENDPOINT : MZ_ROUTE_TO_BOUNCER;
+		return next->ip_be == self ? MZ_ROUTE_UNKNOWN_ENDPOINT : MZ_ROUTE_TO_BOUNCER;
 	}
 	vpc = bpf_map_lookup_elem(&mz_vpcs, &vni);
 	if (!vpc)
 		return MZ_ROUTE_UNKNOWN_VPC;
 	if (vpc->flags & MZ_VPC_THIS_HOST_DIVIDES)
 		return MZ_ROUTE_UNKNOWN_NETWORK;
-	if (vpc->divider_count == 0)
+	divider_count = vpc->divider_count;
+	if (divider_count == 0)
 		return MZ_ROUTE_NO_DIVIDER;
-	idx = hash % vpc->divider_count;
+	idx = hash % divider_count;
 	if (idx >= MZ_MAX_DIVIDERS)
 		return MZ_ROUTE_NO_DIVIDER;
-	*next = &vpc->dividers[idx];
-	return (*next)->ip_be == self ? MZ_ROUTE_UNKNOWN_NETWORK : MZ_ROUTE_TO_DIVIDER;
+	__builtin_memcpy(next, &vpc->dividers[idx], sizeof(*next));
+	asm volatile("" ::: "memory");
+	if (READ_KEY_ONCE(vpc->vni) != vni)
+		return MZ_ROUTE_CHANGED;
+	return next->ip_be == self ? MZ_ROUTE_UNKNOWN_NETWORK : MZ_ROUTE_TO_DIVIDER;
 }
 
 static __always_inline struct mz_endpoint_stats *endpoint_stats(__u32 slot)
