@@ -5,5 +5,6 @@ pub mod bench;
 pub mod dataplane;
 pub mod demo;
 pub mod fabric;
+pub mod fuzz;
 pub mod lab;
 pub mod packet;

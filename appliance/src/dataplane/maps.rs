@@ -358,8 +358,61 @@ mod batch {
 
     /// Every entry of a hash or array map.
     pub(super) fn lookup_all<K: Pod, V: Pod>(map: &MapData) -> Option<io::Result<Vec<(K, V)>>> {
-        let mut keys = vec![0u8; CHUNK * size_of::<K>()];
-        let mut values = vec![0u8; CHUNK * size_of::<V>()];
+        let entries = lookup_raw(map, size_of::<K>(), size_of::<V>())?;
+        Some(entries.map(|entries| {
+            entries
+                .iter()
+                // SAFETY: each key and value holds the map's sizes, K's and V's (aya checked
+                // them when the map was opened); Pod types take any bytes.
+                .map(|(k, v)| unsafe {
+                    (
+                        k.as_ptr().cast::<K>().read_unaligned(),
+                        v.as_ptr().cast::<V>().read_unaligned(),
+                    )
+                })
+                .collect()
+        }))
+    }
+
+    /// Every entry of a per-CPU array or hash, each value summed over `cpus` CPUs by `sum`.
+    pub(super) fn lookup_all_per_cpu<K: Pod, V: Pod>(
+        map: &MapData,
+        cpus: usize,
+        sum: impl Fn(&[V]) -> V,
+    ) -> Option<io::Result<Vec<(K, V)>>> {
+        // The kernel lays per-CPU values out at 8-byte strides.
+        let stride = size_of::<V>().next_multiple_of(8);
+        let entries = lookup_raw(map, size_of::<K>(), stride * cpus)?;
+        Some(entries.map(|entries| {
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    let per_cpu: Vec<V> = (0..cpus)
+                        // SAFETY: as in lookup_all, one V at each CPU's stride.
+                        .map(|cpu| unsafe {
+                            v.as_ptr().add(cpu * stride).cast::<V>().read_unaligned()
+                        })
+                        .collect();
+                    // SAFETY: as in lookup_all.
+                    let key = unsafe { k.as_ptr().cast::<K>().read_unaligned() };
+                    (key, sum(&per_cpu))
+                })
+                .collect()
+        }))
+    }
+
+    /// Every entry as raw key and value bytes.
+    #[expect(
+        clippy::type_complexity,
+        reason = "pairs of byte strings, used twice just above"
+    )]
+    fn lookup_raw(
+        map: &MapData,
+        key_size: usize,
+        value_size: usize,
+    ) -> Option<io::Result<Vec<(Vec<u8>, Vec<u8>)>>> {
+        let mut keys = vec![0u8; CHUNK * key_size];
+        let mut values = vec![0u8; CHUNK * value_size];
         let (mut token_in, mut token_out) = (0u64, 0u64);
         let mut out = Vec::new();
         for first in std::iter::once(true).chain(std::iter::repeat(false)) {
@@ -380,23 +433,10 @@ mod batch {
                 Err(err) => return Some(Err(err)),
             };
             for i in 0..count.min(CHUNK) {
-                // SAFETY: the kernel wrote `count` keys and values of the map's sizes, which
-                // are K's and V's (aya checked them when the map was opened); Pod types take
-                // any bytes.
-                let entry = unsafe {
-                    (
-                        keys.as_ptr()
-                            .add(i * size_of::<K>())
-                            .cast::<K>()
-                            .read_unaligned(),
-                        values
-                            .as_ptr()
-                            .add(i * size_of::<V>())
-                            .cast::<V>()
-                            .read_unaligned(),
-                    )
-                };
-                out.push(entry);
+                out.push((
+                    keys[i * key_size..(i + 1) * key_size].to_vec(),
+                    values[i * value_size..(i + 1) * value_size].to_vec(),
+                ));
             }
             if done {
                 break;
@@ -1286,22 +1326,45 @@ impl DataplaneMaps {
         }
     }
 
-    /// Every counter slot, summed over CPUs.
+    /// Every counter slot, summed over CPUs (in one batch where the kernel can).
     pub fn counters(&self) -> Result<Counters, DataplaneError> {
-        let mut slots = Vec::with_capacity(abi::MZ_COUNTER_SLOTS as usize);
-        for slot in 0..abi::MZ_COUNTER_SLOTS {
-            let per_cpu = self
-                .counters
-                .get(&slot, 0)
-                .map_err(map_err(names::COUNTERS))?;
-            slots.push(
-                per_cpu
-                    .iter()
-                    .fold(CounterValue::default(), |sum, v| CounterValue {
+        let sum = |values: &[abi::mz_counter_value]| {
+            values
+                .iter()
+                .fold(abi::mz_counter_value::default(), |sum, v| {
+                    abi::mz_counter_value {
                         packets: sum.packets + v.packets,
                         bytes: sum.bytes + v.bytes,
-                    }),
-            );
+                    }
+                })
+        };
+        let cpus = aya::util::nr_cpus().map_err(|(what, err)| {
+            DataplaneError::Invalid(format!("cannot count CPUs ({what}): {err}"))
+        })?;
+        let mut slots = vec![CounterValue::default(); abi::MZ_COUNTER_SLOTS as usize];
+        if let Some(entries) =
+            batch::lookup_all_per_cpu::<u32, abi::mz_counter_value>(self.counters.map(), cpus, sum)
+        {
+            for (slot, v) in entries.map_err(batch_err(names::COUNTERS))? {
+                if let Some(s) = slots.get_mut(slot as usize) {
+                    *s = CounterValue {
+                        packets: v.packets,
+                        bytes: v.bytes,
+                    };
+                }
+            }
+            return Ok(Counters::from_slots(slots));
+        }
+        for (slot, s) in slots.iter_mut().enumerate() {
+            let per_cpu = self
+                .counters
+                .get(&(slot as u32), 0)
+                .map_err(map_err(names::COUNTERS))?;
+            let v = sum(&per_cpu);
+            *s = CounterValue {
+                packets: v.packets,
+                bytes: v.bytes,
+            };
         }
         Ok(Counters::from_slots(slots))
     }

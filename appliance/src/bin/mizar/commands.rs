@@ -35,6 +35,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 print!("{report}");
             }
         }
+        Command::Fuzz(args) => {
+            let report = mizar::fuzz::run(args.packets, args.seed).context("fuzzing failed")?;
+            print!("{report}");
+            if report.violation_count > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "mizar", &mut std::io::stdout());
         }
