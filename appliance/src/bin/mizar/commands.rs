@@ -671,8 +671,9 @@ fn status(instance: &Instance, output: &OutputArgs) -> anyhow::Result<()> {
         let _ = writeln!(
             out,
             "\nwarning: frames too big for the underlay once encapsulated were dropped (egress_drop_mtu): \
-             raise the underlay MTU by {} bytes or lower the endpoints' MTU",
-            mizar_ebpf::abi::MZ_ENCAP_OVERHEAD - 14
+             an endpoint's MTU must be at most the underlay MTU minus {} (the outer headers and \
+             the endpoint's own Ethernet header): raise the underlay MTU or lower the endpoints'",
+            mizar_ebpf::abi::MZ_ENCAP_OVERHEAD
         );
     }
     print!("{out}");
