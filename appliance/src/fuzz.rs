@@ -76,6 +76,8 @@ const SCALED: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 80);
 /// namespace has (a test run needs the ingress interface to exist).
 const EGRESS_EP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 7);
 const EGRESS_IFINDEX: u32 = 1;
+/// This host's underlay interface: any ifindex no endpoint uses (nothing is sent for real).
+const UNDERLAY_IFINDEX: u32 = 2;
 
 fn host_mac(ip: Ipv4Addr) -> MacAddr {
     let o = ip.octets();
@@ -169,7 +171,7 @@ fn desired() -> DesiredState {
             ip: SELF,
             mac: SELF_MAC,
             underlay_mtu: 1500,
-            underlay_ifindex: EGRESS_IFINDEX,
+            underlay_ifindex: UNDERLAY_IFINDEX,
         }),
         ..DesiredState::default()
     };

@@ -312,3 +312,109 @@ fn a_reader_that_goes_away_ends_the_output_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn init_again_changes_nothing_and_another_name_is_refused() {
+    let m = fabric();
+    let init = |name: &str| {
+        vec![
+            "init".to_owned(),
+            "--name".into(),
+            name.into(),
+            "--ip".into(),
+            "192.168.50.1".into(),
+            "--mac".into(),
+            "02:00:c0:a8:32:01".into(),
+            "--interface".into(),
+            "ul0".into(),
+        ]
+    };
+    fn args(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let before = m.ok(&["export"]);
+    let again = m.ok(&args(&init("gw1")));
+    assert!(again.contains("nothing changed"), "{again}");
+    m.fails(
+        &args(&init("other")),
+        "already belongs to host gw1, not other",
+    );
+    let mut moved = init("gw1");
+    moved[4] = "192.168.50.9".into();
+    m.fails(&args(&moved), "change it with `mizar apply`");
+    assert_eq!(m.ok(&["export"]), before, "nothing changed");
+}
+
+#[test]
+fn a_document_that_would_tear_this_host_down_needs_a_flag() {
+    let m = fabric();
+    let before = m.ok(&["export"]);
+    let empty = m.state.path().join("empty.yaml");
+    std::fs::write(&empty, "{}\n").unwrap();
+    let empty = empty.to_str().unwrap();
+    m.fails(
+        &["apply", "--prune", "-f", empty],
+        "this change removes this host (gw1) from the store; if that is meant, pass --allow-teardown",
+    );
+    assert_eq!(m.ok(&["export"]), before, "nothing changed");
+
+    // A dry run says what would go and changes nothing.
+    let dry = m.ok(&[
+        "apply",
+        "--prune",
+        "--dry-run",
+        "--allow-teardown",
+        "-f",
+        empty,
+    ]);
+    assert!(dry.starts_with("dry run, nothing changed"), "{dry}");
+    assert!(dry.contains("- endpoint red/web1"), "{dry}");
+    assert!(dry.contains("- this host gw1"), "{dry}");
+    assert!(dry.contains("the data plane is down"), "{dry}");
+    assert_eq!(m.ok(&["export"]), before, "nothing changed");
+
+    m.ok(&["apply", "--prune", "--allow-teardown", "-f", empty]);
+    assert_eq!(m.ok(&["export"]).trim(), "{}");
+}
+
+#[test]
+fn the_data_plane_rules_hold_while_it_is_down() {
+    let m = fabric();
+    let before = m.ok(&["export"]);
+    // An endpoint of this host behind its underlay interface could never work: refused now,
+    // not at the next `up`.
+    m.fails(
+        &[
+            "ep",
+            "add",
+            "blue",
+            "web2",
+            "--ip",
+            "10.0.1.11",
+            "--mac",
+            "02:00:0a:00:01:0b",
+            "--host",
+            "gw1",
+            "--veth",
+            "ul0",
+        ],
+        "is this host's underlay interface; give the endpoint a veth of its own",
+    );
+    // Two endpoints of one VPC with one MAC.
+    m.fails(
+        &[
+            "ep",
+            "add",
+            "blue",
+            "web2",
+            "--ip",
+            "10.0.1.11",
+            "--mac",
+            "02:00:0a:00:01:0a",
+            "--host",
+            "h2",
+        ],
+        "MAC 02:00:0a:00:01:0a of endpoint \"web2\" is already used by endpoint \"web1\"",
+    );
+    assert_eq!(m.ok(&["export"]), before, "nothing changed");
+}

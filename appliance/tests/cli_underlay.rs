@@ -235,3 +235,194 @@ fn ep_list_shows_the_counters_of_the_endpoints_hosted_here() {
     assert!(table.lines().next().unwrap().contains("RX PKTS"), "{table}");
     mizar(&["down"]);
 }
+
+/// The one change path with the data plane up: what the kernel could not follow is refused
+/// before the store changes; `status` tells when the maps are behind the store and `up`
+/// repairs; `up` attaches what exists and the rest follows when its veth appears.
+#[test]
+fn the_store_never_runs_ahead_of_the_kernel() {
+    common::require_root();
+    common::ensure_test_bpffs();
+    let state = tempfile::tempdir().unwrap();
+    let pins = std::path::PathBuf::from(format!(
+        "{}/change-{}",
+        common::TEST_BPFFS,
+        std::process::id()
+    ));
+    let _cleanup = RemoveOnDrop(pins.clone());
+    let host = NetNs::new("change");
+    host.ip(&["link", "add", "ul0", "type", "veth", "peer", "name", "ul1"]);
+    host.ip(&[
+        "link", "add", "ve-a", "type", "veth", "peer", "name", "ve-a-p",
+    ]);
+    let run = |args: &[&str]| mizar_in(&host, state.path(), &pins, args);
+    let mizar = |args: &[&str]| mizar_ok(&host, state.path(), &pins, args);
+    let refused = |args: &[&str], message: &str| {
+        let before = mizar(&["export"]);
+        let out = run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "mizar {args:?} should fail");
+        assert!(stderr.contains(message), "mizar {args:?}: {stderr}");
+        assert_eq!(
+            mizar(&["export"]),
+            before,
+            "mizar {args:?} changed the store"
+        );
+    };
+    let xdp_on = |ifname: &str| {
+        host.ip(&["-d", "link", "show", ifname])
+            .contains("prog/xdp")
+    };
+
+    mizar(&[
+        "init",
+        "--name",
+        "gw1",
+        "--ip",
+        "192.168.50.1",
+        "--mac",
+        "02:00:c0:a8:32:01",
+        "--interface",
+        "ul0",
+    ]);
+    mizar(&[
+        "host",
+        "add",
+        "h2",
+        "--ip",
+        "192.168.50.2",
+        "--mac",
+        "02:00:c0:a8:32:02",
+    ]);
+    mizar(&[
+        "vpc",
+        "add",
+        "blue",
+        "--vni",
+        "100",
+        "--cidr",
+        "10.0.0.0/16",
+    ]);
+    mizar(&["net", "add", "blue", "web", "--cidr", "10.0.1.0/24"]);
+    mizar(&["bouncer", "add", "blue", "web", "gw1"]);
+    let ep = |name: &str, ip: &str, mac: &str, veth: &str| {
+        vec![
+            "ep".to_owned(),
+            "add".into(),
+            "blue".into(),
+            name.into(),
+            "--ip".into(),
+            ip.into(),
+            "--mac".into(),
+            mac.into(),
+            "--host".into(),
+            "gw1".into(),
+            "--veth".into(),
+            veth.into(),
+        ]
+    };
+    fn args(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    mizar(&args(&ep("a", "10.0.1.10", "02:00:0a:00:01:0a", "ve-a")));
+    mizar(&["up"]);
+    assert!(xdp_on("ul0") && xdp_on("ve-a"));
+    assert!(mizar(&["status"]).contains("maps match the store"));
+
+    // What the kernel could not follow is refused, and the store stays as it was.
+    refused(
+        &["host", "del", "gw1", "--cascade"],
+        "removes this host (gw1) from the store while the data plane is up",
+    );
+    refused(
+        &args(&ep("b", "10.0.1.11", "02:00:0a:00:01:0b", "ve-typo")),
+        "interface ve-typo does not exist",
+    );
+    refused(
+        &args(&ep("b", "10.0.1.11", "02:00:0a:00:01:0b", "ul0")),
+        "is this host's underlay interface",
+    );
+    // A dry run plans the maps' part too.
+    let doc = state.path().join("more.yaml");
+    let mut more = mizar_db::Topology::from_yaml(&mizar(&["export"])).unwrap();
+    let remote = mizar_db::EndpointSpec {
+        name: "remote".into(),
+        ip: "10.0.1.20".parse().unwrap(),
+        mac: "02:00:0a:00:01:14".parse().unwrap(),
+        host: "h2".into(),
+        veth: None,
+        ..more.vpcs[0].networks[0].endpoints[0].clone()
+    };
+    more.vpcs[0].networks[0].endpoints.push(remote);
+    let more = more.to_yaml().unwrap();
+    std::fs::write(&doc, &more).unwrap();
+    let dry = mizar(&["apply", "--dry-run", "-f", doc.to_str().unwrap()]);
+    assert!(dry.contains("+ endpoint blue/remote"), "{dry}");
+    assert!(
+        dry.contains("the data plane would change: VPC members: 1 added; endpoints: 1 added"),
+        "{dry}"
+    );
+    assert!(
+        !mizar(&["export"]).contains("remote"),
+        "a dry run changes nothing"
+    );
+
+    // A change interrupted after the store's commit (here: an entry removed behind mizar's
+    // back) leaves the maps behind the store: status says so, up repairs.
+    let mut maps =
+        mizar::dataplane::DataplaneMaps::open(&mizar::dataplane::PinLayout::new(&pins)).unwrap();
+    maps.remove_endpoint(100, "10.0.1.10".parse().unwrap())
+        .unwrap();
+    let status = mizar(&["status"]);
+    assert!(status.contains("maps BEHIND the store"), "{status}");
+    assert!(status.contains("endpoints: 1 added"), "{status}");
+    let json: serde_json::Value = serde_json::from_str(&mizar(&["status", "--json"])).unwrap();
+    assert_eq!(json["drift"]["in_sync"], false, "{json}");
+    mizar(&["up"]);
+    assert!(mizar(&["status"]).contains("maps match the store"));
+
+    // `up` with a veth that does not exist yet: the rest is attached, the endpoint waits,
+    // and the first change after its veth appears attaches it.
+    mizar(&["down"]);
+    mizar(&args(&ep(
+        "late",
+        "10.0.1.12",
+        "02:00:0a:00:01:0c",
+        "ve-late",
+    )));
+    let up = run(&["up"]);
+    let stderr = String::from_utf8_lossy(&up.stderr);
+    assert!(up.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("endpoint late of VPC blue waits for its veth ve-late"),
+        "{stderr}"
+    );
+    assert!(xdp_on("ul0") && xdp_on("ve-a"), "what exists is attached");
+    let status = mizar(&["status"]);
+    assert!(status.contains("waits for its veth ve-late"), "{status}");
+    assert!(status.contains("maps match the store"), "{status}");
+    host.ip(&[
+        "link",
+        "add",
+        "ve-late",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "ve-late-p",
+    ]);
+    let out = mizar(&["divider", "add", "blue", "gw1"]);
+    assert!(out.contains("egress attached to ve-late"), "{out}");
+    assert!(xdp_on("ve-late"));
+    assert!(!mizar(&["status"]).contains("waits for its veth"));
+    mizar(&["down"]);
+}
+
+/// Removes a pin directory when the test ends, passed or failed.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

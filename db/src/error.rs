@@ -335,6 +335,17 @@ pub enum StoreError {
     },
 
     #[error(
+        "MAC {mac} of endpoint {endpoint:?} is already used by endpoint {other:?} in VPC {vpc:?}; \
+         give each endpoint of a VPC its own MAC (frames to it are told apart by it)"
+    )]
+    EndpointMacTaken {
+        vpc: String,
+        mac: MacAddr,
+        endpoint: String,
+        other: String,
+    },
+
+    #[error(
         "IP {ip} of endpoint {endpoint:?} is already used by endpoint {other:?} in VPC {vpc:?}; \
          pick a free address (the same IP in another VPC is fine)"
     )]
@@ -452,6 +463,10 @@ pub enum StoreError {
         scope: String,
         users: String,
     },
+
+    /// The commit guard (the data plane) could not take the configuration; nothing changed.
+    #[error("{0}; nothing was changed")]
+    Refused(crate::store::Refusal),
 }
 
 impl StoreError {

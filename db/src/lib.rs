@@ -71,8 +71,8 @@ pub use error::{Kind, Names, Problems, StoreError};
 pub use ipnet::Ipv4Net;
 pub use model::{
     Endpoint, EndpointKind, EndpointSpec, Host, HostRoles, MacAddr, Network, NetworkSpec, Topology,
-    Vpc, VpcSpec, default_gateway,
+    Vpc, VpcSpec, default_gateway, parse_cidr,
 };
 pub use schema::SCHEMA_VERSION;
-pub use store::{Bouncer, Divider, Store};
+pub use store::{Bouncer, CommitGuard, Divider, Refusal, Store};
 pub use validate::{MAX_BOUNCERS, MAX_DIVIDERS, MAX_PREFIX, MAX_VNI};

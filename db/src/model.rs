@@ -173,6 +173,7 @@ pub struct Host {
 pub struct Vpc {
     pub name: String,
     pub vni: u32,
+    #[serde(deserialize_with = "cidr::deserialize")]
     pub cidr: Ipv4Net,
 }
 
@@ -182,6 +183,7 @@ pub struct Vpc {
 pub struct Network {
     pub vpc: String,
     pub name: String,
+    #[serde(deserialize_with = "cidr::deserialize")]
     pub cidr: Ipv4Net,
     pub gateway: Ipv4Addr,
 }
@@ -296,6 +298,7 @@ pub struct Topology {
 pub struct VpcSpec {
     pub name: String,
     pub vni: u32,
+    #[serde(deserialize_with = "cidr::deserialize")]
     pub cidr: Ipv4Net,
     /// Hosts that divide this VPC's traffic over the bouncers of its networks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -308,6 +311,7 @@ pub struct VpcSpec {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct NetworkSpec {
     pub name: String,
+    #[serde(deserialize_with = "cidr::deserialize")]
     pub cidr: Ipv4Net,
     /// Omitted: the network's first host address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -478,5 +482,31 @@ mod tests {
         }
         assert!("Scaled".parse::<EndpointKind>().is_ok());
         assert!("router".parse::<EndpointKind>().is_err());
+    }
+}
+
+/// Reads an IPv4 CIDR with a message that names what is wrong with it (ipnet only says
+/// "invalid IP address syntax", for a /33 too): the CLI and topology documents both use it.
+pub fn parse_cidr(text: &str) -> Result<Ipv4Net, String> {
+    let (addr, len) = text.split_once('/').ok_or_else(|| {
+        format!("{text} has no prefix length: write it as address/length, e.g. 10.0.0.0/16")
+    })?;
+    let addr: Ipv4Addr = addr
+        .parse()
+        .map_err(|_| format!("{addr} is not an IPv4 address (in {text})"))?;
+    let len: u8 =
+        len.parse().ok().filter(|len| *len <= 32).ok_or_else(|| {
+            format!("/{len} is not an IPv4 prefix length: use 0 to 32 (in {text})")
+        })?;
+    Ipv4Net::new(addr, len).map_err(|err| err.to_string())
+}
+
+mod cidr {
+    use ipnet::Ipv4Net;
+    use serde::{Deserialize as _, Deserializer, de::Error as _};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Ipv4Net, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_cidr(&text).map_err(D::Error::custom)
     }
 }

@@ -18,7 +18,10 @@ use crate::error::{SqlContext, StoreError};
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Every migration, oldest first. Append only: never edit or reorder a released entry.
-pub(crate) const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
+pub(crate) const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_initial.sql"),
+    include_str!("../migrations/0002_endpoint_mac_index.sql"),
+];
 
 /// The schema version this build writes: the number of migrations.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -54,7 +54,17 @@ pub struct Divider {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    guard: Option<CommitGuard>,
+    dry_run: bool,
 }
+
+/// Why a [`CommitGuard`] refused a write.
+pub type Refusal = Box<dyn std::error::Error + Send + Sync>;
+
+/// Called inside every write transaction, after the write and before its commit, with the whole
+/// configuration the write would leave: an error rolls the write back (see
+/// [`Store::set_commit_guard`]).
+pub type CommitGuard = Box<dyn FnMut(Topology) -> std::result::Result<(), Refusal>>;
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -262,6 +272,8 @@ impl Store {
         Ok(Store {
             conn,
             path: path.to_owned(),
+            guard: None,
+            dry_run: false,
         })
     }
 
@@ -273,7 +285,12 @@ impl Store {
             source,
         })?;
         schema::prepare(&mut conn, &path)?;
-        Ok(Store { conn, path })
+        Ok(Store {
+            conn,
+            path,
+            guard: None,
+            dry_run: false,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -284,7 +301,22 @@ impl Store {
         schema::user_version(&self.conn).ctx("reading the schema version")
     }
 
-    /// Runs `f` in one IMMEDIATE transaction, committed only if `f` succeeds.
+    /// Every later write is checked by `guard` before it commits: whoever must follow the store
+    /// (the data plane) computes what the new configuration implies for it and refuses what it
+    /// could not take, so the store never runs ahead of it. The guard sees the configuration
+    /// inside the write's transaction, so what it approves is exactly what commits.
+    pub fn set_commit_guard(&mut self, guard: CommitGuard) {
+        self.guard = Some(guard);
+    }
+
+    /// With `dry_run`, every write runs, is checked (by the guard too) and reports what it would
+    /// do, then is rolled back: nothing changes.
+    pub fn set_dry_run(&mut self, dry_run: bool) {
+        self.dry_run = dry_run;
+    }
+
+    /// Runs `f` in one IMMEDIATE transaction, committed only if `f` succeeds and the commit
+    /// guard approves what it leaves (and not at all in a dry run).
     fn write<T>(
         &mut self,
         action: &'static str,
@@ -295,8 +327,25 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx(action)?;
         let out = f(&tx)?;
-        tx.commit().ctx(action)?;
+        Self::check_and_commit(&mut self.guard, self.dry_run, tx, action)?;
         Ok(out)
+    }
+
+    fn check_and_commit(
+        guard: &mut Option<CommitGuard>,
+        dry_run: bool,
+        tx: Transaction<'_>,
+        action: &'static str,
+    ) -> Result<()> {
+        if let Some(guard) = guard {
+            let after = State::load(&tx)?.0.to_topology();
+            guard(after).map_err(StoreError::Refused)?;
+        }
+        if dry_run {
+            tx.rollback().ctx(action)
+        } else {
+            tx.commit().ctx(action)
+        }
     }
 
     /// Runs `f` in a read transaction: everything it reads is one consistent state.
@@ -788,6 +837,23 @@ impl Store {
                     other,
                 });
             }
+            let holder = tx
+                .prepare_cached("SELECT name FROM endpoints WHERE vpc_id = ?1 AND mac = ?2")
+                .and_then(|mut stmt| {
+                    stmt.query_row(params![vpc_id, ep.mac.to_string()], |r| {
+                        r.get::<_, String>(0)
+                    })
+                    .optional()
+                })
+                .ctx("looking a MAC up")?;
+            if let Some(other) = holder {
+                return Err(StoreError::EndpointMacTaken {
+                    vpc: ep.vpc.clone(),
+                    mac: ep.mac,
+                    endpoint: ep.name.clone(),
+                    other,
+                });
+            }
             let (host_id, local) = host_row(tx, &ep.host, || format!(" (host of {})", subject()))?;
             check_veth_present(ep, local.then_some(ep.host.as_str()))?;
             if let Some(veth) = &ep.veth {
@@ -938,13 +1004,13 @@ impl Store {
         } else {
             current.clone().overlay(incoming)
         };
-        problems.extend(validate_state(&desired));
+        problems.extend(validate_state(&desired, &current));
         if let Some(err) = StoreError::from_problems(problems) {
             return Err(err);
         }
         let report = write_diff(&tx, &current, &mut ids, &desired)?;
         if commit {
-            tx.commit().ctx("committing a topology")?;
+            Self::check_and_commit(&mut self.guard, self.dry_run, tx, "committing a topology")?;
         }
         Ok(report)
     }

@@ -373,7 +373,9 @@ pub(crate) fn too_many(owner: String, what: &'static str, count: usize, max: usi
 }
 
 /// Every rule over a whole configuration; every problem found, in name order.
-pub(crate) fn validate_state(s: &State) -> Vec<StoreError> {
+/// Checks a whole configuration. `before` is the store's current one: when two endpoints clash,
+/// the one that is already there is named as the holder and the other as the newcomer.
+pub(crate) fn validate_state(s: &State, before: &State) -> Vec<StoreError> {
     let mut problems = Vec::new();
     let mut push = |check: Check| {
         if let Err(err) = check {
@@ -464,6 +466,7 @@ pub(crate) fn validate_state(s: &State) -> Vec<StoreError> {
     }
 
     let mut by_vpc_ip: HashMap<(&str, Ipv4Addr), &str> = HashMap::new();
+    let mut by_vpc_mac: HashMap<(&str, MacAddr), &str> = HashMap::new();
     let mut by_veth: HashMap<(&str, &str), &Endpoint> = HashMap::new();
     for ep in s.endpoints.values() {
         push(check_endpoint(ep));
@@ -476,12 +479,39 @@ pub(crate) fn validate_state(s: &State) -> Vec<StoreError> {
             ))),
             Some(net) => push(check_endpoint_ip(ep, net, s.networks_of(&ep.vpc))),
         }
+        // Who was there first: an endpoint of `before` that had this field's value.
+        let had = |name: &str, same: &dyn Fn(&Endpoint) -> bool| {
+            before
+                .endpoints
+                .get(&(ep.vpc.clone(), name.to_owned()))
+                .is_some_and(same)
+        };
         if let Some(other) = by_vpc_ip.insert((&ep.vpc, ep.ip), &ep.name) {
+            let same_ip = |e: &Endpoint| e.ip == ep.ip;
+            let (newcomer, holder) = if had(&ep.name, &same_ip) && !had(other, &same_ip) {
+                (other, ep.name.as_str())
+            } else {
+                (ep.name.as_str(), other)
+            };
             push(Err(StoreError::EndpointIpTaken {
                 vpc: ep.vpc.clone(),
                 ip: ep.ip,
-                endpoint: ep.name.clone(),
-                other: other.to_owned(),
+                endpoint: newcomer.to_owned(),
+                other: holder.to_owned(),
+            }));
+        }
+        if let Some(other) = by_vpc_mac.insert((&ep.vpc, ep.mac), &ep.name) {
+            let same_mac = |e: &Endpoint| e.mac == ep.mac;
+            let (newcomer, holder) = if had(&ep.name, &same_mac) && !had(other, &same_mac) {
+                (other, ep.name.as_str())
+            } else {
+                (ep.name.as_str(), other)
+            };
+            push(Err(StoreError::EndpointMacTaken {
+                vpc: ep.vpc.clone(),
+                mac: ep.mac,
+                endpoint: newcomer.to_owned(),
+                other: holder.to_owned(),
             }));
         }
         if !s.hosts.contains_key(&ep.host) {

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{BASE, assert_err, base_doc, base_store};
-use mizar_db::{Action, EndpointKind, Kind, Store, StoreError, Topology};
+use mizar_db::{Action, Endpoint, EndpointKind, Kind, Store, StoreError, Topology};
 
 #[test]
 fn the_hand_written_document_reads_as_meant() {
@@ -465,4 +465,102 @@ fn macs_may_be_written_unquoted() {
     assert_eq!(doc.hosts[0].mac.to_string(), "12:34:56:00:00:10");
     let yaml = doc.to_yaml().unwrap();
     assert_eq!(Topology::from_yaml(&yaml).unwrap(), doc);
+}
+
+#[test]
+fn a_clash_names_the_endpoint_already_there_as_the_holder() {
+    let mut store = base_store();
+    // "aaa" sorts before "web1": the message must still say the newcomer is aaa.
+    let mut doc = base_doc();
+    let mut newcomer = doc.vpcs[0].networks[0].endpoints[0].clone();
+    newcomer.name = "aaa".into();
+    newcomer.mac = "02:00:0a:00:01:99".parse().unwrap();
+    doc.vpcs[0].networks[0].endpoints.push(newcomer);
+    assert_err(
+        store.apply(&doc, false),
+        &["IP 10.0.1.10 of endpoint \"aaa\" is already used by endpoint \"web1\""],
+    );
+}
+
+#[test]
+fn two_endpoints_of_one_vpc_cannot_share_a_mac() {
+    let mut store = base_store();
+    let before = store.snapshot().unwrap();
+    let mut doc = base_doc();
+    let mut twin = doc.vpcs[0].networks[0].endpoints[0].clone();
+    twin.name = "twin".into();
+    twin.ip = "10.0.1.50".parse().unwrap();
+    doc.vpcs[0].networks[0].endpoints.push(twin.clone());
+    assert_err(
+        store.apply(&doc, false),
+        &[
+            "MAC 02:00:0a:00:01:0a of endpoint \"twin\" is already used by endpoint \"web1\" in \
+             VPC \"blue\"",
+            "its own MAC",
+        ],
+    );
+    // The typed API too; the same MAC in another VPC (red's web1) stays fine.
+    let ep = Endpoint::simple("blue", "web", "twin", twin.ip, twin.mac, "h2");
+    assert_err(
+        store.add_endpoint(&ep),
+        &["is already used by endpoint \"web1\""],
+    );
+    assert_eq!(store.snapshot().unwrap(), before);
+}
+
+#[test]
+fn a_bad_prefix_length_in_a_document_is_explained() {
+    let err = Topology::from_yaml("vpcs:\n  - {name: green, vni: 300, cidr: 10.9.0.0/33}\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("/33 is not an IPv4 prefix length: use 0 to 32"),
+        "{err}"
+    );
+    let err = Topology::from_yaml("vpcs:\n  - {name: green, vni: 300, cidr: 10.9.0.0}\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("has no prefix length"), "{err}");
+}
+
+#[test]
+fn the_commit_guard_sees_the_result_and_its_refusal_changes_nothing() {
+    use std::sync::{Arc, Mutex};
+    let mut store = base_store();
+    let before = store.snapshot().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    store.set_commit_guard(Box::new(move |after: Topology| {
+        let count = after.endpoints().count();
+        log.lock().unwrap().push(count);
+        if count > 6 {
+            return Err(format!("{count} endpoints are too many here").into());
+        }
+        Ok(())
+    }));
+    // base has 6 endpoints: one more is refused, with the guard's reason, and nothing changes.
+    let ep = Endpoint::simple(
+        "blue",
+        "web",
+        "extra",
+        "10.0.1.60".parse().unwrap(),
+        "02:00:0a:00:01:3c".parse().unwrap(),
+        "h2",
+    );
+    assert_err(
+        store.add_endpoint(&ep),
+        &["7 endpoints are too many here", "nothing was changed"],
+    );
+    assert_eq!(store.snapshot().unwrap(), before);
+    // A removal passes the guard and commits.
+    store.delete_endpoint("red", "web1", false).unwrap();
+    assert_eq!(*seen.lock().unwrap(), [7, 5]);
+    assert_eq!(store.snapshot().unwrap().endpoints().count(), 5);
+
+    // A dry run reports what it would do, is checked by the guard, and changes nothing.
+    store.set_dry_run(true);
+    let report = store.apply(&Topology::default(), true).unwrap();
+    assert_eq!(report.count(Kind::Host, Action::Delete), 3, "{report}");
+    assert_eq!(store.snapshot().unwrap().endpoints().count(), 5);
+    assert_eq!(seen.lock().unwrap().last(), Some(&0));
 }

@@ -149,7 +149,14 @@ fn concurrent_writers_both_land() {
                     for i in 0..EACH {
                         let name = format!("w{worker}-{i}");
                         let ip = format!("10.1.{}.{}", worker + 1, i + 10).parse().unwrap();
-                        let ep = Endpoint::simple("load", "big", &name, ip, mac(i), "h2");
+                        let ep = Endpoint::simple(
+                            "load",
+                            "big",
+                            &name,
+                            ip,
+                            mac(worker * 1000 + i),
+                            "h2",
+                        );
                         if i % 2 == 0 {
                             store.add_endpoint(&ep).unwrap();
                         } else {
@@ -169,7 +176,7 @@ fn concurrent_writers_both_land() {
                             "big",
                             format!("c{worker}-{i}"),
                             ip,
-                            mac(i),
+                            mac(2000 + worker * 1000 + i),
                             "h3",
                         );
                         contested.push(store.add_endpoint(&rival));

@@ -28,7 +28,10 @@ pub use maps::{
     DataplaneMaps, EndpointEntry, EndpointKey, EndpointKind, EndpointStats, HostConfig, MacAddr,
     MemberKey, MemberRoles, NetworkEntry, NetworkKey, VpcEntry,
 };
-pub use reconcile::{Changes, DesiredState, ReconcileReport, plan_reconcile, reconcile};
+pub use reconcile::{
+    Changes, DesiredState, PreparedReconcile, ReconcileReport, plan_reconcile, prepare_reconcile,
+    reconcile,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {

@@ -225,6 +225,12 @@ impl DesiredState {
                                 ep.host, me.ip
                             ));
                         }
+                        Some(me) if me.underlay_ifindex == ifindex => {
+                            return invalid(format!(
+                                "{what}: its veth (ifindex {ifindex}) is this host's underlay \
+                                 interface; give the endpoint a veth of its own"
+                            ));
+                        }
                         Some(_) => {}
                     }
                     if let Some((other_vni, other_ip)) = veths.insert(ifindex, (*vni, *ip)) {
@@ -759,7 +765,36 @@ pub fn reconcile(
     maps: &mut DataplaneMaps,
     desired: &DesiredState,
 ) -> Result<ReconcileReport, DataplaneError> {
-    let plan = plan(&maps.current()?, desired)?;
+    prepare_reconcile(maps, desired)?.apply(maps)
+}
+
+/// A reconcile planned against what the maps held when it was made: [`PreparedReconcile::apply`]
+/// writes it without reading the maps again. The change path plans inside the store's
+/// transaction (refusing there what reconcile would refuse) and applies after the commit;
+/// between the two only the instance lock's holder writes the configuration maps.
+pub struct PreparedReconcile(Plan);
+
+impl PreparedReconcile {
+    /// What applying it will do (its `learned_forgotten` is counted when applied).
+    pub fn report(&self) -> ReconcileReport {
+        self.0.report
+    }
+
+    /// Writes the plan; see [`reconcile`] for the order and for what a failure leaves.
+    pub fn apply(self, maps: &mut DataplaneMaps) -> Result<ReconcileReport, DataplaneError> {
+        apply_plan(maps, self.0)
+    }
+}
+
+/// Plans a reconcile of `maps` to `desired`; refuses what reconcile refuses.
+pub fn prepare_reconcile(
+    maps: &DataplaneMaps,
+    desired: &DesiredState,
+) -> Result<PreparedReconcile, DataplaneError> {
+    Ok(PreparedReconcile(plan(&maps.current()?, desired)?))
+}
+
+fn apply_plan(maps: &mut DataplaneMaps, plan: Plan) -> Result<ReconcileReport, DataplaneError> {
     let mut report = plan.report;
 
     match plan.config {
@@ -1184,6 +1219,16 @@ mod tests {
         s.endpoints
             .insert((100, Ipv4Addr::new(10, 0, 0, 9)), endpoint(PEER, Some(9)));
         assert!(error(&s).contains("not on this host"), "{}", error(&s));
+
+        // The underlay is ifindex 2 in state().
+        let mut s = state();
+        s.endpoints
+            .insert((100, Ipv4Addr::new(10, 0, 0, 9)), endpoint(ME, Some(2)));
+        assert!(
+            error(&s).contains("is this host's underlay interface"),
+            "{}",
+            error(&s)
+        );
 
         let mut s = state();
         s.host = None;

@@ -78,8 +78,18 @@ pub fn net(text: &str) -> Ipv4Net {
 }
 
 /// A simple endpoint of blue/web hosted on h2.
+/// An endpoint of blue/web; its MAC follows its address (a VPC's MACs are unique).
 pub fn blue_ep(name: &str, ip: &str) -> Endpoint {
-    Endpoint::simple("blue", "web", name, ip.parse().unwrap(), mac(7), "h2")
+    let ip: std::net::Ipv4Addr = ip.parse().unwrap();
+    let [_, _, c, d] = ip.octets();
+    Endpoint::simple(
+        "blue",
+        "web",
+        name,
+        ip,
+        mac(u16::from_be_bytes([c, d])),
+        "h2",
+    )
 }
 
 /// Asserts that `result` failed with a message containing every one of `parts`.

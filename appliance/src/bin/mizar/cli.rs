@@ -67,11 +67,13 @@ pub enum Command {
     Export(ExportArgs),
     /// Print shell completions
     Completions {
+        /// The shell to complete for
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
     /// Write man pages (mizar.1 and one per subcommand) into a directory
     Man {
+        /// Where to write them
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
@@ -87,23 +89,6 @@ pub enum Command {
     /// Build a self-contained demo fabric in network namespaces (4 hosts, each running its own
     /// mizar; two VPCs sharing 10.0.0.0/16), send traffic and show the counters; --down removes it
     Demo(mizar::demo::DemoArgs),
-}
-
-/// An IPv4 CIDR, with a message that names what is wrong with it (clap would only say "invalid
-/// IP address syntax" for a /33).
-fn parse_cidr(text: &str) -> Result<Ipv4Net, String> {
-    let (addr, len) = text.split_once('/').ok_or_else(|| {
-        format!("{text} has no prefix length: write it as address/length, e.g. 10.0.0.0/16")
-    })?;
-    let addr: Ipv4Addr = addr
-        .parse()
-        .map_err(|_| format!("{addr} is not an IPv4 address"))?;
-    let len: u8 = len
-        .parse()
-        .ok()
-        .filter(|len| *len <= 32)
-        .ok_or_else(|| format!("/{len} is not an IPv4 prefix length: use 0 to 32"))?;
-    Ipv4Net::new(addr, len).map_err(|err| err.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -131,9 +116,11 @@ pub struct InitArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum HostCommand {
-    /// Add (or describe) a host
+    /// Add a host of the underlay
     Add {
+        /// Its name in the fabric
         name: String,
+        /// Its underlay IPv4 address (tunnel packets go to it and are accepted from it)
         #[arg(long)]
         ip: Ipv4Addr,
         /// The MAC frames to it are sent to (its own, or the underlay next hop's)
@@ -146,6 +133,7 @@ pub enum HostCommand {
     /// Delete a host; refused while it is used, unless --cascade
     Del {
         name: String,
+        /// Also delete its endpoints and its bouncer and divider assignments
         #[arg(long)]
         cascade: bool,
     },
@@ -163,17 +151,19 @@ pub enum HostCommand {
 pub enum VpcCommand {
     /// Add a VPC
     Add {
+        /// Its name (unique)
         name: String,
         /// Its Geneve VNI, 1 to 16777215
         #[arg(long)]
         vni: u32,
         /// The address space its networks are carved from
-        #[arg(long, value_parser = parse_cidr)]
+        #[arg(long, value_parser = mizar_db::parse_cidr)]
         cidr: Ipv4Net,
     },
     /// Delete a VPC; refused while it has networks or endpoints, unless --cascade
     Del {
         name: String,
+        /// Also delete its networks, endpoints, bouncers and dividers
         #[arg(long)]
         cascade: bool,
     },
@@ -191,9 +181,12 @@ pub enum VpcCommand {
 pub enum NetCommand {
     /// Add a network
     Add {
+        /// The VPC it belongs to
         vpc: String,
+        /// Its name (unique within the VPC)
         name: String,
-        #[arg(long, value_parser = parse_cidr)]
+        /// Its prefix, inside the VPC's CIDR and overlapping none of its other networks
+        #[arg(long, value_parser = mizar_db::parse_cidr)]
         cidr: Ipv4Net,
         /// Defaults to the network's first address
         #[arg(long)]
@@ -203,11 +196,13 @@ pub enum NetCommand {
     Del {
         vpc: String,
         name: String,
+        /// Also delete its endpoints and bouncer assignments
         #[arg(long)]
         cascade: bool,
     },
     /// List the networks
     List {
+        /// Only those of this VPC
         #[arg(long)]
         vpc: Option<String>,
         #[command(flatten)]
@@ -243,12 +238,16 @@ impl From<EpType> for EndpointKind {
 
 #[derive(Debug, Subcommand)]
 pub enum EpCommand {
-    /// Add a endpoint
+    /// Add an endpoint (a VM's or container's interface in a VPC)
     Add {
+        /// The VPC it belongs to
         vpc: String,
+        /// Its name (unique within the VPC)
         name: String,
+        /// Its address, inside one of the VPC's networks
         #[arg(long)]
         ip: Ipv4Addr,
+        /// Its MAC (unicast; unique within the VPC)
         #[arg(long)]
         mac: MacAddr,
         /// The host it lives on
@@ -260,6 +259,8 @@ pub enum EpCommand {
         /// Its host-side veth (required when it lives on this host)
         #[arg(long)]
         veth: Option<String>,
+        /// What it is: a simple endpoint, a scaled one (served by --backend endpoints), a host
+        /// endpoint or a network function
         #[arg(long = "type", value_enum, default_value = "simple")]
         kind: EpType,
         /// Deliver the tunnel packet as is (network functions)
@@ -269,10 +270,11 @@ pub enum EpCommand {
         #[arg(long = "backend")]
         backends: Vec<String>,
     },
-    /// Delete a endpoint
+    /// Delete an endpoint
     Del { vpc: String, name: String },
-    /// List the endpoints
+    /// List the endpoints, with their counters when hosted here and the data plane is up
     List {
+        /// Only those of this VPC
         #[arg(long)]
         vpc: Option<String>,
         #[command(flatten)]
@@ -303,8 +305,10 @@ pub enum BouncerCommand {
     },
     /// List the bouncers
     List {
+        /// Only those of this VPC
         #[arg(long)]
         vpc: Option<String>,
+        /// Only those of this network (of --vpc)
         #[arg(long, requires = "vpc")]
         network: Option<String>,
         #[command(flatten)]
@@ -320,6 +324,7 @@ pub enum DividerCommand {
     Del { vpc: String, host: String },
     /// List the dividers
     List {
+        /// Only those of this VPC
         #[arg(long)]
         vpc: Option<String>,
         #[command(flatten)]
@@ -335,6 +340,14 @@ pub struct ApplyArgs {
     /// Also remove what the document does not list
     #[arg(long)]
     pub prune: bool,
+    /// Check the document and print what would change (objects of the store, entries of the
+    /// maps), changing nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Let the document remove this host or empty the store (unconfigures this node; the data
+    /// plane must be down)
+    #[arg(long)]
+    pub allow_teardown: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -345,6 +358,7 @@ pub enum Format {
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
+    /// The document's format
     #[arg(long, value_enum, default_value = "yaml")]
     pub format: Format,
 }

@@ -3,14 +3,13 @@
 
 use std::{fmt::Write as _, io::Read as _, process::ExitCode};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::CommandFactory as _;
 use mizar::{
     bench,
-    dataplane::Stage,
-    fabric::{Instance, SyncReport},
+    fabric::{ChangeOptions, Changed, EndpointWithCounters, Instance, SyncReport},
 };
-use mizar_db::{Endpoint, Host, Network, Store, Topology, Vpc};
+use mizar_db::{Endpoint, Host, Network, Store, StoreError, Topology, Vpc};
 use serde::Serialize;
 
 use crate::cli::{
@@ -51,25 +50,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             clap_mangen::generate_to(Cli::command(), &out)
                 .with_context(|| format!("cannot write man pages into {}", out.display()))?;
         }
-        Command::Init(args) => {
-            let _lock = instance.lock()?;
-            let mut store = instance.open_store()?;
-            store.add_host(&Host {
-                name: args.name.clone(),
-                ip: args.ip,
-                mac: args.mac,
-                interface: Some(args.interface.clone()),
-            })?;
-            store.set_this_host(&args.name, &args.interface)?;
-            println!(
-                "store {} ready; this host is {}",
-                instance.store_path().display(),
-                args.name
-            );
-        }
+        Command::Init(args) => init(&instance, &args)?,
         Command::Up => {
             let _lock = instance.lock()?;
-            let store = existing_store(&instance)?;
+            let store = instance.existing_store()?;
             let report = instance.up(&store)?;
             print_sync(&report);
         }
@@ -105,16 +89,24 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "checking and writing {objects} objects to the store"
             ));
             // A document describes the whole fabric: it may start a store from nothing.
-            change_creating(&instance, |store| {
-                instance.check_interfaces(store, &doc)?;
-                let report = store.apply(&doc, args.prune)?;
-                progress.phase("bringing the data plane to the store");
-                Ok(report.summary())
-            })?;
+            let options = ChangeOptions {
+                create_store: true,
+                dry_run: args.dry_run,
+                allow_teardown: args.allow_teardown,
+            };
+            let changed = instance.change(options, |store| store.apply(&doc, args.prune));
             progress.finish();
+            let changed = changed?;
+            // A dry run lists every object; a real apply says how many.
+            let what = if args.dry_run {
+                changed.outcome.to_string()
+            } else {
+                changed.outcome.summary()
+            };
+            report_change(&changed, what);
         }
         Command::Export(args) => {
-            let store = existing_store(&instance)?;
+            let store = instance.existing_store()?;
             let doc = store.export()?;
             match args.format {
                 Format::Yaml => print!("{}", doc.to_yaml()?),
@@ -161,50 +153,46 @@ fn parse_document(text: &str) -> anyhow::Result<Topology> {
     })
 }
 
-fn existing_store(instance: &Instance) -> anyhow::Result<Store> {
-    if !instance.store_path().exists() {
-        bail!(
-            "no store at {}: run `mizar init` first (or point --state-dir / MIZAR_STATE_DIR at one)",
-            instance.store_path().display()
-        );
-    }
-    Ok(instance.open_store()?)
-}
-
-/// A change: one store transaction (inside `write`), then the kernel brought to the store.
-/// The whole command holds the instance lock, so two commands never interleave their syncs.
+/// A change through the library's one change path; prints what the store and the data plane did.
 fn change(
     instance: &Instance,
-    write: impl FnOnce(&mut Store) -> anyhow::Result<String>,
+    write: impl FnOnce(&mut Store) -> Result<String, StoreError>,
 ) -> anyhow::Result<()> {
-    let _lock = instance.lock()?;
-    let store = existing_store(instance)?;
-    change_store(instance, store, write)
+    change_with(instance, ChangeOptions::default(), write)
 }
 
-/// A change that may be the first: the store is created when missing.
-fn change_creating(
+fn change_with(
     instance: &Instance,
-    write: impl FnOnce(&mut Store) -> anyhow::Result<String>,
+    options: ChangeOptions,
+    write: impl FnOnce(&mut Store) -> Result<String, StoreError>,
 ) -> anyhow::Result<()> {
-    let _lock = instance.lock()?;
-    let store = instance.open_store()?;
-    change_store(instance, store, write)
-}
-
-fn change_store(
-    instance: &Instance,
-    mut store: Store,
-    write: impl FnOnce(&mut Store) -> anyhow::Result<String>,
-) -> anyhow::Result<()> {
-    let what = write(&mut store)?;
-    println!("{what}");
-    if let Some(report) = instance.sync(&store).context(
-        "the store changed, but the data plane could not follow; fix the cause and run `mizar up`",
-    )? {
-        print_sync(&report);
-    }
+    let changed = instance.change(options, write)?;
+    report_change(&changed, changed.outcome.clone());
     Ok(())
+}
+
+fn report_change<T>(changed: &Changed<T>, what: String) {
+    if changed.dry_run {
+        println!("dry run, nothing changed; the store would change:\n{what}");
+        match &changed.dataplane {
+            Some(report) => println!("the data plane would change: {}", report.maps),
+            None => println!("the data plane is down: its maps would not change"),
+        }
+        if let Some(report) = &changed.dataplane {
+            print_waiting(report);
+        }
+        return;
+    }
+    println!("{what}");
+    if let Some(report) = &changed.dataplane {
+        print_sync(report);
+    }
+}
+
+fn print_waiting(report: &SyncReport) {
+    for waiting in &report.waiting {
+        eprintln!("warning: {waiting}");
+    }
 }
 
 fn print_sync(report: &SyncReport) {
@@ -215,6 +203,7 @@ fn print_sync(report: &SyncReport) {
         println!("{role} detached from {ifname}");
     }
     println!("data plane: {}", report.maps);
+    print_waiting(report);
 }
 
 fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
@@ -283,20 +272,22 @@ fn host(instance: &Instance, cmd: HostCommand) -> anyhow::Result<()> {
                 mac,
                 interface,
             };
-            // This host's underlay interface must exist before the store names it.
-            let doc = Topology {
-                hosts: vec![host.clone()],
-                ..Topology::default()
-            };
-            instance.check_interfaces(s, &doc)?;
             s.add_host(&host)?;
             Ok(format!("host {name} added"))
         }),
         HostCommand::Del { name, cascade } => {
-            change(instance, |s| Ok(s.delete_host(&name, cascade)?.summary()))
+            // Naming the host is explicit enough to remove this one (the data plane must be
+            // down for that: the change path refuses it while up).
+            let options = ChangeOptions {
+                allow_teardown: true,
+                ..ChangeOptions::default()
+            };
+            change_with(instance, options, |s| {
+                Ok(s.delete_host(&name, cascade)?.summary())
+            })
         }
         HostCommand::List(output) => {
-            let store = existing_store(instance)?;
+            let store = instance.existing_store()?;
             let me = store.this_host()?.map(|h| h.name);
             list(
                 &store.hosts()?,
@@ -318,7 +309,7 @@ fn host(instance: &Instance, cmd: HostCommand) -> anyhow::Result<()> {
             )
         }
         HostCommand::Show { name, output } => {
-            show(&existing_store(instance)?.host(&name)?, &output)
+            show(&instance.existing_store()?.host(&name)?, &output)
         }
     }
 }
@@ -337,12 +328,12 @@ fn vpc(instance: &Instance, cmd: VpcCommand) -> anyhow::Result<()> {
             change(instance, |s| Ok(s.delete_vpc(&name, cascade)?.summary()))
         }
         VpcCommand::List(output) => list(
-            &existing_store(instance)?.vpcs()?,
+            &instance.existing_store()?.vpcs()?,
             &output,
             &["NAME", "VNI", "CIDR"],
             |v| vec![v.name.clone(), v.vni.to_string(), v.cidr.to_string()],
         ),
-        VpcCommand::Show { name, output } => show(&existing_store(instance)?.vpc(&name)?, &output),
+        VpcCommand::Show { name, output } => show(&instance.existing_store()?.vpc(&name)?, &output),
     }
 }
 
@@ -365,7 +356,7 @@ fn net(instance: &Instance, cmd: NetCommand) -> anyhow::Result<()> {
             Ok(s.delete_network(&vpc, &name, cascade)?.summary())
         }),
         NetCommand::List { vpc, output } => {
-            let store = existing_store(instance)?;
+            let store = instance.existing_store()?;
             list(
                 &store.networks(vpc.as_deref())?,
                 &output,
@@ -381,7 +372,7 @@ fn net(instance: &Instance, cmd: NetCommand) -> anyhow::Result<()> {
             )
         }
         NetCommand::Show { vpc, name, output } => {
-            show(&existing_store(instance)?.network(&vpc, &name)?, &output)
+            show(&instance.existing_store()?.network(&vpc, &name)?, &output)
         }
     }
 }
@@ -410,7 +401,7 @@ fn ep(instance: &Instance, cmd: EpCommand) -> anyhow::Result<()> {
             ep.bypass_decap = bypass_decap;
             ep.veth = veth;
             ep.backends = backends;
-            instance.check_endpoint(s, &ep)?;
+            instance.check_new_endpoint(s, &ep)?;
             s.add_endpoint(&ep)?;
             Ok(format!(
                 "endpoint {name} ({ip}) added to network {network} of VPC {vpc}"
@@ -420,19 +411,8 @@ fn ep(instance: &Instance, cmd: EpCommand) -> anyhow::Result<()> {
             Ok(s.delete_endpoint(&vpc, &name, false)?.summary())
         }),
         EpCommand::List { vpc, output } => {
-            let store = existing_store(instance)?;
-            let vnis: std::collections::BTreeMap<String, u32> =
-                store.vpcs()?.into_iter().map(|v| (v.name, v.vni)).collect();
-            // With the data plane up, the endpoints hosted here show their counters.
-            let maps = instance.maps()?;
-            let mut endpoints = Vec::new();
-            for endpoint in store.endpoints(vpc.as_deref())? {
-                let counters = match (&maps, vnis.get(&endpoint.vpc)) {
-                    (Some(maps), Some(vni)) => maps.endpoint_stats(*vni, endpoint.ip)?,
-                    _ => None,
-                };
-                endpoints.push(EndpointWithCounters { endpoint, counters });
-            }
+            let store = instance.existing_store()?;
+            let endpoints = instance.endpoints_with_counters(&store, vpc.as_deref())?;
             let count = |c: Option<u64>| c.map(|n| n.to_string()).unwrap_or_default();
             list(
                 &endpoints,
@@ -465,7 +445,7 @@ fn ep(instance: &Instance, cmd: EpCommand) -> anyhow::Result<()> {
             )
         }
         EpCommand::Show { vpc, name, output } => {
-            show(&existing_store(instance)?.endpoint(&vpc, &name)?, &output)
+            show(&instance.existing_store()?.endpoint(&vpc, &name)?, &output)
         }
     }
 }
@@ -487,7 +467,7 @@ fn bouncer(instance: &Instance, cmd: BouncerCommand) -> anyhow::Result<()> {
             network,
             output,
         } => {
-            let store = existing_store(instance)?;
+            let store = instance.existing_store()?;
             let filter = vpc.as_deref().zip(network.as_deref());
             let mut bouncers = store.bouncers(filter)?;
             if let (Some(vpc), None) = (&vpc, &network) {
@@ -511,7 +491,7 @@ fn divider(instance: &Instance, cmd: DividerCommand) -> anyhow::Result<()> {
             Ok(format!("{host} no longer divides VPC {vpc}"))
         }),
         DividerCommand::List { vpc, output } => list(
-            &existing_store(instance)?.dividers(vpc.as_deref())?,
+            &instance.existing_store()?.dividers(vpc.as_deref())?,
             &output,
             &["VPC", "HOST"],
             |d| vec![d.vpc.clone(), d.host.clone()],
@@ -519,96 +499,8 @@ fn divider(instance: &Instance, cmd: DividerCommand) -> anyhow::Result<()> {
     }
 }
 
-/// An endpoint as `ep list` shows it: what the store holds, and its data-plane counters when
-/// it is hosted here and the data plane is up.
-#[derive(Serialize)]
-struct EndpointWithCounters {
-    #[serde(flatten)]
-    endpoint: Endpoint,
-    counters: Option<mizar::dataplane::EndpointStats>,
-}
-
-#[derive(Serialize)]
-struct Status {
-    this_host: Option<String>,
-    up: bool,
-    attached: Vec<AttachedStatus>,
-    counts: Counts,
-    counters: Vec<CounterStatus>,
-    stages: Vec<CounterStatus>,
-}
-
-#[derive(Serialize)]
-struct AttachedStatus {
-    role: String,
-    interface: String,
-    mode: String,
-}
-
-#[derive(Serialize)]
-struct Counts {
-    hosts: usize,
-    vpcs: usize,
-    networks: usize,
-    endpoints: usize,
-}
-
-#[derive(Serialize)]
-struct CounterStatus {
-    name: String,
-    packets: u64,
-    bytes: u64,
-    description: String,
-}
-
 fn status(instance: &Instance, output: &OutputArgs) -> anyhow::Result<()> {
-    let store = existing_store(instance)?;
-    let topology = store.snapshot()?;
-    let mut status = Status {
-        this_host: topology.this_host.clone(),
-        up: instance.is_up(),
-        attached: instance
-            .attachments()
-            .into_iter()
-            .map(|a| AttachedStatus {
-                role: a.role.to_owned(),
-                interface: a.ifname,
-                mode: a.mode.to_string(),
-            })
-            .collect(),
-        counts: Counts {
-            hosts: topology.hosts.len(),
-            vpcs: topology.vpcs.len(),
-            networks: topology.networks().count(),
-            endpoints: topology.endpoints().count(),
-        },
-        counters: Vec::new(),
-        stages: Vec::new(),
-    };
-    if let Some(maps) = instance.maps()? {
-        let counters = maps.counters()?;
-        status.counters = counters
-            .nonzero_reasons()
-            .map(|(info, v)| CounterStatus {
-                name: info.name.to_owned(),
-                packets: v.packets,
-                bytes: v.bytes,
-                description: info.description.to_owned(),
-            })
-            .collect();
-        status.stages = mizar::dataplane::STAGES
-            .iter()
-            .map(|stage: &Stage| {
-                let v = counters.stage(*stage);
-                CounterStatus {
-                    name: stage.name().to_owned(),
-                    packets: v.packets,
-                    bytes: v.bytes,
-                    description: String::new(),
-                }
-            })
-            .collect();
-    }
+    let status = instance.status(&instance.existing_store()?)?;
     if output.json {
         return print_json(&status);
     }
@@ -628,21 +520,20 @@ fn status(instance: &Instance, output: &OutputArgs) -> anyhow::Result<()> {
         status.counts.vpcs,
         status.counts.networks,
         status.counts.endpoints,
-        instance.store_path().display()
+        status.store
     );
     if !status.up {
         let _ = writeln!(out, "data plane: down (mizar up attaches it)");
         print!("{out}");
         return Ok(());
     }
-    let _ = writeln!(out, "data plane: up ({})", instance.pin_dir.display());
+    let sync = match &status.drift {
+        Some(drift) if !drift.in_sync => "maps BEHIND the store: run mizar up",
+        _ => "maps match the store",
+    };
+    let _ = writeln!(out, "data plane: up, {sync} ({})", status.pin_dir);
     for a in &status.attached {
-        let note = if a.mode == "generic" {
-            "  (the driver refused native XDP: slower)"
-        } else {
-            ""
-        };
-        let _ = writeln!(out, "  {} on {}: {} XDP{note}", a.role, a.interface, a.mode);
+        let _ = writeln!(out, "  {} on {}: {} XDP", a.role, a.interface, a.mode);
     }
     let rows: Vec<Vec<String>> = status
         .stages
@@ -667,15 +558,76 @@ fn status(instance: &Instance, output: &OutputArgs) -> anyhow::Result<()> {
         "\n{}",
         table(&["REASON", "PACKETS", "BYTES", ""], &rows)
     );
-    if status.counters.iter().any(|c| c.name == "egress_drop_mtu") {
-        let _ = writeln!(
-            out,
-            "\nwarning: frames too big for the underlay once encapsulated were dropped (egress_drop_mtu): \
-             an endpoint's MTU must be at most the underlay MTU minus {} (the outer headers and \
-             the endpoint's own Ethernet header): raise the underlay MTU or lower the endpoints'",
-            mizar_ebpf::abi::MZ_ENCAP_OVERHEAD
-        );
+    if !status.warnings.is_empty() {
+        out.push('\n');
+    }
+    for warning in &status.warnings {
+        let _ = writeln!(out, "warning: {warning}");
     }
     print!("{out}");
+    Ok(())
+}
+
+/// `init`: this store becomes this host's. Run again with the same arguments it changes nothing;
+/// a store that already belongs to another host, or this host described otherwise, is refused.
+fn init(instance: &Instance, args: &crate::cli::InitArgs) -> anyhow::Result<()> {
+    let wanted = Host {
+        name: args.name.clone(),
+        ip: args.ip,
+        mac: args.mac,
+        interface: Some(args.interface.clone()),
+    };
+    let options = ChangeOptions {
+        create_store: true,
+        ..ChangeOptions::default()
+    };
+    let store_path = instance.store_path();
+    let changed = instance.change(options, |store| {
+        if let Some(me) = store.this_host()? {
+            if me == wanted {
+                return Ok(format!(
+                    "store {} already belongs to host {}: nothing changed",
+                    store_path.display(),
+                    me.name
+                ));
+            }
+            return Err(StoreError::Refused(
+                if me.name == wanted.name {
+                    format!(
+                        "this store's host {} is {} {} on {}, not {} {} on {}; change it with \
+                         `mizar apply` (export, edit, apply)",
+                        me.name,
+                        me.ip,
+                        me.mac,
+                        me.interface.as_deref().unwrap_or("no interface"),
+                        wanted.ip,
+                        wanted.mac,
+                        args.interface
+                    )
+                } else {
+                    format!(
+                        "the store {} already belongs to host {}, not {}: another host needs \
+                         its own store (--state-dir, MIZAR_STATE_DIR) and pins (--pin-dir)",
+                        store_path.display(),
+                        me.name,
+                        wanted.name
+                    )
+                }
+                .into(),
+            ));
+        }
+        // A host added before `init` (host add) becomes this host when it is the same.
+        match store.host(&wanted.name) {
+            Ok(existing) if existing.ip == wanted.ip && existing.mac == wanted.mac => {}
+            Ok(_) | Err(_) => store.add_host(&wanted)?,
+        }
+        store.set_this_host(&wanted.name, &args.interface)?;
+        Ok(format!(
+            "store {} ready; this host is {}",
+            store_path.display(),
+            wanted.name
+        ))
+    })?;
+    report_change(&changed, changed.outcome.clone());
     Ok(())
 }

@@ -1,0 +1,196 @@
+//! The status model: what `mizar status`, `mizar ep list` and the dashboard show, computed once
+//! here so every front end shows the same thing.
+
+use mizar_db::{Endpoint, Store};
+use serde::Serialize;
+
+use super::{FabricError, Instance, SystemInterfaces, WaitingEndpoint, desired_state};
+use crate::dataplane::{EndpointStats, STAGES, plan_reconcile};
+
+/// This instance as a whole.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub this_host: Option<String>,
+    pub up: bool,
+    pub pin_dir: String,
+    pub store: String,
+    pub attached: Vec<AttachedStatus>,
+    pub counts: Counts,
+    /// Reasons with a non-zero count.
+    pub counters: Vec<StatusCounter>,
+    /// What entered each pipeline stage.
+    pub stages: Vec<StatusCounter>,
+    /// Whether the maps hold exactly what the store implies (None while down). A change
+    /// interrupted between the store's commit and the maps leaves them behind: `up` repairs.
+    pub drift: Option<Drift>,
+    /// Local endpoints waiting for their veth.
+    pub waiting: Vec<WaitingEndpoint>,
+    /// What the operator should act on, each with its fix.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AttachedStatus {
+    pub role: String,
+    pub interface: String,
+    pub mode: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Counts {
+    pub hosts: usize,
+    pub vpcs: usize,
+    pub networks: usize,
+    pub endpoints: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StatusCounter {
+    pub name: String,
+    pub packets: u64,
+    pub bytes: u64,
+    pub description: String,
+}
+
+/// How far the maps are from the store.
+#[derive(Debug, Serialize)]
+pub struct Drift {
+    pub in_sync: bool,
+    /// What `mizar up` would write, as reconcile reports it ("no change" when in sync), or why
+    /// the store's state could not be computed.
+    pub repair: String,
+}
+
+/// An endpoint as `ep list` shows it: what the store holds, and its data-plane counters when
+/// it is hosted here and the data plane is up.
+#[derive(Debug, Serialize)]
+pub struct EndpointWithCounters {
+    #[serde(flatten)]
+    pub endpoint: Endpoint,
+    pub counters: Option<EndpointStats>,
+}
+
+impl Instance {
+    /// The status of this instance: the store's counts, and with the data plane up, what is
+    /// attached, the counters, whether the maps match the store, and warnings.
+    pub fn status(&self, store: &Store) -> Result<Status, FabricError> {
+        let topology = store.snapshot()?;
+        let mut status = Status {
+            this_host: topology.this_host.clone(),
+            up: self.is_up(),
+            pin_dir: self.pin_dir.display().to_string(),
+            store: self.store_path().display().to_string(),
+            attached: Vec::new(),
+            counts: Counts {
+                hosts: topology.hosts.len(),
+                vpcs: topology.vpcs.len(),
+                networks: topology.networks().count(),
+                endpoints: topology.endpoints().count(),
+            },
+            counters: Vec::new(),
+            stages: Vec::new(),
+            drift: None,
+            waiting: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let Some(maps) = self.maps()? else {
+            return Ok(status);
+        };
+        status.attached = self
+            .attachments()
+            .into_iter()
+            .map(|a| AttachedStatus {
+                role: a.role.to_owned(),
+                interface: a.ifname,
+                mode: a.mode.to_string(),
+            })
+            .collect();
+        let counters = maps.counters()?;
+        status.counters = counters
+            .nonzero_reasons()
+            .map(|(info, v)| StatusCounter {
+                name: info.name.to_owned(),
+                packets: v.packets,
+                bytes: v.bytes,
+                description: info.description.to_owned(),
+            })
+            .collect();
+        status.stages = STAGES
+            .iter()
+            .map(|stage| {
+                let v = counters.stage(*stage);
+                StatusCounter {
+                    name: stage.name().to_owned(),
+                    packets: v.packets,
+                    bytes: v.bytes,
+                    description: String::new(),
+                }
+            })
+            .collect();
+
+        let repair = desired_state(&topology, &SystemInterfaces).and_then(|desired| {
+            let plan = plan_reconcile(&maps, &desired.state)?;
+            Ok((plan, desired.waiting))
+        });
+        status.drift = Some(match repair {
+            Ok((plan, waiting)) => {
+                status.waiting = waiting;
+                Drift {
+                    in_sync: plan.is_noop(),
+                    repair: plan.to_string(),
+                }
+            }
+            Err(err) => Drift {
+                in_sync: false,
+                repair: err.to_string(),
+            },
+        });
+        if let Some(drift) = status.drift.as_ref().filter(|d| !d.in_sync) {
+            status.warnings.push(format!(
+                "the maps do not hold what the store implies (a change was interrupted, or \
+                 something else wrote them); `mizar up` repairs: {}",
+                drift.repair
+            ));
+        }
+        for waiting in &status.waiting {
+            status.warnings.push(waiting.to_string());
+        }
+        for a in status.attached.iter().filter(|a| a.mode == "generic") {
+            status.warnings.push(format!(
+                "{} on {} runs in generic XDP (the driver refused native mode): slower",
+                a.role, a.interface
+            ));
+        }
+        if status.counters.iter().any(|c| c.name == "egress_drop_mtu") {
+            status.warnings.push(format!(
+                "frames too big for the underlay once encapsulated were dropped \
+                 (egress_drop_mtu): an endpoint's MTU must be at most the underlay MTU minus {} \
+                 (the outer headers and the endpoint's own Ethernet header): raise the underlay \
+                 MTU or lower the endpoints'",
+                mizar_ebpf::abi::MZ_ENCAP_OVERHEAD
+            ));
+        }
+        Ok(status)
+    }
+
+    /// The endpoints of the store (of one VPC, or all), each with its counters when it is
+    /// hosted here and the data plane is up.
+    pub fn endpoints_with_counters(
+        &self,
+        store: &Store,
+        vpc: Option<&str>,
+    ) -> Result<Vec<EndpointWithCounters>, FabricError> {
+        let vnis: std::collections::BTreeMap<String, u32> =
+            store.vpcs()?.into_iter().map(|v| (v.name, v.vni)).collect();
+        let maps = self.maps()?;
+        let mut endpoints = Vec::new();
+        for endpoint in store.endpoints(vpc)? {
+            let counters = match (&maps, vnis.get(&endpoint.vpc)) {
+                (Some(maps), Some(vni)) => maps.endpoint_stats(*vni, endpoint.ip)?,
+                _ => None,
+            };
+            endpoints.push(EndpointWithCounters { endpoint, counters });
+        }
+        Ok(endpoints)
+    }
+}
