@@ -426,3 +426,158 @@ impl Drop for RemoveOnDrop {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// `mizar up` on a running data plane loads the programs anew (as an upgraded binary does) and
+/// swaps them into the pinned links in place (BPF_LINK_UPDATE): a steady exchange between two
+/// endpoints through egress on both veths loses nothing while `up` runs again and again.
+#[test]
+fn up_replaces_the_programs_without_losing_a_packet() {
+    use std::{net::Ipv4Addr, time::Duration};
+
+    use mizar::lab::{EndpointSpec, HostSpec, Lab, LabSpec, mac_string};
+
+    common::require_root();
+    let prefix = common::netns::unique_prefix();
+    let spec = LabSpec::new(&prefix, "192.168.97.0/24".parse().unwrap())
+        .host(HostSpec::new("h1", Ipv4Addr::new(192, 168, 97, 1)))
+        .endpoint(EndpointSpec::new(
+            "e1",
+            "h1",
+            100,
+            "10.0.0.2/24".parse().unwrap(),
+            [0x02, 0xee, 0, 0, 0, 2],
+        ))
+        .endpoint(EndpointSpec::new(
+            "e2",
+            "h1",
+            100,
+            "10.0.0.3/24".parse().unwrap(),
+            [0x02, 0xee, 0, 0, 0, 3],
+        ));
+    let lab = Lab::build(&spec).expect("build the lab");
+    let state = tempfile::tempdir().unwrap();
+    let pins = spec.instance_pin_dir("h1");
+    let host = &lab.hosts()[0];
+    let mizar = |args: &[&str]| mizar_ok(&host.ns, state.path(), &pins, args);
+    let mac = mac_string(host.underlay_mac);
+    mizar(&[
+        "init",
+        "--name",
+        "h1",
+        "--ip",
+        "192.168.97.1",
+        "--mac",
+        &mac,
+        "--interface",
+        &host.underlay_ifname,
+    ]);
+    mizar(&[
+        "vpc",
+        "add",
+        "blue",
+        "--vni",
+        "100",
+        "--cidr",
+        "10.0.0.0/16",
+    ]);
+    mizar(&["net", "add", "blue", "web", "--cidr", "10.0.0.0/24"]);
+    mizar(&["bouncer", "add", "blue", "web", "h1"]);
+    for ep in lab.endpoints() {
+        let (ip, mac) = (ep.ip.addr.to_string(), mac_string(ep.mac));
+        mizar(&[
+            "ep",
+            "add",
+            "blue",
+            &ep.name,
+            "--ip",
+            &ip,
+            "--mac",
+            &mac,
+            "--host",
+            "h1",
+            "--veth",
+            &ep.host_ifname,
+        ]);
+    }
+    mizar(&["up"]);
+    // The id of the XDP program the kernel runs on an interface of the host.
+    let prog_id = |ifname: &str| -> String {
+        let link = host.ns.ip(&["-d", "link", "show", "dev", ifname]).unwrap();
+        let mut words = link.split_whitespace().skip_while(|w| *w != "prog/xdp");
+        assert_eq!(
+            words.nth(1),
+            Some("id"),
+            "no XDP program on {ifname}: {link}"
+        );
+        words.next().unwrap().to_owned()
+    };
+    let veths: Vec<&str> = lab
+        .endpoints()
+        .iter()
+        .map(|e| e.host_ifname.as_str())
+        .collect();
+    let before: Vec<String> = veths.iter().map(|v| prog_id(v)).collect();
+    let e1 = &lab.endpoints()[0];
+    let e2_ip = Ipv4Addr::new(10, 0, 0, 3);
+    // Warm up (neighbour entries), then measure.
+    let warm = mizar::demo::ping(&e1.ns, e2_ip, 3, Duration::from_secs(1)).unwrap();
+    assert_eq!(warm.answered, 3, "{warm:?}");
+
+    // Batches of echo requests (each waits up to a second for its reply) until `up` has run
+    // five times.
+    const UPS: usize = 5;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (sent, answered) = std::thread::scope(|scope| {
+        let pinger = scope.spawn(|| {
+            let (mut sent, mut answered) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let batch = mizar::demo::ping(&e1.ns, e2_ip, 500, Duration::from_secs(1)).unwrap();
+                sent += batch.sent;
+                answered += batch.answered;
+            }
+            (sent, answered)
+        });
+        {
+            // Stops the pinger however this block ends (a failed `up` panics).
+            let _stop = StopOnDrop(&stop);
+            for _ in 0..UPS {
+                let out = mizar(&["up"]);
+                assert!(out.contains("egress attached to"), "{out}");
+            }
+        }
+        pinger.join().unwrap()
+    });
+    println!("{sent} echo requests while `mizar up` ran {UPS} times: {answered} answered");
+    assert!(sent >= 1000, "the exchange was too short to tell: {sent}");
+    assert_eq!(
+        answered, sent,
+        "packets lost while the programs were replaced"
+    );
+    // Counted at the other end too: e2 received every request (and the warm-up).
+    let list: serde_json::Value = serde_json::from_str(&mizar(&["ep", "list", "--json"])).unwrap();
+    let e2 = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "e2")
+        .unwrap();
+    assert_eq!(e2["counters"]["rx_packets"], u64::from(sent) + 3, "{e2}");
+    let after: Vec<String> = veths.iter().map(|v| prog_id(v)).collect();
+    for (old, new) in before.iter().zip(&after) {
+        assert_ne!(old, new, "the program was replaced by the one `up` loaded");
+    }
+    let status = mizar(&["status"]);
+    assert!(
+        status.contains("egress on ") && status.contains("transit on "),
+        "{status}"
+    );
+    mizar(&["down"]);
+}
+
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}

@@ -4,7 +4,9 @@
 
 mod bpffs;
 mod counters;
+mod link;
 mod maps;
+mod netlink;
 mod rcu;
 mod reconcile;
 
@@ -28,6 +30,7 @@ pub use maps::{
     DataplaneMaps, EndpointEntry, EndpointKey, EndpointKind, EndpointStats, HostConfig, MacAddr,
     MemberKey, MemberRoles, NetworkEntry, NetworkKey, VpcEntry,
 };
+pub use netlink::xdp_attachment;
 pub use reconcile::{
     Changes, DesiredState, PreparedReconcile, ReconcileReport, plan_reconcile, prepare_reconcile,
     reconcile,
@@ -292,8 +295,19 @@ fn attach(
         .program_mut(name)
         .and_then(|p| <&mut Xdp>::try_from(p).ok())
         .expect("checked when the object was loaded");
-    // A program already pinned there is replaced: detach it first.
-    detach(pins, role, ifname)?;
+    // A program already pinned there is replaced in place: the interface never goes without
+    // one. Failing that (the interface was recreated since, say), it is attached anew.
+    let path = pins.link(role, ifname);
+    if path.exists() {
+        match replace_in_place(prog, &path, ifname) {
+            Ok(Some(mode)) => return Ok(mode),
+            Ok(None) => {}
+            Err(err) => {
+                tracing::warn!(%ifname, program = name, %err, "could not replace the program in place; attaching it anew");
+            }
+        }
+        detach(pins, role, ifname)?;
+    }
 
     let (link_id, mode) = match prog.attach(ifname, XdpMode::Driver) {
         Ok(id) => (id, AttachMode::Native),
@@ -336,4 +350,18 @@ fn attach(
         .map_err(|e: aya::programs::links::LinkError| pin_error(e.to_string()))?;
     fd_link.pin(&path).map_err(|e| pin_error(e.to_string()))?;
     Ok(mode)
+}
+
+/// Makes the link pinned at `path` run `prog`, and checks with the kernel that `ifname` now
+/// runs it: its mode, or None when the link no longer serves `ifname`.
+fn replace_in_place(prog: &Xdp, path: &Path, ifname: &str) -> std::io::Result<Option<AttachMode>> {
+    let fd = prog.fd().map_err(std::io::Error::other)?;
+    link::replace_program(path, fd)?;
+    let id = prog.info().map_err(std::io::Error::other)?.id();
+    let Ok(ifindex) = nix::net::if_::if_nametoindex(ifname) else {
+        return Ok(None);
+    };
+    Ok(xdp_attachment(ifindex)?
+        .filter(|(_, prog_id)| *prog_id == id)
+        .map(|(mode, _)| mode))
 }

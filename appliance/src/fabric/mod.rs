@@ -148,49 +148,21 @@ impl Instance {
             .map_err(|(_, errno)| io(std::io::Error::from(errno)))
     }
 
-    fn modes_path(&self) -> PathBuf {
-        self.state_dir.join("attached")
-    }
-
-    /// What is attached and in which mode, as recorded when it was attached (still pinned).
+    /// What is attached and in which mode, as the kernel says: for every pinned link, the XDP
+    /// program the kernel runs on its interface (links whose interface went away are left out).
     pub fn attachments(&self) -> Vec<Attachment> {
-        let recorded = fs::read_to_string(self.modes_path()).unwrap_or_default();
-        recorded
-            .lines()
-            .filter_map(|line| {
-                let mut words = line.split_whitespace();
-                let role = match words.next()? {
-                    "transit" => "transit",
-                    "egress" => "egress",
-                    _ => return None,
+        let mut found = Vec::new();
+        for role in ["transit", "egress"] {
+            for ifname in self.attached(role) {
+                let Some(ifindex) = SystemInterfaces.ifindex(&ifname) else {
+                    continue;
                 };
-                let ifname = words.next()?.to_owned();
-                let mode = match words.next()? {
-                    "native" => AttachMode::Native,
-                    _ => AttachMode::Generic,
-                };
-                self.attached(role)
-                    .contains(&ifname)
-                    .then_some(Attachment { role, ifname, mode })
-            })
-            .collect()
-    }
-
-    fn record(&self, report: &SyncReport) -> Result<(), FabricError> {
-        let mut all = self.attachments();
-        all.retain(|a| {
-            !report
-                .attached
-                .iter()
-                .any(|n| n.role == a.role && n.ifname == a.ifname)
-        });
-        all.extend(report.attached.iter().cloned());
-        let text: String = all
-            .iter()
-            .map(|a| format!("{} {} {}\n", a.role, a.ifname, a.mode))
-            .collect();
-        let path = self.modes_path();
-        fs::write(&path, text).map_err(|source| FabricError::Io { path, source })
+                if let Ok(Some((mode, _))) = crate::dataplane::xdp_attachment(ifindex) {
+                    found.push(Attachment { role, ifname, mode });
+                }
+            }
+        }
+        found
     }
 
     /// Whether the data plane of this instance is up (its maps are pinned).
@@ -234,7 +206,6 @@ impl Instance {
             }
         }
         report.waiting = desired.waiting;
-        self.record(&report)?;
         Ok(report)
     }
 
@@ -290,7 +261,6 @@ impl Instance {
             report.detached.push(("egress", veth.clone()));
         }
         report.waiting = desired.waiting;
-        self.record(&report)?;
         Ok(report)
     }
 
@@ -298,7 +268,6 @@ impl Instance {
     /// so `up` rebuilds the same state.
     pub fn down(&self) -> Result<(), FabricError> {
         remove_all_pins(&self.pins())?;
-        let _ = fs::remove_file(self.modes_path());
         Ok(())
     }
 
