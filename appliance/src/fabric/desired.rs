@@ -17,6 +17,12 @@ pub trait Interfaces {
     fn mtu(&self, ifname: &str) -> Option<u16>;
 }
 
+// The store refuses what the data plane could not hold: its limits must be the ABI's.
+const _: () = {
+    assert!(mizar_db::MAX_BOUNCERS == mizar_ebpf::abi::MZ_MAX_BOUNCERS as usize);
+    assert!(mizar_db::MAX_DIVIDERS == mizar_ebpf::abi::MZ_MAX_DIVIDERS as usize);
+};
+
 /// Interfaces as they would be numbered if every name existed, each its own: what a change is
 /// checked against while the data plane is down (the interfaces need not exist yet; `up` checks
 /// them), so that everything else the data plane would refuse is refused already.
