@@ -380,6 +380,8 @@ pub struct PathResult {
     /// Packets counted under the path's reason during the timed runs: `runs * repeat`.
     pub counted: u64,
     pub samples_ns: Vec<f64>,
+    /// The kernel's own figure for the same runs (whole nanoseconds), to check `samples_ns`.
+    pub kernel_samples_ns: Vec<f64>,
     /// For wrapped paths: the wrapper tail-calling the floor with this path's packet.
     pub wrapper_samples_ns: Option<Vec<f64>>,
     /// For wrapped paths that change the packet's length: the wrapper tail-calling
@@ -398,6 +400,7 @@ pub struct BenchReport {
     pub kernel: String,
     pub cpu: String,
     pub floor_samples_ns: Vec<f64>,
+    pub floor_kernel_samples_ns: Vec<f64>,
     pub paths: Vec<PathResult>,
 }
 
@@ -406,6 +409,8 @@ pub struct BenchReport {
 pub struct Row {
     pub path: Path,
     pub ns: f64,
+    /// The kernel's figure (median), whole nanoseconds.
+    pub kernel_ns: f64,
     /// Wrapped paths: the wrapper's own cost measured with this path's packet.
     pub wrapper_cost_ns: Option<f64>,
     pub net_ns: Option<f64>,
@@ -438,6 +443,7 @@ impl PathResult {
         Row {
             path: self.path,
             ns,
+            kernel_ns: median(&self.kernel_samples_ns).unwrap_or(f64::NAN),
             wrapper_cost_ns,
             net_ns,
             floor_ns,
@@ -457,6 +463,27 @@ impl BenchReport {
     pub fn rows(&self) -> Vec<Row> {
         let floor = self.floor_ns();
         self.paths.iter().map(|p| p.row(floor)).collect()
+    }
+
+    /// The kernel's figure for the floor (median).
+    pub fn floor_kernel_ns(&self) -> f64 {
+        median(&self.floor_kernel_samples_ns).unwrap_or(f64::NAN)
+    }
+
+    /// Figures where the CPU-time measurement and the kernel's disagree by more than the
+    /// kernel's rounding and some noise allow: (what, CPU-time ns, kernel ns).
+    pub fn disagreements(&self) -> Vec<(String, f64, f64)> {
+        let off = |ns: f64, kernel: f64| (ns - kernel).abs() > AGREEMENT_NS.max(AGREEMENT * kernel);
+        let mut found = Vec::new();
+        if off(self.floor_ns(), self.floor_kernel_ns()) {
+            found.push(("floor".to_owned(), self.floor_ns(), self.floor_kernel_ns()));
+        }
+        for row in self.rows() {
+            if off(row.ns, row.kernel_ns) {
+                found.push((row.path.id().to_owned(), row.ns, row.kernel_ns));
+            }
+        }
+        found
     }
 
     /// Whether every path with a target meets it.
@@ -486,6 +513,8 @@ impl BenchReport {
                     "wrapped": row.path.wrapped(),
                     "ns": num(Some(row.ns)),
                     "samples_ns": nums(&result.samples_ns),
+                    "kernel_ns": num(Some(row.kernel_ns)),
+                    "kernel_samples_ns": nums(&result.kernel_samples_ns),
                     "wrapper_cost_ns": num(row.wrapper_cost_ns),
                     "wrapper_samples_ns": result.wrapper_samples_ns.as_deref().map(nums),
                     "wrapper_resize_samples_ns": result.wrapper_resize_samples_ns.as_deref().map(nums),
@@ -505,6 +534,11 @@ impl BenchReport {
             "cpu": self.cpu,
             "floor_ns": num(Some(self.floor_ns())),
             "floor_samples_ns": nums(&self.floor_samples_ns),
+            "floor_kernel_ns": num(Some(self.floor_kernel_ns())),
+            "floor_kernel_samples_ns": nums(&self.floor_kernel_samples_ns),
+            "disagreements": self.disagreements().iter().map(|(what, ns, kernel)| {
+                serde_json::json!({"what": what, "ns": num(Some(*ns)), "kernel_ns": num(Some(*kernel))})
+            }).collect::<Vec<_>>(),
             "paths": paths,
         })
         .to_string()
@@ -513,7 +547,7 @@ impl BenchReport {
 
 fn fmt_ns(n: Option<f64>) -> String {
     match n {
-        Some(n) if n.is_finite() => format!("{n:.1}"),
+        Some(n) if n.is_finite() => format!("{n:.2}"),
         _ => "-".to_owned(),
     }
 }
@@ -530,7 +564,9 @@ impl fmt::Display for BenchReport {
         let floor = self.floor_ns();
         writeln!(
             f,
-            "mizar bench: BPF_PROG_TEST_RUN, repeat {} per run, median of {} run{}{}",
+            "mizar bench: BPF_PROG_TEST_RUN, repeat {} per run, median of {} run{}{}\n\
+             ns: the thread's CPU time around each run minus that of a 2-repetition run, per \
+             repetition; kernel: the kernel's own figure (whole ns), as a check",
             self.repeat,
             self.runs,
             if self.runs == 1 { "" } else { "s" },
@@ -543,8 +579,9 @@ impl fmt::Display for BenchReport {
         writeln!(f, "kernel {}, CPU {}", self.kernel, self.cpu)?;
         writeln!(
             f,
-            "floor (mz_floor: swap MACs, XDP_TX): {} ns/packet",
-            fmt_ns(Some(floor))
+            "floor (mz_floor: swap MACs, XDP_TX): {} ns/packet (kernel: {})",
+            fmt_ns(Some(floor)),
+            fmt_ns(Some(self.floor_kernel_ns()))
         )?;
         writeln!(
             f,
@@ -559,6 +596,7 @@ impl fmt::Display for BenchReport {
             "verdict",
             "reason",
             "ns/pkt",
+            "kernel",
             "wrapper",
             "net",
             "floor",
@@ -566,7 +604,7 @@ impl fmt::Display for BenchReport {
             "net ratio",
             "target",
         ];
-        let rows: Vec<[String; 11]> = self
+        let rows: Vec<[String; 12]> = self
             .rows()
             .iter()
             .map(|r| {
@@ -580,6 +618,7 @@ impl fmt::Display for BenchReport {
                     r.path.verdict().name().to_owned(),
                     r.path.reason_name().to_owned(),
                     fmt_ns(Some(r.ns)),
+                    fmt_ns(Some(r.kernel_ns)),
                     fmt_ns(r.wrapper_cost_ns),
                     fmt_ns(r.net_ns),
                     fmt_ns(Some(r.floor_ns)),
@@ -636,6 +675,15 @@ impl fmt::Display for BenchReport {
                 } else {
                     ""
                 },
+            )?;
+        }
+        for (what, ns, kernel) in self.disagreements() {
+            writeln!(
+                f,
+                "check: {what}: {} ns from CPU time, {} ns by the kernel; they should agree \
+                 (a busy machine? run again)",
+                fmt_ns(Some(ns)),
+                fmt_ns(Some(kernel))
             )?;
         }
         Ok(())
@@ -871,7 +919,12 @@ impl fmt::Display for Subject {
 
 struct Run {
     verdict: u32,
+    /// Per repetition, from the thread's CPU time (see [`Harness::run_checked`]).
     ns: f64,
+    /// Per repetition, as the kernel measured it (whole ns).
+    kernel_ns: f64,
+    /// The thread's CPU time the whole run took (the syscall included).
+    cpu_ns: f64,
     output: Vec<u8>,
     /// Packets counted under the path's reason (0 for the floor subjects).
     counted: u64,
@@ -1032,6 +1085,7 @@ impl Harness {
         };
         // Room for the largest rewrite (encapsulation) plus slack.
         let mut output = vec![0u8; packet.len() + 256];
+        let started = thread_cpu_ns();
         let result = program
             .test_run(TestRunOptions {
                 data_in: Some(packet),
@@ -1044,10 +1098,13 @@ impl Harness {
                 subject: subject.to_string(),
                 source: Box::new(source),
             })?;
+        let cpu_ns = thread_cpu_ns() - started;
         output.truncate(result.data_size_out as usize);
         Ok(Run {
             verdict: result.return_value,
-            ns: result.duration.as_nanos() as f64,
+            ns: cpu_ns / f64::from(repeat),
+            kernel_ns: result.duration.as_nanos() as f64,
+            cpu_ns,
             output,
             counted: 0,
         })
@@ -1071,11 +1128,22 @@ impl Harness {
             }
             Subject::Path(p) | Subject::Direct(p) => (p.verdict(), Some(p)),
         };
+        // What a run costs besides its repetitions (the syscall, copying the packet in and out),
+        // measured with 2 of them and taken off: the thread's CPU time then counts
+        // repetitions only, to a fraction of a nanosecond (the kernel's figure is whole ns; the
+        // wall clock would include waits for RCU grace periods).
+        let fixed_ns = match repeat {
+            3.. => Some(self.test_run(subject, packet, 2)?.cpu_ns),
+            _ => None,
+        };
         let before = match path {
             Some(_) => Some(self.counters()?),
             None => None,
         };
         let mut run = self.test_run(subject, packet, repeat)?;
+        if let Some(fixed_ns) = fixed_ns {
+            run.ns = (run.cpu_ns - fixed_ns).max(0.0) / f64::from(repeat - 2);
+        }
         if run.verdict != expected as u32 {
             return Err(BenchError::WrongVerdict {
                 subject: subject.to_string(),
@@ -1160,6 +1228,22 @@ fn cpu_model() -> String {
 /// Loads a private instance of the data plane under [`BENCH_BPFFS`], configures the benchmark
 /// topology, checks every path, then measures: each round times the floor, then every path
 /// (and, for wrapped paths, the wrapper with the same packet), `options.runs` rounds in all.
+/// How far the CPU-time figure may be from the kernel's: its rounding to whole ns, plus noise.
+const AGREEMENT_NS: f64 = 2.0;
+const AGREEMENT: f64 = 0.15;
+
+/// CPU time this thread has used, in ns (system time included: a test run is a syscall).
+fn thread_cpu_ns() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write; the clock id is a constant the kernel knows.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "CLOCK_THREAD_CPUTIME_ID is always there on Linux");
+    ts.tv_sec as f64 * 1e9 + ts.tv_nsec as f64
+}
+
 pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     options.validate()?;
     let mut harness = Harness::new()?;
@@ -1174,6 +1258,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     );
 
     let mut floor = Vec::new();
+    let mut floor_kernel = Vec::new();
     let mut paths: Vec<PathResult> = PATHS
         .iter()
         .map(|p| PathResult {
@@ -1181,6 +1266,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
             verdict: None,
             counted: 0,
             samples_ns: Vec::new(),
+            kernel_samples_ns: Vec::new(),
             wrapper_samples_ns: p.wrapped().then(Vec::new),
             wrapper_resize_samples_ns: None,
         })
@@ -1200,14 +1286,13 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         resizes.push(by);
     }
     for round in 0..options.runs {
-        floor.push(
-            harness
-                .run_checked(Subject::Floor, &floor_packet, options.repeat)?
-                .ns,
-        );
+        let run = harness.run_checked(Subject::Floor, &floor_packet, options.repeat)?;
+        floor.push(run.ns);
+        floor_kernel.push(run.kernel_ns);
         for ((result, packet), by) in paths.iter_mut().zip(&packets).zip(&resizes) {
             let run = harness.run_checked(Subject::Path(result.path), packet, options.repeat)?;
             result.samples_ns.push(run.ns);
+            result.kernel_samples_ns.push(run.kernel_ns);
             result.verdict = Verdict::from_raw(run.verdict);
             result.counted += run.counted;
             if let Some(wrapper) = result.wrapper_samples_ns.as_mut() {
@@ -1235,6 +1320,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         kernel: kernel_release(),
         cpu: cpu_model(),
         floor_samples_ns: floor,
+        floor_kernel_samples_ns: floor_kernel,
         paths,
     })
 }
@@ -1271,12 +1357,14 @@ mod tests {
             kernel: "6.1.0".to_owned(),
             cpu: "Test \"CPU\"".to_owned(),
             floor_samples_ns: vec![10.0, 12.0, 10.0],
+            floor_kernel_samples_ns: vec![10.0, 11.0, 10.0],
             paths: vec![
                 PathResult {
                     path: Path::TransitBouncer,
                     verdict: Some(Path::TransitBouncer.verdict()),
                     counted: 3 * u64::from(MIN_REPEAT),
                     samples_ns: vec![45.0, 44.0, 47.0],
+                    kernel_samples_ns: vec![45.0, 44.0, 47.0],
                     // wrapper cost = 25 - 10 = 15, net = 45 - 15 = 30: exactly 3x.
                     wrapper_samples_ns: Some(vec![25.0, 25.0, 90.0]),
                     wrapper_resize_samples_ns: None,
@@ -1286,6 +1374,7 @@ mod tests {
                     verdict: Some(Path::TransitDivider.verdict()),
                     counted: 3 * u64::from(MIN_REPEAT),
                     samples_ns: vec![60.0, 61.0, 59.0],
+                    kernel_samples_ns: vec![60.0, 61.0, 59.0],
                     // net = 60 - 15 = 45: 4.5x, misses 4x.
                     wrapper_samples_ns: Some(vec![25.0, 24.0, 26.0]),
                     wrapper_resize_samples_ns: None,
@@ -1295,6 +1384,7 @@ mod tests {
                     verdict: Some(Path::TransitPass.verdict()),
                     counted: 3 * u64::from(MIN_REPEAT),
                     samples_ns: vec![15.0, 15.0, 16.0],
+                    kernel_samples_ns: vec![15.0, 15.0, 16.0],
                     wrapper_samples_ns: None,
                     wrapper_resize_samples_ns: None,
                 },
@@ -1303,6 +1393,7 @@ mod tests {
                     verdict: Some(Path::TransitLocal.verdict()),
                     counted: 3 * u64::from(MIN_REPEAT),
                     samples_ns: vec![50.0, 50.0, 50.0],
+                    kernel_samples_ns: vec![50.0, 50.0, 50.0],
                     // The path shrinks the packet: wrapper cost = mean(25, 35) - 10 = 20,
                     // net = 50 - 20 = 30: exactly 3x.
                     wrapper_samples_ns: Some(vec![25.0, 25.0, 25.0]),
@@ -1346,7 +1437,9 @@ mod tests {
     fn table_and_json_carry_the_figures() {
         let report = report();
         let table = report.to_string();
-        assert!(table.contains("floor (mz_floor: swap MACs, XDP_TX): 10.0 ns/packet"));
+        assert!(
+            table.contains("floor (mz_floor: swap MACs, XDP_TX): 10.00 ns/packet (kernel: 10.00)")
+        );
         assert!(table.contains("bouncer forward (w)"));
         assert!(table.contains("<= 3x met"));
         assert!(table.contains("<= 4x MISSED"));
@@ -1360,6 +1453,20 @@ mod tests {
         assert_eq!(paths[0]["met"], true);
         assert_eq!(paths[1]["met"], false);
         assert!(paths[2]["wrapper_samples_ns"].is_null());
+        assert_eq!(paths[0]["kernel_ns"], 45.0);
+        assert_eq!(json["disagreements"].as_array().unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_figure_far_from_the_kernels_is_flagged() {
+        let mut report = report();
+        assert!(report.disagreements().is_empty());
+        // 45 ns against the kernel's 60: off by more than 2 ns and 15%.
+        report.paths[0].kernel_samples_ns = vec![60.0, 60.0, 60.0];
+        // 16 against 15: within the kernel's rounding.
+        report.paths[2].kernel_samples_ns = vec![16.0, 16.0, 16.0];
+        let found = report.disagreements();
+        assert_eq!(found, [("transit.bouncer".to_owned(), 45.0, 60.0)]);
     }
 
     #[test]

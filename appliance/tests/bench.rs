@@ -28,6 +28,11 @@ fn quick_bench_measures_every_path_on_its_path() {
             path.reason_name()
         );
         assert_eq!(result.samples_ns.len(), options.runs as usize, "{name}");
+        assert_eq!(
+            result.kernel_samples_ns.len(),
+            options.runs as usize,
+            "{name}"
+        );
         assert!(
             result.samples_ns.iter().all(|ns| *ns > 0.0),
             "{name}: {:?}",
