@@ -113,6 +113,18 @@ fn pins_that_would_vanish_with_ip_netns_exec_are_refused() {
         !host.ip(&["-d", "link", "show", "ul0"]).contains("prog/xdp"),
         "nothing attached"
     );
+    assert!(!pins.exists(), "the refused pin directory is not left behind");
+
+    // The default place, under `ip netns exec`: /sys is the namespace's, with no bpffs in it.
+    let sys_pins = Path::new("/sys/fs/bpf/mizar-test-absent/x");
+    let up = mizar_in(&host, state.path(), sys_pins, &["up"]);
+    let stderr = String::from_utf8_lossy(&up.stderr);
+    assert!(!up.status.success());
+    assert!(
+        stderr.contains("cannot create the pin directory") && stderr.contains("mount -t bpf bpf"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("(os error").count(), 1, "the cause once: {stderr}");
 }
 
 #[test]

@@ -16,7 +16,24 @@ fn is_bpffs(path: &Path) -> bool {
 
 /// Makes `dir` a directory on a bpffs: kept as is when it (or a parent) already is one,
 /// otherwise a bpffs is mounted on it.
+/// A refusal leaves no directory behind that this call created.
 pub fn ensure_bpffs(dir: &Path) -> Result<(), DataplaneError> {
+    // The directories this call creates, deepest first, to take back if it fails.
+    let created: Vec<PathBuf> = dir
+        .ancestors()
+        .take_while(|d| !d.exists())
+        .map(Path::to_owned)
+        .collect();
+    let result = mount_unless_bpffs(dir);
+    if result.is_err() {
+        for made in &created {
+            let _ = std::fs::remove_dir(made);
+        }
+    }
+    result
+}
+
+fn mount_unless_bpffs(dir: &Path) -> Result<(), DataplaneError> {
     std::fs::create_dir_all(dir).map_err(|source| DataplaneError::PinDir {
         path: dir.to_owned(),
         source,

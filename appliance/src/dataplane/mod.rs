@@ -38,7 +38,12 @@ pub use reconcile::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
-    #[error("cannot create the pin directory {path}: {source}")]
+    #[error(
+        "cannot create the pin directory {path}: {source}; choose a --pin-dir (MIZAR_PIN_DIR) \
+         on a bpffs, or where one can be mounted (under `ip netns exec`, /sys is the \
+         namespace's own and /sys/fs/bpf no bpffs: mount one from the root namespace, e.g. \
+         `mount -t bpf bpf /run/mizar-bpf`, and pin under it)"
+    )]
     PinDir {
         path: PathBuf,
         source: std::io::Error,

@@ -27,10 +27,24 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("mizar: {err:#}");
+            eprintln!("mizar: {}", describe(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each cause once: most messages already say their cause, and
+/// repeating it ("(os error 2): ... (os error 2)") only hides what matters.
+fn describe(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 #[cfg(test)]
@@ -38,6 +52,18 @@ mod tests {
     use super::*;
     use crate::cli::Command;
     use mizar::bench::BenchOptions;
+
+    #[test]
+    fn a_cause_the_message_already_says_is_not_repeated() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let told = anyhow::Error::new(io).context(format!(
+            "cannot create x: {}",
+            std::io::Error::from(std::io::ErrorKind::NotFound)
+        ));
+        assert_eq!(describe(&told), "cannot create x: entity not found");
+        let untold = anyhow::anyhow!("disk full").context("cannot write the store");
+        assert_eq!(describe(&untold), "cannot write the store: disk full");
+    }
 
     #[test]
     fn cli_is_consistent() {
