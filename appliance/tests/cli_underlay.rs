@@ -113,7 +113,10 @@ fn pins_that_would_vanish_with_ip_netns_exec_are_refused() {
         !host.ip(&["-d", "link", "show", "ul0"]).contains("prog/xdp"),
         "nothing attached"
     );
-    assert!(!pins.exists(), "the refused pin directory is not left behind");
+    assert!(
+        !pins.exists(),
+        "the refused pin directory is not left behind"
+    );
 
     // The default place, under `ip netns exec`: /sys is the namespace's, with no bpffs in it.
     let sys_pins = Path::new("/sys/fs/bpf/mizar-test-absent/x");
@@ -124,7 +127,11 @@ fn pins_that_would_vanish_with_ip_netns_exec_are_refused() {
         stderr.contains("cannot create the pin directory") && stderr.contains("mount -t bpf bpf"),
         "{stderr}"
     );
-    assert_eq!(stderr.matches("(os error").count(), 1, "the cause once: {stderr}");
+    assert_eq!(
+        stderr.matches("(os error").count(),
+        1,
+        "the cause once: {stderr}"
+    );
 }
 
 #[test]

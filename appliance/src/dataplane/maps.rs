@@ -143,14 +143,8 @@ pub struct NetworkEntry {
     pub bouncers: Vec<Ipv4Addr>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum EndpointKind {
-    #[default]
-    Simple,
-    Scaled,
-    Host,
-    Function,
-}
+/// The store's endpoint kinds are the data plane's: one enum (encoded to the ABI's `type_`).
+pub use mizar_db::EndpointKind;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointEntry {

@@ -3,12 +3,11 @@
 
 use std::{collections::BTreeMap, fs, net::Ipv4Addr, path::Path};
 
-use mizar_db::{EndpointKind as StoreEndpointKind, Topology};
+use mizar_db::{EndpointKind, Topology};
 
 use super::FabricError;
 use crate::dataplane::{
-    DataplaneMaps, DesiredState, EndpointEntry, EndpointKind, HostConfig, MemberRoles,
-    NetworkEntry, VpcEntry,
+    DataplaneMaps, DesiredState, EndpointEntry, HostConfig, MemberRoles, NetworkEntry, VpcEntry,
 };
 
 /// How interface names become what the data plane needs (the real system, or a test's).
@@ -71,7 +70,7 @@ pub(super) fn local_veths(topology: &Topology) -> Result<Vec<String>, FabricErro
     let me = topology.this_host().ok_or(FabricError::NoThisHost)?;
     let mut veths = Vec::new();
     for (vpc, _, ep) in topology.endpoints() {
-        if ep.host == me.name && ep.kind != StoreEndpointKind::Scaled {
+        if ep.host == me.name && ep.kind != EndpointKind::Scaled {
             let veth = ep.veth.clone().ok_or_else(|| FabricError::NoVeth {
                 vpc: vpc.name.clone(),
                 endpoint: ep.name.clone(),
@@ -220,7 +219,7 @@ pub fn desired_state(
             {
                 let host = ip_of(&ep.host).unwrap_or(me.ip);
                 let local_ifindex = match (&ep.veth, ep.host == me.name) {
-                    (Some(veth), true) if ep.kind != StoreEndpointKind::Scaled => {
+                    (Some(veth), true) if ep.kind != EndpointKind::Scaled => {
                         match interfaces.ifindex(veth) {
                             Some(ifindex) => Some(ifindex),
                             None => {
@@ -239,12 +238,7 @@ pub fn desired_state(
                     (vpc.vni, ep.ip),
                     EndpointEntry {
                         mac: ep.mac.octets(),
-                        kind: match ep.kind {
-                            StoreEndpointKind::Simple => EndpointKind::Simple,
-                            StoreEndpointKind::Scaled => EndpointKind::Scaled,
-                            StoreEndpointKind::Host => EndpointKind::Host,
-                            StoreEndpointKind::Function => EndpointKind::Function,
-                        },
+                        kind: ep.kind,
                         bypass_decap: ep.bypass_decap,
                         host,
                         local_ifindex,

@@ -217,23 +217,15 @@ pub enum NetCommand {
     },
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum EpType {
-    Simple,
-    Scaled,
-    Host,
-    Function,
-}
-
-impl From<EpType> for EndpointKind {
-    fn from(kind: EpType) -> Self {
-        match kind {
-            EpType::Simple => EndpointKind::Simple,
-            EpType::Scaled => EndpointKind::Scaled,
-            EpType::Host => EndpointKind::Host,
-            EpType::Function => EndpointKind::Function,
-        }
-    }
+/// Endpoint kinds as the store names them (one enum: the store's), offered for completion.
+fn endpoint_kind_parser() -> impl clap::builder::TypedValueParser<Value = EndpointKind> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(EndpointKind::ALL.map(EndpointKind::as_str)).map(
+        |kind| {
+            kind.parse::<EndpointKind>()
+                .expect("one of the possible values")
+        },
+    )
 }
 
 #[derive(Debug, Subcommand)]
@@ -261,8 +253,8 @@ pub enum EpCommand {
         veth: Option<String>,
         /// What it is: a simple endpoint, a scaled one (served by --backend endpoints), a host
         /// endpoint or a network function
-        #[arg(long = "type", value_enum, default_value = "simple")]
-        kind: EpType,
+        #[arg(long = "type", value_parser = endpoint_kind_parser(), default_value = "simple")]
+        kind: EndpointKind,
         /// Deliver the tunnel packet as is (network functions)
         #[arg(long)]
         bypass_decap: bool,

@@ -397,7 +397,7 @@ fn ep(instance: &Instance, cmd: EpCommand) -> anyhow::Result<()> {
             };
             let mut ep =
                 Endpoint::simple(vpc.clone(), network.clone(), name.clone(), ip, mac, host);
-            ep.kind = kind.into();
+            ep.kind = kind;
             ep.bypass_decap = bypass_decap;
             ep.veth = veth;
             ep.backends = backends;
