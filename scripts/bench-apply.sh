@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Times `mizar apply` of 1,000 / 10,000 / 100,000 endpoints with the data plane up (store and
-# maps), a no-op re-apply, and one `mizar ep add`, inside a network namespace this script makes
-# and removes. Run as root after `cargo build --release -p mizar`; figures go in BENCHMARKS.md.
+# maps), a no-op re-apply, and one `mizar ep add` / `mizar ep del` (the median of five, and the
+# first add after the apply on its own), inside a network namespace this script makes and
+# removes. Every figure includes `ip netns exec` (`netns exec` column: its own cost). Run as root after `cargo build --release -p mizar`; figures go in BENCHMARKS.md.
 set -euo pipefail
 mizar=${MIZAR:-$(cd "$(dirname "$0")/.." && pwd)/target/release/mizar}
 root=/run/mizar-bench-apply
@@ -39,7 +40,10 @@ for i in range(n):
 PY
 }
 
-printf '%-10s %12s %14s %12s\n' endpoints "apply (ms)" "no-op (ms)" "ep add (ms)"
+median() { sort -n | sed -n 3p; }   # of five
+
+printf '%-10s %11s %11s %15s %12s %12s %16s\n' endpoints "apply (ms)" "no-op (ms)" \
+  "1st ep add (ms)" "ep add (ms)" "ep del (ms)" "netns exec (ms)"
 for n in 1000 10000 100000; do
   dir=$work/$n
   mkdir -p "$dir"
@@ -50,7 +54,17 @@ for n in 1000 10000 100000; do
   ip netns exec "$ns" "$mizar" up >/dev/null
   apply=$(ms ip netns exec "$ns" "$mizar" apply -f "$dir.yaml")
   noop=$(ms ip netns exec "$ns" "$mizar" apply -f "$dir.yaml")
-  add=$(ms ip netns exec "$ns" "$mizar" ep add blue extra --ip 10.15.255.1 --mac 02:00:0a:0f:ff:01 --host h2)
-  printf '%-10s %12s %14s %12s\n' "$n" "$apply" "$noop" "$add"
+  first=$(ms ip netns exec "$ns" "$mizar" ep add blue extra --ip 10.15.255.1 --mac 02:00:0a:0f:ff:01 --host h2)
+  adds=() dels=()
+  for i in 2 3 4 5 6; do
+    adds+=("$(ms ip netns exec "$ns" "$mizar" ep add blue extra$i --ip 10.15.255.$i --mac 02:00:0a:0f:ff:0$i --host h2)")
+  done
+  for i in 2 3 4 5 6; do
+    dels+=("$(ms ip netns exec "$ns" "$mizar" ep del blue extra$i)")
+  done
+  add=$(printf '%s\n' "${adds[@]}" | median)
+  del=$(printf '%s\n' "${dels[@]}" | median)
+  exec_ms=$(ms ip netns exec "$ns" true)
+  printf '%-10s %11s %11s %15s %12s %12s %16s\n' "$n" "$apply" "$noop" "$first" "$add" "$del" "$exec_ms"
   ip netns exec "$ns" "$mizar" down >/dev/null
 done

@@ -61,6 +61,7 @@
 mod apply;
 mod error;
 mod model;
+mod proposal;
 mod schema;
 mod state;
 mod store;
@@ -73,6 +74,7 @@ pub use model::{
     Endpoint, EndpointKind, EndpointSpec, Host, HostRoles, MacAddr, Network, NetworkSpec, Topology,
     Vpc, VpcSpec, default_gateway, parse_cidr,
 };
+pub use proposal::{EndpointChange, Proposal};
 pub use schema::SCHEMA_VERSION;
 pub use store::{Bouncer, CommitGuard, Divider, Refusal, Store};
-pub use validate::{MAX_BOUNCERS, MAX_DIVIDERS, MAX_PREFIX, MAX_VNI};
+pub use validate::{MAX_BOUNCERS, MAX_DIVIDERS, MAX_ENDPOINTS, MAX_PREFIX, MAX_VNI};

@@ -21,6 +21,7 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
     include_str!("../migrations/0002_endpoint_mac_index.sql"),
+    include_str!("../migrations/0003_endpoints_host_network_index.sql"),
 ];
 
 /// The schema version this build writes: the number of migrations.

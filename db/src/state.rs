@@ -172,8 +172,18 @@ pub(crate) fn load_endpoints(
     conn: &Connection,
     filter: Filter<'_>,
 ) -> Result<Vec<(i64, Endpoint)>, StoreError> {
-    const ACTION: &str = "reading endpoints";
     let (clause, params) = filter.clause("e");
+    select_endpoints(conn, &clause, rusqlite::params_from_iter(&params))
+}
+
+/// Endpoints chosen by a WHERE clause over `e` (the endpoint), `v` (its VPC) and `h` (its
+/// host), in (VPC, network, name) order, with their backends.
+pub(crate) fn select_endpoints(
+    conn: &Connection,
+    clause: &str,
+    params: impl rusqlite::Params + Clone,
+) -> Result<Vec<(i64, Endpoint)>, StoreError> {
+    const ACTION: &str = "reading endpoints";
     let sql = format!(
         "SELECT e.id, v.name, n.name, e.name, e.ip, e.mac, e.kind, e.bypass_decap, h.name, \
          e.veth FROM endpoints e JOIN vpcs v ON v.id = e.vpc_id \
@@ -182,7 +192,7 @@ pub(crate) fn load_endpoints(
     );
     let mut stmt = conn.prepare_cached(&sql).ctx(ACTION)?;
     let rows = stmt
-        .query_map(rusqlite::params_from_iter(&params), |r| {
+        .query_map(params.clone(), |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 [
@@ -222,16 +232,19 @@ pub(crate) fn load_endpoints(
         ));
     }
 
-    // Backends live in the scaled endpoint's VPC, so the same filter on the owner applies.
-    let (clause, _) = filter.clause("e");
+    if out.is_empty() {
+        return Ok(out);
+    }
+    // Backends live in the scaled endpoint's VPC, so the same clause on the owner applies.
     let sql = format!(
         "SELECT b.endpoint_id, be.name FROM endpoint_backends b \
          JOIN endpoints e ON e.id = b.endpoint_id JOIN vpcs v ON v.id = e.vpc_id \
+         JOIN hosts h ON h.id = e.host_id \
          JOIN endpoints be ON be.id = b.backend_id {clause} ORDER BY b.endpoint_id, be.name"
     );
     let mut stmt = conn.prepare_cached(&sql).ctx(ACTION)?;
     let rows = stmt
-        .query_map(rusqlite::params_from_iter(&params), |r| {
+        .query_map(params, |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
         })
         .ctx(ACTION)?;

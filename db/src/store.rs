@@ -24,10 +24,11 @@ use crate::{
     },
     error::{Kind, Names, SqlContext, StoreError, endpoint_subject, network_subject},
     model::{Endpoint, EndpointKind, Host, Network, Topology, Vpc},
+    proposal::{EndpointChange, Proposal},
     schema,
     state::{
         Filter, State, insert_backends, load_bouncers, load_dividers, load_endpoints, load_hosts,
-        load_networks, load_vpcs, parse,
+        load_networks, load_vpcs, parse, select_endpoints,
     },
     validate::{
         MAX_BOUNCERS, MAX_DIVIDERS, check_backend, check_endpoint, check_endpoint_ip, check_host,
@@ -61,10 +62,12 @@ pub struct Store {
 /// Why a [`CommitGuard`] refused a write.
 pub type Refusal = Box<dyn std::error::Error + Send + Sync>;
 
-/// Called inside every write transaction, after the write and before its commit, with the whole
-/// configuration the write would leave: an error rolls the write back (see
-/// [`Store::set_commit_guard`]).
-pub type CommitGuard = Box<dyn FnMut(Topology) -> std::result::Result<(), Refusal>>;
+/// Called inside every write transaction, after the write and before its commit, with what the
+/// write would leave: an error rolls the write back (see [`Store::set_commit_guard`]).
+pub type CommitGuard = Box<dyn FnMut(&Proposal<'_>) -> std::result::Result<(), Refusal>>;
+
+/// Endpoints of one VPC that a write changed: (VPC, as they were, as they are).
+type Touched = (String, Vec<Endpoint>, Vec<Endpoint>);
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -322,12 +325,28 @@ impl Store {
         action: &'static str,
         f: impl FnOnce(&Transaction<'_>) -> Result<T>,
     ) -> Result<T> {
+        self.write_endpoints(action, |tx| Ok((f(tx)?, None)))
+    }
+
+    /// [`Self::write`] for a write that may change only endpoints of one VPC: `f` says which
+    /// (None: it changed something else too), so the guard can look at just those.
+    fn write_endpoints<T>(
+        &mut self,
+        action: &'static str,
+        f: impl FnOnce(&Transaction<'_>) -> Result<(T, Option<Touched>)>,
+    ) -> Result<T> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx(action)?;
-        let out = f(&tx)?;
-        Self::check_and_commit(&mut self.guard, self.dry_run, tx, action)?;
+        let (out, touched) = f(&tx)?;
+        let change = match touched {
+            Some((vpc, before, after)) if self.guard.is_some() => {
+                Some(EndpointChange::gather(&tx, &vpc, before, after)?)
+            }
+            _ => None,
+        };
+        Self::check_and_commit(&mut self.guard, self.dry_run, tx, action, change)?;
         Ok(out)
     }
 
@@ -336,10 +355,10 @@ impl Store {
         dry_run: bool,
         tx: Transaction<'_>,
         action: &'static str,
+        change: Option<EndpointChange>,
     ) -> Result<()> {
         if let Some(guard) = guard {
-            let after = State::load(&tx)?.0.to_topology();
-            guard(after).map_err(StoreError::Refused)?;
+            guard(&Proposal::new(&tx, change)).map_err(StoreError::Refused)?;
         }
         if dry_run {
             tx.rollback().ctx(action)
@@ -799,7 +818,7 @@ impl Store {
 
     pub fn add_endpoint(&mut self, ep: &Endpoint) -> Result<()> {
         check_endpoint(ep)?;
-        self.write("adding an endpoint", |tx| {
+        self.write_endpoints("adding an endpoint", |tx| {
             let subject = || endpoint_subject(&ep.vpc, &ep.name);
             let (vpc_id, _) = vpc_row(tx, &ep.vpc, || format!(" (VPC of {})", subject()))?;
             let siblings = load_networks(tx, Filter::Vpc(&ep.vpc))?;
@@ -898,7 +917,12 @@ impl Store {
                 host_id,
             };
             let id = insert_endpoint(tx, None, &refs, ep)?;
-            insert_backends(tx, id, vpc_id, &backends)
+            insert_backends(tx, id, vpc_id, &backends)?;
+            let added = Endpoint {
+                backends,
+                ..ep.clone()
+            };
+            Ok(((), Some((ep.vpc.clone(), Vec::new(), vec![added]))))
         })
     }
 
@@ -931,11 +955,15 @@ impl Store {
     /// Deletes an endpoint. Refused while a scaled endpoint lists it as a backend, unless
     /// `cascade`, which takes it out of those lists.
     pub fn delete_endpoint(&mut self, vpc: &str, name: &str, cascade: bool) -> Result<ApplyReport> {
-        self.write("deleting an endpoint", |tx| {
+        self.write_endpoints("deleting an endpoint", |tx| {
             let (vpc_id, _) = vpc_row(tx, vpc, String::new)?;
             let Some((id, _)) = endpoint_row(tx, vpc_id, name)? else {
                 return Err(unknown_endpoint(tx, vpc, vpc_id, name)?);
             };
+            let removed: Vec<Endpoint> = select_endpoints(tx, "WHERE e.id = ?1", [id])?
+                .into_iter()
+                .map(|(_, ep)| ep)
+                .collect();
             let users = names(
                 tx,
                 "SELECT o.name FROM endpoint_backends b JOIN endpoints o ON o.id = b.endpoint_id \
@@ -952,7 +980,13 @@ impl Store {
             }
             let mut report = ApplyReport::default();
             remove_endpoints(tx, &[(id, vpc.to_owned(), name.to_owned())], &mut report)?;
-            Ok(report)
+            // Scaled endpoints that lose it as a backend change too: not only endpoints are
+            // touched then, as far as the guard can tell.
+            let only_it = users.total == 0;
+            Ok((
+                report,
+                only_it.then(|| (vpc.to_owned(), removed, Vec::new())),
+            ))
         })
     }
 
@@ -1010,7 +1044,13 @@ impl Store {
         }
         let report = write_diff(&tx, &current, &mut ids, &desired)?;
         if commit {
-            Self::check_and_commit(&mut self.guard, self.dry_run, tx, "committing a topology")?;
+            Self::check_and_commit(
+                &mut self.guard,
+                self.dry_run,
+                tx,
+                "committing a topology",
+                None,
+            )?;
         }
         Ok(report)
     }

@@ -28,6 +28,8 @@ use crate::{
 pub const MAX_BOUNCERS: usize = 16;
 /// Most dividers per VPC: `MZ_MAX_DIVIDERS` in ebpf/include/mizar_abi.h.
 pub const MAX_DIVIDERS: usize = 16;
+/// Most endpoints one host's data plane holds: `MZ_MAX_ENDPOINTS` in ebpf/include/mizar_abi.h.
+pub const MAX_ENDPOINTS: usize = 262_144;
 /// Largest VNI: 24 bits.
 pub const MAX_VNI: u32 = (1 << 24) - 1;
 /// Longest prefix of a VPC or network.

@@ -3,7 +3,9 @@
 mod common;
 
 use common::{BASE, assert_err, base_doc, base_store};
-use mizar_db::{Action, Endpoint, EndpointKind, Kind, Store, StoreError, Topology};
+use mizar_db::{
+    Action, Endpoint, EndpointChange, EndpointKind, Kind, Proposal, Store, StoreError, Topology,
+};
 
 #[test]
 fn the_hand_written_document_reads_as_meant() {
@@ -530,8 +532,8 @@ fn the_commit_guard_sees_the_result_and_its_refusal_changes_nothing() {
     let before = store.snapshot().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&seen);
-    store.set_commit_guard(Box::new(move |after: Topology| {
-        let count = after.endpoints().count();
+    store.set_commit_guard(Box::new(move |proposal: &Proposal<'_>| {
+        let count = proposal.topology()?.endpoints().count();
         log.lock().unwrap().push(count);
         if count > 6 {
             return Err(format!("{count} endpoints are too many here").into());
@@ -563,4 +565,118 @@ fn the_commit_guard_sees_the_result_and_its_refusal_changes_nothing() {
     assert_eq!(report.count(Kind::Host, Action::Delete), 3, "{report}");
     assert_eq!(store.snapshot().unwrap().endpoints().count(), 5);
     assert_eq!(seen.lock().unwrap().last(), Some(&0));
+}
+
+/// The guard of `store` records each endpoint change it is shown (None: a whole-state write).
+fn record_changes(
+    store: &mut Store,
+) -> std::sync::Arc<std::sync::Mutex<Vec<Option<EndpointChange>>>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
+    store.set_commit_guard(Box::new(move |proposal: &Proposal<'_>| {
+        log.lock()
+            .unwrap()
+            .push(proposal.endpoint_change().cloned());
+        Ok(())
+    }));
+    seen
+}
+
+fn names(ep: &[Endpoint]) -> Vec<String> {
+    ep.iter().map(|e| format!("{}/{}", e.vpc, e.name)).collect()
+}
+
+#[test]
+fn an_endpoint_change_shows_the_guard_its_neighbourhood_and_nothing_more() {
+    let mut store = base_store();
+    let seen = record_changes(&mut store);
+    // h2 hosts web1 in blue; a second endpoint of h2 in blue's db network.
+    let ep = Endpoint::simple(
+        "blue",
+        "db",
+        "db2",
+        "10.0.2.30".parse().unwrap(),
+        "02:00:0a:00:02:1e".parse().unwrap(),
+        "h2",
+    );
+    store.add_endpoint(&ep).unwrap();
+    let change = seen
+        .lock()
+        .unwrap()
+        .pop()
+        .unwrap()
+        .expect("an endpoint change");
+    assert_eq!(change.vpc, "blue");
+    assert!(change.before.is_empty());
+    assert_eq!(names(&change.after), ["blue/db2"]);
+    let context = &change.context;
+    assert_eq!(context.this_host.as_deref(), Some("gw1"));
+    assert_eq!(context.hosts.len(), 3, "every host");
+    assert_eq!(context.vpcs.len(), 1, "only the endpoint's VPC");
+    let blue = &context.vpcs[0];
+    assert_eq!(blue.dividers, ["gw1"]);
+    let nets: Vec<(&str, Vec<&str>, Vec<&str>)> = blue
+        .networks
+        .iter()
+        .map(|n| {
+            (
+                n.name.as_str(),
+                n.bouncers.iter().map(String::as_str).collect(),
+                n.endpoints.iter().map(|e| e.name.as_str()).collect(),
+            )
+        })
+        .collect();
+    // db2 itself (which also shows that h2 hosts an endpoint of blue: web1 may show it
+    // instead); fw, the endpoint this host (gw1) hosts in db2's network. Nothing else of the
+    // VPC's endpoints: not web2, lb (gw1's, but in another network) nor db1 (h3's).
+    assert_eq!(nets[0], ("db", vec!["h3"], vec!["db2", "fw"]));
+    assert_eq!((nets[1].0, &nets[1].1), ("web", &vec!["gw1", "h2"]));
+    assert!(nets[1].2.iter().all(|e| *e == "web1"), "{nets:?}");
+    assert!(
+        change.endpoints_at_most >= 7,
+        "{}",
+        change.endpoints_at_most
+    );
+    let mut local: Vec<String> = change
+        .local_veths
+        .iter()
+        .map(|(v, e, veth)| format!("{v}/{e}:{veth}"))
+        .collect();
+    local.sort();
+    assert_eq!(local, ["blue/fw:veth-fw", "blue/web2:veth-web2"]);
+
+    // A removal: the endpoint as it was; h2 still hosts web1, and gw1 still hosts fw.
+    store.delete_endpoint("blue", "db2", false).unwrap();
+    let change = seen
+        .lock()
+        .unwrap()
+        .pop()
+        .unwrap()
+        .expect("an endpoint change");
+    assert_eq!(names(&change.before), ["blue/db2"]);
+    assert_eq!(change.before[0].host, "h2");
+    assert!(change.after.is_empty());
+    let ctx_eps: Vec<&str> = change
+        .context
+        .endpoints()
+        .map(|(_, _, e)| e.name.as_str())
+        .collect();
+    assert_eq!(ctx_eps, ["fw", "web1"], "gw1's in db, and h2's in blue");
+
+    // The last endpoint of h3 in red: no witness is left for h3.
+    store.delete_endpoint("red", "web1", false).unwrap();
+    let change = seen
+        .lock()
+        .unwrap()
+        .pop()
+        .unwrap()
+        .expect("an endpoint change");
+    assert_eq!(change.context.endpoints().count(), 0);
+
+    // Deleting a backend with cascade changes its scaled endpoint too: a whole-state write.
+    store.delete_endpoint("blue", "web1", true).unwrap();
+    assert!(seen.lock().unwrap().pop().unwrap().is_none());
+    // So is everything that is not an endpoint.
+    store.add_divider("blue", "h3").unwrap();
+    assert!(seen.lock().unwrap().pop().unwrap().is_none());
 }

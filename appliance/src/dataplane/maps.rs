@@ -1001,6 +1001,21 @@ impl DataplaneMaps {
             .collect())
     }
 
+    pub(super) fn member(
+        &self,
+        (vni, ip): MemberKey,
+    ) -> Result<Option<abi::mz_member>, DataplaneError> {
+        let key = abi::mz_member_key {
+            vni,
+            host_ip_be: ip_be(ip),
+        };
+        match self.vpc_members.get(&key, 0) {
+            Ok(member) => Ok(Some(member)),
+            Err(err) if is_missing(&err) => Ok(None),
+            Err(err) => Err(map_err(names::VPC_MEMBERS)(err)),
+        }
+    }
+
     pub(super) fn write_member(
         &mut self,
         (vni, ip): MemberKey,
@@ -1199,6 +1214,28 @@ impl DataplaneMaps {
             self.forget_cached(key)?;
         }
         Ok(forgotten.len())
+    }
+
+    /// [`Self::forget_learned`] for the learned locations of `keys` alone: one lookup each,
+    /// instead of a walk of the whole map.
+    pub fn forget_learned_of<'a>(
+        &mut self,
+        keys: impl IntoIterator<Item = &'a EndpointKey>,
+        stale: impl Fn(u32, Ipv4Addr, Ipv4Addr) -> bool,
+    ) -> Result<usize, DataplaneError> {
+        let mut forgotten = 0;
+        for (vni, ip) in keys {
+            let Some(host) = self.learned_host(*vni, *ip)? else {
+                continue;
+            };
+            if stale(*vni, *ip, host) {
+                let key = endpoint_key(*vni, *ip);
+                ignore_missing(self.learned.remove(&key), names::LEARNED)?;
+                self.forget_cached(&key)?;
+                forgotten += 1;
+            }
+        }
+        Ok(forgotten)
     }
 
     /// Empties the learned-cache slot of `key` on every CPU where it holds `key`. (A packet

@@ -32,8 +32,8 @@ pub use maps::{
 };
 pub use netlink::xdp_attachment;
 pub use reconcile::{
-    Changes, DesiredState, PreparedReconcile, ReconcileReport, plan_reconcile, prepare_reconcile,
-    reconcile,
+    Changes, DesiredState, PreparedReconcile, ReconcileReport, Scope, plan_reconcile,
+    prepare_reconcile, prepare_scoped_reconcile, reconcile,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -363,6 +363,18 @@ struct Current {
     networks: BTreeMap<NetworkKey, abi::mz_network>,
     endpoints: BTreeMap<EndpointKey, abi::mz_endpoint>,
     local_ifaces: BTreeMap<u32, abi::mz_local_iface>,
+    /// Counter slots held by local endpoints outside a scoped plan's scope (none otherwise).
+    reserved_slots: Vec<u16>,
+}
+
+/// The entries a scoped reconcile looks at ([`prepare_scoped_reconcile`]): those of some
+/// endpoints, of some hosts' membership of their VPC, and of some networks. Everything outside
+/// it is left as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    pub endpoints: BTreeSet<EndpointKey>,
+    pub members: BTreeSet<MemberKey>,
+    pub networks: BTreeSet<NetworkKey>,
 }
 
 impl DataplaneMaps {
@@ -418,7 +430,76 @@ impl DataplaneMaps {
             networks: self.read_networks()?,
             endpoints: self.read_endpoints()?,
             local_ifaces: self.read_local_ifaces()?,
+            reserved_slots: Vec::new(),
         })
+    }
+
+    /// What the maps hold for the keys of `scope`, one lookup per key (the networks and veth
+    /// registrations, bounded by what one host serves, are read whole). None when the veth of
+    /// an endpoint in `desired` is registered to an endpoint outside the scope: the maps have
+    /// drifted from what the store allows, and only a whole reconcile can tell what is right.
+    fn current_in(
+        &self,
+        scope: &Scope,
+        desired: &DesiredState,
+    ) -> Result<Option<(Current, usize)>, DataplaneError> {
+        let mut endpoints = BTreeMap::new();
+        for (vni, ip) in &scope.endpoints {
+            if let Some(raw) = self.endpoint(*vni, *ip)? {
+                endpoints.insert((*vni, *ip), raw);
+            }
+        }
+        let mut members = BTreeMap::new();
+        for key in &scope.members {
+            if let Some(raw) = self.member(*key)? {
+                members.insert(*key, raw);
+            }
+        }
+        let all_networks = self.read_networks()?;
+        let network_count = all_networks.len();
+        let networks = all_networks
+            .into_iter()
+            .filter(|(key, _)| scope.networks.contains(key))
+            .collect();
+        let in_scope = |iface: &abi::mz_local_iface| {
+            scope
+                .endpoints
+                .contains(&(iface.endpoint.vni, ip_from_be(iface.endpoint.ip_be)))
+        };
+        let mut local_ifaces = BTreeMap::new();
+        let mut reserved_slots = Vec::new();
+        let mut held_outside = BTreeSet::new();
+        for (ifindex, iface) in self.read_local_ifaces()? {
+            if in_scope(&iface) {
+                local_ifaces.insert(ifindex, iface);
+            } else {
+                reserved_slots.push(iface.stats_slot);
+                held_outside.insert(ifindex);
+            }
+        }
+        let wanted_here = desired
+            .endpoints
+            .iter()
+            .filter(|(key, _)| scope.endpoints.contains(key))
+            .filter_map(|(_, ep)| ep.local_ifindex);
+        if wanted_here
+            .into_iter()
+            .any(|ifindex| held_outside.contains(&ifindex))
+        {
+            return Ok(None);
+        }
+        Ok(Some((
+            Current {
+                config: self.host_config()?,
+                members,
+                networks,
+                endpoints,
+                local_ifaces,
+                reserved_slots,
+                ..Current::default()
+            },
+            network_count,
+        )))
     }
 }
 
@@ -452,6 +533,8 @@ struct Plan {
     forget_endpoints: BTreeSet<EndpointKey>,
     forget_vnis: BTreeSet<u32>,
     forget_hosts: BTreeSet<Ipv4Addr>,
+    /// Planned for a scope: learned locations are forgotten by key, not by a walk of the map.
+    scoped: bool,
     report: ReconcileReport,
 }
 
@@ -533,14 +616,16 @@ fn plan_host_filter(
 /// on), new ones get the lowest free slots, which are returned to be zeroed.
 fn plan_stats_slots(
     current: &Current,
-    desired: &DesiredState,
+    desired: &BTreeMap<EndpointKey, EndpointEntry>,
 ) -> Result<(BTreeMap<EndpointKey, u16>, Vec<u16>), DataplaneError> {
     let mut used = vec![false; abi::MZ_MAX_LOCAL_IFACES as usize];
+    for slot in &current.reserved_slots {
+        if let Some(u) = used.get_mut(usize::from(*slot)) {
+            *u = true;
+        }
+    }
     let mut slots = BTreeMap::new();
-    let local = desired
-        .endpoints
-        .iter()
-        .filter(|(_, ep)| ep.local_ifindex.is_some());
+    let local = desired.iter().filter(|(_, ep)| ep.local_ifindex.is_some());
     for (key, _) in local.clone() {
         if let Some(old) = current.endpoints.get(key)
             && old.flags & abi::MZ_EP_LOCAL as u8 != 0
@@ -573,11 +658,33 @@ fn plan_stats_slots(
     Ok((slots, fresh))
 }
 
-fn plan(current: &Current, desired: &DesiredState) -> Result<Plan, DataplaneError> {
+/// Plans the writes from `current` to `desired`. With a scope, only the scope's members,
+/// networks and endpoints (and their veth registrations) are planned: `current` holds only
+/// those, and this host's configuration, the hosts and the VPC entries are taken as they are.
+fn plan(
+    current: &Current,
+    desired: &DesiredState,
+    scope: Option<&Scope>,
+) -> Result<Plan, DataplaneError> {
     desired.validate()?;
-    let mut plan = Plan::default();
-    let report = &mut plan.report;
+    let mut plan = Plan {
+        scoped: scope.is_some(),
+        ..Plan::default()
+    };
+    if scope.is_none() {
+        plan_hosts_and_vpcs(current, desired, &mut plan)?;
+    }
+    plan_members_networks_endpoints(current, desired, scope, &mut plan)?;
+    Ok(plan)
+}
 
+/// This host's configuration, the host filter, the hosts and the VPC entries.
+fn plan_hosts_and_vpcs(
+    current: &Current,
+    desired: &DesiredState,
+    plan: &mut Plan,
+) -> Result<(), DataplaneError> {
+    let report = &mut plan.report;
     if current.config != desired.host {
         plan.config = Some(desired.host);
         match (current.config, desired.host) {
@@ -636,11 +743,23 @@ fn plan(current: &Current, desired: &DesiredState) -> Result<Plan, DataplaneErro
     plan.forget_vnis = vpc_removals.iter().copied().collect();
     plan.vpcs = vpcs;
     plan.vpc_removals = vpc_removals;
+    Ok(())
+}
 
+/// VPC members, networks, endpoints and their veth registrations (of the scope, if any).
+fn plan_members_networks_endpoints(
+    current: &Current,
+    desired: &DesiredState,
+    scope: Option<&Scope>,
+    plan: &mut Plan,
+) -> Result<(), DataplaneError> {
+    let report = &mut plan.report;
+    let resolve = |ip| desired.next_hop_mac(ip);
     let members = desired
         .vpcs
         .iter()
-        .flat_map(|(vni, vpc)| encode_members(*vni, vpc));
+        .flat_map(|(vni, vpc)| encode_members(*vni, vpc))
+        .filter(|(key, _)| scope.is_none_or(|s| s.members.contains(key)));
     let (members, member_removals) = diff(&current.members, members, &mut report.members);
     plan.members = members;
     plan.member_removals = member_removals;
@@ -648,6 +767,7 @@ fn plan(current: &Current, desired: &DesiredState) -> Result<Plan, DataplaneErro
     let networks = desired
         .networks
         .iter()
+        .filter(|(key, _)| scope.is_none_or(|s| s.networks.contains(key)))
         .map(|(key, net)| Ok((*key, encode_network(net, resolve)?)))
         .collect::<Result<Vec<_>, DataplaneError>>()?;
     let (networks, network_removals) = diff(&current.networks, networks, &mut report.networks);
@@ -656,11 +776,19 @@ fn plan(current: &Current, desired: &DesiredState) -> Result<Plan, DataplaneErro
     plan.networks = networks;
     plan.network_removals = network_removals;
 
-    let (slots, fresh) = plan_stats_slots(current, desired)?;
+    let desired_endpoints: BTreeMap<EndpointKey, EndpointEntry> = match scope {
+        None => desired.endpoints.clone(),
+        Some(scope) => desired
+            .endpoints
+            .iter()
+            .filter(|(key, _)| scope.endpoints.contains(key))
+            .map(|(key, ep)| (*key, ep.clone()))
+            .collect(),
+    };
+    let (slots, fresh) = plan_stats_slots(current, &desired_endpoints)?;
     plan.zeroed_slots = fresh;
     let mut ifaces = BTreeMap::new();
-    let endpoints = desired
-        .endpoints
+    let endpoints = desired_endpoints
         .iter()
         .map(|((vni, ip), ep)| {
             let key = (*vni, *ip);
@@ -746,7 +874,7 @@ fn plan(current: &Current, desired: &DesiredState) -> Result<Plan, DataplaneErro
     plan.iface_removals = iface_removals;
     plan.endpoints = endpoints;
     plan.endpoint_removals = endpoint_removals;
-    Ok(plan)
+    Ok(())
 }
 
 /// What [`reconcile`] would do to reach `desired`, without writing anything (its
@@ -755,7 +883,7 @@ pub fn plan_reconcile(
     maps: &DataplaneMaps,
     desired: &DesiredState,
 ) -> Result<ReconcileReport, DataplaneError> {
-    Ok(plan(&maps.current()?, desired)?.report)
+    Ok(plan(&maps.current()?, desired, None)?.report)
 }
 
 /// Brings the maps to exactly `desired`: writes what is new or differs, removes every entry
@@ -791,7 +919,52 @@ pub fn prepare_reconcile(
     maps: &DataplaneMaps,
     desired: &DesiredState,
 ) -> Result<PreparedReconcile, DataplaneError> {
-    Ok(PreparedReconcile(plan(&maps.current()?, desired)?))
+    Ok(PreparedReconcile(plan(&maps.current()?, desired, None)?))
+}
+
+/// Plans a reconcile of only the entries in `scope` (see [`Scope`]) to what `desired` says of
+/// them, reading and writing those entries alone: the cost of a change to a few endpoints,
+/// whatever else the maps hold. `desired` must be what the whole configuration implies for
+/// every entry in the scope (entries outside it are ignored), and the maps outside the scope
+/// are taken to be right. Refuses what reconcile refuses for those entries, and what the maps
+/// could not hold along with everything else they hold.
+///
+/// None when the maps around the scope are not what `desired` expects (this host's
+/// configuration differs, or a veth of the scope is registered to an endpoint outside it):
+/// then only a whole reconcile can put them right.
+pub fn prepare_scoped_reconcile(
+    maps: &DataplaneMaps,
+    desired: &DesiredState,
+    scope: &Scope,
+) -> Result<Option<PreparedReconcile>, DataplaneError> {
+    let Some((current, network_count)) = maps.current_in(scope, desired)? else {
+        return Ok(None);
+    };
+    if current.config != desired.host {
+        return Ok(None);
+    }
+    let mut plan = plan(&current, desired, Some(scope))?;
+    let networks = plan.report.networks;
+    if network_count + networks.added > abi::MZ_MAX_NETWORKS as usize + networks.removed {
+        return invalid(format!(
+            "mz_networks cannot hold {} more networks: it holds {network_count} of {}",
+            networks.added,
+            abi::MZ_MAX_NETWORKS
+        ));
+    }
+    plan.networks_removed_first = network_count + networks.added > abi::MZ_MAX_NETWORKS as usize;
+    let members = plan.report.members;
+    if members.added > members.removed {
+        let held = maps.read_members()?.len();
+        if held + members.added - members.removed > abi::MZ_MAX_VPC_MEMBERS as usize {
+            return invalid(format!(
+                "mz_vpc_members cannot hold {} more (VPC, host) pairs: it holds {held} of {}",
+                members.added - members.removed,
+                abi::MZ_MAX_VPC_MEMBERS
+            ));
+        }
+    }
+    Ok(Some(PreparedReconcile(plan)))
 }
 
 fn apply_plan(maps: &mut DataplaneMaps, plan: Plan) -> Result<ReconcileReport, DataplaneError> {
@@ -856,7 +1029,10 @@ fn apply_plan(maps: &mut DataplaneMaps, plan: Plan) -> Result<ReconcileReport, D
         }
     }
 
-    if !(plan.forget_endpoints.is_empty()
+    if plan.scoped {
+        report.learned_forgotten =
+            maps.forget_learned_of(&plan.forget_endpoints, |_, _, _| true)?;
+    } else if !(plan.forget_endpoints.is_empty()
         && plan.forget_vnis.is_empty()
         && plan.forget_hosts.is_empty())
     {
@@ -876,7 +1052,7 @@ fn apply_plan(maps: &mut DataplaneMaps, plan: Plan) -> Result<ReconcileReport, D
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dataplane::EndpointKind;
+    use crate::dataplane::{EndpointKind, MemberRoles};
 
     const ME: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
     const PEER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
@@ -977,13 +1153,13 @@ mod tests {
     }
 
     fn error(desired: &DesiredState) -> String {
-        plan(&empty(), desired).unwrap_err().to_string()
+        plan(&empty(), desired, None).unwrap_err().to_string()
     }
 
     #[test]
     fn from_empty_everything_is_added_and_a_second_pass_changes_nothing() {
         let desired = state();
-        let first = plan(&empty(), &desired).unwrap();
+        let first = plan(&empty(), &desired, None).unwrap();
         let r = first.report;
         assert_eq!(r.host_config.added, 1);
         assert_eq!((r.hosts.added, r.vpcs.added, r.networks.added), (1, 1, 1));
@@ -1002,19 +1178,118 @@ mod tests {
         );
 
         let after = applied(&empty(), &first);
-        let second = plan(&after, &desired).unwrap();
+        let second = plan(&after, &desired, None).unwrap();
         assert!(second.report.is_noop(), "{}", second.report);
         assert_eq!(second.report.to_string(), "no change");
         assert!(second.filter.is_empty() && second.zeroed_slots.is_empty());
     }
 
+    /// `current` restricted to a scope, as [`DataplaneMaps::current_in`] reads it.
+    fn restricted(current: &Current, scope: &Scope) -> Current {
+        let in_scope = |iface: &abi::mz_local_iface| {
+            scope
+                .endpoints
+                .contains(&(iface.endpoint.vni, ip_from_be(iface.endpoint.ip_be)))
+        };
+        Current {
+            config: current.config,
+            members: current
+                .members
+                .iter()
+                .filter(|(k, _)| scope.members.contains(k))
+                .map(|(k, v)| (*k, *v))
+                .collect(),
+            networks: current
+                .networks
+                .iter()
+                .filter(|(k, _)| scope.networks.contains(k))
+                .map(|(k, v)| (*k, *v))
+                .collect(),
+            endpoints: current
+                .endpoints
+                .iter()
+                .filter(|(k, _)| scope.endpoints.contains(k))
+                .map(|(k, v)| (*k, *v))
+                .collect(),
+            local_ifaces: current
+                .local_ifaces
+                .iter()
+                .filter(|(_, v)| in_scope(v))
+                .map(|(k, v)| (*k, *v))
+                .collect(),
+            reserved_slots: current
+                .local_ifaces
+                .values()
+                .filter(|v| !in_scope(v))
+                .map(|v| v.stats_slot)
+                .collect(),
+            ..Current::default()
+        }
+    }
+
+    #[test]
+    fn a_scoped_plan_writes_only_its_scope_and_leaves_the_rest_as_it_is() {
+        let before = state();
+        let maps = applied(&empty(), &plan(&empty(), &before, None).unwrap());
+        // A second local endpoint and a host that joins the VPC, planned for their entries
+        // alone; the desired state also holds entries outside the scope, which differ from the
+        // maps (the remote endpoint's MAC): they are not touched.
+        let new_local = (100, Ipv4Addr::new(10, 0, 0, 4));
+        let mut after = before.clone();
+        after.endpoints.insert(new_local, endpoint(ME, Some(8)));
+        after
+            .vpcs
+            .get_mut(&100)
+            .unwrap()
+            .members
+            .insert(PEER, MemberRoles::ENDPOINTS);
+        after
+            .endpoints
+            .get_mut(&(100, Ipv4Addr::new(10, 0, 0, 3)))
+            .unwrap()
+            .mac = mac(0x77);
+        let scope = Scope {
+            endpoints: [new_local].into(),
+            members: [(100, PEER)].into(),
+            networks: [(100, Ipv4Addr::new(10, 0, 0, 0), 24)].into(),
+        };
+        let scoped = plan(&restricted(&maps, &scope), &after, Some(&scope)).unwrap();
+        let r = scoped.report;
+        assert_eq!(
+            r.to_string(),
+            "VPC members: 1 changed; endpoints: 1 added",
+            "PEER was a member as the divider; now it hosts endpoints too"
+        );
+        assert!(scoped.config.is_none() && scoped.filter.is_empty() && scoped.hosts.is_empty());
+        assert!(scoped.vpcs.is_empty() && scoped.network_removals.is_empty());
+        assert!(scoped.endpoint_removals.is_empty() && scoped.iface_removals.is_empty());
+        assert_eq!(
+            scoped.zeroed_slots,
+            vec![1],
+            "slot 0 is held by the local endpoint outside the scope"
+        );
+        assert_eq!(scoped.ifaces.len(), 1);
+        assert_eq!(scoped.ifaces[0].0, 8);
+
+        // Removing it again: its veth is released, and nothing else is.
+        let next = applied(&maps, &scoped);
+        let removed = plan(&restricted(&next, &scope), &before, Some(&scope)).unwrap();
+        assert_eq!(
+            removed.report.to_string(),
+            "VPC members: 1 changed; endpoints: 1 removed"
+        );
+        assert_eq!(removed.iface_removals, vec![8]);
+        assert!(removed.releases_veth);
+        assert_eq!(removed.forget_endpoints, [new_local].into());
+    }
+
     #[test]
     fn a_new_host_mac_rewrites_what_forwards_to_it() {
         let desired = state();
-        let before = applied(&empty(), &plan(&empty(), &desired).unwrap());
+        let before = applied(&empty(), &plan(&empty(), &desired, None).unwrap());
         let mut moved = desired.clone();
         moved.hosts.insert(PEER, mac(0x22));
-        let p = plan(&before, &moved).unwrap();
+        let p = plan(&before, &moved, None).unwrap();
         assert_eq!(p.report.hosts.changed, 1);
         assert_eq!(p.report.vpcs.changed, 1, "the divider's MAC");
         assert_eq!(p.report.networks.changed, 0, "bounced by this host only");
@@ -1028,7 +1303,7 @@ mod tests {
         // This host's own MAC reaches the network it bounces.
         let mut me = desired.clone();
         me.host.as_mut().unwrap().mac = mac(0x11);
-        let p = plan(&before, &me).unwrap();
+        let p = plan(&before, &me, None).unwrap();
         assert_eq!(p.report.host_config.changed, 1);
         assert_eq!(p.report.networks.changed, 1);
         assert_eq!(p.networks[0].1.bouncers[0].mac, mac(0x11));
@@ -1037,7 +1312,7 @@ mod tests {
     #[test]
     fn local_endpoints_keep_their_slot_and_new_ones_take_free_slots() {
         let mut desired = state();
-        let before = applied(&empty(), &plan(&empty(), &desired).unwrap());
+        let before = applied(&empty(), &plan(&empty(), &desired, None).unwrap());
         // The local endpoint moves to another veth, a second one arrives.
         desired
             .endpoints
@@ -1047,7 +1322,7 @@ mod tests {
         desired
             .endpoints
             .insert((100, Ipv4Addr::new(10, 0, 0, 4)), endpoint(ME, Some(7)));
-        let p = plan(&before, &desired).unwrap();
+        let p = plan(&before, &desired, None).unwrap();
         assert_eq!(
             p.zeroed_slots,
             vec![1],
@@ -1072,13 +1347,13 @@ mod tests {
         );
         assert_eq!(p.report.repaired, 0);
         let after = applied(&before, &p);
-        assert!(plan(&after, &desired).unwrap().report.is_noop());
+        assert!(plan(&after, &desired, None).unwrap().report.is_noop());
     }
 
     #[test]
     fn removed_and_moved_endpoints_lose_what_was_learned_about_them() {
         let desired = state();
-        let before = applied(&empty(), &plan(&empty(), &desired).unwrap());
+        let before = applied(&empty(), &plan(&empty(), &desired, None).unwrap());
         let mut next = desired.clone();
         next.hosts.insert(Ipv4Addr::new(192, 0, 2, 3), mac(3));
         next.endpoints
@@ -1086,7 +1361,7 @@ mod tests {
             .unwrap()
             .host = Ipv4Addr::new(192, 0, 2, 3);
         next.endpoints.remove(&(100, Ipv4Addr::new(10, 0, 0, 2)));
-        let p = plan(&before, &next).unwrap();
+        let p = plan(&before, &next, None).unwrap();
         assert_eq!(
             p.forget_endpoints,
             BTreeSet::from([
@@ -1101,7 +1376,7 @@ mod tests {
     #[test]
     fn drift_in_derived_entries_is_repaired() {
         let desired = state();
-        let mut drifted = applied(&empty(), &plan(&empty(), &desired).unwrap());
+        let mut drifted = applied(&empty(), &plan(&empty(), &desired, None).unwrap());
         // A stray address admitted by the filter, a veth registration nobody owns.
         drifted.host_filter[5] = ip_be(Ipv4Addr::new(203, 0, 113, 9));
         drifted.local_ifaces.insert(
@@ -1113,7 +1388,7 @@ mod tests {
                 3,
             ),
         );
-        let p = plan(&drifted, &desired).unwrap();
+        let p = plan(&drifted, &desired, None).unwrap();
         assert_eq!(p.report.repaired, 2);
         assert_eq!(p.filter, vec![(5, 0)]);
         assert_eq!(p.iface_removals, vec![99]);

@@ -1,14 +1,22 @@
 //! The one change path: a store write whose commit the data plane guards, then reconcile.
 
-use std::{cell::RefCell, rc::Rc};
+use std::{
+    cell::RefCell,
+    collections::{BTreeMap, BTreeSet},
+    net::Ipv4Addr,
+    rc::Rc,
+};
 
-use mizar_db::{Endpoint, EndpointKind, Store, StoreError, Topology};
+use mizar_db::{Endpoint, EndpointChange, EndpointKind, Proposal, Store, StoreError, Topology};
 
 use super::{
-    Desired, FabricError, Instance, Interfaces as _, NamedInterfaces, SyncReport, SystemInterfaces,
-    desired_state,
+    Attachment, Desired, FabricError, Instance, Interfaces as _, NamedInterfaces, SyncReport,
+    SystemInterfaces, desired_state,
 };
-use crate::dataplane::{DataplaneMaps, PreparedReconcile, prepare_reconcile};
+use crate::dataplane::{
+    Dataplane, DataplaneMaps, EndpointKey, PreparedReconcile, Scope, detach, prepare_reconcile,
+    prepare_scoped_reconcile,
+};
 
 /// How a change is made.
 #[derive(Debug, Clone, Copy, Default)]
@@ -31,14 +39,51 @@ pub struct Changed<T> {
     /// The data plane's part, when it is up: what reconcile did, or in a dry run would do
     /// (then only `maps` is filled).
     pub dataplane: Option<SyncReport>,
+    /// When the data plane's part was planned for a change to a few endpoints: the entries it
+    /// looked at (and nothing else). None: planned from the whole configuration, or down.
+    pub scope: Option<Scope>,
     pub dry_run: bool,
 }
 
 /// What the guard found inside the transaction: the configuration, what it implies, the plan.
-struct Approved {
-    topology: Topology,
-    desired: Desired,
-    plan: PreparedReconcile,
+enum Approved {
+    /// Planned from the whole configuration.
+    Whole {
+        topology: Topology,
+        desired: Desired,
+        plan: PreparedReconcile,
+    },
+    /// Planned for the entries of a few endpoints (see [`Instance::check_endpoint_change`]).
+    Endpoints {
+        change: Box<EndpointChange>,
+        desired: Desired,
+        plan: PreparedReconcile,
+        scope: Scope,
+    },
+}
+
+impl Approved {
+    fn dry_run_report(self) -> SyncReport {
+        let (plan, desired) = match self {
+            Approved::Whole { plan, desired, .. } | Approved::Endpoints { plan, desired, .. } => {
+                (plan, desired)
+            }
+        };
+        SyncReport {
+            maps: plan.report(),
+            waiting: desired.waiting,
+            ..SyncReport::default()
+        }
+    }
+}
+
+/// What the endpoint-change check decided.
+enum Scoped {
+    /// The change cannot be judged from its neighbourhood alone: check the whole configuration.
+    Declined,
+    /// The data plane is down, and the change is fine for it.
+    Down,
+    Planned(Box<Approved>),
 }
 
 impl Instance {
@@ -68,29 +113,41 @@ impl Instance {
         let approved: Rc<RefCell<Option<Approved>>> = Rc::default();
         let instance = self.clone();
         let out = Rc::clone(&approved);
-        store.set_commit_guard(Box::new(move |topology| {
-            let found = instance.check_change(&before, options, topology)?;
+        store.set_commit_guard(Box::new(move |proposal: &Proposal<'_>| {
+            let found = instance.check_proposal(&before, options, proposal)?;
             *out.borrow_mut() = found;
             Ok(())
         }));
         store.set_dry_run(options.dry_run);
         let outcome = write(&mut store)?;
         let approved = approved.borrow_mut().take();
+        let behind = |err| FabricError::Behind(Box::new(err));
+        let scope = match &approved {
+            Some(Approved::Endpoints { scope, .. }) => Some(scope.clone()),
+            _ => None,
+        };
         let dataplane = match approved {
             None => None,
-            Some(approved) if options.dry_run => Some(SyncReport {
-                maps: approved.plan.report(),
-                waiting: approved.desired.waiting,
-                ..SyncReport::default()
-            }),
-            Some(approved) => Some(
-                self.sync_to(&approved.topology, approved.desired, approved.plan)
-                    .map_err(|err| FabricError::Behind(Box::new(err)))?,
+            Some(approved) if options.dry_run => Some(approved.dry_run_report()),
+            Some(Approved::Whole {
+                topology,
+                desired,
+                plan,
+            }) => Some(self.sync_to(&topology, desired, plan).map_err(behind)?),
+            Some(Approved::Endpoints {
+                change,
+                desired,
+                plan,
+                scope,
+            }) => Some(
+                self.sync_endpoints(&change, desired, plan, &scope)
+                    .map_err(behind)?,
             ),
         };
         Ok(Changed {
             outcome,
             dataplane,
+            scope,
             dry_run: options.dry_run,
         })
     }
@@ -125,6 +182,161 @@ impl Instance {
             return Err(FabricError::NoStore { path });
         }
         self.open_store()
+    }
+
+    /// The commit guard: checks what a change would leave. Some(approval) when the data plane
+    /// is up and must follow. A change to a few endpoints is judged from its neighbourhood
+    /// when that is enough, from the whole configuration otherwise.
+    fn check_proposal(
+        &self,
+        before: &GuardContext,
+        options: ChangeOptions,
+        proposal: &Proposal<'_>,
+    ) -> Result<Option<Approved>, FabricError> {
+        if let Some(change) = proposal.endpoint_change() {
+            match self.check_endpoint_change(change)? {
+                Scoped::Declined => {}
+                Scoped::Down => return Ok(None),
+                Scoped::Planned(approved) => return Ok(Some(*approved)),
+            }
+        }
+        self.check_change(before, options, proposal.topology()?)
+    }
+
+    /// A change to a few endpoints, judged and planned from its neighbourhood
+    /// ([`EndpointChange`]): the entries of the changed endpoints, of their hosts' membership
+    /// of the VPC and of their networks are derived from it, planned against those entries of
+    /// the maps alone ([`prepare_scoped_reconcile`]), and checked against bounds on what the
+    /// whole store holds. Its cost does not grow with the store. It cannot remove this host or
+    /// empty the store, so the teardown rules do not apply.
+    ///
+    /// Declined (the whole configuration is checked instead) when something outside the
+    /// neighbourhood needs the whole: an endpoint elsewhere on this host waiting for a veth that
+    /// now exists (it is attached at the next change), bounds too loose to prove the maps can
+    /// hold the result, or maps that have drifted around the change.
+    fn check_endpoint_change(&self, change: &EndpointChange) -> Result<Scoped, FabricError> {
+        let context = &change.context;
+        let (Some(me), Some(vpc)) = (context.this_host(), context.vpcs.first()) else {
+            return Ok(Scoped::Declined);
+        };
+        if change.endpoints_at_most > mizar_ebpf::abi::MZ_MAX_ENDPOINTS as usize {
+            return Ok(Scoped::Declined);
+        }
+        if !self.is_up() {
+            let desired = desired_state(context, &NamedInterfaces::default())?;
+            desired.state.validate()?;
+            return Ok(Scoped::Down);
+        }
+        let changed: BTreeSet<(&str, &str)> = change
+            .before
+            .iter()
+            .chain(&change.after)
+            .map(|ep| (ep.vpc.as_str(), ep.name.as_str()))
+            .collect();
+        let attached = self.attached("egress");
+        let veth_appeared = change.local_veths.iter().any(|(vpc, ep, veth)| {
+            !changed.contains(&(vpc.as_str(), ep.as_str()))
+                && !attached.contains(veth)
+                && SystemInterfaces.ifindex(veth).is_some()
+        });
+        if veth_appeared {
+            return Ok(Scoped::Declined);
+        }
+
+        let mut desired = desired_state(context, &SystemInterfaces)?;
+        desired
+            .waiting
+            .retain(|w| changed.contains(&(w.vpc.as_str(), w.endpoint.as_str())));
+        let host_ip = |name: &str| context.host(name).map(|h| h.ip);
+        let mut scope = Scope::default();
+        for ep in change.before.iter().chain(&change.after) {
+            scope.endpoints.insert((vpc.vni, ep.ip));
+            if ep.host != me.name
+                && let Some(ip) = host_ip(&ep.host)
+            {
+                scope.members.insert((vpc.vni, ip));
+            }
+            if let Some(net) = vpc.networks.iter().find(|n| n.name == ep.network) {
+                scope
+                    .networks
+                    .insert((vpc.vni, net.cidr.network(), net.cidr.prefix_len()));
+            }
+        }
+        let maps = DataplaneMaps::open(&self.pins())?;
+        let Some(plan) = prepare_scoped_reconcile(&maps, &desired.state, &scope)? else {
+            return Ok(Scoped::Declined);
+        };
+        Ok(Scoped::Planned(Box::new(Approved::Endpoints {
+            change: Box::new(change.clone()),
+            desired,
+            plan,
+            scope,
+        })))
+    }
+
+    /// After a change to a few endpoints: writes their entries and attaches or detaches egress
+    /// on the veths that came or went with them.
+    fn sync_endpoints(
+        &self,
+        change: &EndpointChange,
+        desired: Desired,
+        plan: PreparedReconcile,
+        scope: &Scope,
+    ) -> Result<SyncReport, FabricError> {
+        let mut maps = DataplaneMaps::open(&self.pins())?;
+        let mut report = SyncReport {
+            maps: plan.apply(&mut maps)?,
+            ..SyncReport::default()
+        };
+        // Where this host learned the changed endpoints live, if that is no longer their home
+        // (reconcile forgets it for the endpoints this host holds; this also covers the rest).
+        let context = &change.context;
+        let vni = context.vpcs.first().map_or(0, |v| v.vni);
+        let homes: BTreeMap<EndpointKey, Ipv4Addr> = change
+            .after
+            .iter()
+            .filter_map(|ep| Some(((vni, ep.ip), context.host(&ep.host)?.ip)))
+            .collect();
+        report.maps.learned_forgotten += maps
+            .forget_learned_of(&scope.endpoints, |vni, ip, host| {
+                homes.get(&(vni, ip)) != Some(&host)
+            })?;
+
+        let me = context.this_host().map(|h| h.name.as_str());
+        let waiting: BTreeSet<&str> = desired.waiting.iter().map(|w| w.veth.as_str()).collect();
+        let local_veth = |ep: &Endpoint| {
+            ep.veth
+                .clone()
+                .filter(|_| Some(ep.host.as_str()) == me && ep.kind != EndpointKind::Scaled)
+        };
+        let wanted: BTreeSet<String> = change
+            .after
+            .iter()
+            .filter_map(local_veth)
+            .filter(|veth| !waiting.contains(veth.as_str()))
+            .collect();
+        let attached = self.attached("egress");
+        let missing: Vec<&String> = wanted.difference(&attached).collect();
+        if !missing.is_empty() {
+            let mut dataplane = Dataplane::load(&self.pin_dir)?;
+            for veth in missing {
+                let mode = dataplane.attach_egress(veth)?;
+                report.attached.push(Attachment {
+                    role: "egress",
+                    ifname: veth.clone(),
+                    mode,
+                });
+            }
+        }
+        // A veth released by the change (the store gives each veth of a host to one endpoint).
+        for veth in change.before.iter().filter_map(local_veth) {
+            if !wanted.contains(&veth) && attached.contains(&veth) {
+                detach(&self.pins(), "egress", &veth)?;
+                report.detached.push(("egress", veth));
+            }
+        }
+        report.waiting = desired.waiting;
+        Ok(report)
     }
 
     /// The commit guard's check of `topology`, what a change would leave. Some(approval) when
@@ -171,7 +383,7 @@ impl Instance {
         let desired = desired_state(&topology, &SystemInterfaces)?;
         let maps = DataplaneMaps::open(&self.pins())?;
         let plan = prepare_reconcile(&maps, &desired.state)?;
-        Ok(Some(Approved {
+        Ok(Some(Approved::Whole {
             topology,
             desired,
             plan,

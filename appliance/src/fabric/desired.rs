@@ -20,6 +20,7 @@ pub trait Interfaces {
 const _: () = {
     assert!(mizar_db::MAX_BOUNCERS == mizar_ebpf::abi::MZ_MAX_BOUNCERS as usize);
     assert!(mizar_db::MAX_DIVIDERS == mizar_ebpf::abi::MZ_MAX_DIVIDERS as usize);
+    assert!(mizar_db::MAX_ENDPOINTS == mizar_ebpf::abi::MZ_MAX_ENDPOINTS as usize);
 };
 
 /// Interfaces as they would be numbered if every name existed, each its own: what a change is

@@ -11,6 +11,17 @@
 //!   window, one veth per endpoint, ...); anything the kernel would refuse refuses the write,
 //!   which changes nothing. Only then does the store commit and reconcile write the maps, so the
 //!   store never runs ahead of the kernel. A dry run stops after the plan.
+//! - A change costs what it changes. A write that changes only endpoints of one VPC (`ep add`,
+//!   `ep del`) shows the guard just their neighbourhood ([`mizar_db::EndpointChange`]: the
+//!   endpoints, their VPC, and one witness endpoint per fact their entries depend on), from
+//!   which the entries of those endpoints, of their hosts' membership of the VPC and of their
+//!   networks are derived and planned against those entries alone
+//!   ([`crate::dataplane::prepare_scoped_reconcile`]). No step reads the whole store or the
+//!   whole maps, so one `ep add` costs the same at 1,000 endpoints and at 100,000. Anything the
+//!   neighbourhood cannot settle (bounds on what the maps can hold, an endpoint elsewhere whose
+//!   veth has just appeared, maps that drifted around the change) falls back to the whole
+//!   configuration; every other write uses the whole configuration. Drift outside a scoped
+//!   change is left alone: `status` reports it and `up` repairs it.
 //! - [`Instance::up`] is whole-state reconcile from the store: boot, and the repair path after a
 //!   change was interrupted between the store's commit and the maps.
 //! - [`Instance::status`] (module `status`) is the status model: attachments, counters, drift of
