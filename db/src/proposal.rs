@@ -21,16 +21,30 @@ use crate::{
 pub struct Proposal<'a> {
     tx: &'a Connection,
     endpoints: Option<EndpointChange>,
+    /// The configuration, when the write already has it in memory (`apply` does).
+    known: std::cell::RefCell<Option<Topology>>,
 }
 
 impl<'a> Proposal<'a> {
-    pub(crate) fn new(tx: &'a Connection, endpoints: Option<EndpointChange>) -> Self {
-        Self { tx, endpoints }
+    pub(crate) fn new(
+        tx: &'a Connection,
+        endpoints: Option<EndpointChange>,
+        known: Option<Topology>,
+    ) -> Self {
+        Self {
+            tx,
+            endpoints,
+            known: std::cell::RefCell::new(known),
+        }
     }
 
-    /// The whole configuration the write leaves (loaded now: it costs what the store holds).
+    /// The whole configuration the write leaves: loaded now (it costs what the store holds),
+    /// unless the write knew it already, which it then hands over (the first call only).
     pub fn topology(&self) -> Result<Topology, StoreError> {
-        Ok(State::load(self.tx)?.0.to_topology())
+        match self.known.borrow_mut().take() {
+            Some(topology) => Ok(topology),
+            None => Ok(State::load(self.tx)?.0.to_topology()),
+        }
     }
 
     /// When the write changed only endpoints of one VPC: which, and their neighbourhood.

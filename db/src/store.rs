@@ -346,7 +346,7 @@ impl Store {
             }
             _ => None,
         };
-        Self::check_and_commit(&mut self.guard, self.dry_run, tx, action, change)?;
+        Self::check_and_commit(&mut self.guard, self.dry_run, tx, action, change, None)?;
         Ok(out)
     }
 
@@ -356,9 +356,10 @@ impl Store {
         tx: Transaction<'_>,
         action: &'static str,
         change: Option<EndpointChange>,
+        known: Option<Topology>,
     ) -> Result<()> {
         if let Some(guard) = guard {
-            guard(&Proposal::new(&tx, change)).map_err(StoreError::Refused)?;
+            guard(&Proposal::new(&tx, change, known)).map_err(StoreError::Refused)?;
         }
         if dry_run {
             tx.rollback().ctx(action)
@@ -1044,12 +1045,15 @@ impl Store {
         }
         let report = write_diff(&tx, &current, &mut ids, &desired)?;
         if commit {
+            // What was just written is the store's whole state: no need to read it back.
+            let known = self.guard.is_some().then(|| desired.to_topology());
             Self::check_and_commit(
                 &mut self.guard,
                 self.dry_run,
                 tx,
                 "committing a topology",
                 None,
+                known,
             )?;
         }
         Ok(report)

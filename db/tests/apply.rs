@@ -680,3 +680,41 @@ fn an_endpoint_change_shows_the_guard_its_neighbourhood_and_nothing_more() {
     store.add_divider("blue", "h3").unwrap();
     assert!(seen.lock().unwrap().pop().unwrap().is_none());
 }
+
+#[test]
+fn the_configuration_apply_hands_its_guard_is_what_the_store_then_holds() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut store = Store::open_in_memory().unwrap();
+    let log = std::sync::Arc::clone(&seen);
+    store.set_commit_guard(Box::new(move |proposal: &Proposal<'_>| {
+        log.lock().unwrap().push(proposal.topology()?);
+        Ok(())
+    }));
+    // From empty; then a partial document overlaid on it (no prune), written out of order,
+    // with defaults left out and backends unsorted; then a pruning one.
+    let mut after = Vec::new();
+    store.apply(&base_doc(), false).unwrap();
+    after.push(store.snapshot().unwrap());
+    let overlay = Topology::from_yaml(
+        "vpcs:\n- name: blue\n  vni: 100\n  cidr: 10.0.0.0/16\n  networks:\n  - name: web\n    \
+         cidr: 10.0.1.0/24\n    endpoints:\n    - {name: zz, ip: 10.0.1.90, mac: '02:00:0a:00:01:5a', \
+         host: h3}\n    - {name: aa, ip: 10.0.1.91, mac: '02:00:0a:00:01:5b', host: h2}\n    - \
+         {name: lb2, ip: 10.0.1.92, mac: '02:00:0a:00:01:5c', type: scaled, host: gw1, backends: \
+         [zz, aa, web1]}\n",
+    )
+    .unwrap();
+    store.apply(&overlay, false).unwrap();
+    after.push(store.snapshot().unwrap());
+    let mut pruned = store.snapshot().unwrap();
+    pruned.vpcs.retain(|v| v.name == "blue");
+    store.apply(&pruned, true).unwrap();
+    after.push(store.snapshot().unwrap());
+    let seen = seen.lock().unwrap();
+    assert_eq!(*seen, after);
+    assert!(
+        seen[1].vpcs.iter().any(|v| v.name == "red"),
+        "overlay keeps red"
+    );
+    assert_eq!(seen[1].endpoints().count(), 9);
+    assert_eq!(seen[2].endpoints().count(), 8);
+}
