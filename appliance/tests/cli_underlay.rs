@@ -600,3 +600,234 @@ impl Drop for StopOnDrop<'_> {
         self.0.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
+
+/// `ep add --netns` makes and plumbs the endpoint's veth pair (address, MAC, route, MTU,
+/// offloads) so that it talks at once, before and after `up`; `ep del` removes the pair; what
+/// it cannot do is refused with nothing left behind.
+#[test]
+fn ep_add_netns_plumbs_the_endpoint_and_ep_del_removes_it() {
+    use std::{net::Ipv4Addr, time::Duration};
+
+    use mizar::lab::{DEFAULT_UNDERLAY_MTU, Feature, HostSpec, Lab, LabSpec, mac_string};
+
+    common::require_root();
+    let prefix = common::netns::unique_prefix();
+    let spec = LabSpec::new(&prefix, "192.168.97.0/24".parse().unwrap())
+        .host(HostSpec::new("h1", Ipv4Addr::new(192, 168, 97, 1)));
+    let lab = Lab::build(&spec).expect("build the lab");
+    let state = tempfile::tempdir().unwrap();
+    let pins = spec.instance_pin_dir("h1");
+    let host = &lab.hosts()[0];
+    let run = |args: &[&str]| mizar_in(&host.ns, state.path(), &pins, args);
+    let mizar = |args: &[&str]| mizar_ok(&host.ns, state.path(), &pins, args);
+    let host_links = || host.ns.ip(&["-o", "link", "show"]).unwrap();
+    let workload = |role: &str| mizar::lab::NetNs::create(&format!("{prefix}-{role}")).unwrap();
+    let (w1, w2, w3) = (workload("w1"), workload("w2"), workload("w3"));
+
+    mizar(&[
+        "init",
+        "--name",
+        "h1",
+        "--ip",
+        "192.168.97.1",
+        "--mac",
+        &mac_string(host.underlay_mac),
+        "--interface",
+        &host.underlay_ifname,
+    ]);
+    mizar(&[
+        "host",
+        "add",
+        "h2",
+        "--ip",
+        "192.168.97.2",
+        "--mac",
+        "02:aa:00:00:00:02",
+    ]);
+    mizar(&[
+        "vpc",
+        "add",
+        "blue",
+        "--vni",
+        "100",
+        "--cidr",
+        "10.0.0.0/16",
+    ]);
+    mizar(&["net", "add", "blue", "web", "--cidr", "10.0.0.0/24"]);
+    mizar(&["bouncer", "add", "blue", "web", "h1"]);
+    let add = |name: &str, ip: &str, mac: &str, host: &str, veth: &str, netns: &str| {
+        run(&[
+            "ep", "add", "blue", name, "--ip", ip, "--mac", mac, "--host", host, "--veth", veth,
+            "--netns", netns,
+        ])
+    };
+    let succeeded = |out: Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // Down: plumbed now, attached by `up`.
+    let said = succeeded(add(
+        "w1",
+        "10.0.0.2",
+        "02:ee:00:00:00:02",
+        "h1",
+        "vw1",
+        w1.name(),
+    ));
+    assert!(said.contains("plumbed into network namespace"), "{said}");
+    mizar(&["up"]);
+    // Up: egress attaches to the new pair as the change commits.
+    let said = succeeded(add(
+        "w2",
+        "10.0.0.3",
+        "02:ee:00:00:00:03",
+        "h1",
+        "vw2",
+        w2.name(),
+    ));
+    assert!(said.contains("attached to vw2"), "{said}");
+
+    let endpoint_mtu = (u32::from(DEFAULT_UNDERLAY_MTU) - 58).to_string();
+    for (ns, ip, mac) in [
+        (&w1, "10.0.0.2/24", "02:ee:00:00:00:02"),
+        (&w2, "10.0.0.3/24", "02:ee:00:00:00:03"),
+    ] {
+        let link = ns.ip(&["-o", "link", "show", "eth0"]).unwrap();
+        assert!(link.contains(&format!("mtu {endpoint_mtu} ")), "{link}");
+        assert!(link.contains(mac) && link.contains("UP"), "{link}");
+        let addr = ns.ip(&["-o", "-4", "addr", "show", "eth0"]).unwrap();
+        assert!(addr.contains(ip), "{addr}");
+        let route = ns.ip(&["route", "show", "default"]).unwrap();
+        assert!(route.contains("via 10.0.0.1 dev eth0"), "{route}");
+        assert!(!ns.feature("eth0", Feature::TxChecksum).unwrap());
+        assert!(ns.feature("eth0", Feature::Gro).unwrap());
+    }
+    for (from, to) in [
+        (&w1, Ipv4Addr::new(10, 0, 0, 3)),
+        (&w2, Ipv4Addr::new(10, 0, 0, 2)),
+    ] {
+        let exchange =
+            mizar::demo::ping(from, to, 3, Duration::from_secs(2)).expect("ping between the two");
+        assert_eq!(
+            exchange.answered,
+            3,
+            "{} -> {to}: {exchange:?}",
+            from.name()
+        );
+    }
+
+    // Refused, and nothing is left: no endpoint, no interface on either side.
+    let endpoints_before = mizar(&["ep", "list", "--json"]);
+    let links_before = host_links();
+    let refusals: [(&[&str], &str); 6] = [
+        (
+            &[
+                "w3",
+                "10.0.0.4",
+                "02:ee:00:00:00:04",
+                "h1",
+                "vw3",
+                "no-such-ns",
+            ],
+            "ip netns add no-such-ns",
+        ),
+        (
+            &[
+                "w3",
+                "10.0.0.4",
+                "02:ee:00:00:00:04",
+                "h1",
+                "vw1",
+                w3.name(),
+            ],
+            "already exists",
+        ),
+        (
+            &[
+                "w3",
+                "10.0.0.4",
+                "02:ee:00:00:00:04",
+                "h2",
+                "vw3",
+                w3.name(),
+            ],
+            "run the command there",
+        ),
+        (
+            &[
+                "w3",
+                "10.0.0.4",
+                "02:ee:00:00:00:04",
+                "h1",
+                "vw3",
+                w1.name(),
+            ],
+            "already has an interface eth0",
+        ),
+        // Plumbed, then refused by the store (the address is w1's): the pair is removed.
+        (
+            &[
+                "w3",
+                "10.0.0.2",
+                "02:ee:00:00:00:04",
+                "h1",
+                "vw3",
+                w3.name(),
+            ],
+            "10.0.0.2",
+        ),
+        (
+            &[
+                "w3",
+                "10.0.0.4",
+                "02:ee:00:00:00:04",
+                "h1",
+                "a-veth-name-too-long",
+                w3.name(),
+            ],
+            "longer than Linux takes",
+        ),
+    ];
+    for (args, hint) in refusals {
+        let out = add(args[0], args[1], args[2], args[3], args[4], args[5]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(stderr.contains(hint), "{args:?}: {stderr}");
+        assert_eq!(
+            mizar(&["ep", "list", "--json"]),
+            endpoints_before,
+            "{args:?}"
+        );
+        assert_eq!(host_links(), links_before, "{args:?}");
+        let inside = w3.ip(&["-o", "link", "show"]).unwrap();
+        assert!(!inside.contains("eth0"), "{args:?}: {inside}");
+    }
+    let out = run(&[
+        "ep",
+        "add",
+        "blue",
+        "w3",
+        "--ip",
+        "10.0.0.4",
+        "--mac",
+        "02:ee:00:00:00:04",
+        "--host",
+        "h1",
+        "--netns",
+        w3.name(),
+    ]);
+    assert!(!out.status.success(), "--netns without --veth was accepted");
+
+    // `ep del` lets go of the pair, then removes it; an endpoint plumbed by hand keeps its veth.
+    let said = mizar(&["ep", "del", "blue", "w2"]);
+    assert!(said.contains("egress detached from vw2"), "{said}");
+    assert!(!host_links().contains("vw2"), "{}", host_links());
+    assert!(!w2.ip(&["-o", "link", "show"]).unwrap().contains("eth0"));
+    mizar(&["ep", "del", "blue", "w1"]);
+    assert!(!host_links().contains("vw1"), "{}", host_links());
+    mizar(&["down"]);
+}

@@ -818,6 +818,35 @@ impl Store {
     // ---- Endpoints ----
 
     pub fn add_endpoint(&mut self, ep: &Endpoint) -> Result<()> {
+        self.add_endpoint_wired(ep, None)
+    }
+
+    /// Adds an endpoint whose veth pair was made for it, its inner end moved to the network
+    /// namespace `netns` (recorded, so that deleting the endpoint can remove the pair).
+    pub fn add_endpoint_in_netns(&mut self, ep: &Endpoint, netns: &str) -> Result<()> {
+        if ep.veth.is_none() {
+            return Err(StoreError::VethMissing {
+                vpc: ep.vpc.clone(),
+                endpoint: ep.name.clone(),
+                host: ep.host.clone(),
+            });
+        }
+        self.add_endpoint_wired(ep, Some(netns))
+    }
+
+    /// The network namespace the veth pair of an endpoint was made for, if mizar made it.
+    pub fn endpoint_netns(&self, vpc: &str, name: &str) -> Result<Option<String>> {
+        self.read("reading an endpoint's network namespace", |tx| {
+            tx.prepare_cached(
+                "SELECT w.netns FROM endpoint_netns w JOIN endpoints e ON e.id = w.endpoint_id \
+                 JOIN vpcs v ON v.id = e.vpc_id WHERE v.name = ?1 AND e.name = ?2",
+            )
+            .and_then(|mut stmt| stmt.query_row([vpc, name], |r| r.get(0)).optional())
+            .ctx("reading an endpoint's network namespace")
+        })
+    }
+
+    fn add_endpoint_wired(&mut self, ep: &Endpoint, netns: Option<&str>) -> Result<()> {
         check_endpoint(ep)?;
         self.write_endpoints("adding an endpoint", |tx| {
             let subject = || endpoint_subject(&ep.vpc, &ep.name);
@@ -919,6 +948,13 @@ impl Store {
             };
             let id = insert_endpoint(tx, None, &refs, ep)?;
             insert_backends(tx, id, vpc_id, &backends)?;
+            if let Some(netns) = netns {
+                tx.prepare_cached(
+                    "INSERT INTO endpoint_netns (endpoint_id, netns) VALUES (?1, ?2)",
+                )
+                .and_then(|mut stmt| stmt.execute(params![id, netns]))
+                .ctx("recording an endpoint's network namespace")?;
+            }
             let added = Endpoint {
                 backends,
                 ..ep.clone()

@@ -724,3 +724,33 @@ fn moving_this_host_keeps_one() {
     assert!(roles.is_bouncer());
     assert_eq!(roles.endpoints.len(), 3);
 }
+
+#[test]
+fn the_namespace_of_a_plumbed_endpoint_is_kept_with_it_and_goes_with_it() {
+    let mut store = base_store();
+    let mut ep = blue_ep("web9", "10.0.1.90");
+    assert_err(
+        store.add_endpoint_in_netns(&ep, "web9"),
+        &["names no veth", "--veth"],
+    );
+    assert!(
+        store.endpoint("blue", "web9").is_err(),
+        "a refused add wrote"
+    );
+    ep.veth = Some("vweb9".into());
+    store.add_endpoint_in_netns(&ep, "web9").unwrap();
+    assert_eq!(
+        store.endpoint_netns("blue", "web9").unwrap().as_deref(),
+        Some("web9")
+    );
+    // Same name in another VPC: a different endpoint, no namespace.
+    assert_eq!(store.endpoint_netns("red", "web9").unwrap(), None);
+    let plain = blue_ep("web8", "10.0.1.80");
+    store.add_endpoint(&plain).unwrap();
+    assert_eq!(store.endpoint_netns("blue", "web8").unwrap(), None);
+    store.delete_endpoint("blue", "web9", false).unwrap();
+    assert_eq!(store.endpoint_netns("blue", "web9").unwrap(), None);
+    // A new endpoint of that name does not inherit the old one's namespace.
+    store.add_endpoint(&ep).unwrap();
+    assert_eq!(store.endpoint_netns("blue", "web9").unwrap(), None);
+}

@@ -34,6 +34,7 @@
 mod change;
 mod desired;
 mod status;
+mod wiring;
 
 use std::{collections::BTreeSet, fs, path::PathBuf};
 
@@ -45,6 +46,7 @@ pub use desired::{
 };
 use desired::{forget_contradicted, local_veths, underlay_interface};
 pub use status::{AttachedStatus, Counts, Drift, EndpointWithCounters, Status, StatusCounter};
+pub use wiring::{FALLBACK_ENDPOINT_MTU, Wired, Wiring, unwire};
 
 use crate::dataplane::{
     AttachMode, Dataplane, DataplaneError, DataplaneMaps, PinLayout, PreparedReconcile,
@@ -93,6 +95,22 @@ pub enum FabricError {
          `mizar up`"
     )]
     Behind(Box<FabricError>),
+    #[error("cannot plumb the endpoint into network namespace {netns:?}: {reason}")]
+    Wiring { netns: String, reason: String },
+    #[error(
+        "cannot remove the veth pair {veth} made for the endpoint: {reason}; remove it with `ip \
+         link del {veth}`"
+    )]
+    Unwire { veth: String, reason: String },
+    #[error(
+        "--netns plumbs endpoints of this host only, and endpoint {endpoint} of VPC {vpc} lives \
+         on {host}: run the command there, or drop --netns"
+    )]
+    WiringElsewhere {
+        vpc: String,
+        endpoint: String,
+        host: String,
+    },
     #[error("cannot read {path}: {source}")]
     Io {
         path: PathBuf,

@@ -49,6 +49,11 @@ pub enum LabError {
     #[error("invalid lab: {0}")]
     Spec(String),
     #[error(
+        "network namespace {namespace:?} does not exist (no {NETNS_DIR}/{namespace}): create it \
+         with `ip netns add {namespace}`, or name one `ip netns list` shows"
+    )]
+    NoNamespace { namespace: String },
+    #[error(
         "`{tool}` is not installed: install the Debian package {package} (scripts/setup-debian.sh does)"
     )]
     MissingTool { tool: String, package: String },

@@ -69,6 +69,21 @@ impl NetNs {
         Ok(ns)
     }
 
+    /// A handle on the existing namespace `name` (of `ip netns`), which stays when this drops:
+    /// for namespaces someone else made (a container's).
+    pub fn existing(name: &str) -> Result<Self, LabError> {
+        validate_name("namespace", name, usize::MAX)?;
+        if !Path::new(NETNS_DIR).join(name).exists() {
+            return Err(LabError::NoNamespace {
+                namespace: name.to_owned(),
+            });
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            owned: false,
+        })
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

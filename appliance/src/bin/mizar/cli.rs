@@ -251,6 +251,12 @@ pub enum EpCommand {
         /// Its host-side veth (required when it lives on this host)
         #[arg(long)]
         veth: Option<String>,
+        /// Make the veth pair: the host end named by --veth, the other end moved into this
+        /// network namespace (of `ip netns`) as eth0, with the endpoint's address, MAC and a
+        /// default route via its network's gateway, an MTU that leaves room for the
+        /// encapsulation, transmit checksum offload off and GRO on; `ep del` removes the pair
+        #[arg(long, value_name = "NS", requires = "veth")]
+        netns: Option<String>,
         /// What it is: a simple endpoint, a scaled one (served by --backend endpoints), a host
         /// endpoint or a network function
         #[arg(long = "type", value_parser = endpoint_kind_parser(), default_value = "simple")]
@@ -262,8 +268,13 @@ pub enum EpCommand {
         #[arg(long = "backend")]
         backends: Vec<String>,
     },
-    /// Delete an endpoint
-    Del { vpc: String, name: String },
+    /// Delete an endpoint (and the veth pair `ep add --netns` made for it)
+    Del {
+        /// The VPC it belongs to
+        vpc: String,
+        /// Its name
+        name: String,
+    },
     /// List the endpoints, with their counters when hosted here and the data plane is up
     List {
         /// Only those of this VPC

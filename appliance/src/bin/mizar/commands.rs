@@ -387,29 +387,36 @@ fn ep(instance: &Instance, cmd: EpCommand) -> anyhow::Result<()> {
             host,
             network,
             veth,
+            netns,
             kind,
             bypass_decap,
             backends,
-        } => change(instance, |s| {
-            let network = match network {
-                Some(network) => network,
-                None => s.network_for(&vpc, ip)?.name,
-            };
-            let mut ep =
-                Endpoint::simple(vpc.clone(), network.clone(), name.clone(), ip, mac, host);
+        } => {
+            let mut ep = Endpoint::simple(vpc, network.unwrap_or_default(), name, ip, mac, host);
             ep.kind = kind;
             ep.bypass_decap = bypass_decap;
             ep.veth = veth;
             ep.backends = backends;
-            instance.check_new_endpoint(s, &ep)?;
-            s.add_endpoint(&ep)?;
-            Ok(format!(
-                "endpoint {name} ({ip}) added to network {network} of VPC {vpc}"
-            ))
-        }),
-        EpCommand::Del { vpc, name } => change(instance, |s| {
-            Ok(s.delete_endpoint(&vpc, &name, false)?.summary())
-        }),
+            let changed = instance.add_endpoint(ep, netns.as_deref())?;
+            let ep = &changed.outcome;
+            let wired = match &netns {
+                Some(netns) => format!(", plumbed into network namespace {netns} as eth0"),
+                None => String::new(),
+            };
+            report_change(
+                &changed,
+                format!(
+                    "endpoint {} ({}) added to network {} of VPC {}{wired}",
+                    ep.name, ep.ip, ep.network, ep.vpc
+                ),
+            );
+            Ok(())
+        }
+        EpCommand::Del { vpc, name } => {
+            let changed = instance.delete_endpoint(&vpc, &name)?;
+            report_change(&changed, changed.outcome.summary());
+            Ok(())
+        }
         EpCommand::List { vpc, output } => {
             let store = instance.existing_store()?;
             let endpoints = instance.endpoints_with_counters(&store, vpc.as_deref())?;
