@@ -185,7 +185,8 @@ lintian_clean() {
 }
 check "lintian: no error or warning (overrides in packaging/lintian-overrides)" lintian_clean
 check "control: Depends is \$auto (libc6) and iproute2 (ep add --netns), nothing else" \
-  bash -c '[[ "$(dpkg-deb -f "$1" Depends)" =~ ^libc6\ \(\>=\ [0-9.]+\),\ iproute2$ ]]' _ "$deb"
+  bash -c 'deps=$(dpkg-deb -f "$1" Depends | tr -d " " | tr , "\n" | sort | paste -sd,)
+           [[ "$deps" =~ ^iproute2,libc6\(\>=[0-9.]+\)$ ]]' _ "$deb"
 check "conffiles: /etc/mizar/mizar.env" \
   bash -c '[ "$(dpkg-deb -I "$1" conffiles)" = /etc/mizar/mizar.env ]' _ "$deb"
 
