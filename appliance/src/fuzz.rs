@@ -34,19 +34,14 @@ use crate::{
     dataplane::{
         Counters, Dataplane, DataplaneError, DesiredState, EndpointEntry, EndpointKind,
         EndpointStats, HostConfig, MacAddr, MemberRoles, NetworkEntry, PinLayout, STAGES, Stage,
-        VpcEntry, ensure_bpffs, reconcile, remove_all_pins,
+        VpcEntry, XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX, ensure_bpffs,
+        reason_outcome, reconcile, remove_all_pins,
     },
     packet::{GeneveOption, InnerFrame, Tunnel, arp_request, truncate_consistently},
 };
 
 /// Where the fuzzer's private instance pins (a bpffs it mounts when missing).
 pub const FUZZ_BPFFS: &str = "/run/mizar-fuzz";
-
-const XDP_ABORTED: u32 = 0;
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
-const XDP_REDIRECT: u32 = 4;
 
 const SELF: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
 const SELF_MAC: MacAddr = [0x02, 0x5e, 0, 0, 0, 1];
@@ -375,19 +370,6 @@ fn verdict_name(v: u32) -> &'static str {
         XDP_TX => "tx",
         XDP_REDIRECT => "redirect",
         _ => "unknown",
-    }
-}
-
-/// The verdict and stage a reason implies.
-fn reason_outcome(name: &str) -> (u32, Stage) {
-    match name {
-        "drop_no_scaled_function" => (XDP_DROP, Stage::OnXdpScaledEp),
-        "deliver_local" | "deliver_local_bypass" => (XDP_REDIRECT, Stage::OnXdpRedirect),
-        "bouncer_forward" | "divider_forward" | "to_divider" => (XDP_TX, Stage::OnXdpTx),
-        n if n.starts_with("pass_") => (XDP_PASS, Stage::OnXdpPass),
-        n if n.starts_with("egress_drop_") => (XDP_DROP, Stage::OnXdpDrop),
-        n if n.starts_with("egress_") => (XDP_REDIRECT, Stage::OnXdpRedirect),
-        _ => (XDP_DROP, Stage::OnXdpDrop),
     }
 }
 

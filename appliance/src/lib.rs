@@ -2,6 +2,7 @@
 //! later issues) the dashboard and captures.
 
 pub mod bench;
+pub mod dashboard;
 pub mod dataplane;
 pub mod demo;
 pub mod fabric;

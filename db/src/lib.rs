@@ -62,6 +62,7 @@ mod apply;
 mod error;
 mod model;
 mod proposal;
+mod request;
 mod schema;
 mod state;
 mod store;
@@ -75,6 +76,7 @@ pub use model::{
     Vpc, VpcSpec, default_gateway, parse_cidr,
 };
 pub use proposal::{EndpointChange, Proposal};
+pub use request::Request;
 pub use schema::SCHEMA_VERSION;
 pub use store::{Bouncer, CommitGuard, Divider, Refusal, Store};
 pub use validate::{MAX_BOUNCERS, MAX_DIVIDERS, MAX_ENDPOINTS, MAX_PREFIX, MAX_VNI};

@@ -304,6 +304,15 @@ impl Store {
         schema::user_version(&self.conn).ctx("reading the schema version")
     }
 
+    /// A number that changes whenever another connection (another `mizar` command, the
+    /// dashboard's changes) commits to the store: a reader can skip re-reading what did not
+    /// change. SQLite's `PRAGMA data_version`.
+    pub fn data_version(&self) -> Result<i64> {
+        self.conn
+            .query_row("PRAGMA data_version", [], |row| row.get(0))
+            .ctx("reading the store's data version")
+    }
+
     /// Every later write is checked by `guard` before it commits: whoever must follow the store
     /// (the data plane) computes what the new configuration implies for it and refuses what it
     /// could not take, so the store never runs ahead of it. The guard sees the configuration

@@ -10,6 +10,13 @@ pub struct CounterValue {
     pub bytes: u64,
 }
 
+/// XDP verdicts (`enum xdp_action` of the kernel's UAPI).
+pub const XDP_ABORTED: u32 = 0;
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
+pub const XDP_REDIRECT: u32 = 4;
+
 /// A pipeline stage: a slot of the stage program array.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
@@ -47,6 +54,20 @@ impl Stage {
             Self::OnXdpDrop => "ON_XDP_DROP",
             Self::OnXdpScaledEp => "ON_XDP_SCALED_EP",
         }
+    }
+}
+
+/// The XDP verdict a reason ends in and the stage it passes through (egress reasons, which
+/// have no stages yet, name the stage of the same verdict).
+pub fn reason_outcome(name: &str) -> (u32, Stage) {
+    match name {
+        "drop_no_scaled_function" => (XDP_DROP, Stage::OnXdpScaledEp),
+        "deliver_local" | "deliver_local_bypass" => (XDP_REDIRECT, Stage::OnXdpRedirect),
+        "bouncer_forward" | "divider_forward" | "to_divider" => (XDP_TX, Stage::OnXdpTx),
+        n if n.starts_with("pass_") => (XDP_PASS, Stage::OnXdpPass),
+        n if n.starts_with("egress_drop_") => (XDP_DROP, Stage::OnXdpDrop),
+        n if n.starts_with("egress_") => (XDP_REDIRECT, Stage::OnXdpRedirect),
+        _ => (XDP_DROP, Stage::OnXdpDrop),
     }
 }
 

@@ -25,7 +25,10 @@ use aya::{
 use mizar_ebpf::{EGRESS_OBJECT, EGRESS_PROGRAM, TRANSIT_OBJECT, TRANSIT_PROGRAM};
 
 pub use bpffs::{PinLayout, ensure_bpffs};
-pub use counters::{Counter, CounterValue, Counters, STAGES, Stage};
+pub use counters::{
+    Counter, CounterValue, Counters, STAGES, Stage, XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT,
+    XDP_TX, reason_outcome,
+};
 pub use maps::{
     DataplaneMaps, EndpointEntry, EndpointKey, EndpointKind, EndpointStats, HostConfig, MacAddr,
     MemberKey, MemberRoles, NetworkEntry, NetworkKey, VpcEntry,

@@ -7,7 +7,9 @@ use std::{
     rc::Rc,
 };
 
-use mizar_db::{Endpoint, EndpointChange, EndpointKind, Proposal, Store, StoreError, Topology};
+use mizar_db::{
+    Endpoint, EndpointChange, EndpointKind, Proposal, Request, Store, StoreError, Topology,
+};
 
 use super::{
     Attachment, Desired, FabricError, Instance, Interfaces as _, NamedInterfaces, SyncReport,
@@ -395,4 +397,50 @@ impl Instance {
 struct GuardContext {
     this_host: Option<String>,
     store_was_empty: bool,
+}
+
+impl Instance {
+    /// A front end's request (CLI or dashboard), through the one change path; the outcome is
+    /// what the CLI prints first. Endpoints go through [`Instance::add_endpoint`] and
+    /// [`Instance::delete_endpoint`] (scoped planning, namespace plumbing); naming a host to
+    /// delete is explicit enough to remove this one (refused while the data plane is up).
+    pub fn make(&self, request: &Request) -> Result<Changed<String>, FabricError> {
+        match request {
+            Request::AddEndpoint { endpoint, netns } => {
+                let changed = self.add_endpoint(endpoint.clone(), netns.as_deref())?;
+                let ep = &changed.outcome;
+                let wired = match netns {
+                    Some(netns) => format!(", plumbed into network namespace {netns} as eth0"),
+                    None => String::new(),
+                };
+                let outcome = format!(
+                    "endpoint {} ({}) added to network {} of VPC {}{wired}",
+                    ep.name, ep.ip, ep.network, ep.vpc
+                );
+                Ok(changed.map(|_| outcome))
+            }
+            Request::DeleteEndpoint { vpc, name } => Ok(self
+                .delete_endpoint(vpc, name)?
+                .map(|report| report.summary())),
+            Request::DeleteHost { .. } => {
+                let options = ChangeOptions {
+                    allow_teardown: true,
+                    ..ChangeOptions::default()
+                };
+                self.change(options, |store| store.make(request))
+            }
+            _ => self.change(ChangeOptions::default(), |store| store.make(request)),
+        }
+    }
+}
+
+impl<T> Changed<T> {
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Changed<U> {
+        Changed {
+            outcome: f(self.outcome),
+            dataplane: self.dataplane,
+            scope: self.scope,
+            dry_run: self.dry_run,
+        }
+    }
 }

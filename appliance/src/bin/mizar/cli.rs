@@ -89,6 +89,42 @@ pub enum Command {
     /// Build a self-contained demo fabric in network namespaces (4 hosts, each running its own
     /// mizar; two VPCs sharing 10.0.0.0/16), send traffic and show the counters; --down removes it
     Demo(mizar::demo::DemoArgs),
+    /// The dashboard: the pipeline stage by stage (rates, drop reasons, history), the
+    /// endpoints (sort, filter), the topology, and forms that change the fabric through the
+    /// same change path as these commands. Keys: Tab or 1-4 switch views, ? lists every key,
+    /// q quits. Without root, or with the data plane down, it shows the store alone
+    Tui(TuiArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TuiArgs {
+    /// How often the counters are read: 1s, 500ms, 2.5s, ... (at least 50ms)
+    #[arg(long, default_value = "1s", value_parser = parse_period, value_name = "PERIOD")]
+    pub period: std::time::Duration,
+}
+
+/// "1s", "500ms", "2.5s", or plain seconds.
+fn parse_period(text: &str) -> Result<std::time::Duration, String> {
+    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 1e-3)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1.0)
+    } else {
+        (text, 1.0)
+    };
+    let seconds = number
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .map(|v| v * scale)
+        .ok_or_else(|| format!("{text:?} is not a period: write it as 1s, 500ms or 2.5s"))?;
+    if !(0.05..=3600.0).contains(&seconds) {
+        return Err(format!(
+            "{text} is out of range: the period must be between 50ms and 3600s"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
 }
 
 #[derive(Debug, Args)]

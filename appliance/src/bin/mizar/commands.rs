@@ -9,7 +9,7 @@ use mizar::{
     bench,
     fabric::{ChangeOptions, Changed, EndpointWithCounters, Instance, SyncReport},
 };
-use mizar_db::{Endpoint, Host, Network, Store, StoreError, Topology, Vpc};
+use mizar_db::{Endpoint, Host, Network, Request, StoreError, Topology, Vpc};
 use serde::Serialize;
 
 use crate::cli::{
@@ -24,6 +24,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     match cli.command {
         Command::Demo(args) => mizar::demo::run(&args)?,
+        Command::Tui(args) => {
+            use std::io::IsTerminal as _;
+            if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+                anyhow::bail!(
+                    "mizar tui draws on a terminal, and stdin or stdout is not one: run it in a \
+                     terminal (over SSH: ssh -t); for scripts use mizar status --json"
+                );
+            }
+            let options = mizar_tui::RunOptions {
+                period: args.period,
+                theme: mizar_tui::Theme::from_env(),
+            };
+            let source_instance = instance.clone();
+            mizar_tui::run(
+                move || mizar::dashboard::FabricSource::new(source_instance),
+                options,
+            )
+            .context("the dashboard's terminal failed")?;
+        }
         Command::Bench(args) => {
             let options = args.options();
             options.validate()?;
@@ -153,20 +172,10 @@ fn parse_document(text: &str) -> anyhow::Result<Topology> {
     })
 }
 
-/// A change through the library's one change path; prints what the store and the data plane did.
-fn change(
-    instance: &Instance,
-    write: impl FnOnce(&mut Store) -> Result<String, StoreError>,
-) -> anyhow::Result<()> {
-    change_with(instance, ChangeOptions::default(), write)
-}
-
-fn change_with(
-    instance: &Instance,
-    options: ChangeOptions,
-    write: impl FnOnce(&mut Store) -> Result<String, StoreError>,
-) -> anyhow::Result<()> {
-    let changed = instance.change(options, write)?;
+/// A request through the library's one change path (the dashboard's too); prints what the
+/// store and the data plane did.
+fn make(instance: &Instance, request: Request) -> anyhow::Result<()> {
+    let changed = instance.make(&request)?;
     report_change(&changed, changed.outcome.clone());
     Ok(())
 }
@@ -265,27 +274,18 @@ fn host(instance: &Instance, cmd: HostCommand) -> anyhow::Result<()> {
             ip,
             mac,
             interface,
-        } => change(instance, |s| {
-            let host = Host {
-                name: name.clone(),
+        } => make(
+            instance,
+            Request::AddHost(Host {
+                name,
                 ip,
                 mac,
                 interface,
-            };
-            s.add_host(&host)?;
-            Ok(format!("host {name} added"))
-        }),
-        HostCommand::Del { name, cascade } => {
-            // Naming the host is explicit enough to remove this one (the data plane must be
-            // down for that: the change path refuses it while up).
-            let options = ChangeOptions {
-                allow_teardown: true,
-                ..ChangeOptions::default()
-            };
-            change_with(instance, options, |s| {
-                Ok(s.delete_host(&name, cascade)?.summary())
-            })
-        }
+            }),
+        ),
+        // Naming the host is explicit enough to remove this one (the data plane must be down
+        // for that: the change path refuses it while up).
+        HostCommand::Del { name, cascade } => make(instance, Request::DeleteHost { name, cascade }),
         HostCommand::List(output) => {
             let store = instance.existing_store()?;
             let me = store.this_host()?.map(|h| h.name);
@@ -316,17 +316,10 @@ fn host(instance: &Instance, cmd: HostCommand) -> anyhow::Result<()> {
 
 fn vpc(instance: &Instance, cmd: VpcCommand) -> anyhow::Result<()> {
     match cmd {
-        VpcCommand::Add { name, vni, cidr } => change(instance, |s| {
-            s.add_vpc(&Vpc {
-                name: name.clone(),
-                vni,
-                cidr,
-            })?;
-            Ok(format!("VPC {name} added (VNI {vni})"))
-        }),
-        VpcCommand::Del { name, cascade } => {
-            change(instance, |s| Ok(s.delete_vpc(&name, cascade)?.summary()))
+        VpcCommand::Add { name, vni, cidr } => {
+            make(instance, Request::AddVpc(Vpc { name, vni, cidr }))
         }
+        VpcCommand::Del { name, cascade } => make(instance, Request::DeleteVpc { name, cascade }),
         VpcCommand::List(output) => list(
             &instance.existing_store()?.vpcs()?,
             &output,
@@ -344,17 +337,16 @@ fn net(instance: &Instance, cmd: NetCommand) -> anyhow::Result<()> {
             name,
             cidr,
             gateway,
-        } => change(instance, |s| {
-            let mut net = Network::new(vpc.clone(), name.clone(), cidr);
+        } => {
+            let mut net = Network::new(vpc, name, cidr);
             if let Some(gateway) = gateway {
                 net.gateway = gateway;
             }
-            s.add_network(&net)?;
-            Ok(format!("network {name} ({cidr}) added to VPC {vpc}"))
-        }),
-        NetCommand::Del { vpc, name, cascade } => change(instance, |s| {
-            Ok(s.delete_network(&vpc, &name, cascade)?.summary())
-        }),
+            make(instance, Request::AddNetwork(net))
+        }
+        NetCommand::Del { vpc, name, cascade } => {
+            make(instance, Request::DeleteNetwork { vpc, name, cascade })
+        }
         NetCommand::List { vpc, output } => {
             let store = instance.existing_store()?;
             list(
@@ -397,26 +389,15 @@ fn ep(instance: &Instance, cmd: EpCommand) -> anyhow::Result<()> {
             ep.bypass_decap = bypass_decap;
             ep.veth = veth;
             ep.backends = backends;
-            let changed = instance.add_endpoint(ep, netns.as_deref())?;
-            let ep = &changed.outcome;
-            let wired = match &netns {
-                Some(netns) => format!(", plumbed into network namespace {netns} as eth0"),
-                None => String::new(),
-            };
-            report_change(
-                &changed,
-                format!(
-                    "endpoint {} ({}) added to network {} of VPC {}{wired}",
-                    ep.name, ep.ip, ep.network, ep.vpc
-                ),
-            );
-            Ok(())
+            make(
+                instance,
+                Request::AddEndpoint {
+                    endpoint: ep,
+                    netns,
+                },
+            )
         }
-        EpCommand::Del { vpc, name } => {
-            let changed = instance.delete_endpoint(&vpc, &name)?;
-            report_change(&changed, changed.outcome.summary());
-            Ok(())
-        }
+        EpCommand::Del { vpc, name } => make(instance, Request::DeleteEndpoint { vpc, name }),
         EpCommand::List { vpc, output } => {
             let store = instance.existing_store()?;
             let endpoints = instance.endpoints_with_counters(&store, vpc.as_deref())?;
@@ -459,16 +440,12 @@ fn ep(instance: &Instance, cmd: EpCommand) -> anyhow::Result<()> {
 
 fn bouncer(instance: &Instance, cmd: BouncerCommand) -> anyhow::Result<()> {
     match cmd {
-        BouncerCommand::Add { vpc, network, host } => change(instance, |s| {
-            s.add_bouncer(&vpc, &network, &host)?;
-            Ok(format!("{host} now bounces network {network} of VPC {vpc}"))
-        }),
-        BouncerCommand::Del { vpc, network, host } => change(instance, |s| {
-            s.delete_bouncer(&vpc, &network, &host)?;
-            Ok(format!(
-                "{host} no longer bounces network {network} of VPC {vpc}"
-            ))
-        }),
+        BouncerCommand::Add { vpc, network, host } => {
+            make(instance, Request::AddBouncer { vpc, network, host })
+        }
+        BouncerCommand::Del { vpc, network, host } => {
+            make(instance, Request::DeleteBouncer { vpc, network, host })
+        }
         BouncerCommand::List {
             vpc,
             network,
@@ -489,14 +466,8 @@ fn bouncer(instance: &Instance, cmd: BouncerCommand) -> anyhow::Result<()> {
 
 fn divider(instance: &Instance, cmd: DividerCommand) -> anyhow::Result<()> {
     match cmd {
-        DividerCommand::Add { vpc, host } => change(instance, |s| {
-            s.add_divider(&vpc, &host)?;
-            Ok(format!("{host} now divides VPC {vpc}"))
-        }),
-        DividerCommand::Del { vpc, host } => change(instance, |s| {
-            s.delete_divider(&vpc, &host)?;
-            Ok(format!("{host} no longer divides VPC {vpc}"))
-        }),
+        DividerCommand::Add { vpc, host } => make(instance, Request::AddDivider { vpc, host }),
+        DividerCommand::Del { vpc, host } => make(instance, Request::DeleteDivider { vpc, host }),
         DividerCommand::List { vpc, output } => list(
             &instance.existing_store()?.dividers(vpc.as_deref())?,
             &output,

@@ -16,14 +16,21 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if matches!(cli.command, cli::Command::Tui(_)) {
+        // Log lines written under the dashboard would tear its screen.
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::sink)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .init();
+    }
     match commands::run(cli) {
         Ok(code) => code,
         Err(err) => {
@@ -63,6 +70,31 @@ mod tests {
         assert_eq!(describe(&told), "cannot create x: entity not found");
         let untold = anyhow::anyhow!("disk full").context("cannot write the store");
         assert_eq!(describe(&untold), "cannot write the store: disk full");
+    }
+
+    #[test]
+    fn tui_period_parses_like_a_duration() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args).map(|c| c.command) {
+            Ok(Command::Tui(args)) => Ok(args.period),
+            Ok(other) => panic!("parsed as {other:?}"),
+            Err(e) => Err(e.to_string()),
+        };
+        assert_eq!(
+            parse(&["mizar", "tui"]),
+            Ok(std::time::Duration::from_secs(1))
+        );
+        assert_eq!(
+            parse(&["mizar", "tui", "--period", "100ms"]),
+            Ok(std::time::Duration::from_millis(100))
+        );
+        assert_eq!(
+            parse(&["mizar", "tui", "--period", "2.5"]),
+            Ok(std::time::Duration::from_millis(2500))
+        );
+        let err = parse(&["mizar", "tui", "--period", "10ms"]).unwrap_err();
+        assert!(err.contains("between 50ms and 3600s"), "{err}");
+        let err = parse(&["mizar", "tui", "--period", "fast"]).unwrap_err();
+        assert!(err.contains("write it as 1s, 500ms or 2.5s"), "{err}");
     }
 
     #[test]

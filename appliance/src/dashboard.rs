@@ -1,0 +1,234 @@
+//! The dashboard's data source: this instance's store and pinned maps, read as the status model
+//! reads them, and changes made through the library's one change path ([`Instance::make`]), so
+//! the dashboard and the CLI see and make the same changes.
+//!
+//! Cost per sample: the counters (one per-CPU array read) and the counters of endpoints hosted
+//! here; the store is read again only when another connection committed to it (SQLite's data
+//! version), and the drift check of `status` runs on a store change and every
+//! [`WARNINGS_EVERY`] otherwise.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use mizar_db::{Request, Store, Topology};
+use mizar_tui::{
+    DataSource, Sample,
+    model::{
+        Attached, Count, DataplaneSample, EndpointRow, Program, ReasonSample, StageSample, Verdict,
+    },
+};
+
+use crate::{
+    dataplane::{STAGES, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX, reason_outcome},
+    fabric::{FabricError, Instance},
+};
+
+/// How often warnings (and the maps-versus-store drift check behind them) are recomputed when
+/// the store did not change.
+pub const WARNINGS_EVERY: Duration = Duration::from_secs(10);
+
+pub struct FabricSource {
+    instance: Instance,
+    store: Option<Store>,
+    data_version: Option<i64>,
+    topology: Arc<Topology>,
+    /// The store's endpoints in topology order, without counters.
+    endpoints: Arc<Vec<EndpointRow>>,
+    /// Indices into `endpoints` of those hosted here (the only ones with counters), with their VNI.
+    local: Vec<(usize, u32)>,
+    warnings: Vec<String>,
+    warnings_at: Option<Instant>,
+}
+
+impl FabricSource {
+    pub fn new(instance: Instance) -> Self {
+        Self {
+            instance,
+            store: None,
+            data_version: None,
+            topology: Arc::new(Topology::default()),
+            endpoints: Arc::new(Vec::new()),
+            local: Vec::new(),
+            warnings: Vec::new(),
+            warnings_at: None,
+        }
+    }
+
+    fn read(&mut self, sample: &mut Sample) -> Result<(), FabricError> {
+        if self.store.is_none() {
+            self.store = Some(self.instance.existing_store()?);
+        }
+        let store = self.store.as_ref().expect("just opened");
+        let version = store.data_version()?;
+        let store_changed = self.data_version != Some(version);
+        if store_changed {
+            let topology = store.snapshot()?;
+            self.reload(&topology);
+            self.data_version = Some(version);
+        }
+        let store = self.store.as_ref().expect("just opened");
+        sample.host = self.topology.this_host.clone();
+        sample.topology = self.topology.clone();
+        sample.endpoints = self.endpoints.clone();
+        if !sample.root || !self.instance.is_up() {
+            self.warnings.clear();
+            return Ok(());
+        }
+        let Some(maps) = self.instance.maps()? else {
+            return Ok(());
+        };
+        let counters = maps.counters()?;
+        let reasons = mizar_ebpf::COUNTER_INFO
+            .iter()
+            .map(|info| {
+                let (verdict, stage) = reason_outcome(info.name);
+                let egress = info.name.starts_with("egress_");
+                let v = counters.get(info.slot);
+                ReasonSample {
+                    name: info.name.to_owned(),
+                    description: info.description.to_owned(),
+                    program: if egress {
+                        Program::Egress
+                    } else {
+                        Program::Transit
+                    },
+                    stage: (!egress).then(|| stage.name().to_owned()),
+                    verdict: match verdict {
+                        XDP_PASS => Verdict::Pass,
+                        XDP_TX => Verdict::Tx,
+                        XDP_REDIRECT => Verdict::Redirect,
+                        XDP_DROP => Verdict::Drop,
+                        _ => Verdict::Drop,
+                    },
+                    count: Count {
+                        packets: v.packets,
+                        bytes: v.bytes,
+                    },
+                }
+            })
+            .collect();
+        let stages = STAGES
+            .iter()
+            .map(|stage| {
+                let v = counters.stage(*stage);
+                StageSample {
+                    name: stage.name().to_owned(),
+                    count: Count {
+                        packets: v.packets,
+                        bytes: v.bytes,
+                    },
+                }
+            })
+            .collect();
+        let attached = self
+            .instance
+            .attachments()
+            .into_iter()
+            .map(|a| Attached {
+                role: a.role.to_owned(),
+                interface: a.ifname,
+                mode: a.mode.to_string(),
+            })
+            .collect();
+        sample.dataplane = Some(DataplaneSample {
+            attached,
+            stages,
+            reasons,
+        });
+        // Endpoints hosted here carry counters: only those rows are copied.
+        if !self.local.is_empty() {
+            let mut rows = (*self.endpoints).clone();
+            for &(i, vni) in &self.local {
+                if let Some(stats) = maps.endpoint_stats(vni, rows[i].ip)? {
+                    rows[i].rx = Some(Count {
+                        packets: stats.rx_packets,
+                        bytes: stats.rx_bytes,
+                    });
+                    rows[i].tx = Some(Count {
+                        packets: stats.tx_packets,
+                        bytes: stats.tx_bytes,
+                    });
+                }
+            }
+            sample.endpoints = Arc::new(rows);
+        }
+        let due = self
+            .warnings_at
+            .is_none_or(|at| at.elapsed() >= WARNINGS_EVERY);
+        if store_changed || due {
+            self.warnings = self.instance.status(store)?.warnings;
+            self.warnings_at = Some(Instant::now());
+        }
+        sample.warnings = self.warnings.clone();
+        Ok(())
+    }
+
+    fn reload(&mut self, topology: &Topology) {
+        let this_host = topology.this_host.as_deref();
+        let mut rows = Vec::new();
+        let mut local = Vec::new();
+        for (vpc, net, ep) in topology.endpoints() {
+            if Some(ep.host.as_str()) == this_host {
+                local.push((rows.len(), vpc.vni));
+            }
+            rows.push(EndpointRow {
+                vpc: vpc.name.clone(),
+                network: net.name.clone(),
+                name: ep.name.clone(),
+                ip: ep.ip,
+                mac: ep.mac,
+                kind: ep.kind,
+                bypass_decap: ep.bypass_decap,
+                host: ep.host.clone(),
+                veth: ep.veth.clone(),
+                rx: None,
+                tx: None,
+            });
+        }
+        self.topology = Arc::new(topology.clone());
+        self.endpoints = Arc::new(rows);
+        self.local = local;
+    }
+}
+
+/// An error and its causes, each once (as the CLI prints them).
+fn describe(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let c_text = c.to_string();
+        if !text.contains(&c_text) {
+            text.push_str(": ");
+            text.push_str(&c_text);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+impl DataSource for FabricSource {
+    fn sample(&mut self) -> Sample {
+        let started = Instant::now();
+        let mut sample = Sample::empty(started);
+        sample.store = self.instance.store_path().display().to_string();
+        sample.root = nix::unistd::geteuid().is_root();
+        if let Err(err) = self.read(&mut sample) {
+            // The store may have been replaced or removed: open it again next time.
+            self.store = None;
+            self.data_version = None;
+            sample.error = Some(describe(&err));
+        }
+        sample.cost = started.elapsed();
+        sample
+    }
+
+    fn change(&mut self, request: &Request) -> Result<String, String> {
+        let changed = self.instance.make(request).map_err(|e| describe(&e))?;
+        Ok(match &changed.dataplane {
+            Some(report) => format!("{}; data plane: {}", changed.outcome, report.maps),
+            None => changed.outcome,
+        })
+    }
+}

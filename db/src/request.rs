@@ -1,0 +1,219 @@
+//! A change to the store as a front end asks for it: the CLI builds one from its arguments, the
+//! dashboard from a form, and both hand it to the same change path, so a change made either way
+//! is validated, refused and reported alike.
+
+use std::fmt;
+
+use crate::{Endpoint, Host, Network, Store, StoreError, Vpc};
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    AddHost(Host),
+    DeleteHost {
+        name: String,
+        cascade: bool,
+    },
+    AddVpc(Vpc),
+    DeleteVpc {
+        name: String,
+        cascade: bool,
+    },
+    AddNetwork(Network),
+    DeleteNetwork {
+        vpc: String,
+        name: String,
+        cascade: bool,
+    },
+    /// With `netns`, the appliance also plumbs the endpoint's veth into that namespace.
+    AddEndpoint {
+        endpoint: Endpoint,
+        netns: Option<String>,
+    },
+    DeleteEndpoint {
+        vpc: String,
+        name: String,
+    },
+    AddBouncer {
+        vpc: String,
+        network: String,
+        host: String,
+    },
+    DeleteBouncer {
+        vpc: String,
+        network: String,
+        host: String,
+    },
+    AddDivider {
+        vpc: String,
+        host: String,
+    },
+    DeleteDivider {
+        vpc: String,
+        host: String,
+    },
+}
+
+impl Request {
+    /// Whether the request removes something (front ends ask for confirmation first).
+    pub fn removes(&self) -> bool {
+        matches!(
+            self,
+            Self::DeleteHost { .. }
+                | Self::DeleteVpc { .. }
+                | Self::DeleteNetwork { .. }
+                | Self::DeleteEndpoint { .. }
+                | Self::DeleteBouncer { .. }
+                | Self::DeleteDivider { .. }
+        )
+    }
+}
+
+/// What the request asks, in the words a confirmation prompt uses.
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cascade = |c: &bool| if *c { " and everything in it" } else { "" };
+        match self {
+            Self::AddHost(h) => write!(f, "add host {} ({})", h.name, h.ip),
+            Self::DeleteHost { name, cascade: c } => {
+                write!(f, "delete host {name}{}", cascade(c))
+            }
+            Self::AddVpc(v) => write!(f, "add VPC {} (VNI {}, {})", v.name, v.vni, v.cidr),
+            Self::DeleteVpc { name, cascade: c } => write!(f, "delete VPC {name}{}", cascade(c)),
+            Self::AddNetwork(n) => {
+                write!(f, "add network {} ({}) to VPC {}", n.name, n.cidr, n.vpc)
+            }
+            Self::DeleteNetwork {
+                vpc,
+                name,
+                cascade: c,
+            } => write!(f, "delete network {name} of VPC {vpc}{}", cascade(c)),
+            Self::AddEndpoint { endpoint: e, .. } => {
+                write!(f, "add endpoint {} ({}) to VPC {}", e.name, e.ip, e.vpc)
+            }
+            Self::DeleteEndpoint { vpc, name } => write!(f, "delete endpoint {name} of VPC {vpc}"),
+            Self::AddBouncer { vpc, network, host } => {
+                write!(f, "make {host} a bouncer of network {network} of VPC {vpc}")
+            }
+            Self::DeleteBouncer { vpc, network, host } => {
+                write!(
+                    f,
+                    "remove bouncer {host} from network {network} of VPC {vpc}"
+                )
+            }
+            Self::AddDivider { vpc, host } => write!(f, "make {host} a divider of VPC {vpc}"),
+            Self::DeleteDivider { vpc, host } => {
+                write!(f, "remove divider {host} from VPC {vpc}")
+            }
+        }
+    }
+}
+
+impl Store {
+    /// Writes the request and says what it did, as the CLI prints it. Endpoints are written
+    /// here too, but a front end with a data plane asks the appliance (which plans their map
+    /// entries from their neighbourhood and plumbs `netns`).
+    pub fn make(&mut self, request: &Request) -> Result<String> {
+        Ok(match request {
+            Request::AddHost(host) => {
+                self.add_host(host)?;
+                format!("host {} added", host.name)
+            }
+            Request::DeleteHost { name, cascade } => self.delete_host(name, *cascade)?.summary(),
+            Request::AddVpc(vpc) => {
+                self.add_vpc(vpc)?;
+                format!("VPC {} added (VNI {})", vpc.name, vpc.vni)
+            }
+            Request::DeleteVpc { name, cascade } => self.delete_vpc(name, *cascade)?.summary(),
+            Request::AddNetwork(net) => {
+                self.add_network(net)?;
+                format!(
+                    "network {} ({}) added to VPC {}",
+                    net.name, net.cidr, net.vpc
+                )
+            }
+            Request::DeleteNetwork { vpc, name, cascade } => {
+                self.delete_network(vpc, name, *cascade)?.summary()
+            }
+            Request::AddEndpoint { endpoint, netns } => {
+                match netns {
+                    Some(netns) => self.add_endpoint_in_netns(endpoint, netns)?,
+                    None => self.add_endpoint(endpoint)?,
+                }
+                format!(
+                    "endpoint {} ({}) added to VPC {}",
+                    endpoint.name, endpoint.ip, endpoint.vpc
+                )
+            }
+            Request::DeleteEndpoint { vpc, name } => {
+                self.delete_endpoint(vpc, name, false)?.summary()
+            }
+            Request::AddBouncer { vpc, network, host } => {
+                self.add_bouncer(vpc, network, host)?;
+                format!("{host} now bounces network {network} of VPC {vpc}")
+            }
+            Request::DeleteBouncer { vpc, network, host } => {
+                self.delete_bouncer(vpc, network, host)?;
+                format!("{host} no longer bounces network {network} of VPC {vpc}")
+            }
+            Request::AddDivider { vpc, host } => {
+                self.add_divider(vpc, host)?;
+                format!("{host} now divides VPC {vpc}")
+            }
+            Request::DeleteDivider { vpc, host } => {
+                self.delete_divider(vpc, host)?;
+                format!("{host} no longer divides VPC {vpc}")
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_write_and_report_as_the_cli_does() {
+        let mut store = Store::open_in_memory().unwrap();
+        let host = Host {
+            name: "h1".into(),
+            ip: "192.168.1.1".parse().unwrap(),
+            mac: "02:00:00:00:00:01".parse().unwrap(),
+            interface: Some("eth0".into()),
+        };
+        assert_eq!(
+            store.make(&Request::AddHost(host)).unwrap(),
+            "host h1 added"
+        );
+        let vpc = Vpc {
+            name: "blue".into(),
+            vni: 100,
+            cidr: "10.0.0.0/16".parse().unwrap(),
+        };
+        assert_eq!(
+            store.make(&Request::AddVpc(vpc.clone())).unwrap(),
+            "VPC blue added (VNI 100)"
+        );
+        let again = store.make(&Request::AddVpc(vpc)).unwrap_err();
+        assert!(again.to_string().contains("blue"), "{again}");
+        let net = Network::new("blue", "web", "10.0.1.0/24".parse().unwrap());
+        assert_eq!(
+            store.make(&Request::AddNetwork(net)).unwrap(),
+            "network web (10.0.1.0/24) added to VPC blue"
+        );
+        let divider = Request::AddDivider {
+            vpc: "blue".into(),
+            host: "h1".into(),
+        };
+        assert_eq!(store.make(&divider).unwrap(), "h1 now divides VPC blue");
+        let delete = Request::DeleteVpc {
+            name: "blue".into(),
+            cascade: true,
+        };
+        assert!(delete.removes() && !divider.removes());
+        assert_eq!(delete.to_string(), "delete VPC blue and everything in it");
+        assert!(store.make(&delete).unwrap().contains("removed"));
+        assert!(store.vpcs().unwrap().is_empty());
+    }
+}

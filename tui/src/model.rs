@@ -1,0 +1,498 @@
+//! What the dashboard shows: owned samples taken by the sampler, and the rates and history the
+//! model derives from consecutive samples. Nothing here touches a kernel or a terminal.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    net::Ipv4Addr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use mizar_db::{EndpointKind, MacAddr, Topology};
+
+/// How many samples of history each counter keeps (two minutes at the default period).
+pub const HISTORY_LEN: usize = 120;
+
+/// Which program counts a reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Program {
+    Transit,
+    Egress,
+}
+
+impl Program {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Transit => "transit",
+            Self::Egress => "egress",
+        }
+    }
+}
+
+/// The XDP verdict a reason ends in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Tx,
+    Redirect,
+    Drop,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::Tx => "tx",
+            Self::Redirect => "redirect",
+            Self::Drop => "drop",
+        }
+    }
+}
+
+/// A counter of packets and bytes, as the data plane keeps them (totals since load).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Count {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// One pipeline stage's entry counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageSample {
+    /// `ON_XDP_TX`, ...
+    pub name: String,
+    pub count: Count,
+}
+
+/// One verdict reason's counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReasonSample {
+    pub name: String,
+    pub description: String,
+    pub program: Program,
+    /// The stage the reason passes through (transit), or None (egress has no stages yet).
+    pub stage: Option<String>,
+    pub verdict: Verdict,
+    pub count: Count,
+}
+
+/// An XDP program attached to an interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attached {
+    pub role: String,
+    pub interface: String,
+    /// "native" or "generic".
+    pub mode: String,
+}
+
+/// The data plane's part of a sample (present only while it is up).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DataplaneSample {
+    pub attached: Vec<Attached>,
+    pub stages: Vec<StageSample>,
+    /// Every reason, zero or not, so that history has no gaps.
+    pub reasons: Vec<ReasonSample>,
+}
+
+/// One endpoint row: what the store holds and, for endpoints hosted here with the data plane
+/// up, its counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointRow {
+    pub vpc: String,
+    pub network: String,
+    pub name: String,
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+    pub kind: EndpointKind,
+    pub bypass_decap: bool,
+    pub host: String,
+    pub veth: Option<String>,
+    pub rx: Option<Count>,
+    pub tx: Option<Count>,
+}
+
+impl EndpointRow {
+    pub fn kind_label(&self) -> String {
+        let kind = self.kind.as_str();
+        if self.bypass_decap {
+            format!("{kind}+bypass")
+        } else {
+            kind.to_owned()
+        }
+    }
+}
+
+/// Everything the sampler read at one instant: owned, so the UI never shares a lock with it.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub taken: Instant,
+    pub host: Option<String>,
+    pub store: String,
+    /// Whether the dashboard runs as root (without it, the maps cannot be read).
+    pub root: bool,
+    /// None: the data plane is down (or could not be read: see `error`).
+    pub dataplane: Option<DataplaneSample>,
+    /// What `mizar status` warns about, each with its fix.
+    pub warnings: Vec<String>,
+    /// Why (part of) the sample could not be read.
+    pub error: Option<String>,
+    pub topology: Arc<Topology>,
+    pub endpoints: Arc<Vec<EndpointRow>>,
+    /// How long taking this sample took.
+    pub cost: Duration,
+}
+
+impl Sample {
+    /// A sample with nothing in it, as of `taken`.
+    pub fn empty(taken: Instant) -> Self {
+        Self {
+            taken,
+            host: None,
+            store: String::new(),
+            root: true,
+            dataplane: None,
+            warnings: Vec::new(),
+            error: None,
+            topology: Arc::new(Topology::default()),
+            endpoints: Arc::new(Vec::new()),
+            cost: Duration::ZERO,
+        }
+    }
+}
+
+/// Packets and bits per second over one sample interval.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Rate {
+    pub packets: f64,
+    pub bits: f64,
+}
+
+impl Rate {
+    /// The rate between two totals `elapsed` apart. A counter that went backwards (the data
+    /// plane was reloaded and its counters restarted) gives 0, not a huge wrapped figure.
+    pub fn between(earlier: Count, later: Count, elapsed: Duration) -> Self {
+        let secs = elapsed.as_secs_f64();
+        if secs <= 0.0 {
+            return Self::default();
+        }
+        Self {
+            packets: later.packets.saturating_sub(earlier.packets) as f64 / secs,
+            bits: later.bytes.saturating_sub(earlier.bytes) as f64 * 8.0 / secs,
+        }
+    }
+
+    fn add(self, other: Rate) -> Rate {
+        Rate {
+            packets: self.packets + other.packets,
+            bits: self.bits + other.bits,
+        }
+    }
+}
+
+/// What a row of the pipeline shows: a stage, the entry of a program, or one reason.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Series {
+    /// Everything a program saw (the sum of its reasons).
+    Entry(Program),
+    /// What entered a transit stage.
+    Stage(String),
+    /// The drops of a stage (ON_XDP_DROP and the drops of ON_XDP_SCALED_EP).
+    StageDrops(String),
+    /// The drops of a program.
+    ProgramDrops(Program),
+    Reason(String),
+}
+
+/// The rates of the last interval and a bounded history of each series.
+#[derive(Debug, Default)]
+pub struct Model {
+    latest: Option<Arc<Sample>>,
+    previous: Option<Arc<Sample>>,
+    rates: HashMap<Series, Rate>,
+    history: HashMap<Series, VecDeque<f64>>,
+    /// Aligned with the latest sample's endpoint rows.
+    endpoint_rates: Vec<Option<(Rate, Rate)>>,
+    samples: u64,
+}
+
+impl Model {
+    /// Takes a new sample: derives the rates since the previous one and extends the history.
+    pub fn ingest(&mut self, sample: Sample) {
+        let sample = Arc::new(sample);
+        self.samples += 1;
+        self.rates.clear();
+        self.endpoint_rates.clear();
+        if let Some(prev) = self.latest.take() {
+            let elapsed = sample.taken.saturating_duration_since(prev.taken);
+            if let (Some(now), Some(then)) = (&sample.dataplane, &prev.dataplane) {
+                self.derive_dataplane_rates(now, then, elapsed);
+            }
+            self.derive_endpoint_rates(&sample.endpoints, &prev.endpoints, elapsed);
+            self.previous = Some(prev);
+        }
+        let series: Vec<Series> = self.rates.keys().cloned().collect();
+        for s in series {
+            let rate = self.rates[&s].packets;
+            let h = self.history.entry(s).or_default();
+            if h.len() == HISTORY_LEN {
+                h.pop_front();
+            }
+            h.push_back(rate);
+        }
+        self.latest = Some(sample);
+    }
+
+    fn derive_dataplane_rates(
+        &mut self,
+        now: &DataplaneSample,
+        then: &DataplaneSample,
+        elapsed: Duration,
+    ) {
+        for stage in &now.stages {
+            let before = then
+                .stages
+                .iter()
+                .find(|s| s.name == stage.name)
+                .map(|s| s.count)
+                .unwrap_or_default();
+            self.rates.insert(
+                Series::Stage(stage.name.clone()),
+                Rate::between(before, stage.count, elapsed),
+            );
+        }
+        for program in [Program::Transit, Program::Egress] {
+            self.rates.insert(Series::Entry(program), Rate::default());
+            self.rates
+                .insert(Series::ProgramDrops(program), Rate::default());
+        }
+        for stage in &now.stages {
+            self.rates
+                .insert(Series::StageDrops(stage.name.clone()), Rate::default());
+        }
+        for reason in &now.reasons {
+            let before = then
+                .reasons
+                .iter()
+                .find(|r| r.name == reason.name)
+                .map(|r| r.count)
+                .unwrap_or_default();
+            let rate = Rate::between(before, reason.count, elapsed);
+            self.rates.insert(Series::Reason(reason.name.clone()), rate);
+            let mut add = |series: Series| {
+                let sum = self.rates.entry(series).or_default();
+                *sum = sum.add(rate);
+            };
+            add(Series::Entry(reason.program));
+            if reason.verdict == Verdict::Drop {
+                add(Series::ProgramDrops(reason.program));
+                if let Some(stage) = &reason.stage {
+                    add(Series::StageDrops(stage.clone()));
+                }
+            }
+        }
+    }
+
+    fn derive_endpoint_rates(
+        &mut self,
+        now: &[EndpointRow],
+        then: &[EndpointRow],
+        elapsed: Duration,
+    ) {
+        // Only endpoints with counters (those hosted here) have rates: index the earlier
+        // sample's by identity, since rows come and go between samples.
+        let before: HashMap<(&str, &str), (Count, Count)> = then
+            .iter()
+            .filter_map(|e| Some(((e.vpc.as_str(), e.name.as_str()), (e.rx?, e.tx?))))
+            .collect();
+        self.endpoint_rates = now
+            .iter()
+            .map(|e| {
+                let (rx0, tx0) = before.get(&(e.vpc.as_str(), e.name.as_str()))?;
+                Some((
+                    Rate::between(*rx0, e.rx?, elapsed),
+                    Rate::between(*tx0, e.tx?, elapsed),
+                ))
+            })
+            .collect();
+    }
+
+    pub fn latest(&self) -> Option<&Arc<Sample>> {
+        self.latest.as_ref()
+    }
+
+    /// How many samples were taken.
+    pub fn samples(&self) -> u64 {
+        self.samples
+    }
+
+    /// The rate of a series over the last interval (None before two samples).
+    pub fn rate(&self, series: &Series) -> Option<Rate> {
+        self.rates.get(series).copied()
+    }
+
+    /// Packets per second of a series, oldest first.
+    pub fn history(&self, series: &Series) -> Vec<f64> {
+        self.history
+            .get(series)
+            .map(|h| h.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// (rx, tx) rates of the endpoint at `row` of the latest sample, when it is hosted here.
+    pub fn endpoint_rate(&self, row: usize) -> Option<(Rate, Rate)> {
+        self.endpoint_rates.get(row).copied().flatten()
+    }
+}
+
+/// 1234567 → "1.23M"; what a rate column shows.
+pub fn si(value: f64) -> String {
+    let v = value.abs();
+    let (scaled, unit) = if v >= 1e9 {
+        (value / 1e9, "G")
+    } else if v >= 1e6 {
+        (value / 1e6, "M")
+    } else if v >= 1e3 {
+        (value / 1e3, "k")
+    } else {
+        return format!("{value:.0}");
+    };
+    if scaled.abs() >= 100.0 {
+        format!("{scaled:.0}{unit}")
+    } else if scaled.abs() >= 10.0 {
+        format!("{scaled:.1}{unit}")
+    } else {
+        format!("{scaled:.2}{unit}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(name: &str, stage: &str, verdict: Verdict, packets: u64) -> ReasonSample {
+        ReasonSample {
+            name: name.into(),
+            description: String::new(),
+            program: Program::Transit,
+            stage: Some(stage.into()),
+            verdict,
+            count: Count {
+                packets,
+                bytes: packets * 100,
+            },
+        }
+    }
+
+    fn sample(at: Instant, delivered: u64, dropped: u64) -> Sample {
+        let mut s = Sample::empty(at);
+        s.dataplane = Some(DataplaneSample {
+            attached: Vec::new(),
+            stages: vec![StageSample {
+                name: "ON_XDP_REDIRECT".into(),
+                count: Count {
+                    packets: delivered,
+                    bytes: delivered * 100,
+                },
+            }],
+            reasons: vec![
+                reason(
+                    "deliver_local",
+                    "ON_XDP_REDIRECT",
+                    Verdict::Redirect,
+                    delivered,
+                ),
+                reason("drop_unknown_vpc", "ON_XDP_DROP", Verdict::Drop, dropped),
+            ],
+        });
+        s
+    }
+
+    #[test]
+    fn rates_are_differences_over_elapsed_time() {
+        let t0 = Instant::now();
+        let mut model = Model::default();
+        model.ingest(sample(t0, 1_000, 10));
+        assert_eq!(model.rate(&Series::Entry(Program::Transit)), None);
+        model.ingest(sample(t0 + Duration::from_millis(500), 2_000, 60));
+        let entry = model.rate(&Series::Entry(Program::Transit)).unwrap();
+        assert_eq!(entry.packets, (1_000.0 + 50.0) / 0.5);
+        assert_eq!(entry.bits, 1_050.0 * 100.0 * 8.0 / 0.5);
+        let drops = model.rate(&Series::ProgramDrops(Program::Transit)).unwrap();
+        assert_eq!(drops.packets, 100.0);
+        let stage_drops = model
+            .rate(&Series::StageDrops("ON_XDP_DROP".into()))
+            .unwrap_or_default();
+        assert_eq!(stage_drops.packets, 100.0);
+        let stage = model
+            .rate(&Series::Stage("ON_XDP_REDIRECT".into()))
+            .unwrap();
+        assert_eq!(stage.packets, 2_000.0);
+        assert_eq!(
+            model.history(&Series::Reason("deliver_local".into())),
+            [2_000.0]
+        );
+    }
+
+    #[test]
+    fn a_counter_that_restarts_gives_zero_not_a_wrapped_rate() {
+        let t0 = Instant::now();
+        let mut model = Model::default();
+        model.ingest(sample(t0, 5_000, 0));
+        model.ingest(sample(t0 + Duration::from_secs(1), 10, 0));
+        let rate = model.rate(&Series::Reason("deliver_local".into())).unwrap();
+        assert_eq!(rate.packets, 0.0);
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let t0 = Instant::now();
+        let mut model = Model::default();
+        for i in 0..(HISTORY_LEN as u64 + 30) {
+            model.ingest(sample(t0 + Duration::from_secs(i), i * 10, 0));
+        }
+        let h = model.history(&Series::Reason("deliver_local".into()));
+        assert_eq!(h.len(), HISTORY_LEN);
+        assert!(h.iter().all(|r| *r == 10.0));
+    }
+
+    #[test]
+    fn endpoint_rates_follow_identity_not_position() {
+        let t0 = Instant::now();
+        let row = |name: &str, rx: u64| EndpointRow {
+            vpc: "blue".into(),
+            network: "web".into(),
+            name: name.into(),
+            ip: Ipv4Addr::new(10, 0, 0, 1),
+            mac: "02:00:00:00:00:01".parse().unwrap(),
+            kind: EndpointKind::Simple,
+            bypass_decap: false,
+            host: "h1".into(),
+            veth: None,
+            rx: Some(Count {
+                packets: rx,
+                bytes: rx * 10,
+            }),
+            tx: Some(Count::default()),
+        };
+        let mut model = Model::default();
+        let mut a = Sample::empty(t0);
+        a.endpoints = Arc::new(vec![row("a", 100), row("b", 1_000)]);
+        model.ingest(a);
+        let mut b = Sample::empty(t0 + Duration::from_secs(2));
+        // "a" is gone, a new "c" came first: "b" keeps its own history.
+        b.endpoints = Arc::new(vec![row("c", 7), row("b", 1_400)]);
+        model.ingest(b);
+        assert_eq!(model.endpoint_rate(1).unwrap().0.packets, 200.0);
+        assert_eq!(model.endpoint_rate(0), None);
+    }
+
+    #[test]
+    fn si_prefixes() {
+        assert_eq!(si(0.0), "0");
+        assert_eq!(si(999.0), "999");
+        assert_eq!(si(1_234.0), "1.23k");
+        assert_eq!(si(56_789.0), "56.8k");
+        assert_eq!(si(123_456_789.0), "123M");
+        assert_eq!(si(2.5e9), "2.50G");
+    }
+}

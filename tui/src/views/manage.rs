@@ -1,0 +1,491 @@
+//! Management: add and delete VPCs, networks, endpoints, hosts, bouncers and dividers through
+//! forms. Fields are parsed as the CLI parses its arguments (the same `FromStr`), the request
+//! goes through the same change path as the CLI, deletes are confirmed first, and the answer
+//! (the CLI's message or its error) is shown.
+
+use std::{net::Ipv4Addr, str::FromStr};
+
+use mizar_db::{Endpoint, EndpointKind, Host, Ipv4Net, MacAddr, Network, Request, Vpc};
+use ratatui::{
+    Frame,
+    crossterm::event::{KeyCode, KeyEvent},
+    layout::{Constraint, Layout, Rect},
+    text::{Line, Span},
+    widgets::{Block, Paragraph, Wrap},
+};
+
+use super::{Cursor, View, move_cursor};
+use crate::app::{Action, Context};
+
+struct Field {
+    label: &'static str,
+    hint: &'static str,
+    optional: bool,
+}
+
+const fn req(label: &'static str, hint: &'static str) -> Field {
+    Field {
+        label,
+        hint,
+        optional: false,
+    }
+}
+
+const fn opt(label: &'static str, hint: &'static str) -> Field {
+    Field {
+        label,
+        hint,
+        optional: true,
+    }
+}
+
+type Build = fn(&Values) -> Result<Request, String>;
+
+struct Form {
+    title: &'static str,
+    fields: &'static [Field],
+    build: Build,
+}
+
+/// The values typed into a form, read by label.
+pub struct Values<'a> {
+    fields: &'static [Field],
+    values: &'a [String],
+}
+
+impl Values<'_> {
+    fn text(&self, label: &str) -> Result<String, String> {
+        let i = self
+            .fields
+            .iter()
+            .position(|f| f.label == label)
+            .expect("field of this form");
+        let v = self.values[i].trim();
+        if v.is_empty() && !self.fields[i].optional {
+            return Err(format!("{label} is required: {}", self.fields[i].hint));
+        }
+        Ok(v.to_owned())
+    }
+
+    fn optional(&self, label: &str) -> Result<Option<String>, String> {
+        Ok(Some(self.text(label)?).filter(|v| !v.is_empty()))
+    }
+
+    /// Parsed as the CLI parses the same argument, with its message.
+    fn parse<T: FromStr>(&self, label: &str) -> Result<T, String>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let v = self.text(label)?;
+        v.parse()
+            .map_err(|e| format!("invalid value '{v}' for {label}: {e}"))
+    }
+
+    fn parse_optional<T: FromStr>(&self, label: &str) -> Result<Option<T>, String>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.optional(label)? {
+            None => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|e| format!("invalid value '{v}' for {label}: {e}")),
+        }
+    }
+
+    fn yes(&self, label: &str) -> Result<bool, String> {
+        match self.text(label)?.to_lowercase().as_str() {
+            "" | "n" | "no" => Ok(false),
+            "y" | "yes" => Ok(true),
+            other => Err(format!(
+                "invalid value '{other}' for {label}: answer yes or no"
+            )),
+        }
+    }
+}
+
+const CASCADE: Field = opt("cascade", "yes: also delete what it contains (default no)");
+
+static FORMS: &[Form] = &[
+    Form {
+        title: "add VPC",
+        fields: &[
+            req("name", "a new VPC name"),
+            req("vni", "24-bit VNI, unique in the fabric"),
+            req("cidr", "its address space, e.g. 10.0.0.0/16"),
+        ],
+        build: |v| {
+            Ok(Request::AddVpc(Vpc {
+                name: v.text("name")?,
+                vni: v.parse("vni")?,
+                cidr: v.parse::<Ipv4Net>("cidr")?,
+            }))
+        },
+    },
+    Form {
+        title: "add network",
+        fields: &[
+            req("vpc", "the VPC it belongs to"),
+            req("name", "a network name, new in the VPC"),
+            req("cidr", "inside the VPC's CIDR, e.g. 10.0.1.0/24"),
+            opt("gateway", "default: the first host address"),
+        ],
+        build: |v| {
+            let mut net = Network::new(v.text("vpc")?, v.text("name")?, v.parse("cidr")?);
+            if let Some(gw) = v.parse_optional::<Ipv4Addr>("gateway")? {
+                net.gateway = gw;
+            }
+            Ok(Request::AddNetwork(net))
+        },
+    },
+    Form {
+        title: "add endpoint",
+        fields: &[
+            req("vpc", "the VPC it belongs to"),
+            req("name", "an endpoint name, new in the VPC"),
+            req("ip", "its address, inside one of the VPC's networks"),
+            req("mac", "e.g. 02:00:0a:00:01:0a"),
+            req("host", "the host it lives on"),
+            opt("network", "default: the network containing the IP"),
+            opt("veth", "host-side veth, required on this host"),
+            opt("netns", "plumb the veth into this network namespace"),
+            opt("type", "simple (default), scaled, host or function"),
+        ],
+        build: |v| {
+            let mut ep = Endpoint::simple(
+                v.text("vpc")?,
+                v.optional("network")?.unwrap_or_default(),
+                v.text("name")?,
+                v.parse("ip")?,
+                v.parse::<MacAddr>("mac")?,
+                v.text("host")?,
+            );
+            ep.veth = v.optional("veth")?;
+            ep.kind = v
+                .parse_optional::<EndpointKind>("type")?
+                .unwrap_or_default();
+            Ok(Request::AddEndpoint {
+                endpoint: ep,
+                netns: v.optional("netns")?,
+            })
+        },
+    },
+    Form {
+        title: "add host",
+        fields: &[
+            req("name", "a new host name"),
+            req("ip", "its underlay IPv4 address"),
+            req("mac", "the MAC frames to it are sent to"),
+            opt(
+                "interface",
+                "its underlay interface (required for this host)",
+            ),
+        ],
+        build: |v| {
+            Ok(Request::AddHost(Host {
+                name: v.text("name")?,
+                ip: v.parse("ip")?,
+                mac: v.parse("mac")?,
+                interface: v.optional("interface")?,
+            }))
+        },
+    },
+    Form {
+        title: "add bouncer",
+        fields: &[
+            req("vpc", "the VPC"),
+            req("network", "the network it bounces"),
+            req("host", "the host"),
+        ],
+        build: |v| {
+            Ok(Request::AddBouncer {
+                vpc: v.text("vpc")?,
+                network: v.text("network")?,
+                host: v.text("host")?,
+            })
+        },
+    },
+    Form {
+        title: "add divider",
+        fields: &[req("vpc", "the VPC it divides"), req("host", "the host")],
+        build: |v| {
+            Ok(Request::AddDivider {
+                vpc: v.text("vpc")?,
+                host: v.text("host")?,
+            })
+        },
+    },
+    Form {
+        title: "delete VPC",
+        fields: &[req("name", "the VPC"), CASCADE],
+        build: |v| {
+            Ok(Request::DeleteVpc {
+                name: v.text("name")?,
+                cascade: v.yes("cascade")?,
+            })
+        },
+    },
+    Form {
+        title: "delete network",
+        fields: &[req("vpc", "the VPC"), req("name", "the network"), CASCADE],
+        build: |v| {
+            Ok(Request::DeleteNetwork {
+                vpc: v.text("vpc")?,
+                name: v.text("name")?,
+                cascade: v.yes("cascade")?,
+            })
+        },
+    },
+    Form {
+        title: "delete endpoint",
+        fields: &[req("vpc", "the VPC"), req("name", "the endpoint")],
+        build: |v| {
+            Ok(Request::DeleteEndpoint {
+                vpc: v.text("vpc")?,
+                name: v.text("name")?,
+            })
+        },
+    },
+    Form {
+        title: "delete host",
+        fields: &[req("name", "the host"), CASCADE],
+        build: |v| {
+            Ok(Request::DeleteHost {
+                name: v.text("name")?,
+                cascade: v.yes("cascade")?,
+            })
+        },
+    },
+    Form {
+        title: "delete bouncer",
+        fields: &[
+            req("vpc", "the VPC"),
+            req("network", "the network"),
+            req("host", "the bouncer"),
+        ],
+        build: |v| {
+            Ok(Request::DeleteBouncer {
+                vpc: v.text("vpc")?,
+                network: v.text("network")?,
+                host: v.text("host")?,
+            })
+        },
+    },
+    Form {
+        title: "delete divider",
+        fields: &[req("vpc", "the VPC"), req("host", "the divider")],
+        build: |v| {
+            Ok(Request::DeleteDivider {
+                vpc: v.text("vpc")?,
+                host: v.text("host")?,
+            })
+        },
+    },
+];
+
+/// A form being filled in.
+#[derive(Debug)]
+struct Open {
+    form: usize,
+    values: Vec<String>,
+    field: usize,
+    error: Option<String>,
+    /// A delete waiting for y/n.
+    confirm: Option<Request>,
+}
+
+#[derive(Debug, Default)]
+pub struct ManageView {
+    cursor: Cursor,
+    open: Option<Open>,
+}
+
+impl ManageView {
+    /// The form being filled in and its field, when one is open (for tests).
+    pub fn open_form(&self) -> Option<(&'static str, &'static str)> {
+        self.open
+            .as_ref()
+            .map(|o| (FORMS[o.form].title, FORMS[o.form].fields[o.field].label))
+    }
+
+    /// The error the open form shows.
+    pub fn form_error(&self) -> Option<&str> {
+        self.open.as_ref().and_then(|o| o.error.as_deref())
+    }
+
+    fn submit(open: &mut Open) -> Option<Action> {
+        let form = &FORMS[open.form];
+        let values = Values {
+            fields: form.fields,
+            values: &open.values,
+        };
+        match (form.build)(&values) {
+            Err(e) => {
+                open.error = Some(e);
+                None
+            }
+            Ok(request) if request.removes() => {
+                open.error = None;
+                open.confirm = Some(request);
+                None
+            }
+            Ok(request) => Some(Action::Change(request)),
+        }
+    }
+}
+
+impl View for ManageView {
+    fn title(&self) -> &'static str {
+        "Manage"
+    }
+
+    fn keys(&self) -> &'static [(&'static str, &'static str)] {
+        &[
+            ("↑↓ / j k", "choose what to do"),
+            ("Enter", "open its form; in a form: submit"),
+            ("Tab ↓ / Shift-Tab ↑", "in a form: next / previous field"),
+            ("y / n", "confirm or cancel a delete"),
+            ("Esc", "close the form, nothing changed"),
+        ]
+    }
+
+    fn takes_text(&self) -> bool {
+        self.open.is_some()
+    }
+
+    fn handle_key(&mut self, key: KeyEvent, cx: &Context) -> Option<Action> {
+        let Some(open) = &mut self.open else {
+            if move_cursor(&mut self.cursor, key, FORMS.len(), FORMS.len()) {
+                return None;
+            }
+            if key.code == KeyCode::Enter {
+                let form = &FORMS[self.cursor.selected];
+                let this_host = cx.model.latest().and_then(|s| s.host.clone());
+                let values = form
+                    .fields
+                    .iter()
+                    .map(|f| match (f.label, &this_host) {
+                        ("host", Some(h)) if form.title == "add endpoint" => h.clone(),
+                        _ => String::new(),
+                    })
+                    .collect();
+                self.open = Some(Open {
+                    form: self.cursor.selected,
+                    values,
+                    field: 0,
+                    error: None,
+                    confirm: None,
+                });
+            }
+            return None;
+        };
+        if let Some(request) = open.confirm.take() {
+            return match key.code {
+                KeyCode::Char('y') | KeyCode::Char('Y') => {
+                    self.open = None;
+                    Some(Action::Change(request))
+                }
+                _ => {
+                    open.error = Some("not deleted".into());
+                    None
+                }
+            };
+        }
+        let fields = FORMS[open.form].fields.len();
+        match key.code {
+            KeyCode::Esc => self.open = None,
+            KeyCode::Tab | KeyCode::Down => open.field = (open.field + 1) % fields,
+            KeyCode::BackTab | KeyCode::Up => open.field = (open.field + fields - 1) % fields,
+            KeyCode::Backspace => {
+                open.values[open.field].pop();
+            }
+            KeyCode::Char(c) => open.values[open.field].push(c),
+            KeyCode::Enter => {
+                let action = Self::submit(open);
+                if action.is_some() {
+                    self.open = None;
+                }
+                return action;
+            }
+            _ => {}
+        }
+        None
+    }
+
+    fn draw(&mut self, frame: &mut Frame, area: Rect, cx: &Context) {
+        let t = cx.theme;
+        let [list_area, form_area] =
+            Layout::horizontal([Constraint::Length(22), Constraint::Min(30)]).areas(area);
+        let lines: Vec<Line> = FORMS
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let line = Line::from(format!(" {}", f.title));
+                if i == self.cursor.selected {
+                    line.style(t.selected())
+                } else {
+                    line
+                }
+            })
+            .collect();
+        frame.render_widget(
+            Paragraph::new(lines)
+                .block(Block::bordered().title(Span::styled(" change ", t.title()))),
+            list_area,
+        );
+        let form = &FORMS[self.open.as_ref().map_or(self.cursor.selected, |o| o.form)];
+        let mut lines = Vec::new();
+        for (i, field) in form.fields.iter().enumerate() {
+            let (value, active) = match &self.open {
+                Some(o) => (o.values[i].as_str(), o.field == i),
+                None => ("", false),
+            };
+            let label = format!(
+                "{:>10}{} ",
+                field.label,
+                if field.optional { " " } else { "*" }
+            );
+            let mut spans = vec![Span::styled(label, t.header())];
+            if active {
+                spans.push(Span::styled(value.to_owned(), t.selected()));
+                spans.push(Span::styled("█", t.dim()));
+            } else {
+                spans.push(Span::raw(value.to_owned()));
+            }
+            if value.is_empty() {
+                spans.push(Span::styled(format!("  {}", field.hint), t.dim()));
+            }
+            lines.push(Line::from(spans));
+        }
+        lines.push(Line::from(""));
+        match &self.open {
+            None => lines.push(Line::from(Span::styled(
+                "Enter opens this form; * is required",
+                t.dim(),
+            ))),
+            Some(o) => {
+                if let Some(request) = &o.confirm {
+                    lines.push(Line::from(Span::styled(
+                        format!("{request}? y to confirm, any other key cancels"),
+                        t.warn(),
+                    )));
+                } else {
+                    lines.push(Line::from(Span::styled(
+                        "Enter submits · Tab next field · Esc closes, nothing changed",
+                        t.dim(),
+                    )));
+                }
+                if let Some(e) = &o.error {
+                    lines.push(Line::from(Span::styled(e.clone(), t.bad())));
+                }
+            }
+        }
+        frame.render_widget(
+            Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+                Block::bordered().title(Span::styled(format!(" {} ", form.title), t.title())),
+            ),
+            form_area,
+        );
+    }
+}
