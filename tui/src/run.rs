@@ -98,8 +98,21 @@ async fn run_loop<S: DataSource>(
     // Redraws between samples keep the sample's age honest.
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut sampler_alive = true;
+    // Tests check that a panic restores the terminal: MIZAR_TUI_PANIC_AFTER=N panics in the Nth
+    // frame's drawing.
+    let panic_after: Option<u64> = std::env::var("MIZAR_TUI_PANIC_AFTER")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let mut frames = 0u64;
     let result = loop {
-        if let Err(e) = terminal.draw(|frame| app.draw(frame, Instant::now())) {
+        frames += 1;
+        let draw = terminal.draw(|frame| {
+            app.draw(frame, Instant::now());
+            if panic_after.is_some_and(|n| frames >= n) {
+                panic!("MIZAR_TUI_PANIC_AFTER={frames}: panicking mid-draw, as asked");
+            }
+        });
+        if let Err(e) = draw {
             break Err(e);
         }
         tokio::select! {

@@ -514,3 +514,27 @@ fn add_endpoint_form_offers_this_host() {
     assert_eq!(endpoint.ip, Ipv4Addr::new(10, 0, 1, 12));
     assert_eq!(netns, None);
 }
+
+#[test]
+fn after_a_change_the_form_list_can_go_back_to_the_first_form() {
+    let (mut app, now) = app_with_samples(1);
+    press(&mut app, "4");
+    app.on_key(key(KeyCode::Down));
+    app.on_key(key(KeyCode::Down));
+    app.on_key(key(KeyCode::Enter));
+    for text in ["blue", "web3", "10.0.1.12", "02:00:0a:00:01:0c"] {
+        press(&mut app, text);
+        app.on_key(key(KeyCode::Tab));
+    }
+    assert!(matches!(
+        app.on_key(key(KeyCode::Enter)),
+        Some(Action::Change(_))
+    ));
+    app.on_change_done(Ok("done".into()));
+    press(&mut app, "2");
+    press(&mut app, "4");
+    press(&mut app, "g");
+    app.on_key(key(KeyCode::Enter));
+    let screen = render(&mut app, now, 100, 30);
+    assert!(screen.contains("┌ add VPC"), "{screen}");
+}

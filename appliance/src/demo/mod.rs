@@ -751,6 +751,7 @@ pub fn run(args: &DemoArgs) -> Result<(), DemoError> {
         "\nthe demo stays up. Look around:\n  \
          ip netns exec {ns} {exe} --state-dir {state} --pin-dir {pins} status\n  \
          (the same for any host: {hosts}; any mizar command works there: ep list, export, ...)\n  \
+         ip netns exec {ns} {exe} --state-dir {state} --pin-dir {pins} tui   (the dashboard; on any host)\n  \
          ip netns exec {prefix}-b-web1 ping 10.0.2.10\n  \
          ip netns exec {ns} tcpdump -ni {ul} udp port 6081\n\
          remove it with:\n  {exe} demo --down{flag}",
