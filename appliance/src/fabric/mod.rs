@@ -22,6 +22,9 @@
 //!   veth has just appeared, maps that drifted around the change) falls back to the whole
 //!   configuration; every other write uses the whole configuration. Drift outside a scoped
 //!   change is left alone: `status` reports it and `up` repairs it.
+//! - [`Instance::make`] runs a front end's [`mizar_db::Request`] (what the CLI parsed, what a
+//!   dashboard form holds) through that path, with the message the CLI prints: both front ends
+//!   change the fabric the same way.
 //! - [`Instance::up`] is whole-state reconcile from the store: boot, and the repair path after a
 //!   change was interrupted between the store's commit and the maps.
 //! - [`Instance::status`] (module `status`) is the status model: attachments, counters, drift of
