@@ -10,7 +10,7 @@ packages=(
   bpftool               # inspect pinned programs and maps when debugging
   iproute2 ethtool      # namespaces, veths, offload settings for tests and the lab
   iputils-ping tcpdump tshark  # end-to-end tests and capture checks
-  tmux                  # drives `mizar tui` in its end-to-end test (send-keys, capture-pane)
+  tmux procps           # drive `mizar tui` in its end-to-end test (tmux; pgrep and kill)
   libclang-dev          # bindgen reads the shared ABI header
   pkg-config
   gcc libc6-dev         # the linker Rust uses (cc)

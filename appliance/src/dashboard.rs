@@ -21,7 +21,7 @@ use mizar_tui::{
 };
 
 use crate::{
-    dataplane::{STAGES, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX, reason_outcome},
+    dataplane::{STAGES, XDP_PASS, XDP_REDIRECT, XDP_TX, reason_outcome},
     fabric::{FabricError, Instance},
 };
 
@@ -99,7 +99,7 @@ impl FabricSource {
                         XDP_PASS => Verdict::Pass,
                         XDP_TX => Verdict::Tx,
                         XDP_REDIRECT => Verdict::Redirect,
-                        XDP_DROP => Verdict::Drop,
+                        // XDP_DROP; no reason ends in XDP_ABORTED.
                         _ => Verdict::Drop,
                     },
                     count: Count {
@@ -173,39 +173,12 @@ impl FabricSource {
             if Some(ep.host.as_str()) == this_host {
                 local.push((rows.len(), vpc.vni));
             }
-            rows.push(EndpointRow {
-                vpc: vpc.name.clone(),
-                network: net.name.clone(),
-                name: ep.name.clone(),
-                ip: ep.ip,
-                mac: ep.mac,
-                kind: ep.kind,
-                bypass_decap: ep.bypass_decap,
-                host: ep.host.clone(),
-                veth: ep.veth.clone(),
-                rx: None,
-                tx: None,
-            });
+            rows.push(EndpointRow::from_store(vpc, net, ep));
         }
         self.topology = Arc::new(topology.clone());
         self.endpoints = Arc::new(rows);
         self.local = local;
     }
-}
-
-/// An error and its causes, each once (as the CLI prints them).
-fn describe(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        let c_text = c.to_string();
-        if !text.contains(&c_text) {
-            text.push_str(": ");
-            text.push_str(&c_text);
-        }
-        cause = c.source();
-    }
-    text
 }
 
 impl DataSource for FabricSource {
@@ -218,14 +191,17 @@ impl DataSource for FabricSource {
             // The store may have been replaced or removed: open it again next time.
             self.store = None;
             self.data_version = None;
-            sample.error = Some(describe(&err));
+            sample.error = Some(crate::describe_error(&err));
         }
         sample.cost = started.elapsed();
         sample
     }
 
     fn change(&mut self, request: &Request) -> Result<String, String> {
-        let changed = self.instance.make(request).map_err(|e| describe(&e))?;
+        let changed = self
+            .instance
+            .make(request)
+            .map_err(|e| crate::describe_error(&e))?;
         Ok(match &changed.dataplane {
             Some(report) => format!("{}; data plane: {}", changed.outcome, report.maps),
             None => changed.outcome,

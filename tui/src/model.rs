@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mizar_db::{EndpointKind, MacAddr, Topology};
+use mizar_db::{EndpointKind, EndpointSpec, MacAddr, NetworkSpec, Topology, VpcSpec};
 
 /// How many samples of history each counter keeps (two minutes at the default period).
 pub const HISTORY_LEN: usize = 120;
@@ -112,6 +112,23 @@ pub struct EndpointRow {
 }
 
 impl EndpointRow {
+    /// An endpoint of the store, without counters.
+    pub fn from_store(vpc: &VpcSpec, network: &NetworkSpec, ep: &EndpointSpec) -> Self {
+        Self {
+            vpc: vpc.name.clone(),
+            network: network.name.clone(),
+            name: ep.name.clone(),
+            ip: ep.ip,
+            mac: ep.mac,
+            kind: ep.kind,
+            bypass_decap: ep.bypass_decap,
+            host: ep.host.clone(),
+            veth: ep.veth.clone(),
+            rx: None,
+            tx: None,
+        }
+    }
+
     pub fn kind_label(&self) -> String {
         let kind = self.kind.as_str();
         if self.bypass_decap {

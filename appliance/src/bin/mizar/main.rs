@@ -40,18 +40,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error and its causes, each cause once: most messages already say their cause, and
-/// repeating it ("(os error 2): ... (os error 2)") only hides what matters.
 fn describe(err: &anyhow::Error) -> String {
-    let mut text = err.to_string();
-    for cause in err.chain().skip(1) {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-    }
-    text
+    mizar::describe_error(err.as_ref())
 }
 
 #[cfg(test)]
