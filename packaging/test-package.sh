@@ -27,6 +27,7 @@ unset MIZAR_STATE_DIR MIZAR_PIN_DIR
 STATE=/var/lib/mizar
 ETC=/etc/mizar
 UNIT=/usr/lib/systemd/system/mizar.service
+METRICS_UNIT=/usr/lib/systemd/system/mizar-metrics.service
 DEFAULT_PINS=/sys/fs/bpf/mizar
 NETNS="mzpkgtest$$"
 BPFFS="/run/mizar-pkgtest-$$"
@@ -216,13 +217,16 @@ check "every path of dpkg -L exists" bash -c 'dpkg -L mizar | while IFS= read -r
 check "state directory $STATE created by the package, mode 750, empty" \
   bash -c '[ "$(stat -c %a "$1")" = 750 ] && [ -z "$(ls -A "$1")" ]' _ "$STATE"
 check "man pages: mizar(1) and one per subcommand" \
-  bash -c '[ -e /usr/share/man/man1/mizar.1.gz ] && [ -e /usr/share/man/man1/mizar-init.1.gz ] && zcat /usr/share/man/man1/mizar-up.1.gz | grep -q "^\.TH"'
+  bash -c 'for p in mizar mizar-init mizar-tui mizar-metrics; do [ -e "/usr/share/man/man1/$p.1.gz" ] || exit 1; done &&
+           zcat /usr/share/man/man1/mizar-up.1.gz | grep -q "^\.TH" && zcat /usr/share/man/man1/mizar-metrics.1.gz | grep -q "fB.-.-listen"'
 check "bash completion registers mizar" \
   bash -c 'source /usr/share/bash-completion/completions/mizar && complete -p mizar >/dev/null'
 check "zsh and fish completions installed" \
   test -s /usr/share/zsh/vendor-completions/_mizar -a -s /usr/share/fish/vendor_completions.d/mizar.fish
 check "mizar.service enabled (multi-user.target.wants)" \
   test -L /etc/systemd/system/multi-user.target.wants/mizar.service
+check "mizar-metrics.service installed, not enabled (off by default)" \
+  bash -c '[ -s "$1" ] && [ ! -e /etc/systemd/system/multi-user.target.wants/mizar-metrics.service ]' _ "$METRICS_UNIT"
 
 say "the unit"
 if command -v systemd-analyze >/dev/null; then
@@ -231,6 +235,9 @@ if command -v systemd-analyze >/dev/null; then
   check "systemd-analyze verify $UNIT: no error, no warning" \
     bash -c 'out=$(systemd-analyze verify "$@" "$0" 2>&1); rc=$?; echo "$out"; [ $rc = 0 ] && [ -z "$out" ]' \
     "$UNIT" "${man_opt[@]}"
+  check "systemd-analyze verify $METRICS_UNIT: no error, no warning" \
+    bash -c 'out=$(systemd-analyze verify "$@" "$0" 2>&1); rc=$?; echo "$out"; [ $rc = 0 ] && [ -z "$out" ]' \
+    "$METRICS_UNIT" "${man_opt[@]}"
   # It checks Documentation= by running man, and man-db keeps the pages it formats in
   # /var/cache/man: drop those (made by this test, not by the package).
   # (man-db gives them the mtime of the page, so they are told apart by the snapshot.)
@@ -310,6 +317,33 @@ restart_safe() {
   ! xdp_on_underlay && [ -z "$(ls -A "$BPFFS/pins" 2>/dev/null)" ]
 }
 check "unit commands restart-safe in a private netns (start, start, reload, stop, stop, start, stop)" restart_safe
+# mizar-metrics.service's ExecStart beside a data plane that mizar.service brought up, in the
+# same namespace; scraped with curl there, then ended with SIGTERM (exit 0).
+metrics_served() {
+  local served=1 job rc p
+  ip netns exec "$NETNS" ip link set lo up
+  ns_unit ExecStart || return 1
+  UNIT=$METRICS_UNIT ns_unit ExecStart >"$work/metrics.log" 2>&1 &
+  job=$!
+  for _ in $(seq 100); do
+    if ip netns exec "$NETNS" curl -sf http://127.0.0.1:9830/metrics >"$work/metrics.txt" 2>/dev/null &&
+      grep -q '^mizar_dataplane_up 1$' "$work/metrics.txt" &&
+      grep -q "^mizar_xdp_attachment_info{role=\"transit\",interface=\"$UNDERLAY\"" "$work/metrics.txt"; then
+      served=0
+      break
+    fi
+    sleep 0.2
+  done
+  for p in $(ip netns pids "$NETNS"); do
+    [ "$(cat "/proc/$p/comm" 2>/dev/null)" = mizar ] && kill -TERM "$p"
+  done
+  wait "$job"
+  rc=$?
+  cat "$work/metrics.log"
+  ns_unit ExecStop || return 1
+  [ "$served" = 0 ] && [ "$rc" = 0 ]
+}
+check "mizar-metrics.service's command serves the live data plane's metrics, ends on SIGTERM" metrics_served
 
 say "reinstall over itself ($version)"
 echo "# local edit by test-package.sh" >>"$ETC/mizar.env"

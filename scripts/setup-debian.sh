@@ -11,10 +11,11 @@ packages=(
   iproute2 ethtool      # namespaces, veths, offload settings for tests and the lab
   iputils-ping tcpdump tshark  # end-to-end tests and capture checks
   tmux procps           # drive `mizar tui` in its end-to-end test (tmux; pgrep and kill)
+  python3-prometheus-client  # the Prometheus project's parsers check `mizar metrics` output
   libclang-dev          # bindgen reads the shared ABI header
   pkg-config
   gcc libc6-dev         # the linker Rust uses (cc)
-  curl ca-certificates  # rustup, when no Rust toolchain is installed
+  curl ca-certificates  # rustup, when no Rust toolchain is installed; the metrics tests' scrapes
 )
 
 missing=()

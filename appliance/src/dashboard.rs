@@ -16,7 +16,8 @@ use mizar_db::{Request, Store, Topology};
 use mizar_tui::{
     DataSource, Sample,
     model::{
-        Attached, Count, DataplaneSample, EndpointRow, Program, ReasonSample, StageSample, Verdict,
+        Attached, Count, DataplaneSample, EndpointCounters, EndpointRow, Program, ReasonSample,
+        StageSample, Verdict,
     },
 };
 
@@ -137,22 +138,21 @@ impl FabricSource {
             stages,
             reasons,
         });
-        // Endpoints hosted here carry counters: only those rows are copied.
-        if !self.local.is_empty() {
-            let mut rows = (*self.endpoints).clone();
-            for &(i, vni) in &self.local {
-                if let Some(stats) = maps.endpoint_stats(vni, rows[i].ip)? {
-                    rows[i].rx = Some(Count {
+        // Only endpoints hosted here have counters; the rows stay shared.
+        for &(row, vni) in &self.local {
+            if let Some(stats) = maps.endpoint_stats(vni, self.endpoints[row].ip)? {
+                sample.counters.push(EndpointCounters {
+                    row,
+                    rx: Count {
                         packets: stats.rx_packets,
                         bytes: stats.rx_bytes,
-                    });
-                    rows[i].tx = Some(Count {
+                    },
+                    tx: Count {
                         packets: stats.tx_packets,
                         bytes: stats.tx_bytes,
-                    });
-                }
+                    },
+                });
             }
-            sample.endpoints = Arc::new(rows);
         }
         let due = self
             .warnings_at

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod fabric;
 pub mod fuzz;
 pub mod lab;
+pub mod metrics;
 pub mod packet;
 
 /// An error and its causes, each cause once: most messages already say their cause, and

@@ -9,12 +9,15 @@ mod common;
 
 use std::{
     path::Path,
-    process::{Child, Command, Stdio},
+    process::Command,
     thread::sleep,
     time::{Duration, Instant},
 };
 
-use common::netns::{require_tools, unique_prefix};
+use common::{
+    demo::Traffic,
+    netns::{require_tools, unique_prefix},
+};
 use mizar::{
     dataplane::{DataplaneMaps, PinLayout},
     demo::{Demo, DemoSpec},
@@ -29,38 +32,6 @@ fn fabric() -> Demo {
     require_tools(&[("tmux", "tmux"), ("ping", "iputils-ping")]);
     Demo::build(DemoSpec::new(&unique_prefix()), Path::new(MIZAR))
         .unwrap_or_else(|err| panic!("build the fabric: {err}"))
-}
-
-/// A steady ping between two endpoints' namespaces, stopped when dropped.
-struct Traffic(Child);
-
-impl Traffic {
-    fn start(demo: &Demo, from: &str, to: &str) -> Self {
-        let to = demo.endpoint(to).ip.to_string();
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                demo.ns(from).name(),
-                "ping",
-                "-q",
-                "-i",
-                "0.02",
-            ])
-            .arg(&to)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start ping");
-        Self(child)
-    }
-}
-
-impl Drop for Traffic {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A tmux session running one shell command in a 100x30 pane; killed when dropped.

@@ -7,8 +7,11 @@
 //! - [`run`]: the terminal loop: a sampler thread owns the data source and sends samples over a
 //!   channel (no lock is shared with the UI), keys and samples are handled as they come, and the
 //!   terminal is restored on exit, on panic and on Ctrl-C.
+//! - [`fixture`]: a fixed fabric with steady traffic, for the tests of this crate and of the
+//!   front ends built on its samples.
 
 pub mod app;
+pub mod fixture;
 pub mod model;
 mod run;
 pub mod source;

@@ -94,8 +94,8 @@ pub struct DataplaneSample {
     pub reasons: Vec<ReasonSample>,
 }
 
-/// One endpoint row: what the store holds and, for endpoints hosted here with the data plane
-/// up, its counters.
+/// One endpoint row: what the store holds. Rows change only when the store does, so a sample
+/// shares them with the previous one; counters come separately ([`EndpointCounters`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointRow {
     pub vpc: String,
@@ -107,8 +107,17 @@ pub struct EndpointRow {
     pub bypass_decap: bool,
     pub host: String,
     pub veth: Option<String>,
-    pub rx: Option<Count>,
-    pub tx: Option<Count>,
+}
+
+/// The counters of an endpoint hosted here (the others are counted on their own hosts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointCounters {
+    /// Index into the sample's endpoint rows.
+    pub row: usize,
+    /// Delivered to the endpoint.
+    pub rx: Count,
+    /// Sent by the endpoint.
+    pub tx: Count,
 }
 
 impl EndpointRow {
@@ -124,8 +133,6 @@ impl EndpointRow {
             bypass_decap: ep.bypass_decap,
             host: ep.host.clone(),
             veth: ep.veth.clone(),
-            rx: None,
-            tx: None,
         }
     }
 
@@ -155,6 +162,8 @@ pub struct Sample {
     pub error: Option<String>,
     pub topology: Arc<Topology>,
     pub endpoints: Arc<Vec<EndpointRow>>,
+    /// Counters of the endpoints hosted here, by row, in row order.
+    pub counters: Vec<EndpointCounters>,
     /// How long taking this sample took.
     pub cost: Duration,
 }
@@ -172,6 +181,7 @@ impl Sample {
             error: None,
             topology: Arc::new(Topology::default()),
             endpoints: Arc::new(Vec::new()),
+            counters: Vec::new(),
             cost: Duration::ZERO,
         }
     }
@@ -227,8 +237,10 @@ pub struct Model {
     previous: Option<Arc<Sample>>,
     rates: HashMap<Series, Rate>,
     history: HashMap<Series, VecDeque<f64>>,
-    /// Aligned with the latest sample's endpoint rows.
-    endpoint_rates: Vec<Option<(Rate, Rate)>>,
+    /// (rx, tx) by row of the latest sample, for the endpoints hosted here.
+    endpoint_rates: HashMap<usize, (Rate, Rate)>,
+    /// (rx, tx) totals by row of the latest sample.
+    endpoint_counts: HashMap<usize, (Count, Count)>,
     samples: u64,
 }
 
@@ -244,9 +256,14 @@ impl Model {
             if let (Some(now), Some(then)) = (&sample.dataplane, &prev.dataplane) {
                 self.derive_dataplane_rates(now, then, elapsed);
             }
-            self.derive_endpoint_rates(&sample.endpoints, &prev.endpoints, elapsed);
+            self.derive_endpoint_rates(&sample, &prev, elapsed);
             self.previous = Some(prev);
         }
+        self.endpoint_counts = sample
+            .counters
+            .iter()
+            .map(|c| (c.row, (c.rx, c.tx)))
+            .collect();
         let series: Vec<Series> = self.rates.keys().cloned().collect();
         for s in series {
             let rate = self.rates[&s].packets;
@@ -309,25 +326,44 @@ impl Model {
         }
     }
 
-    fn derive_endpoint_rates(
-        &mut self,
-        now: &[EndpointRow],
-        then: &[EndpointRow],
-        elapsed: Duration,
-    ) {
-        // Only endpoints with counters (those hosted here) have rates: index the earlier
-        // sample's by identity, since rows come and go between samples.
-        let before: HashMap<(&str, &str), (Count, Count)> = then
-            .iter()
-            .filter_map(|e| Some(((e.vpc.as_str(), e.name.as_str()), (e.rx?, e.tx?))))
-            .collect();
+    /// Only endpoints hosted here have counters, so this costs what they number, not what the
+    /// store holds. Rows are matched by identity, since they come and go between samples.
+    fn derive_endpoint_rates(&mut self, now: &Sample, then: &Sample, elapsed: Duration) {
+        let identity = |rows: &[EndpointRow], row: usize| {
+            rows.get(row).map(|e| (e.vpc.clone(), e.name.clone()))
+        };
+        let same_rows = Arc::ptr_eq(&now.endpoints, &then.endpoints);
+        let before: HashMap<_, (Count, Count)> = if same_rows {
+            HashMap::new()
+        } else {
+            then.counters
+                .iter()
+                .filter_map(|c| Some((identity(&then.endpoints, c.row)?, (c.rx, c.tx))))
+                .collect()
+        };
+        let by_row: HashMap<usize, (Count, Count)> = if same_rows {
+            then.counters
+                .iter()
+                .map(|c| (c.row, (c.rx, c.tx)))
+                .collect()
+        } else {
+            HashMap::new()
+        };
         self.endpoint_rates = now
+            .counters
             .iter()
-            .map(|e| {
-                let (rx0, tx0) = before.get(&(e.vpc.as_str(), e.name.as_str()))?;
+            .filter_map(|c| {
+                let (rx0, tx0) = if same_rows {
+                    *by_row.get(&c.row)?
+                } else {
+                    *before.get(&identity(&now.endpoints, c.row)?)?
+                };
                 Some((
-                    Rate::between(*rx0, e.rx?, elapsed),
-                    Rate::between(*tx0, e.tx?, elapsed),
+                    c.row,
+                    (
+                        Rate::between(rx0, c.rx, elapsed),
+                        Rate::between(tx0, c.tx, elapsed),
+                    ),
                 ))
             })
             .collect();
@@ -357,7 +393,12 @@ impl Model {
 
     /// (rx, tx) rates of the endpoint at `row` of the latest sample, when it is hosted here.
     pub fn endpoint_rate(&self, row: usize) -> Option<(Rate, Rate)> {
-        self.endpoint_rates.get(row).copied().flatten()
+        self.endpoint_rates.get(&row).copied()
+    }
+
+    /// (rx, tx) totals of the endpoint at `row` of the latest sample, when it is hosted here.
+    pub fn endpoint_counts(&self, row: usize) -> Option<(Count, Count)> {
+        self.endpoint_counts.get(&row).copied()
     }
 }
 
@@ -475,7 +516,7 @@ mod tests {
     #[test]
     fn endpoint_rates_follow_identity_not_position() {
         let t0 = Instant::now();
-        let row = |name: &str, rx: u64| EndpointRow {
+        let row = |name: &str| EndpointRow {
             vpc: "blue".into(),
             network: "web".into(),
             name: name.into(),
@@ -485,22 +526,36 @@ mod tests {
             bypass_decap: false,
             host: "h1".into(),
             veth: None,
-            rx: Some(Count {
+        };
+        let counted = |row: usize, rx: u64| EndpointCounters {
+            row,
+            rx: Count {
                 packets: rx,
                 bytes: rx * 10,
-            }),
-            tx: Some(Count::default()),
+            },
+            tx: Count::default(),
         };
         let mut model = Model::default();
         let mut a = Sample::empty(t0);
-        a.endpoints = Arc::new(vec![row("a", 100), row("b", 1_000)]);
+        a.endpoints = Arc::new(vec![row("a"), row("b")]);
+        a.counters = vec![counted(0, 100), counted(1, 1_000)];
+        let rows = a.endpoints.clone();
         model.ingest(a);
-        let mut b = Sample::empty(t0 + Duration::from_secs(2));
-        // "a" is gone, a new "c" came first: "b" keeps its own history.
-        b.endpoints = Arc::new(vec![row("c", 7), row("b", 1_400)]);
+        // The store did not change: the rows are shared, the counters moved.
+        let mut b = Sample::empty(t0 + Duration::from_secs(1));
+        b.endpoints = rows;
+        b.counters = vec![counted(0, 150), counted(1, 1_200)];
         model.ingest(b);
+        assert_eq!(model.endpoint_rate(0).unwrap().0.packets, 50.0);
+        assert_eq!(model.endpoint_counts(1).unwrap().0.packets, 1_200);
+        let mut c = Sample::empty(t0 + Duration::from_secs(3));
+        // "a" is gone, a new "c" came first: "b" keeps its own history.
+        c.endpoints = Arc::new(vec![row("c"), row("b")]);
+        c.counters = vec![counted(0, 7), counted(1, 1_600)];
+        model.ingest(c);
         assert_eq!(model.endpoint_rate(1).unwrap().0.packets, 200.0);
         assert_eq!(model.endpoint_rate(0), None);
+        assert_eq!(model.endpoint_counts(0).unwrap().0.packets, 7);
     }
 
     #[test]

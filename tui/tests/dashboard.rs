@@ -7,190 +7,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mizar_db::{EndpointKind, Request, Topology};
-use mizar_tui::{
-    Action, App, Sample, Theme,
-    model::{
-        Attached, Count, DataplaneSample, EndpointRow, Program, ReasonSample, StageSample, Verdict,
-    },
-};
+use mizar_db::{EndpointKind, Request};
+use mizar_tui::{Action, App, Theme, fixture::sample, model::EndpointRow};
 use ratatui::{
     Terminal,
     backend::TestBackend,
     crossterm::event::{KeyCode, KeyEvent, KeyModifiers},
 };
-
-const TOPOLOGY: &str = r#"
-this-host: h1
-hosts:
-  - { name: h1, ip: 192.168.50.1, mac: "02:00:00:00:00:01", interface: ul0 }
-  - { name: h2, ip: 192.168.50.2, mac: "02:00:00:00:00:02" }
-  - { name: h3, ip: 192.168.50.3, mac: "02:00:00:00:00:03" }
-vpcs:
-  - name: blue
-    vni: 100
-    cidr: 10.0.0.0/16
-    dividers: [h2]
-    networks:
-      - name: web
-        cidr: 10.0.1.0/24
-        bouncers: [h1]
-        endpoints:
-          - { name: web1, ip: 10.0.1.10, mac: "02:00:0a:00:01:0a", host: h1, veth: vb1 }
-          - { name: web2, ip: 10.0.1.11, mac: "02:00:0a:00:01:0b", host: h3 }
-  - name: red
-    vni: 200
-    cidr: 10.0.0.0/16
-    dividers: [h3]
-    networks:
-      - name: web
-        cidr: 10.0.1.0/24
-        bouncers: [h2]
-        endpoints:
-          - { name: web1, ip: 10.0.1.10, mac: "02:00:0b:00:01:0a", host: h1, veth: vr1 }
-"#;
-
-fn reason(
-    name: &str,
-    program: Program,
-    stage: Option<&str>,
-    verdict: Verdict,
-    packets: u64,
-) -> ReasonSample {
-    ReasonSample {
-        name: name.into(),
-        description: format!("what {name} means"),
-        program,
-        stage: stage.map(Into::into),
-        verdict,
-        count: Count {
-            packets,
-            bytes: packets * 600,
-        },
-    }
-}
-
-/// The fabric after `seconds` of steady traffic: 1,000 deliveries, 200 forwards, 5 drops a
-/// second, and web1 of blue receiving 1,000 packets a second.
-fn sample(t0: Instant, seconds: u64) -> Sample {
-    let topology: Topology = Topology::from_yaml(TOPOLOGY).unwrap();
-    let mut endpoints = Vec::new();
-    for (vpc, net, ep) in topology.endpoints() {
-        let local = ep.host == "h1";
-        let rx = if vpc.name == "blue" { 1_000 } else { 10 };
-        endpoints.push(EndpointRow {
-            rx: local.then_some(Count {
-                packets: rx * seconds,
-                bytes: rx * seconds * 600,
-            }),
-            tx: local.then_some(Count {
-                packets: 20 * seconds,
-                bytes: 20 * seconds * 600,
-            }),
-            ..EndpointRow::from_store(vpc, net, ep)
-        });
-    }
-    let s = seconds;
-    let dataplane = DataplaneSample {
-        attached: vec![
-            Attached {
-                role: "transit".into(),
-                interface: "ul0".into(),
-                mode: "native".into(),
-            },
-            Attached {
-                role: "egress".into(),
-                interface: "vb1".into(),
-                mode: "native".into(),
-            },
-            Attached {
-                role: "egress".into(),
-                interface: "vr1".into(),
-                mode: "native".into(),
-            },
-        ],
-        stages: vec![
-            StageSample {
-                name: "ON_XDP_REDIRECT".into(),
-                count: Count {
-                    packets: 1_000 * s,
-                    bytes: 600_000 * s,
-                },
-            },
-            StageSample {
-                name: "ON_XDP_TX".into(),
-                count: Count {
-                    packets: 200 * s,
-                    bytes: 120_000 * s,
-                },
-            },
-            StageSample {
-                name: "ON_XDP_DROP".into(),
-                count: Count {
-                    packets: 5 * s,
-                    bytes: 3_000 * s,
-                },
-            },
-            StageSample {
-                name: "ON_XDP_PASS".into(),
-                count: Count::default(),
-            },
-            StageSample {
-                name: "ON_XDP_SCALED_EP".into(),
-                count: Count::default(),
-            },
-        ],
-        reasons: vec![
-            reason(
-                "deliver_local",
-                Program::Transit,
-                Some("ON_XDP_REDIRECT"),
-                Verdict::Redirect,
-                1_000 * s,
-            ),
-            reason(
-                "bouncer_forward",
-                Program::Transit,
-                Some("ON_XDP_TX"),
-                Verdict::Tx,
-                200 * s,
-            ),
-            reason(
-                "drop_unknown_source_host",
-                Program::Transit,
-                Some("ON_XDP_DROP"),
-                Verdict::Drop,
-                5 * s,
-            ),
-            reason(
-                "pass_not_udp",
-                Program::Transit,
-                Some("ON_XDP_PASS"),
-                Verdict::Pass,
-                0,
-            ),
-            reason(
-                "egress_to_host",
-                Program::Egress,
-                None,
-                Verdict::Redirect,
-                40 * s,
-            ),
-        ],
-    };
-    Sample {
-        taken: t0 + Duration::from_secs(seconds),
-        host: Some("h1".into()),
-        store: "/var/lib/mizar/mizar.db".into(),
-        root: true,
-        dataplane: Some(dataplane),
-        warnings: Vec::new(),
-        error: None,
-        topology: Arc::new(topology),
-        endpoints: Arc::new(endpoints),
-        cost: Duration::from_millis(3),
-    }
-}
 
 /// An app that has seen `n` samples one second apart, and when to draw it.
 fn app_with_samples(n: u64) -> (App, Instant) {
@@ -365,6 +188,19 @@ fn endpoints_sort_and_filter() {
         sorted.last().map(String::as_str),
         Some("blue web web2"),
         "{sorted:?}"
+    );
+    // The next sample shares the rows (the store did not change) and red's web1 overtakes
+    // blue's: the order follows at once.
+    let mut next = (**app.model().latest().unwrap()).clone();
+    next.taken += Duration::from_secs(1);
+    for c in &mut next.counters {
+        let red = next.endpoints[c.row].vpc == "red";
+        c.rx.packets += if red { 5_000 } else { 1_000 };
+    }
+    app.on_sample(next);
+    assert_eq!(
+        names(&mut app).first().map(String::as_str),
+        Some("red web web1")
     );
     // Typing a filter: q is text, not quit, while typing.
     press(&mut app, "/red");

@@ -12,6 +12,7 @@ use std::{
 
 use mizar::dataplane::{Dataplane, PinLayout, ensure_bpffs, remove_all_pins};
 
+pub mod demo;
 pub mod netns;
 
 /// Where the tests pin: a bpffs under /run (outside /sys, so `ip netns exec` sees it too).

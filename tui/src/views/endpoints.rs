@@ -90,24 +90,13 @@ impl Column {
         }
     }
 
-    fn compare(
-        self,
-        a: (usize, &EndpointRow),
-        b: (usize, &EndpointRow),
-        model: &Model,
-    ) -> Ordering {
-        let rate = |i: usize, rx: bool| {
-            model
-                .endpoint_rate(i)
-                .map(|(r, t)| if rx { r.packets } else { t.packets })
-        };
-        let (ia, ea) = a;
-        let (ib, eb) = b;
-        let by_rate = |rx| {
-            rate(ia, rx)
-                .partial_cmp(&rate(ib, rx))
-                .unwrap_or(Ordering::Equal)
-        };
+    /// Whether the order by this column changes with every sample.
+    fn counted(self) -> bool {
+        matches!(self, Self::RxRate | Self::TxRate | Self::Rx | Self::Tx)
+    }
+
+    /// The order of two rows by this column (not a counted one: those sort by [`Self::key`]).
+    fn compare(self, ea: &EndpointRow, eb: &EndpointRow) -> Ordering {
         match self {
             Self::Vpc => ea.vpc.cmp(&eb.vpc),
             Self::Network => ea.network.cmp(&eb.network),
@@ -117,13 +106,70 @@ impl Column {
             Self::Kind => ea.kind_label().cmp(&eb.kind_label()),
             Self::Host => ea.host.cmp(&eb.host),
             Self::Veth => ea.veth.cmp(&eb.veth),
-            Self::RxRate => by_rate(true),
-            Self::TxRate => by_rate(false),
-            Self::Rx => ea.rx.map(|c| c.packets).cmp(&eb.rx.map(|c| c.packets)),
-            Self::Tx => ea.tx.map(|c| c.packets).cmp(&eb.tx.map(|c| c.packets)),
+            Self::RxRate | Self::TxRate | Self::Rx | Self::Tx => Ordering::Equal,
         }
-        // Ties keep a stable, meaningful order.
-        .then_with(|| (&ea.vpc, &ea.name).cmp(&(&eb.vpc, &eb.name)))
+    }
+
+    /// A counted column's value for each row (-1 for rows without counters, so they sort
+    /// first ascending). Only endpoints hosted here have one, so this costs what they number.
+    fn keys(self, rows: usize, model: &Model) -> Vec<f64> {
+        let mut keys = vec![-1.0; rows];
+        let latest = model.latest().map(|s| s.counters.as_slice()).unwrap_or(&[]);
+        for c in latest {
+            let value = match self {
+                Self::RxRate => model.endpoint_rate(c.row).map(|(r, _)| r.packets),
+                Self::TxRate => model.endpoint_rate(c.row).map(|(_, t)| t.packets),
+                Self::Rx => Some(c.rx.packets as f64),
+                Self::Tx => Some(c.tx.packets as f64),
+                _ => None,
+            };
+            if let (Some(v), Some(k)) = (value, keys.get_mut(c.row)) {
+                *k = v;
+            }
+        }
+        keys
+    }
+}
+
+/// What filtering and sorting need of the rows, made once per store change: the text a filter
+/// searches (lower-cased, fields apart) and the rows in VPC and name order, the order ties
+/// keep. Re-sorting by counters at every sample then sorts only the rows that have counters.
+#[derive(Debug)]
+struct Index {
+    source: Arc<Vec<EndpointRow>>,
+    haystack: Vec<String>,
+    by_name: Vec<usize>,
+}
+
+impl Index {
+    fn new(source: &Arc<Vec<EndpointRow>>) -> Self {
+        let haystack = source
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
+                    e.vpc,
+                    e.network,
+                    e.name,
+                    e.ip,
+                    e.mac,
+                    e.host,
+                    e.veth.as_deref().unwrap_or(""),
+                    e.kind_label()
+                )
+                .to_lowercase()
+            })
+            .collect();
+        let mut by_name: Vec<usize> = (0..source.len()).collect();
+        by_name.sort_by(|a, b| {
+            let (ea, eb) = (&source[*a], &source[*b]);
+            (&ea.vpc, &ea.name).cmp(&(&eb.vpc, &eb.name))
+        });
+        Self {
+            source: source.clone(),
+            haystack,
+            by_name,
+        }
     }
 }
 
@@ -135,6 +181,8 @@ struct Shown {
     sort: Column,
     descending: bool,
     filter: String,
+    /// The sample the order was made for, when it depends on counters.
+    sample: u64,
     rows: Vec<usize>,
 }
 
@@ -145,20 +193,9 @@ pub struct EndpointsView {
     descending: bool,
     filter: String,
     typing: bool,
+    index: Option<Index>,
     shown: Shown,
     page: usize,
-}
-
-fn matches(e: &EndpointRow, needle: &str) -> bool {
-    let hit = |s: &str| s.to_lowercase().contains(needle);
-    hit(&e.vpc)
-        || hit(&e.network)
-        || hit(&e.name)
-        || e.ip.to_string().contains(needle)
-        || e.mac.to_string().contains(needle)
-        || hit(&e.host)
-        || e.veth.as_deref().is_some_and(hit)
-        || hit(&e.kind_label())
 }
 
 impl EndpointsView {
@@ -195,25 +232,51 @@ impl EndpointsView {
             .is_some_and(|s| Arc::ptr_eq(s, &sample.endpoints))
             && self.shown.sort == self.sort
             && self.shown.descending == self.descending
-            && self.shown.filter == self.filter;
+            && self.shown.filter == self.filter
+            && (!self.sort.counted() || self.shown.sample == model.samples());
         if same {
             return;
         }
-        let needle = self.filter.to_lowercase();
         let endpoints = &sample.endpoints;
-        let mut rows: Vec<usize> = (0..endpoints.len())
-            .filter(|i| needle.is_empty() || matches(&endpoints[*i], &needle))
-            .collect();
+        if !self
+            .index
+            .as_ref()
+            .is_some_and(|i| Arc::ptr_eq(&i.source, endpoints))
+        {
+            self.index = Some(Index::new(endpoints));
+        }
+        let index = self.index.as_ref().expect("just made");
+        let needle = self.filter.to_lowercase();
+        let filtered = index
+            .by_name
+            .iter()
+            .copied()
+            .filter(|i| needle.is_empty() || index.haystack[*i].contains(&needle));
         let sort = self.sort;
-        rows.sort_by(|a, b| {
-            let o = sort.compare((*a, &endpoints[*a]), (*b, &endpoints[*b]), model);
-            if self.descending { o.reverse() } else { o }
-        });
+        let descending = self.descending;
+        let order = |o: Ordering| if descending { o.reverse() } else { o };
+        // Stable sorts of rows in name order: ties keep that order.
+        let rows = if sort.counted() {
+            let keys = sort.keys(endpoints.len(), model);
+            let (mut counted, rest): (Vec<usize>, Vec<usize>) =
+                filtered.partition(|i| keys[*i] >= 0.0);
+            counted.sort_by(|a, b| order(keys[*a].total_cmp(&keys[*b])));
+            if descending {
+                counted.into_iter().chain(rest).collect()
+            } else {
+                rest.into_iter().chain(counted).collect()
+            }
+        } else {
+            let mut rows: Vec<usize> = filtered.collect();
+            rows.sort_by(|a, b| order(sort.compare(&endpoints[*a], &endpoints[*b])));
+            rows
+        };
         self.shown = Shown {
             source: Some(endpoints.clone()),
             sort: self.sort,
             descending: self.descending,
             filter: self.filter.clone(),
+            sample: model.samples(),
             rows,
         };
     }
@@ -303,6 +366,7 @@ impl View for EndpointsView {
                 .map(|(i, index)| {
                     let e = &sample.endpoints[*index];
                     let rates = cx.model.endpoint_rate(*index);
+                    let counts = cx.model.endpoint_counts(*index);
                     let rate = |v: Option<f64>| v.map(si).unwrap_or_default();
                     let count = |c: Option<crate::model::Count>| {
                         c.map(|c| si(c.packets as f64)).unwrap_or_default()
@@ -319,8 +383,8 @@ impl View for EndpointsView {
                             Column::Veth => e.veth.clone().unwrap_or_default(),
                             Column::RxRate => rate(rates.map(|r| r.0.packets)),
                             Column::TxRate => rate(rates.map(|r| r.1.packets)),
-                            Column::Rx => count(e.rx),
-                            Column::Tx => count(e.tx),
+                            Column::Rx => count(counts.map(|c| c.0)),
+                            Column::Tx => count(counts.map(|c| c.1)),
                         })
                     }));
                     if window.start + i == self.cursor.selected {

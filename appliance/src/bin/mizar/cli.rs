@@ -94,6 +94,34 @@ pub enum Command {
     /// same change path as these commands. Keys: Tab or 1-4 switch views, ? lists every key,
     /// q quits. Without root, or with the data plane down, it shows the store alone
     Tui(TuiArgs),
+    /// Serve Prometheus metrics over HTTP at /metrics, from the dashboard's sampler: packets
+    /// and bytes per pipeline stage and per verdict reason, per endpoint hosted here, the
+    /// attach mode of every XDP program, and the store's object counts (OpenMetrics when the
+    /// scraper asks for it, else the 0.0.4 text format). Runs until SIGTERM or Ctrl-C; the
+    /// package's mizar-metrics.service runs it (off by default)
+    Metrics(MetricsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MetricsArgs {
+    /// Address and port to listen on. Loopback by default: the metrics name tenants and their
+    /// addresses, so expose them beyond this host on purpose (0.0.0.0:9830, [::]:9830)
+    #[arg(long, env = "MIZAR_METRICS_LISTEN", default_value = mizar::metrics::DEFAULT_LISTEN,
+          value_parser = parse_listen, value_name = "ADDR:PORT")]
+    pub listen: std::net::SocketAddr,
+    /// How often the counters are read: 1s, 500ms, 2.5s, ... (at least 50ms)
+    #[arg(long, env = "MIZAR_METRICS_PERIOD", default_value = "1s", value_parser = parse_period,
+          value_name = "PERIOD")]
+    pub period: std::time::Duration,
+}
+
+fn parse_listen(text: &str) -> Result<std::net::SocketAddr, String> {
+    text.parse().map_err(|_| {
+        format!(
+            "{text:?} is not an address and port: write it as 127.0.0.1:9830, 0.0.0.0:9830 or \
+             [::1]:9830"
+        )
+    })
 }
 
 #[derive(Debug, Args)]

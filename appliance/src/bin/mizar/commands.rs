@@ -43,6 +43,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .context("the dashboard's terminal failed")?;
         }
+        Command::Metrics(args) => {
+            mizar::metrics::serve(instance.clone(), args.listen, args.period, |bound| {
+                use std::io::Write as _;
+                println!(
+                    "mizar metrics: serving http://{bound}/metrics (a sample every {:?}); \
+                     Ctrl-C or SIGTERM stops",
+                    args.period
+                );
+                let _ = std::io::stdout().flush();
+            })?;
+        }
         Command::Bench(args) => {
             let options = args.options();
             options.validate()?;
