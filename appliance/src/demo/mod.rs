@@ -333,6 +333,7 @@ impl DemoSpec {
             .arg(self.state_dir(host))
             .arg("--pin-dir")
             .arg(self.pin_dir(host));
+        die_with_parent(&mut cmd);
         cmd
     }
 
@@ -533,6 +534,29 @@ impl Drop for Demo {
         if let Err(err) = self.teardown() {
             tracing::warn!(%err, "cannot remove the whole demo");
         }
+    }
+}
+
+/// A demo killed half-way must not leave a `mizar` running in a host namespace: it would
+/// recreate pins after `mizar demo --down` removed them. The kernel kills the child when the
+/// demo goes (`PR_SET_PDEATHSIG`), and a child whose demo is already gone does not start.
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: between fork and exec the closure calls only async-signal-safe functions
+    // (prctl, getppid) and allocates nothing on success.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::getppid() != parent {
+                return Err(io::Error::other(
+                    "the demo that started this command is gone",
+                ));
+            }
+            Ok(())
+        });
     }
 }
 
