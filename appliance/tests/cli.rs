@@ -418,3 +418,90 @@ fn the_data_plane_rules_hold_while_it_is_down() {
     );
     assert_eq!(m.ok(&["export"]), before, "nothing changed");
 }
+
+#[test]
+fn set_changes_what_is_given_and_keeps_the_rest() {
+    let m = fabric();
+    let said = m.ok(&["host", "set", "h2", "--ip", "192.168.50.22"]);
+    assert!(said.contains("host h2 changed"), "{said}");
+    let h2: serde_json::Value =
+        serde_json::from_str(&m.ok(&["host", "show", "h2", "--json"])).unwrap();
+    assert_eq!(h2["ip"], "192.168.50.22");
+    assert_eq!(h2["mac"], "02:00:c0:a8:32:02", "the MAC stays");
+
+    // Set to what it is: said so, nothing written.
+    let same = m.ok(&["vpc", "set", "blue", "--vni", "100"]);
+    assert!(same.contains("unchanged"), "{same}");
+
+    m.ok(&["net", "add", "blue", "db", "--cidr", "10.0.2.0/24"]);
+    m.ok(&["net", "set", "blue", "db", "--cidr", "10.0.3.0/24"]);
+    let db: serde_json::Value =
+        serde_json::from_str(&m.ok(&["net", "show", "blue", "db", "--json"])).unwrap();
+    assert_eq!(db["cidr"], "10.0.3.0/24");
+    assert_eq!(
+        db["gateway"], "10.0.3.1",
+        "a default gateway follows the prefix"
+    );
+
+    // A new address moves the endpoint to the network that holds it.
+    m.ok(&[
+        "ep", "set", "blue", "web1", "--ip", "10.0.3.7", "--veth", "v-web1",
+    ]);
+    let ep: serde_json::Value =
+        serde_json::from_str(&m.ok(&["ep", "show", "blue", "web1", "--json"])).unwrap();
+    assert_eq!(ep["ip"], "10.0.3.7");
+    assert_eq!(ep["network"], "db");
+    assert_eq!(ep["veth"], "v-web1");
+    assert_eq!(ep["mac"], "02:00:0a:00:01:0a", "the MAC stays");
+    m.ok(&["ep", "set", "blue", "web1", "--no-veth"]);
+    let ep: serde_json::Value =
+        serde_json::from_str(&m.ok(&["ep", "show", "blue", "web1", "--json"])).unwrap();
+    assert!(ep["veth"].is_null(), "{ep}");
+    let red: serde_json::Value =
+        serde_json::from_str(&m.ok(&["ep", "show", "red", "web1", "--json"])).unwrap();
+    assert_eq!(
+        red["ip"], "10.0.1.10",
+        "red's endpoint of the same name is untouched"
+    );
+
+    let before = m.ok(&["export"]);
+    m.fails(
+        &["vpc", "set", "blue", "--vni", "200"],
+        "give each VPC its own VNI",
+    );
+    m.fails(
+        &["vpc", "set", "blue", "--cidr", "10.1.0.0/16"],
+        "10.1.0.0/16",
+    );
+    m.fails(
+        &["net", "set", "blue", "web", "--cidr", "10.0.3.0/24"],
+        "10.0.3.0/24",
+    );
+    m.fails(
+        &["net", "set", "blue", "web", "--gateway", "10.9.9.9"],
+        "10.9.9.9",
+    );
+    m.fails(
+        &["ep", "set", "blue", "web1", "--ip", "10.9.0.1"],
+        "add a network with mizar net add",
+    );
+    m.fails(&["ep", "set", "blue", "web1", "--host", "nohost"], "nohost");
+    m.fails(
+        &["ep", "set", "blue", "web1", "--mac", "01:00:5e:00:00:01"],
+        "unicast MAC",
+    );
+    m.fails(
+        &["ep", "set", "blue", "ghost", "--mac", "02:00:00:00:00:09"],
+        "ghost",
+    );
+    m.fails(
+        &["host", "set", "h2", "--ip", "192.168.50.1"],
+        "192.168.50.1",
+    );
+    m.fails(&["host", "set", "h2"], "--ip");
+    m.fails(
+        &["ep", "set", "blue", "web1", "--veth", "a", "--no-veth"],
+        "--no-veth",
+    );
+    assert_eq!(m.ok(&["export"]), before, "nothing changed");
+}

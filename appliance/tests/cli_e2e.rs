@@ -1026,3 +1026,103 @@ fn mizar_demo_runs_and_demo_down_leaves_nothing_even_after_a_crash() {
         "the killed demo had made nothing yet: a weak check"
     );
 }
+
+#[test]
+fn changes_in_place_retag_a_vpc_and_readdress_an_endpoint_while_traffic_flows() {
+    let fabric = fabric();
+    let web2 = fabric.endpoint("b-web2");
+    let before = fabric.counters();
+    fabric.ping_ok("b-web1", "b-web2", 2, &before);
+    let states = fabric.states();
+
+    // A new VNI for blue: every host retags its traffic, forgets what it learned under the old
+    // one, and red (the same addresses) is untouched.
+    fabric.on_every_host(&["vpc", "set", "blue", "--vni", "150"]);
+    for host in fabric.hosts() {
+        let maps = fabric.maps(&host);
+        let state = maps.read_state().unwrap();
+        assert!(!state.vpcs.contains_key(&100), "{host}: {:?}", state.vpcs);
+        assert!(
+            !state.endpoints.keys().any(|(vni, _)| *vni == 100),
+            "{host} still holds VNI 100 endpoints"
+        );
+        let blue_before = states[&host].endpoints.keys().filter(|(v, _)| *v == 100);
+        let blue_now = state.endpoints.keys().filter(|(v, _)| *v == 150);
+        assert_eq!(blue_before.count(), blue_now.count(), "{host}");
+        let red = |s: &DesiredState| {
+            s.endpoints
+                .iter()
+                .filter(|((v, _), _)| *v == 200)
+                .map(|(k, e)| (*k, e.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(red(&state), red(&states[&host]), "{host}: red changed");
+        assert_eq!(maps.learned_host(100, web2.ip).unwrap(), None, "{host}");
+    }
+    let before = fabric.counters();
+    fabric.ping_ok("b-web1", "b-web2", 3, &before);
+    fabric.tcp_ok("b-web1", "b-web2", &before);
+    fabric.ping_ok("r-web1", "r-web2", 2, &before);
+    let blue_web = fabric.maps("h2").read_state().unwrap();
+    assert!(blue_web.vpcs.contains_key(&150), "{:?}", blue_web.vpcs);
+
+    // A new MAC for b-web2 (its interface changes with it): frames to it carry the new one.
+    let new_mac = "02:00:0a:00:01:b2";
+    fabric.on_every_host(&["ep", "set", "blue", "b-web2", "--mac", new_mac]);
+    fabric
+        .ns("b-web2")
+        .ip(&["link", "set", "eth0", "address", new_mac])
+        .unwrap();
+    fabric
+        .ns("b-web1")
+        .ip(&["neigh", "flush", "dev", "eth0"])
+        .unwrap();
+    for host in fabric.hosts() {
+        let state = fabric.maps(&host).read_state().unwrap();
+        if let Some(entry) = state.endpoints.get(&(150, web2.ip)) {
+            assert_eq!(mizar::lab::mac_string(entry.mac), new_mac, "{host}");
+        }
+    }
+    let local = &fabric.maps(&web2.host).read_state().unwrap().endpoints[&(150, web2.ip)];
+    assert!(
+        local.local_ifindex.is_some(),
+        "b-web2 kept its veth: {local:?}"
+    );
+    let before = fabric.counters();
+    fabric.ping_ok("b-web1", "b-web2", 3, &before);
+    fabric.udp_ok("b-web2", "b-web1", &before);
+
+    // Refused changes say why and leave every map as it was.
+    let states = fabric.states();
+    let refused: [(&[&str], &str); 5] = [
+        (
+            &["ep", "set", "blue", "b-web2", "--ip", "10.0.1.10"],
+            "10.0.1.10",
+        ),
+        (
+            &["vpc", "set", "blue", "--vni", "200"],
+            "give each VPC its own VNI",
+        ),
+        (
+            &["net", "set", "blue", "web", "--cidr", "10.0.9.0/24"],
+            "10.0.9.0/24",
+        ),
+        (&["ep", "set", "blue", "nope", "--mac", new_mac], "nope"),
+        (&["ep", "set", "blue", "b-web2"], "--ip"),
+    ];
+    for (args, says) in refused {
+        let out = fabric.mizar(&web2.host, args).unwrap();
+        let shown = text(&out);
+        assert!(
+            !out.status.success(),
+            "mizar {args:?} was accepted:\n{shown}"
+        );
+        assert!(
+            shown.contains(says),
+            "mizar {args:?} does not say {says:?}:\n{shown}"
+        );
+    }
+    assert_eq!(fabric.states(), states, "a refused change changed the maps");
+    let before = fabric.counters();
+    fabric.ping_ok("b-web1", "b-web2", 2, &before);
+}

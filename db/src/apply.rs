@@ -8,7 +8,7 @@
 
 use std::{collections::BTreeMap, fmt};
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::{
@@ -270,6 +270,22 @@ pub(crate) fn write_diff(
     let bouncers_gone: Vec<_> = current.bouncers.difference(&desired.bouncers).collect();
     let bouncers_new: Vec<_> = desired.bouncers.difference(&current.bouncers).collect();
 
+    // A changed endpoint is deleted and written again under its id; the veth pair mizar made
+    // for it (`ep add --netns`) stays its own while it keeps its host and veth.
+    let mut netns_kept = Vec::new();
+    for key in &eps_changed {
+        let (old, new) = (&current.endpoints[*key], &desired.endpoints[*key]);
+        if old.host != new.host || old.veth != new.veth {
+            continue;
+        }
+        let id = id_of(&ids.endpoints, key)?;
+        let netns: Option<String> = tx
+            .prepare_cached("SELECT netns FROM endpoint_netns WHERE endpoint_id = ?1")
+            .and_then(|mut stmt| stmt.query_row([id], |r| r.get(0)).optional())
+            .ctx("reading an endpoint's network namespace")?;
+        netns_kept.extend(netns.map(|netns| (id, netns)));
+    }
+
     // Removals, dependents first.
     for (keys, sql) in [
         // A removed endpoint leaves every backend list (those that named it changed too).
@@ -416,6 +432,11 @@ pub(crate) fn write_diff(
     // Backends last: they may name endpoints created just above.
     for (id, vpc_id, ep) in with_backends {
         insert_backends(tx, id, vpc_id, &ep.backends)?;
+    }
+    for (id, netns) in netns_kept {
+        tx.prepare_cached("INSERT INTO endpoint_netns (endpoint_id, netns) VALUES (?1, ?2)")
+            .and_then(|mut stmt| stmt.execute(params![id, netns]))
+            .ctx("recording an endpoint's network namespace")?;
     }
     Ok(report)
 }

@@ -398,6 +398,17 @@ pub enum StoreError {
     },
 
     #[error(
+        "endpoint {endpoint:?} in VPC {vpc:?} has the veth pair mizar made into namespace \
+         {netns:?}, which stays on its host and veth; to move it, delete it (mizar ep del) and \
+         add it again where it should be"
+    )]
+    NetnsPlumbed {
+        vpc: String,
+        endpoint: String,
+        netns: String,
+    },
+
+    #[error(
         "endpoint {endpoint:?} in VPC {vpc:?} is scaled (a virtual IP served by its backends) \
          and has no veth of its own; drop the veth"
     )]

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::{Endpoint, Host, Network, Store, StoreError, Vpc};
+use crate::{ApplyReport, Endpoint, Host, Kind, Network, Store, StoreError, Vpc};
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -15,17 +15,22 @@ pub enum Request {
         name: String,
         cascade: bool,
     },
+    /// Brings an existing object to what the request holds (matched by its name; the VPC's
+    /// too for networks and endpoints): the change forms and `mizar … set` build these.
+    ChangeHost(Host),
     AddVpc(Vpc),
     DeleteVpc {
         name: String,
         cascade: bool,
     },
+    ChangeVpc(Vpc),
     AddNetwork(Network),
     DeleteNetwork {
         vpc: String,
         name: String,
         cascade: bool,
     },
+    ChangeNetwork(Network),
     /// With `netns`, the appliance also plumbs the endpoint's veth into that namespace.
     AddEndpoint {
         endpoint: Endpoint,
@@ -35,6 +40,7 @@ pub enum Request {
         vpc: String,
         name: String,
     },
+    ChangeEndpoint(Endpoint),
     AddBouncer {
         vpc: String,
         network: String,
@@ -79,6 +85,14 @@ impl fmt::Display for Request {
             Self::DeleteHost { name, cascade: c } => {
                 write!(f, "delete host {name}{}", cascade(c))
             }
+            Self::ChangeHost(h) => write!(f, "change host {} ({}, {})", h.name, h.ip, h.mac),
+            Self::ChangeVpc(v) => write!(f, "change VPC {} (VNI {}, {})", v.name, v.vni, v.cidr),
+            Self::ChangeNetwork(n) => {
+                write!(f, "change network {} of VPC {} ({})", n.name, n.vpc, n.cidr)
+            }
+            Self::ChangeEndpoint(e) => {
+                write!(f, "change endpoint {} of VPC {} ({})", e.name, e.vpc, e.ip)
+            }
             Self::AddVpc(v) => write!(f, "add VPC {} (VNI {}, {})", v.name, v.vni, v.cidr),
             Self::DeleteVpc { name, cascade: c } => write!(f, "delete VPC {name}{}", cascade(c)),
             Self::AddNetwork(n) => {
@@ -110,6 +124,15 @@ impl fmt::Display for Request {
     }
 }
 
+/// "endpoint blue/web1 changed", or "… unchanged" when it already was what was asked.
+fn changed(kind: Kind, name: &str, report: ApplyReport) -> String {
+    if report.is_empty() {
+        format!("{kind} {name} unchanged")
+    } else {
+        format!("{kind} {name} changed")
+    }
+}
+
 impl Store {
     /// Writes the request and says what it did, as the CLI prints it. Endpoints are written
     /// here too, but a front end with a data plane asks the appliance (which plans their map
@@ -121,6 +144,18 @@ impl Store {
                 format!("host {} added", host.name)
             }
             Request::DeleteHost { name, cascade } => self.delete_host(name, *cascade)?.summary(),
+            Request::ChangeHost(host) => changed(Kind::Host, &host.name, self.change_host(host)?),
+            Request::ChangeVpc(vpc) => changed(Kind::Vpc, &vpc.name, self.change_vpc(vpc)?),
+            Request::ChangeNetwork(net) => changed(
+                Kind::Network,
+                &format!("{}/{}", net.vpc, net.name),
+                self.change_network(net)?,
+            ),
+            Request::ChangeEndpoint(ep) => changed(
+                Kind::Endpoint,
+                &format!("{}/{}", ep.vpc, ep.name),
+                self.change_endpoint(ep)?,
+            ),
             Request::AddVpc(vpc) => {
                 self.add_vpc(vpc)?;
                 format!("VPC {} added (VNI {})", vpc.name, vpc.vni)

@@ -76,7 +76,13 @@ fn already_exists(kind: Kind, name: &str, scope: String) -> StoreError {
         kind,
         name: name.to_owned(),
         scope,
-        fix: "pick another name, or change the existing one with mizar apply",
+        fix: match kind {
+            Kind::Host => "pick another name, or change the existing one with mizar host set",
+            Kind::Vpc => "pick another name, or change the existing one with mizar vpc set",
+            Kind::Network => "pick another name, or change the existing one with mizar net set",
+            Kind::Endpoint => "pick another name, or change the existing one with mizar ep set",
+            _ => "pick another name",
+        },
     }
 }
 
@@ -1034,6 +1040,136 @@ impl Store {
                 only_it.then(|| (vpc.to_owned(), removed, Vec::new())),
             ))
         })
+    }
+
+    // ---- Changes in place ----
+    //
+    // A change names an existing object and says what it should be. It is validated as `apply`
+    // validates a document (the whole configuration it would leave, so a network shrunk under
+    // its endpoints or a VPC moved to a VNI another one has are refused with the fix) and its
+    // commit guard sees that whole configuration. Changes are rare next to endpoints added and
+    // removed, which have their own scoped path.
+
+    /// Brings host `host.name` to `host`'s address, MAC and interface.
+    pub fn change_host(&mut self, host: &Host) -> Result<ApplyReport> {
+        check_host(host)?;
+        self.change_in_place("changing a host", |state| {
+            let Some(current) = state.hosts.get_mut(&host.name) else {
+                let known = state.hosts.keys().cloned().collect();
+                return Err(unknown_host(&host.name, String::new(), known));
+            };
+            *current = host.clone();
+            Ok(())
+        })
+    }
+
+    /// Brings VPC `vpc.name` to `vpc`'s VNI and CIDR.
+    pub fn change_vpc(&mut self, vpc: &Vpc) -> Result<ApplyReport> {
+        check_vpc(vpc)?;
+        self.change_in_place("changing a VPC", |state| {
+            let Some(current) = state.vpcs.get_mut(&vpc.name) else {
+                let known = state.vpcs.keys().cloned().collect();
+                return Err(unknown_vpc(&vpc.name, String::new(), known));
+            };
+            *current = vpc.clone();
+            Ok(())
+        })
+    }
+
+    /// Brings network `net.name` of VPC `net.vpc` to `net`'s CIDR and gateway.
+    pub fn change_network(&mut self, net: &Network) -> Result<ApplyReport> {
+        self.change_in_place("changing a network", |state| {
+            let Some(vpc) = state.vpcs.get(&net.vpc) else {
+                let known = state.vpcs.keys().cloned().collect();
+                return Err(unknown_vpc(&net.vpc, String::new(), known));
+            };
+            check_network(vpc, net)?;
+            let key = (net.vpc.clone(), net.name.clone());
+            let Some(current) = state.networks.get_mut(&key) else {
+                let known = state
+                    .networks_of(&net.vpc)
+                    .map(|n| n.name.clone())
+                    .collect();
+                return Err(unknown_network(&net.vpc, &net.name, String::new(), known));
+            };
+            *current = net.clone();
+            Ok(())
+        })
+    }
+
+    /// Brings endpoint `ep.name` of VPC `ep.vpc` to what `ep` says: address, MAC, network (when
+    /// empty: the one containing the address), host, veth, type, bypass-decap and backends. An
+    /// endpoint whose veth pair mizar made (`ep add --netns`) keeps its host and veth: the pair
+    /// lives in that host's namespace.
+    pub fn change_endpoint(&mut self, ep: &Endpoint) -> Result<ApplyReport> {
+        check_endpoint(ep)?;
+        let mut ep = ep.clone();
+        ep.backends.sort();
+        ep.backends.dedup();
+        let netns = self.endpoint_netns(&ep.vpc, &ep.name)?;
+        self.change_in_place("changing an endpoint", |state| {
+            if !state.vpcs.contains_key(&ep.vpc) {
+                let known = state.vpcs.keys().cloned().collect();
+                return Err(unknown_vpc(&ep.vpc, String::new(), known));
+            }
+            let key = (ep.vpc.clone(), ep.name.clone());
+            let Some(current) = state.endpoints.get_mut(&key) else {
+                return Err(StoreError::Unknown {
+                    kind: Kind::Endpoint,
+                    name: ep.name.clone(),
+                    scope: format!(" in VPC {:?}", ep.vpc),
+                    used_by: String::new(),
+                    known: state
+                        .endpoints_of(&ep.vpc)
+                        .map(|e| e.name.clone())
+                        .collect(),
+                    fix: "see mizar ep list",
+                });
+            };
+            if let Some(netns) = netns
+                && (current.host != ep.host || current.veth != ep.veth)
+            {
+                return Err(StoreError::NetnsPlumbed {
+                    vpc: ep.vpc.clone(),
+                    endpoint: ep.name.clone(),
+                    netns,
+                });
+            }
+            let mut ep = ep.clone();
+            if ep.network.is_empty() {
+                // Outside every network: the validation below says so, with the fix.
+                ep.network = current.network.clone();
+                if let Some(net) = state.networks_of(&ep.vpc).find(|n| n.cidr.contains(&ep.ip)) {
+                    ep.network = net.name.clone();
+                }
+            }
+            state.endpoints.insert(key, ep);
+            Ok(())
+        })
+    }
+
+    fn change_in_place(
+        &mut self,
+        action: &'static str,
+        edit: impl FnOnce(&mut State) -> Result<()>,
+    ) -> Result<ApplyReport> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx(action)?;
+        let (current, mut ids) = State::load(&tx)?;
+        let mut desired = current.clone();
+        edit(&mut desired)?;
+        if let Some(err) = StoreError::from_problems(validate_state(&desired, &current)) {
+            return Err(err);
+        }
+        let report = write_diff(&tx, &current, &mut ids, &desired)?;
+        if report.is_empty() {
+            return Ok(report); // already so: the transaction rolls back, nothing to commit
+        }
+        let known = self.guard.is_some().then(|| desired.to_topology());
+        Self::check_and_commit(&mut self.guard, self.dry_run, tx, action, None, known)?;
+        Ok(report)
     }
 
     // ---- The whole configuration ----

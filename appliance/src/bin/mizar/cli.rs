@@ -201,6 +201,20 @@ pub enum HostCommand {
         #[arg(long)]
         cascade: bool,
     },
+    /// Change a host: what is given changes, the rest stays
+    #[command(group(clap::ArgGroup::new("change").required(true).multiple(true)))]
+    Set {
+        name: String,
+        /// Its new underlay IPv4 address
+        #[arg(long, group = "change")]
+        ip: Option<Ipv4Addr>,
+        /// The new MAC frames to it are sent to
+        #[arg(long, group = "change")]
+        mac: Option<MacAddr>,
+        /// Its new underlay interface
+        #[arg(long, group = "change")]
+        interface: Option<String>,
+    },
     /// List the hosts
     List(OutputArgs),
     /// Show one host
@@ -230,6 +244,17 @@ pub enum VpcCommand {
         /// Also delete its networks, endpoints, bouncers and dividers
         #[arg(long)]
         cascade: bool,
+    },
+    /// Change a VPC: what is given changes, the rest stays (a new VNI retags all its traffic)
+    #[command(group(clap::ArgGroup::new("change").required(true).multiple(true)))]
+    Set {
+        name: String,
+        /// Its new Geneve VNI, 1 to 16777215, unique in the fabric
+        #[arg(long, group = "change")]
+        vni: Option<u32>,
+        /// Its new address space, still containing every network
+        #[arg(long, group = "change", value_parser = mizar_db::parse_cidr)]
+        cidr: Option<Ipv4Net>,
     },
     /// List the VPCs
     List(OutputArgs),
@@ -263,6 +288,18 @@ pub enum NetCommand {
         /// Also delete its endpoints and bouncer assignments
         #[arg(long)]
         cascade: bool,
+    },
+    /// Change a network: what is given changes, the rest stays
+    #[command(group(clap::ArgGroup::new("change").required(true).multiple(true)))]
+    Set {
+        vpc: String,
+        name: String,
+        /// Its new prefix, still containing its endpoints' addresses
+        #[arg(long, group = "change", value_parser = mizar_db::parse_cidr)]
+        cidr: Option<Ipv4Net>,
+        /// Its new gateway; a gateway that was the old prefix's first address follows --cidr
+        #[arg(long, group = "change")]
+        gateway: Option<Ipv4Addr>,
     },
     /// List the networks
     List {
@@ -338,6 +375,45 @@ pub enum EpCommand {
         vpc: String,
         /// Its name
         name: String,
+    },
+    /// Change an endpoint: what is given changes, the rest stays (moving it between hosts or
+    /// veths included; an endpoint plumbed with --netns stays where it was plumbed)
+    #[command(group(clap::ArgGroup::new("change").required(true).multiple(true)))]
+    Set {
+        /// The VPC it belongs to
+        vpc: String,
+        /// Its name
+        name: String,
+        /// Its new address; its network follows unless --network is given
+        #[arg(long, group = "change")]
+        ip: Option<Ipv4Addr>,
+        /// Its new MAC (unicast; unique within the VPC)
+        #[arg(long, group = "change")]
+        mac: Option<MacAddr>,
+        /// The host it now lives on
+        #[arg(long, group = "change")]
+        host: Option<String>,
+        /// Its network
+        #[arg(long, group = "change")]
+        network: Option<String>,
+        /// Its new host-side veth
+        #[arg(long, group = "change", conflicts_with = "no_veth")]
+        veth: Option<String>,
+        /// It has no veth any more (it lives on another host, or is scaled)
+        #[arg(long, group = "change")]
+        no_veth: bool,
+        /// What it now is
+        #[arg(long = "type", group = "change", value_parser = endpoint_kind_parser())]
+        kind: Option<EndpointKind>,
+        /// Deliver the tunnel packet as is (network functions): true or false
+        #[arg(long, group = "change", value_name = "BOOL")]
+        bypass_decap: Option<bool>,
+        /// For scaled endpoints: the endpoints serving it, replacing the list (repeat it)
+        #[arg(long = "backend", group = "change", conflicts_with = "no_backends")]
+        backends: Vec<String>,
+        /// It has no backends any more
+        #[arg(long, group = "change")]
+        no_backends: bool,
     },
     /// List the endpoints, with their counters when hosted here and the data plane is up
     List {

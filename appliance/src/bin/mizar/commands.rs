@@ -297,6 +297,18 @@ fn host(instance: &Instance, cmd: HostCommand) -> anyhow::Result<()> {
         // Naming the host is explicit enough to remove this one (the data plane must be down
         // for that: the change path refuses it while up).
         HostCommand::Del { name, cascade } => make(instance, Request::DeleteHost { name, cascade }),
+        HostCommand::Set {
+            name,
+            ip,
+            mac,
+            interface,
+        } => {
+            let mut host = instance.existing_store()?.host(&name)?;
+            host.ip = ip.unwrap_or(host.ip);
+            host.mac = mac.unwrap_or(host.mac);
+            host.interface = interface.or(host.interface);
+            make(instance, Request::ChangeHost(host))
+        }
         HostCommand::List(output) => {
             let store = instance.existing_store()?;
             let me = store.this_host()?.map(|h| h.name);
@@ -331,6 +343,12 @@ fn vpc(instance: &Instance, cmd: VpcCommand) -> anyhow::Result<()> {
             make(instance, Request::AddVpc(Vpc { name, vni, cidr }))
         }
         VpcCommand::Del { name, cascade } => make(instance, Request::DeleteVpc { name, cascade }),
+        VpcCommand::Set { name, vni, cidr } => {
+            let mut vpc = instance.existing_store()?.vpc(&name)?;
+            vpc.vni = vni.unwrap_or(vpc.vni);
+            vpc.cidr = cidr.unwrap_or(vpc.cidr);
+            make(instance, Request::ChangeVpc(vpc))
+        }
         VpcCommand::List(output) => list(
             &instance.existing_store()?.vpcs()?,
             &output,
@@ -357,6 +375,23 @@ fn net(instance: &Instance, cmd: NetCommand) -> anyhow::Result<()> {
         }
         NetCommand::Del { vpc, name, cascade } => {
             make(instance, Request::DeleteNetwork { vpc, name, cascade })
+        }
+        NetCommand::Set {
+            vpc,
+            name,
+            cidr,
+            gateway,
+        } => {
+            let mut net = instance.existing_store()?.network(&vpc, &name)?;
+            if let Some(cidr) = cidr {
+                // A default gateway stays the default of the new prefix.
+                if net.gateway == Network::new("", "", net.cidr).gateway {
+                    net.gateway = Network::new("", "", cidr).gateway;
+                }
+                net.cidr = cidr;
+            }
+            net.gateway = gateway.unwrap_or(net.gateway);
+            make(instance, Request::ChangeNetwork(net))
         }
         NetCommand::List { vpc, output } => {
             let store = instance.existing_store()?;
@@ -409,6 +444,42 @@ fn ep(instance: &Instance, cmd: EpCommand) -> anyhow::Result<()> {
             )
         }
         EpCommand::Del { vpc, name } => make(instance, Request::DeleteEndpoint { vpc, name }),
+        EpCommand::Set {
+            vpc,
+            name,
+            ip,
+            mac,
+            host,
+            network,
+            veth,
+            no_veth,
+            kind,
+            bypass_decap,
+            backends,
+            no_backends,
+        } => {
+            let mut ep = instance.existing_store()?.endpoint(&vpc, &name)?;
+            if let Some(ip) = ip {
+                ep.ip = ip;
+                ep.network = String::new(); // the one containing it, unless given
+            }
+            ep.network = network.unwrap_or(ep.network);
+            ep.mac = mac.unwrap_or(ep.mac);
+            ep.host = host.unwrap_or(ep.host);
+            if no_veth {
+                ep.veth = None;
+            }
+            ep.veth = veth.or(ep.veth);
+            ep.kind = kind.unwrap_or(ep.kind);
+            ep.bypass_decap = bypass_decap.unwrap_or(ep.bypass_decap);
+            if no_backends {
+                ep.backends.clear();
+            }
+            if !backends.is_empty() {
+                ep.backends = backends;
+            }
+            make(instance, Request::ChangeEndpoint(ep))
+        }
         EpCommand::List { vpc, output } => {
             let store = instance.existing_store()?;
             let endpoints = instance.endpoints_with_counters(&store, vpc.as_deref())?;
