@@ -243,6 +243,30 @@ fn the_dashboard_shows_the_live_pipeline_lists_filters_and_changes_the_fabric() 
             .contains_key(&(100, "10.0.1.19".parse().unwrap())),
         "b-web9 is not in {HOST}'s maps"
     );
+    // Changed in place through its form: the name fills in the rest, only the MAC is typed.
+    let mut keys = vec!["4", "g"];
+    keys.extend(["Down"; 8]);
+    keys.extend(["Enter", "blue", "Tab", "b-web9", "Tab"]);
+    tui.keys(&keys);
+    tui.wait_for("the filled-in change form", |s| {
+        s.contains("change endpoint") && s.contains("02:ee:00:64:01:19")
+    });
+    let mut keys = vec!["Tab"];
+    keys.extend(["BSpace"; 17]);
+    keys.extend(["02:ee:00:64:01:29", "Enter"]);
+    tui.keys(&keys);
+    tui.wait_for("the change's answer", |s| {
+        s.contains("endpoint blue/b-web9 changed")
+    });
+    let shown = demo
+        .mizar_ok(HOST, &["ep", "show", "blue", "b-web9", "--json"])
+        .unwrap();
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["mac"], "02:ee:00:64:01:29");
+    assert_eq!(shown["ip"], "10.0.1.19", "what was not typed stays");
+    let state = maps.read_state().unwrap();
+    let entry = &state.endpoints[&(100, "10.0.1.19".parse().unwrap())];
+    assert_eq!(mizar::lab::mac_string(entry.mac), "02:ee:00:64:01:29");
     // A change made by the CLI shows at the dashboard's next sample.
     demo.mizar_ok(HOST, &["ep", "del", "blue", "b-web9"])
         .unwrap();

@@ -25,6 +25,12 @@ pub enum Action {
     Quit,
     /// Hand a change to the data source (store transaction, then reconcile).
     Change(Request),
+    /// Open the change form `form` for the object named by `keys` (handled inside the app:
+    /// it goes to the view that has the form).
+    Edit {
+        form: &'static str,
+        keys: Vec<String>,
+    },
 }
 
 /// What a view draws from.
@@ -154,6 +160,18 @@ impl App {
             now: Instant::now(),
         };
         let action = self.views[self.current].handle_key(key, &cx);
+        if let Some(Action::Edit { form, keys }) = &action {
+            match self.views.iter_mut().position(|v| v.edit(form, keys, &cx)) {
+                Some(view) => self.current = view,
+                None => {
+                    self.message = Some(Message {
+                        text: format!("no {form} form"),
+                        error: true,
+                    })
+                }
+            }
+            return None;
+        }
         if let Some(Action::Change(request)) = &action {
             if self.pending.is_some() {
                 self.message = Some(Message {

@@ -126,7 +126,8 @@ async fn run_loop<S: DataSource>(
                                 app.on_change_done(Err("the sampler stopped: restart mizar tui".into()));
                             }
                         }
-                        None => {}
+                        // The app routes an edit to its form itself.
+                        Some(Action::Edit { .. }) | None => {}
                     }
                 }
                 Some(Ok(_)) => {}

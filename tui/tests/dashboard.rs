@@ -282,7 +282,7 @@ fn manage_forms_validate_like_the_cli_and_confirm_deletes() {
     assert_eq!(app.message().unwrap().text, "VPC green added (VNI 300)");
 
     // Delete a VPC: asked first; n cancels, y sends it.
-    for _ in 0..6 {
+    for _ in 0..10 {
         app.on_key(key(KeyCode::Down));
     }
     app.on_key(key(KeyCode::Enter));
@@ -359,4 +359,129 @@ fn after_a_change_the_form_list_can_go_back_to_the_first_form() {
     app.on_key(key(KeyCode::Enter));
     let screen = render(&mut app, now, 100, 30);
     assert!(screen.contains("┌ add VPC"), "{screen}");
+}
+
+/// Opens the Manage form titled `title` (found by walking the list, so the test does not
+/// depend on its position).
+fn open_form(app: &mut App, now: Instant, title: &str) {
+    press(app, "4g");
+    for _ in 0..20 {
+        if render(app, now, 80, 24).contains(&format!("┌ {title} ")) {
+            app.on_key(key(KeyCode::Enter));
+            return;
+        }
+        app.on_key(key(KeyCode::Down));
+    }
+    panic!("no form {title:?} in Manage");
+}
+
+/// The label of the form field the cursor is in, and the form error shown, as drawn.
+fn form_state(app: &mut App, now: Instant) -> (String, String) {
+    let screen = render(app, now, 160, 48);
+    let field = screen
+        .lines()
+        .find(|l| l.contains('█'))
+        .and_then(|l| l.split('│').find(|part| part.contains('█')))
+        .and_then(|f| f.split_whitespace().next())
+        .unwrap_or_default()
+        .trim_end_matches('*')
+        .to_owned();
+    (field, screen)
+}
+
+#[test]
+fn change_forms_fill_in_what_the_object_is_and_send_only_a_whole_object() {
+    let (mut app, now) = app_with_samples(1);
+    open_form(&mut app, now, "change endpoint");
+    assert_eq!(form_state(&mut app, now).0, "vpc");
+    press(&mut app, "red");
+    app.on_key(key(KeyCode::Tab));
+    press(&mut app, "web1");
+    // Leaving the name fills in the rest: red's web1, not blue's of the same name.
+    app.on_key(key(KeyCode::Tab));
+    assert_eq!(form_state(&mut app, now).0, "ip");
+    let screen = render(&mut app, now, 160, 48);
+    for shown in ["10.0.1.10", "02:00:0b:00:01:0a", "vr1", "simple"] {
+        assert!(screen.contains(shown), "{shown} not filled in:\n{screen}");
+    }
+    assert!(
+        !screen.contains("02:00:0a:00:01:0a"),
+        "blue's MAC:\n{screen}"
+    );
+    // Change the MAC only.
+    app.on_key(key(KeyCode::Tab));
+    for _ in 0.."02:00:0b:00:01:0a".len() {
+        app.on_key(key(KeyCode::Backspace));
+    }
+    press(&mut app, "02:00:0b:00:01:99");
+    let action = app.on_key(key(KeyCode::Enter));
+    let Some(Action::Change(Request::ChangeEndpoint(ep))) = action else {
+        panic!("expected a change-endpoint request, got {action:?}");
+    };
+    assert_eq!((ep.vpc.as_str(), ep.name.as_str()), ("red", "web1"));
+    assert_eq!(ep.mac.to_string(), "02:00:0b:00:01:99");
+    assert_eq!(ep.ip, Ipv4Addr::new(10, 0, 1, 10));
+    assert_eq!((ep.host.as_str(), ep.network.as_str()), ("h1", "web"));
+    assert_eq!(ep.veth.as_deref(), Some("vr1"));
+    assert!(!ep.bypass_decap && ep.backends.is_empty());
+    app.on_change_done(Ok("endpoint red/web1 changed".into()));
+
+    // An unknown name says so; Enter on the name fetches rather than submits.
+    open_form(&mut app, now, "change VPC");
+    press(&mut app, "green");
+    assert_eq!(app.on_key(key(KeyCode::Enter)), None);
+    let (_, screen) = form_state(&mut app, now);
+    assert!(screen.contains("no VPC green in the store"), "{screen}");
+    for _ in 0.."green".len() {
+        app.on_key(key(KeyCode::Backspace));
+    }
+    press(&mut app, "blue");
+    assert_eq!(app.on_key(key(KeyCode::Enter)), None);
+    let (field, screen) = form_state(&mut app, now);
+    assert_eq!(field, "vni", "{screen}");
+    assert!(!screen.contains("no VPC"), "{screen}");
+    for _ in 0..3 {
+        app.on_key(key(KeyCode::Backspace));
+    }
+    press(&mut app, "OOPS");
+    assert_eq!(app.on_key(key(KeyCode::Enter)), None);
+    let (_, screen) = form_state(&mut app, now);
+    assert!(screen.contains("invalid value 'OOPS' for vni"), "{screen}");
+    for _ in 0..4 {
+        app.on_key(key(KeyCode::Backspace));
+    }
+    press(&mut app, "150");
+    let action = app.on_key(key(KeyCode::Enter));
+    assert_eq!(
+        action,
+        Some(Action::Change(Request::ChangeVpc(mizar_db::Vpc {
+            name: "blue".into(),
+            vni: 150,
+            cidr: "10.0.0.0/16".parse().unwrap(),
+        })))
+    );
+}
+
+#[test]
+fn e_on_an_endpoint_opens_its_change_form_filled_in() {
+    let (mut app, now) = app_with_samples(2);
+    press(&mut app, "2/red");
+    app.on_key(key(KeyCode::Enter));
+    let listed = render(&mut app, now, 160, 48);
+    assert!(listed.contains("1 of 3 match"), "{listed}");
+    press(&mut app, "e");
+    assert_eq!(app.current_view(), "Manage");
+    let (field, screen) = form_state(&mut app, now);
+    assert!(screen.contains("┌ change endpoint"), "{screen}");
+    assert_eq!(field, "ip", "{screen}");
+    for shown in ["red", "web1", "10.0.1.10", "02:00:0b:00:01:0a", "vr1"] {
+        assert!(screen.contains(shown), "{shown} not filled in:\n{screen}");
+    }
+    // Submitted unchanged, it asks for exactly what the endpoint is.
+    let action = app.on_key(key(KeyCode::Enter));
+    let Some(Action::Change(Request::ChangeEndpoint(ep))) = action else {
+        panic!("expected a change-endpoint request, got {action:?}");
+    };
+    assert_eq!((ep.vpc.as_str(), ep.name.as_str()), ("red", "web1"));
+    assert_eq!(ep.mac.to_string(), "02:00:0b:00:01:0a");
 }

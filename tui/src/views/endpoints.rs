@@ -301,6 +301,7 @@ impl View for EndpointsView {
             ("r", "reverse the sort"),
             ("/", "filter as you type (Enter keeps it, Esc clears it)"),
             ("Esc", "clear the filter"),
+            ("e", "change the selected endpoint (its form, filled in)"),
         ]
     }
 
@@ -335,6 +336,14 @@ impl View for EndpointsView {
             KeyCode::Char('>') | KeyCode::Right => self.shift_sort(1),
             KeyCode::Char('<') | KeyCode::Left => self.shift_sort(-1),
             KeyCode::Char('r') => self.descending = !self.descending,
+            KeyCode::Char('e') => {
+                let row = self.shown.rows.get(self.cursor.selected)?;
+                let ep = &cx.model.latest()?.endpoints[*row];
+                return Some(Action::Edit {
+                    form: "change endpoint",
+                    keys: vec![ep.vpc.clone(), ep.name.clone()],
+                });
+            }
             _ => {}
         }
         None

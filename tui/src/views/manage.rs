@@ -1,11 +1,11 @@
-//! Management: add and delete VPCs, networks, endpoints, hosts, bouncers and dividers through
+//! Management: add, change and delete VPCs, networks, endpoints, hosts, bouncers and dividers through
 //! forms. Fields are parsed as the CLI parses its arguments (the same `FromStr`), the request
 //! goes through the same change path as the CLI, deletes are confirmed first, and the answer
 //! (the CLI's message or its error) is shown.
 
 use std::{net::Ipv4Addr, str::FromStr};
 
-use mizar_db::{Endpoint, EndpointKind, Host, Ipv4Net, MacAddr, Network, Request, Vpc};
+use mizar_db::{Endpoint, EndpointKind, Host, Ipv4Net, MacAddr, Network, Request, Topology, Vpc};
 use ratatui::{
     Frame,
     crossterm::event::{KeyCode, KeyEvent},
@@ -17,6 +17,7 @@ use ratatui::{
 use super::{Cursor, View, move_cursor};
 use crate::app::{Action, Context};
 
+#[derive(Clone, Copy)]
 struct Field {
     label: &'static str,
     hint: &'static str,
@@ -41,10 +42,18 @@ const fn opt(label: &'static str, hint: &'static str) -> Field {
 
 type Build = fn(&Values) -> Result<Request, String>;
 
+/// The current values of the fields after the key fields, from the store's topology, or why
+/// there are none.
+type Fill = fn(&Topology, &Values) -> Result<Vec<String>, String>;
+
+#[derive(Clone, Copy)]
 struct Form {
     title: &'static str,
     fields: &'static [Field],
     build: Build,
+    /// A change form: its first `keys` fields name the object; leaving them fills the rest
+    /// with what the object is now, so only what changes is typed.
+    fill: Option<(usize, Fill)>,
 }
 
 /// The values typed into a form, read by label.
@@ -94,6 +103,16 @@ impl Values<'_> {
         }
     }
 
+    /// A comma- or space-separated list.
+    fn list(&self, label: &str) -> Result<Vec<String>, String> {
+        Ok(self
+            .text(label)?
+            .split([',', ' '])
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+
     fn yes(&self, label: &str) -> Result<bool, String> {
         match self.text(label)?.to_lowercase().as_str() {
             "" | "n" | "no" => Ok(false),
@@ -106,6 +125,149 @@ impl Values<'_> {
 }
 
 const CASCADE: Field = opt("cascade", "yes: also delete what it contains (default no)");
+const BYPASS_DECAP: Field = opt(
+    "bypass-decap",
+    "yes: deliver the tunnel packet as is (default no)",
+);
+const BACKENDS: Field = opt(
+    "backends",
+    "scaled: the endpoints serving it, comma-separated",
+);
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_owned()
+}
+
+fn no_such(kind: &str, name: &str) -> String {
+    format!("no {kind} {name} in the store: check the name (the Topology view lists them)")
+}
+
+fn endpoint_from(v: &Values) -> Result<Endpoint, String> {
+    let mut ep = Endpoint::simple(
+        v.text("vpc")?,
+        v.optional("network")?.unwrap_or_default(),
+        v.text("name")?,
+        v.parse("ip")?,
+        v.parse::<MacAddr>("mac")?,
+        v.text("host")?,
+    );
+    ep.veth = v.optional("veth")?;
+    ep.kind = v
+        .parse_optional::<EndpointKind>("type")?
+        .unwrap_or_default();
+    ep.bypass_decap = v.yes("bypass-decap")?;
+    ep.backends = v.list("backends")?;
+    Ok(ep)
+}
+
+/// The forms that change an object in place, after the add forms.
+const CHANGE_FORMS: [Form; 4] = [
+    Form {
+        title: "change VPC",
+        fields: &[
+            req("name", "the VPC"),
+            req("vni", "a new VNI retags all its traffic"),
+            req("cidr", "still containing every network"),
+        ],
+        build: |v| {
+            Ok(Request::ChangeVpc(Vpc {
+                name: v.text("name")?,
+                vni: v.parse("vni")?,
+                cidr: v.parse::<Ipv4Net>("cidr")?,
+            }))
+        },
+        fill: Some((1, |topology, v| {
+            let name = v.text("name")?;
+            let vpc = topology.vpcs.iter().find(|x| x.name == name);
+            let vpc = vpc.ok_or_else(|| no_such("VPC", &name))?;
+            Ok(vec![vpc.vni.to_string(), vpc.cidr.to_string()])
+        })),
+    },
+    Form {
+        title: "change network",
+        fields: &[
+            req("vpc", "the VPC"),
+            req("name", "the network"),
+            req("cidr", "still containing its endpoints"),
+            req("gateway", "an address of the new prefix"),
+        ],
+        build: |v| {
+            let mut net = Network::new(v.text("vpc")?, v.text("name")?, v.parse("cidr")?);
+            net.gateway = v.parse("gateway")?;
+            Ok(Request::ChangeNetwork(net))
+        },
+        fill: Some((2, |topology, v| {
+            let (vpc, name) = (v.text("vpc")?, v.text("name")?);
+            let net = topology
+                .networks()
+                .find(|(x, n)| x.name == vpc && n.name == name)
+                .map(|(_, n)| n);
+            let net = net.ok_or_else(|| no_such("network", &format!("{vpc}/{name}")))?;
+            Ok(vec![net.cidr.to_string(), net.gateway().to_string()])
+        })),
+    },
+    Form {
+        title: "change endpoint",
+        fields: &[
+            req("vpc", "the VPC it belongs to"),
+            req("name", "the endpoint"),
+            req("ip", "its address, inside one of the VPC's networks"),
+            req("mac", "unicast, unique in the VPC"),
+            req("host", "moving it moves its traffic"),
+            opt("network", "empty: the network containing the IP"),
+            opt("veth", "host-side veth, required on this host"),
+            opt("type", "simple, scaled, host or function"),
+            BYPASS_DECAP,
+            BACKENDS,
+        ],
+        build: |v| Ok(Request::ChangeEndpoint(endpoint_from(v)?)),
+        fill: Some((2, |topology, v| {
+            let (vpc, name) = (v.text("vpc")?, v.text("name")?);
+            let found = topology
+                .endpoints()
+                .find(|(x, _, e)| x.name == vpc && e.name == name);
+            let (_, net, ep) =
+                found.ok_or_else(|| no_such("endpoint", &format!("{vpc}/{name}")))?;
+            Ok(vec![
+                ep.ip.to_string(),
+                ep.mac.to_string(),
+                ep.host.clone(),
+                net.name.clone(),
+                ep.veth.clone().unwrap_or_default(),
+                ep.kind.to_string(),
+                yes_no(ep.bypass_decap),
+                ep.backends.join(","),
+            ])
+        })),
+    },
+    Form {
+        title: "change host",
+        fields: &[
+            req("name", "the host"),
+            req("ip", "its underlay IPv4 address"),
+            req("mac", "the MAC frames to it are sent to"),
+            opt("interface", "its underlay interface"),
+        ],
+        build: |v| {
+            Ok(Request::ChangeHost(Host {
+                name: v.text("name")?,
+                ip: v.parse("ip")?,
+                mac: v.parse("mac")?,
+                interface: v.optional("interface")?,
+            }))
+        },
+        fill: Some((1, |topology, v| {
+            let name = v.text("name")?;
+            let host = topology.hosts.iter().find(|h| h.name == name);
+            let host = host.ok_or_else(|| no_such("host", &name))?;
+            Ok(vec![
+                host.ip.to_string(),
+                host.mac.to_string(),
+                host.interface.clone().unwrap_or_default(),
+            ])
+        })),
+    },
+];
 
 static FORMS: &[Form] = &[
     Form {
@@ -122,6 +284,7 @@ static FORMS: &[Form] = &[
                 cidr: v.parse::<Ipv4Net>("cidr")?,
             }))
         },
+        fill: None,
     },
     Form {
         title: "add network",
@@ -138,6 +301,7 @@ static FORMS: &[Form] = &[
             }
             Ok(Request::AddNetwork(net))
         },
+        fill: None,
     },
     Form {
         title: "add endpoint",
@@ -151,25 +315,16 @@ static FORMS: &[Form] = &[
             opt("veth", "host-side veth, required on this host"),
             opt("netns", "plumb the veth into this network namespace"),
             opt("type", "simple (default), scaled, host or function"),
+            BYPASS_DECAP,
+            BACKENDS,
         ],
         build: |v| {
-            let mut ep = Endpoint::simple(
-                v.text("vpc")?,
-                v.optional("network")?.unwrap_or_default(),
-                v.text("name")?,
-                v.parse("ip")?,
-                v.parse::<MacAddr>("mac")?,
-                v.text("host")?,
-            );
-            ep.veth = v.optional("veth")?;
-            ep.kind = v
-                .parse_optional::<EndpointKind>("type")?
-                .unwrap_or_default();
             Ok(Request::AddEndpoint {
-                endpoint: ep,
+                endpoint: endpoint_from(v)?,
                 netns: v.optional("netns")?,
             })
         },
+        fill: None,
     },
     Form {
         title: "add host",
@@ -190,6 +345,7 @@ static FORMS: &[Form] = &[
                 interface: v.optional("interface")?,
             }))
         },
+        fill: None,
     },
     Form {
         title: "add bouncer",
@@ -205,6 +361,7 @@ static FORMS: &[Form] = &[
                 host: v.text("host")?,
             })
         },
+        fill: None,
     },
     Form {
         title: "add divider",
@@ -215,7 +372,12 @@ static FORMS: &[Form] = &[
                 host: v.text("host")?,
             })
         },
+        fill: None,
     },
+    CHANGE_FORMS[0],
+    CHANGE_FORMS[1],
+    CHANGE_FORMS[2],
+    CHANGE_FORMS[3],
     Form {
         title: "delete VPC",
         fields: &[req("name", "the VPC"), CASCADE],
@@ -225,6 +387,7 @@ static FORMS: &[Form] = &[
                 cascade: v.yes("cascade")?,
             })
         },
+        fill: None,
     },
     Form {
         title: "delete network",
@@ -236,6 +399,7 @@ static FORMS: &[Form] = &[
                 cascade: v.yes("cascade")?,
             })
         },
+        fill: None,
     },
     Form {
         title: "delete endpoint",
@@ -246,6 +410,7 @@ static FORMS: &[Form] = &[
                 name: v.text("name")?,
             })
         },
+        fill: None,
     },
     Form {
         title: "delete host",
@@ -256,6 +421,7 @@ static FORMS: &[Form] = &[
                 cascade: v.yes("cascade")?,
             })
         },
+        fill: None,
     },
     Form {
         title: "delete bouncer",
@@ -271,6 +437,7 @@ static FORMS: &[Form] = &[
                 host: v.text("host")?,
             })
         },
+        fill: None,
     },
     Form {
         title: "delete divider",
@@ -281,6 +448,7 @@ static FORMS: &[Form] = &[
                 host: v.text("host")?,
             })
         },
+        fill: None,
     },
 ];
 
@@ -314,6 +482,56 @@ impl ManageView {
         self.open.as_ref().and_then(|o| o.error.as_deref())
     }
 
+    /// A change form whose fields after the keys are all empty.
+    fn unfilled(open: &Open) -> bool {
+        FORMS[open.form]
+            .fill
+            .is_some_and(|(keys, _)| open.values[keys..].iter().all(|v| v.trim().is_empty()))
+    }
+
+    /// Fills a change form's fields after its keys with what the object is now, when they
+    /// are all empty (what was typed there is kept). True when it filled them.
+    fn fill(open: &mut Open, cx: &Context) -> bool {
+        let form = &FORMS[open.form];
+        let Some((keys, fill)) = form.fill else {
+            return false;
+        };
+        if !Self::unfilled(open) {
+            return false;
+        }
+        let Some(sample) = cx.model.latest() else {
+            open.error = Some("no sample of the store yet: wait a moment".into());
+            return false;
+        };
+        let values = Values {
+            fields: form.fields,
+            values: &open.values,
+        };
+        match fill(&sample.topology, &values) {
+            Ok(now) => {
+                for (slot, value) in open.values[keys..].iter_mut().zip(now) {
+                    *slot = value;
+                }
+                open.error = None;
+                open.field = keys;
+                true
+            }
+            Err(e) => {
+                open.error = Some(e);
+                false
+            }
+        }
+    }
+
+    /// Submits the open form, closing it when a request goes out.
+    fn submit_open(&mut self) -> Option<Action> {
+        let action = Self::submit(self.open.as_mut()?);
+        if action.is_some() {
+            self.open = None;
+        }
+        action
+    }
+
     fn submit(open: &mut Open) -> Option<Action> {
         let form = &FORMS[open.form];
         let values = Values {
@@ -345,6 +563,7 @@ impl View for ManageView {
             ("↑↓ / j k", "choose what to do"),
             ("Enter", "open its form; in a form: submit"),
             ("Tab ↓ / Shift-Tab ↑", "in a form: next / previous field"),
+            ("Tab on a name", "change forms: fill in what it is now"),
             ("y / n", "confirm or cancel a delete"),
             ("Esc", "close the form, nothing changed"),
         ]
@@ -352,6 +571,27 @@ impl View for ManageView {
 
     fn takes_text(&self) -> bool {
         self.open.is_some()
+    }
+
+    fn edit(&mut self, form: &str, keys: &[String], cx: &Context) -> bool {
+        let Some(index) = FORMS.iter().position(|f| f.title == form) else {
+            return false;
+        };
+        let mut values = vec![String::new(); FORMS[index].fields.len()];
+        for (slot, key) in values.iter_mut().zip(keys) {
+            slot.clone_from(key);
+        }
+        let mut open = Open {
+            form: index,
+            values,
+            field: keys.len().saturating_sub(1),
+            error: None,
+            confirm: None,
+        };
+        Self::fill(&mut open, cx);
+        self.cursor.selected = index;
+        self.open = Some(open);
+        true
     }
 
     fn handle_key(&mut self, key: KeyEvent, cx: &Context) -> Option<Action> {
@@ -393,21 +633,26 @@ impl View for ManageView {
             };
         }
         let fields = FORMS[open.form].fields.len();
+        let last_key = FORMS[open.form].fill.map(|(keys, _)| keys - 1);
         match key.code {
             KeyCode::Esc => self.open = None,
-            KeyCode::Tab | KeyCode::Down => open.field = (open.field + 1) % fields,
+            KeyCode::Enter if last_key.is_some_and(|k| open.field <= k) && Self::unfilled(open) => {
+                // Enter on the object's name fetches it rather than submitting empty fields.
+                Self::fill(open, cx);
+            }
+            KeyCode::Tab | KeyCode::Down => {
+                // Leaving a change form's name fills in the rest and lands on the first of it.
+                let filled = last_key == Some(open.field) && Self::fill(open, cx);
+                if !filled {
+                    open.field = (open.field + 1) % fields;
+                }
+            }
             KeyCode::BackTab | KeyCode::Up => open.field = (open.field + fields - 1) % fields,
             KeyCode::Backspace => {
                 open.values[open.field].pop();
             }
             KeyCode::Char(c) => open.values[open.field].push(c),
-            KeyCode::Enter => {
-                let action = Self::submit(open);
-                if action.is_some() {
-                    self.open = None;
-                }
-                return action;
-            }
+            KeyCode::Enter => return self.submit_open(),
             _ => {}
         }
         None

@@ -26,6 +26,11 @@ pub trait View {
     fn takes_text(&self) -> bool {
         false
     }
+    /// Opens the change form `form` for the object named by `keys`, filled in; false when
+    /// this view has no such form.
+    fn edit(&mut self, _form: &str, _keys: &[String], _cx: &Context) -> bool {
+        false
+    }
 }
 
 /// A row cursor over `len` rows with a scroll offset: what a 100,000-row table needs to draw
