@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What watching a large fabric costs, through the real binary: a store of ENDPOINTS endpoints
-# (default 100,000; LOCAL of them, default 1,000, hosted here on dummy interfaces, the rest on
+# (default 100,000; LOCAL of them, default 1,000, hosted here on veth pairs, the rest on
 # another host) with the data plane up, inside a network namespace this script makes and
 # removes. It measures:
 #   - the sampler's cost per tick (what `mizar metrics` reports as mizar_sample_duration_seconds,
@@ -36,8 +36,9 @@ ip -n "$ns" link set lo up
 ip -n "$ns" link add ul0 type veth peer name ul1
 ip -n "$ns" link set ul0 up
 for ((i = 0; i < local_eps; i++)); do
-  echo "link add d$i type dummy"
+  echo "link add d$i type veth peer name p$i"
   echo "link set d$i up"
+  echo "link set p$i up"
 done | ip -n "$ns" -batch -
 
 export MIZAR_STATE_DIR=$work/state MIZAR_PIN_DIR=$root/pins
@@ -69,8 +70,8 @@ median() { sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
 # The exporter; its stdout's first line says where it listens.
-in_ns "$mizar" metrics --listen 127.0.0.1:9830 --period 100ms >"$work/metrics.out" 2>&1 &
-metrics_pid=$!
+ip netns exec "$ns" "$mizar" metrics --listen 127.0.0.1:9830 --period 100ms >"$work/metrics.out" 2>&1 &
+metrics_pid=$! # ip netns exec execs mizar: this is mizar's pid
 url=http://127.0.0.1:9830/metrics
 for _ in $(seq 100); do in_ns curl -sf -o /dev/null "$url" && break; sleep 0.2; done
 rss_metrics_start=$(rss "$metrics_pid")
@@ -92,24 +93,29 @@ echo "scrape, encoding a new sample (median of 30): $(printf '%s\n' "${encodes[@
 tmux new-session -d -s "$session" -x 160 -y 48 \
   "ip netns exec $ns env MIZAR_STATE_DIR=$MIZAR_STATE_DIR MIZAR_PIN_DIR=$MIZAR_PIN_DIR $mizar tui --period 100ms"
 sleep 3
-tui_pid=$(pgrep -f "$mizar tui --period 100ms" | head -1)
+tui_pid=$(pgrep -f "^$mizar tui --period 100ms" | head -1) # mizar itself, not the shell
 rss_tui_start=$(rss "$tui_pid")
 echo "soak: ${soak} s of sampling at 100 ms (metrics and tui)"
-sleep "$soak"
+for ((t = 10; t <= soak; t += 10)); do
+  sleep 10
+  echo "  after ${t} s: mizar metrics $(rss "$metrics_pid") KiB, mizar tui $(rss "$tui_pid") KiB"
+done
 echo "resident memory: mizar metrics ${rss_metrics_start} -> $(rss "$metrics_pid") KiB;" \
   "mizar tui ${rss_tui_start} -> $(rss "$tui_pid") KiB"
 kill "$metrics_pid"
 wait "$metrics_pid" 2>/dev/null || true
 metrics_pid=
 
-summarize() { # bench JSON -> "path ns ratio" lines of the transit paths
-  python3 -c '
+cat >"$work/summarize.py" <<'PY'
 import json, sys
 r = json.load(sys.stdin)
-print(f"floor {r[\"floor_ns\"]} ns")
+print(f"floor {r['floor_ns']:.1f} ns")
 for p in r["paths"]:
-    print(f"{p[\"id\"]:<28} {p[\"ns\"]:>8} ns  ratio {p[\"ratio\"]}")'
-}
+    ns = p["net_ns"] if p["net_ns"] is not None else p["ns"]
+    ratio = p["net_ratio"] if p["net_ratio"] is not None else p["ratio"]
+    print(f"{p['id']:<28} {ns:>8.1f} ns  ratio {ratio:.2f}")
+PY
+summarize() { python3 "$work/summarize.py"; } # bench JSON -> ns/packet (net of the wrapper), ratio
 echo "mizar bench with mizar tui --period 100ms running:"
 "$mizar" bench --json | summarize | tee "$work/with"
 tmux kill-session -t "$session"

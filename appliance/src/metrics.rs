@@ -197,7 +197,7 @@ impl Collector for SampleCollector {
                 None,
                 attachment.metric_type(),
             )?;
-            for a in &dp.attached {
+            for a in dp.attached.iter() {
                 let labels: Labels = vec![
                     ("role", owned(&a.role)),
                     ("interface", owned(&a.interface)),

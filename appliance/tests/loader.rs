@@ -192,3 +192,46 @@ fn a_device_without_native_xdp_gets_generic_mode_and_says_so() {
     );
     assert!(detach(&PinLayout::new(&instance.dir), "transit", "underlay0").unwrap());
 }
+
+#[test]
+fn one_link_dump_reports_every_attachment_as_the_per_interface_query_does() {
+    use common::netns::NetNs;
+    use mizar::dataplane::{AttachMode, xdp_attachment, xdp_attachments};
+
+    let mut instance = common::TestInstance::new("loader-dump");
+    let host = NetNs::new("dump-host");
+    // Enough links that the dump spans many datagrams; every third gets egress.
+    let batch: String = (0..300)
+        .map(|i| format!("link add d{i} type veth peer name p{i}\nlink set d{i} up\n"))
+        .collect();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), batch).unwrap();
+    host.ip(&["-batch", file.path().to_str().unwrap()]);
+    host.ip(&["link", "add", "br0", "type", "bridge"]);
+    host.ip(&["link", "set", "br0", "up"]);
+    let _inside = host.enter();
+    for i in (0..300).step_by(3) {
+        let mode = instance.dataplane.attach_egress(&format!("d{i}")).unwrap();
+        assert_eq!(mode, AttachMode::Native);
+    }
+    assert_eq!(
+        instance.dataplane.attach_transit("br0").unwrap(),
+        AttachMode::Generic
+    );
+
+    let dumped = xdp_attachments().unwrap();
+    let mut names: Vec<&str> = dumped.iter().map(|l| l.ifname.as_str()).collect();
+    names.sort_unstable();
+    let mut expected: Vec<String> = (0..300).step_by(3).map(|i| format!("d{i}")).collect();
+    expected.push("br0".into());
+    expected.sort_unstable();
+    assert_eq!(names, expected);
+    for link in &dumped {
+        assert_eq!(
+            xdp_attachment(link.ifindex).unwrap(),
+            Some((link.mode, link.prog_id)),
+            "{link:?}"
+        );
+        assert_ne!(link.prog_id, 0, "{link:?}");
+    }
+}

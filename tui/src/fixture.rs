@@ -91,7 +91,7 @@ pub fn sample(t0: Instant, seconds: u64) -> Sample {
     }
     let s = seconds;
     let dataplane = DataplaneSample {
-        attached: vec![
+        attached: Arc::new(vec![
             Attached {
                 role: "transit".into(),
                 interface: "ul0".into(),
@@ -107,7 +107,7 @@ pub fn sample(t0: Instant, seconds: u64) -> Sample {
                 interface: "vr1".into(),
                 mode: "native".into(),
             },
-        ],
+        ]),
         stages: vec![
             StageSample {
                 name: "ON_XDP_REDIRECT".into(),

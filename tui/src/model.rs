@@ -88,7 +88,8 @@ pub struct Attached {
 /// The data plane's part of a sample (present only while it is up).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DataplaneSample {
-    pub attached: Vec<Attached>,
+    /// Shared between samples: it changes with the store or up/down, not every tick.
+    pub attached: Arc<Vec<Attached>>,
     pub stages: Vec<StageSample>,
     /// Every reason, zero or not, so that history has no gaps.
     pub reasons: Vec<ReasonSample>,
@@ -444,7 +445,7 @@ mod tests {
     fn sample(at: Instant, delivered: u64, dropped: u64) -> Sample {
         let mut s = Sample::empty(at);
         s.dataplane = Some(DataplaneSample {
-            attached: Vec::new(),
+            attached: Arc::default(),
             stages: vec![StageSample {
                 name: "ON_XDP_REDIRECT".into(),
                 count: Count {

@@ -33,7 +33,7 @@ pub use maps::{
     DataplaneMaps, EndpointEntry, EndpointKey, EndpointKind, EndpointStats, HostConfig, MacAddr,
     MemberKey, MemberRoles, NetworkEntry, NetworkKey, VpcEntry,
 };
-pub use netlink::xdp_attachment;
+pub use netlink::{XdpLink, xdp_attachment, xdp_attachments};
 pub use reconcile::{
     Changes, DesiredState, PreparedReconcile, ReconcileReport, Scope, plan_reconcile,
     prepare_reconcile, prepare_scoped_reconcile, reconcile,

@@ -39,7 +39,11 @@ mod desired;
 mod status;
 mod wiring;
 
-use std::{collections::BTreeSet, fs, path::PathBuf};
+use std::{
+    collections::{BTreeSet, HashMap},
+    fs,
+    path::PathBuf,
+};
 
 use mizar_db::{Store, StoreError, Topology};
 
@@ -183,13 +187,16 @@ impl Instance {
     /// What is attached and in which mode, as the kernel says: for every pinned link, the XDP
     /// program the kernel runs on its interface (links whose interface went away are left out).
     pub fn attachments(&self) -> Vec<Attachment> {
+        // One dump of every link, not a request per interface: a host may have thousands.
+        let Ok(links) = crate::dataplane::xdp_attachments() else {
+            return Vec::new();
+        };
+        let modes: HashMap<&str, AttachMode> =
+            links.iter().map(|l| (l.ifname.as_str(), l.mode)).collect();
         let mut found = Vec::new();
         for role in ["transit", "egress"] {
             for ifname in self.attached(role) {
-                let Some(ifindex) = SystemInterfaces.ifindex(&ifname) else {
-                    continue;
-                };
-                if let Ok(Some((mode, _))) = crate::dataplane::xdp_attachment(ifindex) {
+                if let Some(&mode) = modes.get(ifname.as_str()) {
                     found.push(Attachment { role, ifname, mode });
                 }
             }
