@@ -33,7 +33,7 @@ use crate::{
     validate::{
         MAX_BOUNCERS, MAX_DIVIDERS, check_backend, check_endpoint, check_endpoint_ip, check_host,
         check_interface, check_network, check_no_overlap, check_veth_present, check_vpc, too_many,
-        unknown_host, unknown_network, unknown_vpc, validate_state,
+        unknown_endpoint, unknown_host, unknown_network, unknown_vpc, validate_state,
     },
 };
 
@@ -171,19 +171,13 @@ fn endpoint_row(tx: &Connection, vpc_id: i64, name: &str) -> Result<Option<(i64,
         .transpose()
 }
 
-fn unknown_endpoint(tx: &Connection, vpc: &str, vpc_id: i64, name: &str) -> Result<StoreError> {
-    Ok(StoreError::Unknown {
-        kind: Kind::Endpoint,
-        name: name.to_owned(),
-        scope: format!(" in VPC {vpc:?}"),
-        used_by: String::new(),
-        known: names(
-            tx,
-            "SELECT name FROM endpoints WHERE vpc_id = ?1 ORDER BY name",
-            [vpc_id],
-        )?,
-        fix: "see mizar ep list",
-    })
+fn endpoint_not_found(tx: &Connection, vpc: &str, vpc_id: i64, name: &str) -> Result<StoreError> {
+    let known = names(
+        tx,
+        "SELECT name FROM endpoints WHERE vpc_id = ?1 ORDER BY name",
+        [vpc_id],
+    )?;
+    Ok(unknown_endpoint(vpc, name, known))
 }
 
 /// "networks web, db", "endpoints a, b and 3 more": the users of an object, for InUse.
@@ -998,7 +992,7 @@ impl Store {
                 Some((_, ep)) => Ok(ep),
                 None => {
                     let (vpc_id, _) = vpc_row(tx, vpc, String::new)?;
-                    Err(unknown_endpoint(tx, vpc, vpc_id, name)?)
+                    Err(endpoint_not_found(tx, vpc, vpc_id, name)?)
                 }
             }
         })
@@ -1010,7 +1004,7 @@ impl Store {
         self.write_endpoints("deleting an endpoint", |tx| {
             let (vpc_id, _) = vpc_row(tx, vpc, String::new)?;
             let Some((id, _)) = endpoint_row(tx, vpc_id, name)? else {
-                return Err(unknown_endpoint(tx, vpc, vpc_id, name)?);
+                return Err(endpoint_not_found(tx, vpc, vpc_id, name)?);
             };
             let removed: Vec<Endpoint> = select_endpoints(tx, "WHERE e.id = ?1", [id])?
                 .into_iter()
@@ -1114,17 +1108,8 @@ impl Store {
             }
             let key = (ep.vpc.clone(), ep.name.clone());
             let Some(current) = state.endpoints.get_mut(&key) else {
-                return Err(StoreError::Unknown {
-                    kind: Kind::Endpoint,
-                    name: ep.name.clone(),
-                    scope: format!(" in VPC {:?}", ep.vpc),
-                    used_by: String::new(),
-                    known: state
-                        .endpoints_of(&ep.vpc)
-                        .map(|e| e.name.clone())
-                        .collect(),
-                    fix: "see mizar ep list",
-                });
+                let known = state.endpoints_of(&ep.vpc).map(|e| e.name.clone());
+                return Err(unknown_endpoint(&ep.vpc, &ep.name, known.collect()));
             };
             if let Some(netns) = netns
                 && (current.host != ep.host || current.veth != ep.veth)

@@ -362,6 +362,17 @@ pub(crate) fn unknown_network(vpc: &str, name: &str, used_by: String, known: Nam
     }
 }
 
+pub(crate) fn unknown_endpoint(vpc: &str, name: &str, known: Names) -> StoreError {
+    StoreError::Unknown {
+        kind: Kind::Endpoint,
+        name: name.to_owned(),
+        scope: format!(" in VPC {vpc:?}"),
+        used_by: String::new(),
+        known,
+        fix: "see mizar ep list",
+    }
+}
+
 pub(crate) fn too_many(owner: String, what: &'static str, count: usize, max: usize) -> Check {
     if count > max {
         return Err(StoreError::TooMany {

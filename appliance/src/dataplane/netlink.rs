@@ -7,7 +7,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::{
     RouteNetlinkMessage,
-    link::{LinkAttribute, LinkMessage, LinkMessageBuffer, LinkXdp, XdpAttached},
+    link::{LinkMessage, LinkMessageBuffer, LinkXdp, XdpAttached},
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
@@ -20,31 +20,10 @@ const IFLA_XDP: u16 = 43;
 
 /// The XDP attachment of interface `ifindex`: its mode and program id; None when none.
 pub fn xdp_attachment(ifindex: u32) -> std::io::Result<Option<(AttachMode, u32)>> {
-    let mut socket = Socket::new(NETLINK_ROUTE)?;
-    socket.bind_auto()?;
-    socket.connect(&SocketAddr::new(0, 0))?;
     let mut link = LinkMessage::default();
     link.header.index = ifindex;
-    let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST;
-    let mut request = NetlinkMessage::new(
-        header,
-        NetlinkPayload::from(RouteNetlinkMessage::GetLink(link)),
-    );
-    request.finalize();
-    let mut buf = vec![0; request.header.length as usize];
-    request.serialize(&mut buf);
-    socket.send(&buf, 0)?;
-    let (reply, _) = socket.recv_from_full()?;
-    let invalid = |err: String| std::io::Error::new(std::io::ErrorKind::InvalidData, err);
-    let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply)
-        .map_err(|err| invalid(err.to_string()))?;
-    let link = match reply.payload {
-        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => link,
-        NetlinkPayload::Error(err) => return Err(err.to_io()),
-        other => return Err(invalid(format!("unexpected reply {other:?}"))),
-    };
-    Ok(xdp_of(&link))
+    let found = get_links(link, NLM_F_REQUEST)?;
+    Ok(found.first().map(|l| (l.mode, l.prog_id)))
 }
 
 /// An interface with an XDP program attached, as one dump of every link reports it.
@@ -60,19 +39,26 @@ pub struct XdpLink {
 /// what `status` and the dashboard read, so that a host with a thousand endpoint veths asks
 /// the kernel once, not once per veth.
 pub fn xdp_attachments() -> std::io::Result<Vec<XdpLink>> {
+    get_links(LinkMessage::default(), NLM_F_REQUEST | NLM_F_DUMP)
+}
+
+/// Sends RTM_GETLINK for `link` with `flags` and returns the links with XDP attached among the
+/// replies: one for a single interface, every one until NLMSG_DONE for a dump.
+fn get_links(link: LinkMessage, flags: u16) -> std::io::Result<Vec<XdpLink>> {
     let mut socket = Socket::new(NETLINK_ROUTE)?;
     socket.bind_auto()?;
     socket.connect(&SocketAddr::new(0, 0))?;
     let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    header.flags = flags;
     let mut request = NetlinkMessage::new(
         header,
-        NetlinkPayload::from(RouteNetlinkMessage::GetLink(LinkMessage::default())),
+        NetlinkPayload::from(RouteNetlinkMessage::GetLink(link)),
     );
     request.finalize();
     let mut buf = vec![0; request.header.length as usize];
     request.serialize(&mut buf);
     socket.send(&buf, 0)?;
+    let dump = flags & NLM_F_DUMP != 0;
     let invalid = |err: String| std::io::Error::new(std::io::ErrorKind::InvalidData, err);
     let mut found = Vec::new();
     loop {
@@ -94,11 +80,12 @@ pub fn xdp_attachments() -> std::io::Result<Vec<XdpLink>> {
                     }
                 }
                 RTM_NEWLINK => {
-                    if let Some(link) = xdp_link(message.payload()).map_err(invalid)? {
-                        found.push(link);
+                    found.extend(xdp_link(message.payload()).map_err(invalid)?);
+                    if !dump {
+                        return Ok(found);
                     }
                 }
-                _ => {}
+                other => return Err(invalid(format!("unexpected netlink message type {other}"))),
             }
             if length == 0 {
                 return Err(invalid("a netlink message of length 0".into()));
@@ -145,24 +132,4 @@ fn xdp_link(payload: &[u8]) -> Result<Option<XdpLink>, String> {
         mode,
         prog_id,
     }))
-}
-
-/// The XDP mode and program id a link message reports; None when nothing is attached.
-fn xdp_of(link: &LinkMessage) -> Option<(AttachMode, u32)> {
-    let mut mode = None;
-    let mut prog_id = 0;
-    for attr in &link.attributes {
-        let LinkAttribute::Xdp(xdp) = attr else {
-            continue;
-        };
-        for x in xdp {
-            match x {
-                LinkXdp::Attached(XdpAttached::Driver) => mode = Some(AttachMode::Native),
-                LinkXdp::Attached(XdpAttached::SocketBuffer) => mode = Some(AttachMode::Generic),
-                LinkXdp::ProgId(id) => prog_id = *id,
-                _ => {}
-            }
-        }
-    }
-    mode.map(|mode| (mode, prog_id))
 }

@@ -199,27 +199,6 @@ pub struct EndpointsView {
 }
 
 impl EndpointsView {
-    pub fn sort(&self) -> (Column, bool) {
-        (self.sort, self.descending)
-    }
-
-    pub fn filter(&self) -> &str {
-        &self.filter
-    }
-
-    /// The rows as shown (filtered, sorted), for tests and for the management view.
-    pub fn shown_rows<'a>(&mut self, model: &'a Model) -> Vec<&'a EndpointRow> {
-        self.refresh(model);
-        let Some(sample) = model.latest() else {
-            return Vec::new();
-        };
-        self.shown
-            .rows
-            .iter()
-            .map(|i| &sample.endpoints[*i])
-            .collect()
-    }
-
     fn refresh(&mut self, model: &Model) {
         let Some(sample) = model.latest() else {
             self.shown = Shown::default();

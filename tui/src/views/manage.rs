@@ -142,6 +142,23 @@ fn no_such(kind: &str, name: &str) -> String {
     format!("no {kind} {name} in the store: check the name (the Topology view lists them)")
 }
 
+fn vpc_from(v: &Values) -> Result<Vpc, String> {
+    Ok(Vpc {
+        name: v.text("name")?,
+        vni: v.parse("vni")?,
+        cidr: v.parse::<Ipv4Net>("cidr")?,
+    })
+}
+
+fn host_from(v: &Values) -> Result<Host, String> {
+    Ok(Host {
+        name: v.text("name")?,
+        ip: v.parse("ip")?,
+        mac: v.parse("mac")?,
+        interface: v.optional("interface")?,
+    })
+}
+
 fn endpoint_from(v: &Values) -> Result<Endpoint, String> {
     let mut ep = Endpoint::simple(
         v.text("vpc")?,
@@ -169,13 +186,7 @@ const CHANGE_FORMS: [Form; 4] = [
             req("vni", "a new VNI retags all its traffic"),
             req("cidr", "still containing every network"),
         ],
-        build: |v| {
-            Ok(Request::ChangeVpc(Vpc {
-                name: v.text("name")?,
-                vni: v.parse("vni")?,
-                cidr: v.parse::<Ipv4Net>("cidr")?,
-            }))
-        },
+        build: |v| Ok(Request::ChangeVpc(vpc_from(v)?)),
         fill: Some((1, |topology, v| {
             let name = v.text("name")?;
             let vpc = topology.vpcs.iter().find(|x| x.name == name);
@@ -248,14 +259,7 @@ const CHANGE_FORMS: [Form; 4] = [
             req("mac", "the MAC frames to it are sent to"),
             opt("interface", "its underlay interface"),
         ],
-        build: |v| {
-            Ok(Request::ChangeHost(Host {
-                name: v.text("name")?,
-                ip: v.parse("ip")?,
-                mac: v.parse("mac")?,
-                interface: v.optional("interface")?,
-            }))
-        },
+        build: |v| Ok(Request::ChangeHost(host_from(v)?)),
         fill: Some((1, |topology, v| {
             let name = v.text("name")?;
             let host = topology.hosts.iter().find(|h| h.name == name);
@@ -277,13 +281,7 @@ static FORMS: &[Form] = &[
             req("vni", "24-bit VNI, unique in the fabric"),
             req("cidr", "its address space, e.g. 10.0.0.0/16"),
         ],
-        build: |v| {
-            Ok(Request::AddVpc(Vpc {
-                name: v.text("name")?,
-                vni: v.parse("vni")?,
-                cidr: v.parse::<Ipv4Net>("cidr")?,
-            }))
-        },
+        build: |v| Ok(Request::AddVpc(vpc_from(v)?)),
         fill: None,
     },
     Form {
@@ -337,14 +335,7 @@ static FORMS: &[Form] = &[
                 "its underlay interface (required for this host)",
             ),
         ],
-        build: |v| {
-            Ok(Request::AddHost(Host {
-                name: v.text("name")?,
-                ip: v.parse("ip")?,
-                mac: v.parse("mac")?,
-                interface: v.optional("interface")?,
-            }))
-        },
+        build: |v| Ok(Request::AddHost(host_from(v)?)),
         fill: None,
     },
     Form {
@@ -470,18 +461,6 @@ pub struct ManageView {
 }
 
 impl ManageView {
-    /// The form being filled in and its field, when one is open (for tests).
-    pub fn open_form(&self) -> Option<(&'static str, &'static str)> {
-        self.open
-            .as_ref()
-            .map(|o| (FORMS[o.form].title, FORMS[o.form].fields[o.field].label))
-    }
-
-    /// The error the open form shows.
-    pub fn form_error(&self) -> Option<&str> {
-        self.open.as_ref().and_then(|o| o.error.as_deref())
-    }
-
     /// A change form whose fields after the keys are all empty.
     fn unfilled(open: &Open) -> bool {
         FORMS[open.form]

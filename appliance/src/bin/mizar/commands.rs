@@ -385,8 +385,8 @@ fn net(instance: &Instance, cmd: NetCommand) -> anyhow::Result<()> {
             let mut net = instance.existing_store()?.network(&vpc, &name)?;
             if let Some(cidr) = cidr {
                 // A default gateway stays the default of the new prefix.
-                if net.gateway == Network::new("", "", net.cidr).gateway {
-                    net.gateway = Network::new("", "", cidr).gateway;
+                if net.gateway == mizar_db::default_gateway(net.cidr) {
+                    net.gateway = mizar_db::default_gateway(cidr);
                 }
                 net.cidr = cidr;
             }
