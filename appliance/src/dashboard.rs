@@ -16,8 +16,8 @@ use mizar_db::{Request, Store, Topology};
 use mizar_tui::{
     DataSource, Sample,
     model::{
-        Attached, Count, DataplaneSample, EndpointCounters, EndpointRow, Program, ReasonSample,
-        StageSample, Verdict,
+        Attached, Count, DataplaneSample, EndpointCounters, EndpointRow, EndpointTable, Program,
+        ReasonSample, StageSample, Verdict,
     },
 };
 
@@ -36,7 +36,7 @@ pub struct FabricSource {
     data_version: Option<i64>,
     topology: Arc<Topology>,
     /// The store's endpoints in topology order, without counters.
-    endpoints: Arc<Vec<EndpointRow>>,
+    endpoints: Arc<EndpointTable>,
     /// Indices into `endpoints` of those hosted here (the only ones with counters), with their VNI.
     local: Vec<(usize, u32)>,
     warnings: Vec<String>,
@@ -52,7 +52,7 @@ impl FabricSource {
             store: None,
             data_version: None,
             topology: Arc::new(Topology::default()),
-            endpoints: Arc::new(Vec::new()),
+            endpoints: Arc::default(),
             local: Vec::new(),
             warnings: Vec::new(),
             warnings_at: None,
@@ -193,7 +193,7 @@ impl FabricSource {
             rows.push(EndpointRow::from_store(vpc, net, ep));
         }
         self.topology = Arc::new(topology.clone());
-        self.endpoints = Arc::new(rows);
+        self.endpoints = Arc::new(EndpointTable::new(rows));
         self.local = local;
     }
 }

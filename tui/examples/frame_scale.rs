@@ -19,7 +19,7 @@ use std::{
 use mizar_tui::{
     App, Sample, Theme,
     fixture::sample,
-    model::{Count, EndpointCounters, EndpointRow},
+    model::{Count, EndpointCounters, EndpointRow, EndpointTable},
 };
 use ratatui::{
     Terminal,
@@ -39,7 +39,7 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn rows(n: usize, template: &EndpointRow) -> Arc<Vec<EndpointRow>> {
+fn rows(n: usize, template: &EndpointRow) -> Arc<EndpointTable> {
     Arc::new(
         (0..n)
             .map(|i| EndpointRow {
@@ -49,12 +49,13 @@ fn rows(n: usize, template: &EndpointRow) -> Arc<Vec<EndpointRow>> {
                 veth: (i < MAX_LOCAL).then(|| format!("v{i}")),
                 ..template.clone()
             })
-            .collect(),
+            .collect::<Vec<_>>()
+            .into(),
     )
 }
 
 /// Sample `k` of a steady fabric: the rows shared, the local endpoints' counters moved.
-fn tick(t0: Instant, k: u64, rows: &Arc<Vec<EndpointRow>>) -> Sample {
+fn tick(t0: Instant, k: u64, rows: &Arc<EndpointTable>) -> Sample {
     let mut s = sample(t0, k);
     s.endpoints = rows.clone();
     s.counters = (0..rows.len().min(MAX_LOCAL))
@@ -123,7 +124,7 @@ fn main() {
     let ingest_ms = ingest(&mut app, 2);
     let now = t0 + Duration::from_secs(2);
     println!(
-        "{n} endpoints ({} with counters); rows built in {build_ms:.1} ms, a sample ingested (rates) in {ingest_ms:.2} ms",
+        "{n} endpoints ({} with counters); rows and their filter index built (by the sampler) in {build_ms:.1} ms, a sample ingested (rates) in {ingest_ms:.2} ms",
         n.min(MAX_LOCAL)
     );
     println!(

@@ -186,7 +186,7 @@ pub fn sample(t0: Instant, seconds: u64) -> Sample {
         warnings: Vec::new(),
         error: None,
         topology: Arc::new(topology),
-        endpoints: Arc::new(endpoints),
+        endpoints: Arc::new(endpoints.into()),
         counters,
         cost: Duration::from_millis(3),
     }

@@ -226,7 +226,8 @@ fn endpoints_table_draws_only_its_window_at_100k_rows() {
                 ip: Ipv4Addr::from(0x0a00_0000 + i),
                 ..template.clone()
             })
-            .collect(),
+            .collect::<Vec<_>>()
+            .into(),
     );
     app.on_sample(big);
     press(&mut app, "2");

@@ -14,7 +14,7 @@ use ratatui::{
 use super::{Cursor, View, move_cursor};
 use crate::{
     app::{Action, Context},
-    model::{EndpointRow, Model, si},
+    model::{EndpointRow, EndpointTable, Model, si},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -131,53 +131,11 @@ impl Column {
     }
 }
 
-/// What filtering and sorting need of the rows, made once per store change: the text a filter
-/// searches (lower-cased, fields apart) and the rows in VPC and name order, the order ties
-/// keep. Re-sorting by counters at every sample then sorts only the rows that have counters.
-#[derive(Debug)]
-struct Index {
-    source: Arc<Vec<EndpointRow>>,
-    haystack: Vec<String>,
-    by_name: Vec<usize>,
-}
-
-impl Index {
-    fn new(source: &Arc<Vec<EndpointRow>>) -> Self {
-        let haystack = source
-            .iter()
-            .map(|e| {
-                format!(
-                    "{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
-                    e.vpc,
-                    e.network,
-                    e.name,
-                    e.ip,
-                    e.mac,
-                    e.host,
-                    e.veth.as_deref().unwrap_or(""),
-                    e.kind_label()
-                )
-                .to_lowercase()
-            })
-            .collect();
-        let mut by_name: Vec<usize> = (0..source.len()).collect();
-        by_name.sort_by(|a, b| {
-            let (ea, eb) = (&source[*a], &source[*b]);
-            (&ea.vpc, &ea.name).cmp(&(&eb.vpc, &eb.name))
-        });
-        Self {
-            source: source.clone(),
-            haystack,
-            by_name,
-        }
-    }
-}
-
 /// The rows shown: indices into the sample's endpoints, filtered and sorted; rebuilt only when
 /// the sample, the sort or the filter changes.
 #[derive(Debug, Default)]
 struct Shown {
-    source: Option<Arc<Vec<EndpointRow>>>,
+    source: Option<Arc<EndpointTable>>,
     sort: Column,
     descending: bool,
     filter: String,
@@ -193,7 +151,6 @@ pub struct EndpointsView {
     descending: bool,
     filter: String,
     typing: bool,
-    index: Option<Index>,
     shown: Shown,
     page: usize,
 }
@@ -217,20 +174,8 @@ impl EndpointsView {
             return;
         }
         let endpoints = &sample.endpoints;
-        if !self
-            .index
-            .as_ref()
-            .is_some_and(|i| Arc::ptr_eq(&i.source, endpoints))
-        {
-            self.index = Some(Index::new(endpoints));
-        }
-        let index = self.index.as_ref().expect("just made");
         let needle = self.filter.to_lowercase();
-        let filtered = index
-            .by_name
-            .iter()
-            .copied()
-            .filter(|i| needle.is_empty() || index.haystack[*i].contains(&needle));
+        let filtered = endpoints.matching(&needle);
         let sort = self.sort;
         let descending = self.descending;
         let order = |o: Ordering| if descending { o.reverse() } else { o };
