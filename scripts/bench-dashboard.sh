@@ -8,8 +8,10 @@
 #   - /metrics scrape time (curl's time_total) for an encoding and for a cached one;
 #   - resident memory of `mizar metrics` and of `mizar tui` (in tmux) at the start and after
 #     SOAK seconds (default 120) of sampling at 100 ms;
+#   - with CHURN=S (default 0: none), an endpoint added and deleted every S seconds of the soak,
+#     so both samplers rebuild their tables from a changed store while memory is traced;
 #   - `mizar bench` (ns/packet and ratio to the floor) alone, then with `mizar tui --period
-#     100ms` running against this fabric.
+#     100ms` running against this fabric (BENCH=0 skips it, e.g. while the machine is busy).
 # Frame build time is measured without a kernel: cargo run --release -p mizar-tui --example
 # frame_scale. Run as root after `cargo build --release -p mizar`; figures go in BENCHMARKS.md.
 set -euo pipefail
@@ -17,6 +19,8 @@ mizar=${MIZAR:-$(cd "$(dirname "$0")/.." && pwd)/target/release/mizar}
 endpoints=${ENDPOINTS:-100000}
 local_eps=${LOCAL:-1000}
 soak=${SOAK:-120}
+churn=${CHURN:-0}
+bench=${BENCH:-1}
 root=/run/mizar-bench-dashboard
 ns=mzbench-dash-$$
 session=mzbench-dash-$$
@@ -95,10 +99,22 @@ tmux new-session -d -s "$session" -x 160 -y 48 \
 sleep 3
 tui_pid=$(pgrep -f "^$mizar tui --period 100ms" | head -1) # mizar itself, not the shell
 rss_tui_start=$(rss "$tui_pid")
-echo "soak: ${soak} s of sampling at 100 ms (metrics and tui)"
+churning=""
+((churn > 0)) && churning=", an endpoint added and deleted every $churn s"
+echo "soak: ${soak} s of sampling at 100 ms (metrics and tui)$churning"
+changes=0
 for ((t = 10; t <= soak; t += 10)); do
-  sleep 10
-  echo "  after ${t} s: mizar metrics $(rss "$metrics_pid") KiB, mizar tui $(rss "$tui_pid") KiB"
+  if ((churn > 0)); then
+    for ((c = t - 10; c < t; c += churn)); do
+      in_ns "$mizar" ep add blue churn --ip 10.15.255.200 --mac 02:00:0a:0f:ff:c8 --host h2 >/dev/null
+      in_ns "$mizar" ep del blue churn >/dev/null
+      changes=$((changes + 2))
+      sleep "$churn"
+    done
+  else
+    sleep 10
+  fi
+  echo "  after ${t} s: mizar metrics $(rss "$metrics_pid") KiB, mizar tui $(rss "$tui_pid") KiB${churning:+, $changes store changes}"
 done
 echo "resident memory: mizar metrics ${rss_metrics_start} -> $(rss "$metrics_pid") KiB;" \
   "mizar tui ${rss_tui_start} -> $(rss "$tui_pid") KiB"
@@ -116,6 +132,9 @@ for p in r["paths"]:
     print(f"{p['id']:<28} {ns:>8.1f} ns  ratio {ratio:.2f}")
 PY
 summarize() { python3 "$work/summarize.py"; } # bench JSON -> ns/packet (net of the wrapper), ratio
+if [ "$bench" = 0 ]; then
+  exit 0
+fi
 echo "mizar bench with mizar tui --period 100ms running:"
 "$mizar" bench --json | summarize | tee "$work/with"
 tmux kill-session -t "$session"

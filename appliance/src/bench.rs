@@ -31,8 +31,9 @@ use mizar_ebpf::{
 };
 
 use crate::dataplane::{
-    Counter, Counters, Dataplane, DataplaneError, EndpointEntry, EndpointKind, HostConfig,
-    MemberRoles, NetworkEntry, PinLayout, VpcEntry, ensure_bpffs, remove_all_pins,
+    Counter, Counters, Dataplane, DataplaneError, DesiredState, EndpointEntry, EndpointKind,
+    HostConfig, MemberRoles, NetworkEntry, PinLayout, VpcEntry, ensure_bpffs, reconcile,
+    remove_all_pins,
 };
 use crate::packet::{InnerFrame, Tunnel, arp_request};
 
@@ -746,20 +747,26 @@ const EGRESS_IFINDEX: u32 = 1;
 /// UDP payload of the inner frames: 64-byte inner frames (Ethernet without FCS).
 const PAYLOAD_LEN: usize = 22;
 
+/// This host's underlay interface, as the maps know it (a non-live test run never sends there).
+const UNDERLAY_IFINDEX: u32 = 2;
+
+/// The benchmark's configuration, written by reconcile as `up` writes the store's.
 fn configure(dataplane: &mut Dataplane) -> Result<(), BenchError> {
-    let maps = dataplane.maps_mut();
-    maps.set_host_config(&HostConfig {
-        ip: THIS_HOST,
-        mac: THIS_MAC,
-        underlay_mtu: 1500,
-        underlay_ifindex: EGRESS_IFINDEX,
-    })?;
+    let mut state = DesiredState {
+        host: Some(HostConfig {
+            ip: THIS_HOST,
+            mac: THIS_MAC,
+            underlay_mtu: 1500,
+            underlay_ifindex: UNDERLAY_IFINDEX,
+        }),
+        ..DesiredState::default()
+    };
     for host in [SENDER_HOST, ENDPOINT_HOST, BOUNCER_HOST, DIVIDER_HOST] {
-        maps.set_host(host, host_mac(host))?;
+        state.hosts.insert(host, host_mac(host));
     }
-    maps.set_vpc(
+    state.vpcs.insert(
         VNI_A,
-        &VpcEntry {
+        VpcEntry {
             this_host_divides: true,
             dividers: vec![THIS_HOST],
             members: [SENDER_HOST, ENDPOINT_HOST]
@@ -768,62 +775,54 @@ fn configure(dataplane: &mut Dataplane) -> Result<(), BenchError> {
                 .chain([(BOUNCER_HOST, MemberRoles::BOUNCER)])
                 .collect(),
         },
-    )?;
-    maps.set_network(
-        VNI_A,
-        NET_A,
-        16,
-        &NetworkEntry {
+    );
+    state.networks.insert(
+        (VNI_A, NET_A, 16),
+        NetworkEntry {
             this_host_bounces: false,
             gateway: GATEWAY_A,
             bouncers: vec![BOUNCER_HOST],
         },
-    )?;
-    maps.set_vpc(
+    );
+    state.vpcs.insert(
         VNI_B,
-        &VpcEntry {
+        VpcEntry {
             this_host_divides: false,
             dividers: vec![DIVIDER_HOST],
             members: [(SENDER_HOST, MemberRoles::ENDPOINTS)].into(),
         },
-    )?;
-    let local = |ip, kind, bypass_decap| EndpointEntry {
-        mac: endpoint_mac(ip),
-        kind,
-        bypass_decap,
-        host: THIS_HOST,
-        local_ifindex: Some(EGRESS_IFINDEX),
-    };
-    // All local endpoints sit behind ifindex 1 (a non-live test run never resolves the redirect
-    // target). The veth registration (what egress looks up) is the last one written: LOCAL_EP.
-    maps.set_endpoint(
-        VNI_A,
-        BYPASS_EP,
-        &local(BYPASS_EP, EndpointKind::Function, true),
-    )?;
-    maps.set_endpoint(
-        VNI_A,
-        LOCAL_PEER,
-        &local(LOCAL_PEER, EndpointKind::Simple, false),
-    )?;
-    maps.set_endpoint(
-        VNI_A,
-        LOCAL_EP,
-        &local(LOCAL_EP, EndpointKind::Simple, false),
-    )?;
+    );
+    // The egress paths run on LOCAL_EP's veth, loopback; the other local endpoints have veths
+    // of their own that a non-live test run never resolves.
+    for (ip, ifindex, kind, bypass_decap) in [
+        (BYPASS_EP, 1001, EndpointKind::Function, true),
+        (LOCAL_PEER, 1002, EndpointKind::Simple, false),
+        (LOCAL_EP, EGRESS_IFINDEX, EndpointKind::Simple, false),
+    ] {
+        state.endpoints.insert(
+            (VNI_A, ip),
+            EndpointEntry {
+                mac: endpoint_mac(ip),
+                kind,
+                bypass_decap,
+                host: THIS_HOST,
+                local_ifindex: Some(ifindex),
+            },
+        );
+    }
     for (ip, host) in [(REMOTE_EP, ENDPOINT_HOST), (REMOTE_SENDER, SENDER_HOST)] {
-        maps.set_endpoint(
-            VNI_A,
-            ip,
-            &EndpointEntry {
+        state.endpoints.insert(
+            (VNI_A, ip),
+            EndpointEntry {
                 mac: endpoint_mac(ip),
                 kind: EndpointKind::Simple,
                 bypass_decap: false,
                 host,
                 local_ifindex: None,
             },
-        )?;
+        );
     }
+    reconcile(dataplane.maps_mut(), &state)?;
     Ok(())
 }
 

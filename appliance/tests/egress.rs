@@ -356,7 +356,16 @@ fn a_receiving_transit_delivers_what_egress_sent_and_learns_the_sender() {
     assert_eq!(parse_tunnel(&run.out).unwrap().dst_ip(), HOST_A);
 
     // Forgetting host A forgets what was learned about it: replies take the VPC's divider again.
-    b.dataplane.maps_mut().remove_host(HOST_A).unwrap();
+    // (As `host del` does: the host goes, and with it its membership of the VPC.)
+    b.dataplane
+        .maps_mut()
+        .edit(|s| {
+            s.hosts.remove(&HOST_A);
+            for vpc in s.vpcs.values_mut() {
+                vpc.members.remove(&HOST_A);
+            }
+        })
+        .unwrap();
     assert_eq!(b.dataplane.maps().learned_host(VNI, EP).unwrap(), None);
     let run = run_egress(b.dataplane.egress(), b.dataplane.maps(), &reply, LOOPBACK);
     assert_only_reason(&run.delta, abi::MZ_EGRESS_TO_DIVIDER);

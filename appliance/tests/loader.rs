@@ -1,5 +1,6 @@
 //! The loader's map API against the real kernel: entries appear and disappear exactly, and
-//! pinned state outlives the process that wrote it.
+//! pinned state outlives the process that wrote it. The single-object changes are a layer over
+//! reconcile, so they refuse what reconcile refuses (an endpoint of a VPC the maps do not have).
 
 mod common;
 
@@ -10,6 +11,15 @@ use mizar::dataplane::{
 };
 
 const VNI: u32 = 100;
+
+fn this_host() -> HostConfig {
+    HostConfig {
+        ip: Ipv4Addr::new(192, 0, 2, 1),
+        mac: [0x02, 0, 0, 0, 1, 1],
+        underlay_mtu: 1500,
+        underlay_ifindex: 3,
+    }
+}
 
 fn local_endpoint(ifindex: u32) -> EndpointEntry {
     EndpointEntry {
@@ -26,7 +36,15 @@ fn endpoint_entries_come_and_go_with_their_counters() {
     let mut instance = common::TestInstance::new("loader-ep");
     let maps = instance.dataplane.maps_mut();
     let ip = Ipv4Addr::new(10, 0, 0, 2);
+    let err = maps
+        .set_endpoint(VNI, ip, &local_endpoint(7))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("VPC 100 is not in the desired state"), "{err}");
+    assert_eq!(maps.endpoint(VNI, ip).unwrap(), None, "nothing written");
 
+    maps.set_host_config(&this_host()).unwrap();
+    maps.set_vpc(VNI, &VpcEntry::default()).unwrap();
     maps.set_endpoint(VNI, ip, &local_endpoint(7)).unwrap();
     let raw = maps.endpoint(VNI, ip).unwrap().expect("endpoint written");
     assert_eq!(raw.ifindex, 7);
@@ -77,7 +95,10 @@ fn invalid_configuration_is_refused_before_the_kernel() {
         ..VpcEntry::default()
     };
     let err = maps.set_vpc(VNI, &many).unwrap_err().to_string();
-    assert!(err.contains("at most 16 dividers"), "{err}");
+    assert!(
+        err.contains("17 dividers of VPC 100 exceed what the data plane holds (16)"),
+        "{err}"
+    );
     assert!(
         maps.host_config().unwrap().is_none(),
         "nothing was configured"
@@ -87,17 +108,10 @@ fn invalid_configuration_is_refused_before_the_kernel() {
 #[test]
 fn pinned_maps_keep_their_contents_across_loads() {
     let mut instance = common::TestInstance::new("loader-reload");
-    let host = HostConfig {
-        ip: Ipv4Addr::new(192, 0, 2, 1),
-        mac: [0x02, 0, 0, 0, 1, 1],
-        underlay_mtu: 1500,
-        underlay_ifindex: 3,
-    };
-    instance
-        .dataplane
-        .maps_mut()
-        .set_host_config(&host)
-        .unwrap();
+    let host = this_host();
+    let maps = instance.dataplane.maps_mut();
+    maps.set_host_config(&host).unwrap();
+    maps.set_vpc(VNI, &VpcEntry::default()).unwrap();
     instance
         .dataplane
         .maps_mut()

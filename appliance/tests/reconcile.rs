@@ -10,6 +10,7 @@ mod fixture;
 
 use std::net::Ipv4Addr;
 
+use aya::maps::{HashMap, Map, MapData};
 use fixture::*;
 use mizar::{
     dataplane::{
@@ -18,7 +19,7 @@ use mizar::{
     },
     packet::Tunnel,
 };
-use mizar_ebpf::abi;
+use mizar_ebpf::{abi, ip_be, maps as names};
 
 const NET_B: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 0);
 /// A host only state B knows.
@@ -508,12 +509,35 @@ fn an_invalid_state_is_refused_before_any_write_and_a_valid_one_then_converges()
     assert_eq!(world.maps().endpoint_stats(VNI, LOCAL_EP).unwrap(), stats);
 }
 
+/// Writes, straight into the pinned maps, an endpoint `intruder` of `vni` (a copy of the one
+/// hosted on veth `ifindex`) and hands it that veth's registration: what no reconcile writes.
+fn take_veth_over(world: &World, vni: u32, intruder: Ipv4Addr, ifindex: u32) {
+    let pins = world.instance.dataplane.pins();
+    let open = |name: &str| Map::from_map_data(MapData::from_pin(pins.map(name)).unwrap()).unwrap();
+    let mut endpoints: HashMap<MapData, abi::mz_endpoint_key, abi::mz_endpoint> =
+        open(names::ENDPOINTS).try_into().unwrap();
+    let mut ifaces: HashMap<MapData, u32, abi::mz_local_iface> =
+        open(names::LOCAL_IFACES).try_into().unwrap();
+    let mut iface = ifaces.get(&ifindex, 0).unwrap();
+    let mut entry = endpoints.get(&iface.endpoint, 0).unwrap();
+    let key = abi::mz_endpoint_key {
+        vni,
+        ip_be: ip_be(intruder),
+    };
+    entry.key = key;
+    entry.mac = [0x02, 0xec, 0, 0, 0, 0x77];
+    endpoints.insert(key, entry, 0).unwrap();
+    iface.endpoint = key;
+    ifaces.insert(ifindex, iface, 0).unwrap();
+}
+
 #[test]
 fn maps_left_half_written_or_drifted_converge() {
     // A write the kernel refuses midway stops reconcile where it is (it is not transactional
     // across maps); so does a crash. Here the maps hold part of B, written through the
     // loader's functions in reconcile's order, plus what no reconcile to A or B wrote: a host
-    // neither has, and an endpoint neither has that took LOCAL_EP's veth registration over.
+    // neither has admitted as a member, and an endpoint neither has that took LOCAL_EP's veth
+    // registration over (written straight into the kernel's maps, as a buggy writer could).
     // Reconcile to B finishes the job and puts the registration back.
     let mut world = World::unconfigured("rec-converge");
     reconcile_exactly(&mut world, &state_a());
@@ -524,13 +548,11 @@ fn maps_left_half_written_or_drifted_converge() {
         maps.set_host(*ip, *mac).unwrap();
     }
     maps.set_vpc(VNI_C, &b.vpcs[&VNI_C]).unwrap();
-    let intruder = Ipv4Addr::new(10, 0, 0, 77);
-    maps.set_endpoint(VNI, intruder, &local(0x77, LOCAL_IFINDEX))
-        .unwrap();
     maps.set_host(STRANGER, host_mac(STRANGER)).unwrap();
     let mut admitted = b.vpcs[&VNI].clone();
     admitted.members.insert(STRANGER, MemberRoles::ENDPOINTS);
     maps.set_vpc(VNI, &admitted).unwrap();
+    take_veth_over(&world, VNI, Ipv4Addr::new(10, 0, 0, 77), LOCAL_IFINDEX);
     let filter_hit =
         world.run(&Tunnel::new(STRANGER, SELF, VNI).build(&inner_udp(SENDER_EP, REMOTE_EP)));
     filter_hit.expect(XDP_TX, abi::MZ_BOUNCER_FORWARD, Stage::OnXdpTx);

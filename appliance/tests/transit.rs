@@ -552,15 +552,22 @@ fn forwarding_to_a_host_without_its_mac_cannot_be_configured() {
         .set_endpoint(VNI, ep, &entry)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("host 192.168.0.200 is not known"), "{err}");
+    assert!(
+        err.contains("lives on host 192.168.0.200, which is not a known host"),
+        "{err}"
+    );
     assert_eq!(
         world.maps().endpoint(VNI, ep).unwrap(),
         None,
         "nothing written"
     );
 
+    // Nor can a host something forwards to be forgotten.
     let err = world.maps().remove_host(EP_HOST).unwrap_err().to_string();
-    assert!(err.contains("is still used by endpoint"), "{err}");
+    assert!(
+        err.contains("VPC 100: member 192.168.0.3 is not a known host"),
+        "{err}"
+    );
     world
         .run(&packet_to(VNI, REMOTE_EP))
         .expect(XDP_TX, abi::MZ_BOUNCER_FORWARD, Stage::OnXdpTx);
@@ -787,7 +794,14 @@ fn removed_host_is_no_longer_admitted() {
     world
         .run(&frame)
         .expect(XDP_REDIRECT, abi::MZ_DELIVER_LOCAL, Stage::OnXdpRedirect);
-    world.maps().remove_host(PEER).unwrap();
+    // As `host del` does: the host goes, and with it its membership of the VPC.
+    world
+        .maps()
+        .edit(|s| {
+            s.hosts.remove(&PEER);
+            s.vpcs.get_mut(&VNI).unwrap().members.remove(&PEER);
+        })
+        .unwrap();
     world
         .run(&frame)
         .expect_drop(abi::MZ_DROP_UNKNOWN_SOURCE_HOST);

@@ -1,5 +1,9 @@
-//! Typed access to the pinned data-plane maps: what the rest of the appliance writes the
-//! configuration through and reads the counters from.
+//! Typed access to the pinned data-plane maps: whole-map reads and single-entry writes for
+//! reconcile, and the counters' readers. There is one write path: configuration entries are
+//! written only by reconcile (which resolves next hops, counter slots and veth registrations
+//! from a desired state and orders the writes), so nothing outside `reconcile.rs` encodes or
+//! orders a configuration write; the single-object changes tests and the benchmark use
+//! (`set_endpoint` and the like) are a layer over reconcile, in `reconcile.rs`.
 
 use std::{collections::BTreeMap, net::Ipv4Addr};
 
@@ -491,21 +495,6 @@ mod batch {
     }
 }
 
-fn unknown_next_hop(ip: Ipv4Addr) -> DataplaneError {
-    DataplaneError::Invalid(format!(
-        "host {ip} is not known: add it (with its underlay MAC) before anything that forwards to it"
-    ))
-}
-
-fn check_prefix_len(len: u8) -> Result<(), DataplaneError> {
-    if len > 32 {
-        return Err(DataplaneError::Invalid(format!(
-            "prefix length /{len} is not a valid IPv4 prefix length (0 to 32)"
-        )));
-    }
-    Ok(())
-}
-
 /// Next hops with their MACs, as `resolve` gives them; the count is checked first.
 fn encode_next_hops<const N: usize>(
     hosts: &[Ipv4Addr],
@@ -669,14 +658,16 @@ impl DataplaneMaps {
         })
     }
 
-    pub fn set_host_config(&mut self, host: &HostConfig) -> Result<(), DataplaneError> {
-        let value = abi::mz_host_config {
+    /// Writes this host's configuration (None: unconfigured, so transit hands every packet to
+    /// the stack and egress drops), and nothing else.
+    pub(super) fn write_config(&mut self, host: Option<&HostConfig>) -> Result<(), DataplaneError> {
+        let value = host.map_or_else(abi::mz_host_config::default, |host| abi::mz_host_config {
             host_ip_be: ip_be(host.ip),
             host_mac: host.mac,
             underlay_mtu: host.underlay_mtu,
             underlay_ifindex: host.underlay_ifindex,
             flags: abi::MZ_HOST_CONFIGURED,
-        };
+        });
         self.config.set(0, value, 0).map_err(map_err(names::CONFIG))
     }
 
@@ -690,262 +681,6 @@ impl DataplaneMaps {
                 underlay_ifindex: raw.underlay_ifindex,
             }),
         )
-    }
-
-    /// A host on the underlay: tunnel packets are accepted from it and sent to it at `mac`.
-    /// Entries that forward to it are updated when its MAC changes.
-    pub fn set_host(&mut self, ip: Ipv4Addr, mac: MacAddr) -> Result<(), DataplaneError> {
-        if ip.is_unspecified() {
-            return Err(DataplaneError::Invalid(
-                "0.0.0.0 is not a host address".to_owned(),
-            ));
-        }
-        let previous = self.hosts.get(&ip_be(ip), 0).ok();
-        self.add_to_host_filter(ip)?;
-        let value = abi::mz_host { mac, reserved: 0 };
-        self.hosts
-            .insert(ip_be(ip), value, 0)
-            .map_err(map_err(names::HOSTS))?;
-        if previous.is_some_and(|old| old.mac != mac) {
-            self.refresh_next_hops(ip, mac)?;
-        }
-        Ok(())
-    }
-
-    /// Forgets a host. Refused while an endpoint, network or VPC still forwards to it.
-    pub fn remove_host(&mut self, ip: Ipv4Addr) -> Result<(), DataplaneError> {
-        if let Some(user) = self.host_user(ip)? {
-            return Err(DataplaneError::Invalid(format!(
-                "host {ip} is still used by {user}; remove or change that first"
-            )));
-        }
-        for slot in host_filter_window(ip) {
-            if self
-                .host_filter
-                .get(&slot, 0)
-                .map_err(map_err(names::HOST_FILTER))?
-                == ip_be(ip)
-            {
-                self.host_filter
-                    .set(slot, 0, 0)
-                    .map_err(map_err(names::HOST_FILTER))?;
-            }
-        }
-        // Nothing learned may keep pointing at it.
-        self.forget_learned(|_, _, host| host == ip)?;
-        self.remove_host_entry(ip)
-    }
-
-    fn add_to_host_filter(&mut self, ip: Ipv4Addr) -> Result<(), DataplaneError> {
-        let mut free = None;
-        for slot in host_filter_window(ip) {
-            match self
-                .host_filter
-                .get(&slot, 0)
-                .map_err(map_err(names::HOST_FILTER))?
-            {
-                raw if raw == ip_be(ip) => return Ok(()),
-                0 => free = free.or(Some(slot)),
-                _ => {}
-            }
-        }
-        let slot = free.ok_or_else(|| {
-            DataplaneError::Invalid(format!(
-                "no room for host {ip} in the underlay host filter ({} slots near it are taken by \
-                 other hosts); remove unused hosts",
-                abi::MZ_HOST_FILTER_WINDOW
-            ))
-        })?;
-        self.host_filter
-            .set(slot, ip_be(ip), 0)
-            .map_err(map_err(names::HOST_FILTER))
-    }
-
-    /// The underlay MAC of a host to forward to: a known host, or this host itself.
-    fn next_hop_mac(&self, ip: Ipv4Addr) -> Result<MacAddr, DataplaneError> {
-        match self.hosts.get(&ip_be(ip), 0) {
-            Ok(host) => Ok(host.mac),
-            Err(err) if is_missing(&err) => match self.host_config()? {
-                Some(me) if me.ip == ip => Ok(me.mac),
-                _ => Err(unknown_next_hop(ip)),
-            },
-            Err(err) => Err(map_err(names::HOSTS)(err)),
-        }
-    }
-
-    /// What still forwards to `ip`, if anything (for refusing its removal).
-    fn host_user(&self, ip: Ipv4Addr) -> Result<Option<String>, DataplaneError> {
-        let raw = ip_be(ip);
-        for entry in self.endpoints.iter() {
-            let (key, ep) = entry.map_err(map_err(names::ENDPOINTS))?;
-            if ep.host_ip_be == raw && ep.flags & abi::MZ_EP_LOCAL as u8 == 0 {
-                return Ok(Some(format!(
-                    "endpoint {} of VNI {}",
-                    ip_from_be(key.ip_be),
-                    key.vni
-                )));
-            }
-        }
-        for entry in self.networks.iter() {
-            let (key, net) = entry.map_err(map_err(names::NETWORKS))?;
-            if net.bouncers[..net.bouncer_count as usize]
-                .iter()
-                .any(|h| h.ip_be == raw)
-            {
-                let [vni_be, prefix] = key.data();
-                return Ok(Some(format!(
-                    "network {}/{} of VNI {} (as a bouncer)",
-                    ip_from_be(prefix),
-                    key.prefix_len() - 32,
-                    u32::from_be(vni_be)
-                )));
-            }
-        }
-        for entry in self.vpcs.iter() {
-            let (vni, vpc) = entry.map_err(map_err(names::VPCS))?;
-            if vpc.dividers[..vpc.divider_count as usize]
-                .iter()
-                .any(|h| h.ip_be == raw)
-            {
-                return Ok(Some(format!("VPC {vni} (as a divider)")));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Rewrites the MAC of `ip` wherever an entry forwards to it.
-    fn refresh_next_hops(&mut self, ip: Ipv4Addr, mac: MacAddr) -> Result<(), DataplaneError> {
-        let raw = ip_be(ip);
-        let endpoints: Vec<_> = self
-            .endpoints
-            .iter()
-            .filter_map(Result::ok)
-            .filter(|(_, ep)| ep.host_ip_be == raw && ep.host_mac != mac)
-            .collect();
-        for (key, mut ep) in endpoints {
-            ep.host_mac = mac;
-            self.endpoints
-                .insert(key, ep, 0)
-                .map_err(map_err(names::ENDPOINTS))?;
-        }
-        let retarget = |hops: &mut [abi::mz_next_hop]| {
-            let mut changed = false;
-            for hop in hops.iter_mut().filter(|h| h.ip_be == raw && h.mac != mac) {
-                hop.mac = mac;
-                changed = true;
-            }
-            changed
-        };
-        let networks: Vec<_> = self.networks.iter().filter_map(Result::ok).collect();
-        for (key, mut net) in networks {
-            if retarget(&mut net.bouncers) {
-                self.networks
-                    .insert(&key, net, 0)
-                    .map_err(map_err(names::NETWORKS))?;
-            }
-        }
-        let vpcs: Vec<_> = self.vpcs.iter().filter_map(Result::ok).collect();
-        for (vni, mut vpc) in vpcs {
-            if retarget(&mut vpc.dividers) {
-                self.vpcs
-                    .insert(vni, vpc, 0)
-                    .map_err(map_err(names::VPCS))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Adds or replaces a VPC and its members (members it no longer has are removed).
-    pub fn set_vpc(&mut self, vni: u32, vpc: &VpcEntry) -> Result<(), DataplaneError> {
-        check_vni(vni)?;
-        let value = encode_vpc(vni, vpc, |ip| self.next_hop_mac(ip))?;
-        let members = encode_members(vni, vpc);
-        let stale: Vec<MemberKey> = self
-            .read_members()?
-            .into_keys()
-            .filter(|key| key.0 == vni && !members.contains_key(key))
-            .collect();
-        self.remove_members(&stale)?;
-        for (key, member) in &members {
-            self.write_member(*key, member)?;
-        }
-        self.write_vpc(vni, &value)
-    }
-
-    pub fn remove_vpc(&mut self, vni: u32) -> Result<(), DataplaneError> {
-        ignore_missing(self.vpcs.remove(&vni), names::VPCS)?;
-        let members: Vec<MemberKey> = self
-            .read_members()?
-            .into_keys()
-            .filter(|key| key.0 == vni)
-            .collect();
-        self.remove_members(&members)
-    }
-
-    pub fn set_network(
-        &mut self,
-        vni: u32,
-        prefix: Ipv4Addr,
-        len: u8,
-        net: &NetworkEntry,
-    ) -> Result<(), DataplaneError> {
-        check_vni(vni)?;
-        check_prefix_len(len)?;
-        let value = encode_network(net, |ip| self.next_hop_mac(ip))?;
-        self.write_network((vni, prefix, len), &value)
-    }
-
-    pub fn remove_network(
-        &mut self,
-        vni: u32,
-        prefix: Ipv4Addr,
-        len: u8,
-    ) -> Result<(), DataplaneError> {
-        ignore_missing(
-            self.networks.remove(&network_key(vni, prefix, len)),
-            names::NETWORKS,
-        )
-    }
-
-    /// Adds or replaces an endpoint. A local one (with `local_ifindex`) is registered for the
-    /// egress program on its veth and gets a counter slot, zeroed when first given; a remote
-    /// one needs its host known (for the host's MAC).
-    pub fn set_endpoint(
-        &mut self,
-        vni: u32,
-        ip: Ipv4Addr,
-        ep: &EndpointEntry,
-    ) -> Result<(), DataplaneError> {
-        check_vni(vni)?;
-        let key = endpoint_key(vni, ip);
-        let existing = self.endpoint(vni, ip)?;
-        let was_local = existing.filter(|old| old.flags & abi::MZ_EP_LOCAL as u8 != 0);
-
-        let (host_mac, stats_slot) = match ep.local_ifindex {
-            Some(_) => {
-                let slot = match was_local {
-                    Some(old) => old.stats_slot,
-                    None => self.free_stats_slot()?,
-                };
-                ([0; 6], slot)
-            }
-            None => (self.next_hop_mac(ep.host)?, 0),
-        };
-        let value = encode_endpoint((vni, ip), ep, host_mac, stats_slot);
-
-        // A veth the endpoint no longer uses must stop speaking for it.
-        if let Some(old) = was_local
-            && ep.local_ifindex != Some(old.ifindex)
-        {
-            self.release_local_iface(old.ifindex, (vni, ip))?;
-        }
-        if let Some(ifindex) = ep.local_ifindex {
-            if was_local.is_none() {
-                self.zero_endpoint_stats(stats_slot)?;
-            }
-            self.write_local_iface(ifindex, &local_iface(ifindex, key, ep.mac, stats_slot))?;
-        }
-        self.write_endpoint((vni, ip), &value)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1072,18 +807,21 @@ impl DataplaneMaps {
             .collect())
     }
 
-    /// Marks this host unconfigured: transit hands every packet to the stack, egress drops.
-    pub fn clear_host_config(&mut self) -> Result<(), DataplaneError> {
-        self.config
-            .set(0, abi::mz_host_config::default(), 0)
-            .map_err(map_err(names::CONFIG))
-    }
-
     /// Writes a host's MAC, and nothing else (no filter slot, no next-hop refresh).
     pub(super) fn write_host(&mut self, ip: Ipv4Addr, mac: MacAddr) -> Result<(), DataplaneError> {
         self.hosts
             .insert(ip_be(ip), abi::mz_host { mac, reserved: 0 }, 0)
             .map_err(map_err(names::HOSTS))
+    }
+
+    pub(super) fn remove_network_entry(
+        &mut self,
+        (vni, prefix, len): NetworkKey,
+    ) -> Result<(), DataplaneError> {
+        ignore_missing(
+            self.networks.remove(&network_key(vni, prefix, len)),
+            names::NETWORKS,
+        )
     }
 
     pub(super) fn remove_host_entry(&mut self, ip: Ipv4Addr) -> Result<(), DataplaneError> {
@@ -1260,53 +998,6 @@ impl DataplaneMaps {
         self.learned_cache
             .set(slot, values, 0)
             .map_err(map_err(names::LEARNED_CACHE))
-    }
-
-    /// The lowest counter slot no local endpoint holds.
-    fn free_stats_slot(&self) -> Result<u16, DataplaneError> {
-        let mut used = vec![false; abi::MZ_MAX_LOCAL_IFACES as usize];
-        for entry in self.local_ifaces.iter() {
-            let (_, iface) = entry.map_err(map_err(names::LOCAL_IFACES))?;
-            if let Some(u) = used.get_mut(usize::from(iface.stats_slot)) {
-                *u = true;
-            }
-        }
-        used.iter()
-            .position(|u| !u)
-            .map(|slot| slot as u16)
-            .ok_or_else(|| {
-                DataplaneError::Invalid(format!(
-                    "this host already has {} endpoints, the most it can serve",
-                    abi::MZ_MAX_LOCAL_IFACES
-                ))
-            })
-    }
-
-    /// Removes an endpoint and its veth registration (its counter slot becomes free).
-    pub fn remove_endpoint(&mut self, vni: u32, ip: Ipv4Addr) -> Result<(), DataplaneError> {
-        if let Some(ep) = self.endpoint(vni, ip)?
-            && ep.flags & abi::MZ_EP_LOCAL as u8 != 0
-        {
-            self.release_local_iface(ep.ifindex, (vni, ip))?;
-        }
-        self.remove_endpoint_entry((vni, ip))
-    }
-
-    /// Removes the registration of veth `ifindex` if it still speaks for `endpoint` (another
-    /// endpoint may have taken the veth over since).
-    fn release_local_iface(
-        &mut self,
-        ifindex: u32,
-        endpoint: EndpointKey,
-    ) -> Result<(), DataplaneError> {
-        match self.local_ifaces.get(&ifindex, 0) {
-            Ok(iface) if iface.endpoint == endpoint_key(endpoint.0, endpoint.1) => {
-                self.remove_local_iface(ifindex)
-            }
-            Ok(_) => Ok(()),
-            Err(err) if is_missing(&err) => Ok(()),
-            Err(err) => Err(map_err(names::LOCAL_IFACES)(err)),
-        }
     }
 
     pub fn endpoint(

@@ -377,9 +377,117 @@ pub struct Scope {
     pub networks: BTreeSet<NetworkKey>,
 }
 
+/// Changes to one object of the configuration, for the kernel tests, the benchmark and tools that
+/// set a data plane up by hand. Each reads the configuration back from the maps, changes that
+/// object and reconciles to the result: the same validation, write order and RCU waits as `up`,
+/// and no second way of writing the maps. What reconcile would refuse is refused, and changes
+/// nothing.
 impl DataplaneMaps {
-    /// Reads every configuration map back: the inverse of what reconcile (and the `set_*`
-    /// functions) write, so that after `reconcile(maps, &state)`, `read_state() == state`.
+    /// Reconciles to what the maps hold with `change` made to it.
+    pub fn edit(
+        &mut self,
+        change: impl FnOnce(&mut DesiredState),
+    ) -> Result<ReconcileReport, DataplaneError> {
+        let mut state = self.read_state()?;
+        change(&mut state);
+        reconcile(self, &state)
+    }
+
+    /// This host's configuration (its underlay address, MAC, MTU and interface).
+    pub fn set_host_config(&mut self, host: &HostConfig) -> Result<(), DataplaneError> {
+        self.edit(|s| s.host = Some(*host)).map(drop)
+    }
+
+    /// Marks this host unconfigured: transit hands every packet to the stack, egress drops.
+    pub fn clear_host_config(&mut self) -> Result<(), DataplaneError> {
+        self.edit(|s| s.host = None).map(drop)
+    }
+
+    /// A host on the underlay: tunnel packets are accepted from it and sent to it at `mac`
+    /// (every entry that forwards to it follows a new MAC).
+    pub fn set_host(&mut self, ip: Ipv4Addr, mac: MacAddr) -> Result<(), DataplaneError> {
+        self.edit(|s| {
+            s.hosts.insert(ip, mac);
+        })
+        .map(drop)
+    }
+
+    /// Forgets a host, and what was learned about it. Refused while anything forwards to it.
+    pub fn remove_host(&mut self, ip: Ipv4Addr) -> Result<(), DataplaneError> {
+        self.edit(|s| {
+            s.hosts.remove(&ip);
+        })
+        .map(drop)
+    }
+
+    /// Adds or replaces a VPC and its members.
+    pub fn set_vpc(&mut self, vni: u32, vpc: &VpcEntry) -> Result<(), DataplaneError> {
+        self.edit(|s| {
+            s.vpcs.insert(vni, vpc.clone());
+        })
+        .map(drop)
+    }
+
+    /// Removes a VPC and its members. Refused while it has networks or endpoints.
+    pub fn remove_vpc(&mut self, vni: u32) -> Result<(), DataplaneError> {
+        self.edit(|s| {
+            s.vpcs.remove(&vni);
+        })
+        .map(drop)
+    }
+
+    pub fn set_network(
+        &mut self,
+        vni: u32,
+        prefix: Ipv4Addr,
+        len: u8,
+        net: &NetworkEntry,
+    ) -> Result<(), DataplaneError> {
+        self.edit(|s| {
+            s.networks.insert((vni, prefix, len), net.clone());
+        })
+        .map(drop)
+    }
+
+    pub fn remove_network(
+        &mut self,
+        vni: u32,
+        prefix: Ipv4Addr,
+        len: u8,
+    ) -> Result<(), DataplaneError> {
+        self.edit(|s| {
+            s.networks.remove(&(vni, prefix, len));
+        })
+        .map(drop)
+    }
+
+    /// Adds or replaces an endpoint. A local one (with `local_ifindex`) is registered for the
+    /// egress program on its veth and keeps its counter slot (a new one starts at zero); a
+    /// remote one needs its host known.
+    pub fn set_endpoint(
+        &mut self,
+        vni: u32,
+        ip: Ipv4Addr,
+        ep: &EndpointEntry,
+    ) -> Result<(), DataplaneError> {
+        self.edit(|s| {
+            s.endpoints.insert((vni, ip), ep.clone());
+        })
+        .map(drop)
+    }
+
+    /// Removes an endpoint, its veth registration and what was learned about it.
+    pub fn remove_endpoint(&mut self, vni: u32, ip: Ipv4Addr) -> Result<(), DataplaneError> {
+        self.edit(|s| {
+            s.endpoints.remove(&(vni, ip));
+        })
+        .map(drop)
+    }
+}
+
+impl DataplaneMaps {
+    /// Reads every configuration map back: the inverse of what reconcile writes, so that after
+    /// `reconcile(maps, &state)`, `read_state() == state`.
     pub fn read_state(&self) -> Result<DesiredState, DataplaneError> {
         let endpoints = self
             .read_endpoints()?
@@ -970,10 +1078,8 @@ pub fn prepare_scoped_reconcile(
 fn apply_plan(maps: &mut DataplaneMaps, plan: Plan) -> Result<ReconcileReport, DataplaneError> {
     let mut report = plan.report;
 
-    match plan.config {
-        Some(Some(config)) => maps.set_host_config(&config)?,
-        Some(None) => maps.clear_host_config()?,
-        None => {}
+    if let Some(config) = plan.config {
+        maps.write_config(config.as_ref())?;
     }
     for (slot, value) in &plan.filter {
         maps.write_host_filter_slot(*slot, *value)?;
@@ -992,7 +1098,7 @@ fn apply_plan(maps: &mut DataplaneMaps, plan: Plan) -> Result<ReconcileReport, D
     }
     if plan.networks_removed_first {
         for (vni, prefix, len) in &plan.network_removals {
-            maps.remove_network(*vni, *prefix, *len)?;
+            maps.remove_network_entry((*vni, *prefix, *len))?;
         }
     }
     if plan.vpcs_removed_first {
@@ -1020,7 +1126,7 @@ fn apply_plan(maps: &mut DataplaneMaps, plan: Plan) -> Result<ReconcileReport, D
 
     if !plan.networks_removed_first {
         for (vni, prefix, len) in &plan.network_removals {
-            maps.remove_network(*vni, *prefix, *len)?;
+            maps.remove_network_entry((*vni, *prefix, *len))?;
         }
     }
     if !plan.vpcs_removed_first {
