@@ -103,17 +103,18 @@ churning=""
 ((churn > 0)) && churning=", an endpoint added and deleted every $churn s"
 echo "soak: ${soak} s of sampling at 100 ms (metrics and tui)$churning"
 changes=0
+start=$SECONDS
+next_change=$churn
 for ((t = 10; t <= soak; t += 10)); do
-  if ((churn > 0)); then
-    for ((c = t - 10; c < t; c += churn)); do
+  while ((SECONDS - start < t)); do
+    if ((churn > 0 && SECONDS - start >= next_change)); then
       in_ns "$mizar" ep add blue churn --ip 10.15.255.200 --mac 02:00:0a:0f:ff:c8 --host h2 >/dev/null
       in_ns "$mizar" ep del blue churn >/dev/null
       changes=$((changes + 2))
-      sleep "$churn"
-    done
-  else
-    sleep 10
-  fi
+      next_change=$((next_change + churn))
+    fi
+    sleep 1
+  done
   echo "  after ${t} s: mizar metrics $(rss "$metrics_pid") KiB, mizar tui $(rss "$tui_pid") KiB${churning:+, $changes store changes}"
 done
 echo "resident memory: mizar metrics ${rss_metrics_start} -> $(rss "$metrics_pid") KiB;" \

@@ -28,9 +28,9 @@ fn host(i: u32) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(Ipv4Addr::new(192, 168, 1, 0)) + 10 + i)
 }
 
-fn mac(i: u32) -> [u8; 6] {
+fn mac(i: u32) -> mizar::dataplane::MacAddr {
     let b = i.to_be_bytes();
-    [0x02, 0x4d, b[0], b[1], b[2], b[3]]
+    mizar::dataplane::MacAddr([0x02, 0x4d, b[0], b[1], b[2], b[3]])
 }
 
 /// This host, 64 remote hosts, 4 VPCs (each a 10.0.0.0/8 network with two bouncers) and

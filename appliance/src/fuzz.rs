@@ -44,7 +44,7 @@ use crate::{
 pub const FUZZ_BPFFS: &str = "/run/mizar-fuzz";
 
 const SELF: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
-const SELF_MAC: MacAddr = [0x02, 0x5e, 0, 0, 0, 1];
+const SELF_MAC: MacAddr = MacAddr([0x02, 0x5e, 0, 0, 0, 1]);
 const PEER: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 2);
 const EP_HOST: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 3);
 const BOUNCER: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 11);
@@ -76,13 +76,13 @@ const UNDERLAY_IFINDEX: u32 = 2;
 
 fn host_mac(ip: Ipv4Addr) -> MacAddr {
     let o = ip.octets();
-    [0x02, 0x48, o[0], o[1], o[2], o[3]]
+    MacAddr([0x02, 0x48, o[0], o[1], o[2], o[3]])
 }
 
 /// Endpoint MACs name their VPC, so a frame handed to the wrong VPC's endpoint shows.
 fn endpoint_mac(vni: u32, ip: Ipv4Addr) -> MacAddr {
     let o = ip.octets();
-    [0x02, (vni >> 8) as u8, vni as u8, o[1], o[2], o[3]]
+    MacAddr([0x02, (vni >> 8) as u8, vni as u8, o[1], o[2], o[3]])
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -300,7 +300,10 @@ fn transit_seeds() -> Vec<Vec<u8>> {
 fn egress_seeds() -> Vec<Vec<u8>> {
     let from = |dst| {
         InnerFrame::udp(EGRESS_EP, dst, 40000, 7777, b"mizar fuzz egress")
-            .macs(endpoint_mac(VNI_A, EGRESS_EP), [0x02, 0, 10, 0, 0, 1])
+            .macs(
+                endpoint_mac(VNI_A, EGRESS_EP),
+                MacAddr([0x02, 0, 10, 0, 0, 1]),
+            )
             .build()
     };
     vec![
@@ -646,7 +649,7 @@ impl Fuzzer {
         };
         match self.known_host(dst) {
             None => problems.push(format!("forwarded to {dst}, no host of the topology")),
-            Some(mac) if output[..6] != mac => {
+            Some(mac) if output[..6] != mac.0 => {
                 problems.push(format!("forwarded to {dst} with another MAC"))
             }
             Some(_) => {}
@@ -682,7 +685,7 @@ impl Fuzzer {
                     if output != input {
                         problems.push("a bypass-decap delivery changed the packet".to_owned());
                     }
-                } else if output.get(..6) != Some(&ep.mac[..])
+                } else if output.get(..6) != Some(&ep.mac.0[..])
                     || output.get(6..) != input.get(parsed.inner + 6..)
                 {
                     problems.push(format!(
@@ -717,7 +720,7 @@ impl Fuzzer {
             "egress_local" => {
                 let key = dst.map(|d| (VNI_A, d));
                 match key.and_then(|k| self.desired.endpoints.get(&k)) {
-                    Some(ep) if output.get(..6) == Some(&ep.mac[..]) => {}
+                    Some(ep) if output.get(..6) == Some(&ep.mac.0[..]) => {}
                     _ => problems.push(format!("local delivery for {dst:?} outside VPC A")),
                 }
                 if key.is_none_or(|k| credited != [k]) {

@@ -28,7 +28,7 @@ use etherparse::{
 use mizar_ebpf::abi;
 
 /// An Ethernet address.
-pub type Mac = [u8; 6];
+pub use mizar_db::MacAddr;
 
 pub const ETH_HEADER_LEN: usize = 14;
 pub const IPV4_HEADER_LEN: usize = 20;
@@ -51,11 +51,11 @@ pub const OPT_TYPE_SOURCE_HOST: u8 = abi::MZ_GENEVE_OPT_SOURCE_HOST as u8;
 pub const OPT_TYPE_CRITICAL: u8 = abi::MZ_GENEVE_OPT_CRITICAL as u8;
 
 /// Source MAC of inner frames unless set: a locally administered address no test assigns.
-pub const DEFAULT_INNER_SRC_MAC: Mac = [0x02, 0xee, 0x00, 0x00, 0x00, 0x01];
+pub const DEFAULT_INNER_SRC_MAC: MacAddr = MacAddr([0x02, 0xee, 0x00, 0x00, 0x00, 0x01]);
 /// Destination MAC of inner frames unless set (the transit rewrites it on local delivery).
-pub const DEFAULT_INNER_DST_MAC: Mac = [0x02, 0xee, 0x00, 0x00, 0x00, 0x02];
-pub const DEFAULT_OUTER_SRC_MAC: Mac = [0x02, 0xaa, 0x00, 0x00, 0x00, 0x01];
-pub const DEFAULT_OUTER_DST_MAC: Mac = [0x02, 0xaa, 0x00, 0x00, 0x00, 0x02];
+pub const DEFAULT_INNER_DST_MAC: MacAddr = MacAddr([0x02, 0xee, 0x00, 0x00, 0x00, 0x02]);
+pub const DEFAULT_OUTER_SRC_MAC: MacAddr = MacAddr([0x02, 0xaa, 0x00, 0x00, 0x00, 0x01]);
+pub const DEFAULT_OUTER_DST_MAC: MacAddr = MacAddr([0x02, 0xaa, 0x00, 0x00, 0x00, 0x02]);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PacketError {
@@ -88,10 +88,10 @@ fn take<'a>(
         })
 }
 
-fn ethernet(src: Mac, dst: Mac, ether_type: u16) -> [u8; ETH_HEADER_LEN] {
+fn ethernet(src: MacAddr, dst: MacAddr, ether_type: u16) -> [u8; ETH_HEADER_LEN] {
     Ethernet2Header {
-        source: src,
-        destination: dst,
+        source: src.0,
+        destination: dst.0,
         ether_type: EtherType(ether_type),
     }
     .to_bytes()
@@ -112,8 +112,8 @@ pub enum L4 {
 /// An endpoint's frame: Ethernet + IPv4 + UDP or ICMP echo, all checksums valid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InnerFrame {
-    pub src_mac: Mac,
-    pub dst_mac: Mac,
+    pub src_mac: MacAddr,
+    pub dst_mac: MacAddr,
     pub src_ip: Ipv4Addr,
     pub dst_ip: Ipv4Addr,
     pub ttl: u8,
@@ -160,7 +160,7 @@ impl InnerFrame {
     }
 
     /// Sets the Ethernet addresses.
-    pub fn macs(mut self, src: Mac, dst: Mac) -> Self {
+    pub fn macs(mut self, src: MacAddr, dst: MacAddr) -> Self {
         self.src_mac = src;
         self.dst_mac = dst;
         self
@@ -215,10 +215,10 @@ impl InnerFrame {
 }
 
 /// An ARP request (who has `target_ip`? tell `sender_ip`), broadcast.
-pub fn arp_request(sender_mac: Mac, sender_ip: Ipv4Addr, target_ip: Ipv4Addr) -> Vec<u8> {
-    let mut frame = ethernet(sender_mac, [0xff; 6], ETH_P_ARP).to_vec();
+pub fn arp_request(sender_mac: MacAddr, sender_ip: Ipv4Addr, target_ip: Ipv4Addr) -> Vec<u8> {
+    let mut frame = ethernet(sender_mac, MacAddr([0xff; 6]), ETH_P_ARP).to_vec();
     frame.extend_from_slice(&[0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01]); // Ethernet/IPv4, request
-    frame.extend_from_slice(&sender_mac);
+    frame.extend_from_slice(&sender_mac.0);
     frame.extend_from_slice(&sender_ip.octets());
     frame.extend_from_slice(&[0; 6]);
     frame.extend_from_slice(&target_ip.octets());
@@ -290,8 +290,8 @@ impl GeneveOption {
 /// [`Tunnel::new`] gives a well-formed packet; every public field can then be bent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tunnel {
-    pub src_mac: Mac,
-    pub dst_mac: Mac,
+    pub src_mac: MacAddr,
+    pub dst_mac: MacAddr,
     /// The outer EtherType (IPv4 unless set otherwise).
     pub ether_type: u16,
     pub src_ip: Ipv4Addr,
@@ -365,7 +365,7 @@ impl Tunnel {
         }
     }
 
-    pub fn macs(mut self, src: Mac, dst: Mac) -> Self {
+    pub fn macs(mut self, src: MacAddr, dst: MacAddr) -> Self {
         self.src_mac = src;
         self.dst_mac = dst;
         self
@@ -718,14 +718,14 @@ mod tests {
         assert_ne!(udp.checksum(), 0);
         let parsed = parse_inner(&frame).unwrap();
         assert!(parsed.ipv4_checksum_ok);
-        assert_eq!(parsed.eth.destination, DEFAULT_INNER_DST_MAC);
+        assert_eq!(parsed.eth.destination, DEFAULT_INNER_DST_MAC.0);
         assert_eq!(&parsed.payload[8..], b"hello, vpc");
     }
 
     #[test]
     fn inner_icmp_echo_frame() {
         let frame = InnerFrame::icmp_echo(ip("10.0.0.2"), ip("10.0.0.3"), 7, 1, b"ping")
-            .macs([1; 6], [2; 6])
+            .macs(MacAddr([1; 6]), MacAddr([2; 6]))
             .build();
         let parsed = parse_inner(&frame).unwrap();
         assert_eq!(parsed.ip.protocol, IpNumber::ICMP);
@@ -870,7 +870,7 @@ mod tests {
 
     #[test]
     fn arp_request_layout() {
-        let frame = arp_request([2; 6], ip("10.0.0.2"), ip("10.0.0.1"));
+        let frame = arp_request(MacAddr([2; 6]), ip("10.0.0.2"), ip("10.0.0.1"));
         assert_eq!(frame.len(), 42);
         assert_eq!(&frame[12..14], &[0x08, 0x06]);
         assert_eq!(&frame[20..22], &[0, 1]);

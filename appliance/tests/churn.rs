@@ -72,9 +72,9 @@ impl Rng {
     }
 }
 
-fn mac(vni: u32, ip: Ipv4Addr) -> [u8; 6] {
+fn mac(vni: u32, ip: Ipv4Addr) -> MacAddr {
     let o = ip.octets();
-    [0x02, 0xcc, (vni >> 8) as u8, vni as u8, o[2], o[3]]
+    MacAddr([0x02, 0xcc, (vni >> 8) as u8, vni as u8, o[2], o[3]])
 }
 
 /// One configuration of the churned endpoints: (VNI, address) → place.
@@ -147,7 +147,7 @@ fn document(spec: &DemoSpec, config: &Config) -> String {
             web.endpoints.push(EndpointSpec {
                 name: format!("{}-{}", vpc.name, ip.octets()[3]),
                 ip: *ip,
-                mac: MacAddr(mac(*vni, *ip)),
+                mac: mac(*vni, *ip),
                 kind: EndpointKind::Simple,
                 bypass_decap: false,
                 host: host.to_owned(),
@@ -200,7 +200,7 @@ fn no_frame_reaches_another_vpc_while_the_configuration_churns() {
             "h2",
             100, // recorded by the lab only: the churn decides
             Ipv4Prefix::new(ip, 24),
-            [0x02, 0xcc, 0, 0, 0, i as u8],
+            MacAddr([0x02, 0xcc, 0, 0, 0, i as u8]),
         ));
     }
     let demo = Demo::build(spec.clone(), Path::new(MIZAR)).expect("build the fabric");

@@ -424,7 +424,7 @@ fn geneve_payload(
         UDP_PORT,
         b"intruder",
     )
-    .macs([0x02, 0, 0, 0, 0, 0x99], to.mac)
+    .macs(mizar_db::MacAddr([0x02, 0, 0, 0, 0, 0x99]), to.mac)
     .build();
     let mut payload = Tunnel::new(from_underlay, to_underlay, vni).geneve_bytes();
     payload.extend_from_slice(&inner);
@@ -635,7 +635,7 @@ fn a_deleted_endpoint_gets_no_traffic_and_its_entries_go_until_it_is_added_back(
 }
 
 fn demo_mac(ep: &DemoEndpoint) -> String {
-    mizar::lab::mac_string(ep.mac)
+    ep.mac.to_string()
 }
 
 #[test]
@@ -1080,7 +1080,7 @@ fn changes_in_place_retag_a_vpc_and_readdress_an_endpoint_while_traffic_flows() 
     for host in fabric.hosts() {
         let state = fabric.maps(&host).read_state().unwrap();
         if let Some(entry) = state.endpoints.get(&(150, web2.ip)) {
-            assert_eq!(mizar::lab::mac_string(entry.mac), new_mac, "{host}");
+            assert_eq!(entry.mac.to_string(), new_mac, "{host}");
         }
     }
     let local = &fabric.maps(&web2.host).read_state().unwrap().endpoints[&(150, web2.ip)];

@@ -138,7 +138,7 @@ fn pins_that_would_vanish_with_ip_netns_exec_are_refused() {
 fn ep_list_shows_the_counters_of_the_endpoints_hosted_here() {
     use std::{net::Ipv4Addr, time::Duration};
 
-    use mizar::lab::{EndpointSpec, HostSpec, Lab, LabSpec, mac_string};
+    use mizar::lab::{EndpointSpec, HostSpec, Lab, LabSpec};
 
     common::require_root();
     let prefix = common::netns::unique_prefix();
@@ -149,21 +149,21 @@ fn ep_list_shows_the_counters_of_the_endpoints_hosted_here() {
             "h1",
             100,
             "10.0.0.2/24".parse().unwrap(),
-            [0x02, 0xee, 0, 0, 0, 2],
+            mizar_db::MacAddr([0x02, 0xee, 0, 0, 0, 2]),
         ))
         .endpoint(EndpointSpec::new(
             "e2",
             "h1",
             100,
             "10.0.0.3/24".parse().unwrap(),
-            [0x02, 0xee, 0, 0, 0, 3],
+            mizar_db::MacAddr([0x02, 0xee, 0, 0, 0, 3]),
         ));
     let lab = Lab::build(&spec).expect("build the lab");
     let state = tempfile::tempdir().unwrap();
     let pins = spec.instance_pin_dir("h1");
     let host = &lab.hosts()[0];
     let mizar = |args: &[&str]| mizar_ok(&host.ns, state.path(), &pins, args);
-    let mac = mac_string(host.underlay_mac);
+    let mac = host.underlay_mac.to_string();
     mizar(&[
         "init",
         "--name",
@@ -187,7 +187,7 @@ fn ep_list_shows_the_counters_of_the_endpoints_hosted_here() {
     mizar(&["net", "add", "blue", "web", "--cidr", "10.0.0.0/24"]);
     mizar(&["bouncer", "add", "blue", "web", "h1"]);
     for ep in lab.endpoints() {
-        let (ip, mac) = (ep.ip.addr.to_string(), mac_string(ep.mac));
+        let (ip, mac) = (ep.ip.addr.to_string(), ep.mac.to_string());
         mizar(&[
             "ep",
             "add",
@@ -453,7 +453,7 @@ impl Drop for RemoveOnDrop {
 fn up_replaces_the_programs_without_losing_a_packet() {
     use std::{net::Ipv4Addr, time::Duration};
 
-    use mizar::lab::{EndpointSpec, HostSpec, Lab, LabSpec, mac_string};
+    use mizar::lab::{EndpointSpec, HostSpec, Lab, LabSpec};
 
     common::require_root();
     let prefix = common::netns::unique_prefix();
@@ -464,21 +464,21 @@ fn up_replaces_the_programs_without_losing_a_packet() {
             "h1",
             100,
             "10.0.0.2/24".parse().unwrap(),
-            [0x02, 0xee, 0, 0, 0, 2],
+            mizar_db::MacAddr([0x02, 0xee, 0, 0, 0, 2]),
         ))
         .endpoint(EndpointSpec::new(
             "e2",
             "h1",
             100,
             "10.0.0.3/24".parse().unwrap(),
-            [0x02, 0xee, 0, 0, 0, 3],
+            mizar_db::MacAddr([0x02, 0xee, 0, 0, 0, 3]),
         ));
     let lab = Lab::build(&spec).expect("build the lab");
     let state = tempfile::tempdir().unwrap();
     let pins = spec.instance_pin_dir("h1");
     let host = &lab.hosts()[0];
     let mizar = |args: &[&str]| mizar_ok(&host.ns, state.path(), &pins, args);
-    let mac = mac_string(host.underlay_mac);
+    let mac = host.underlay_mac.to_string();
     mizar(&[
         "init",
         "--name",
@@ -502,7 +502,7 @@ fn up_replaces_the_programs_without_losing_a_packet() {
     mizar(&["net", "add", "blue", "web", "--cidr", "10.0.0.0/24"]);
     mizar(&["bouncer", "add", "blue", "web", "h1"]);
     for ep in lab.endpoints() {
-        let (ip, mac) = (ep.ip.addr.to_string(), mac_string(ep.mac));
+        let (ip, mac) = (ep.ip.addr.to_string(), ep.mac.to_string());
         mizar(&[
             "ep",
             "add",
@@ -608,7 +608,7 @@ impl Drop for StopOnDrop<'_> {
 fn ep_add_netns_plumbs_the_endpoint_and_ep_del_removes_it() {
     use std::{net::Ipv4Addr, time::Duration};
 
-    use mizar::lab::{DEFAULT_UNDERLAY_MTU, Feature, HostSpec, Lab, LabSpec, mac_string};
+    use mizar::lab::{DEFAULT_UNDERLAY_MTU, Feature, HostSpec, Lab, LabSpec};
 
     common::require_root();
     let prefix = common::netns::unique_prefix();
@@ -631,7 +631,7 @@ fn ep_add_netns_plumbs_the_endpoint_and_ep_del_removes_it() {
         "--ip",
         "192.168.97.1",
         "--mac",
-        &mac_string(host.underlay_mac),
+        &host.underlay_mac.to_string(),
         "--interface",
         &host.underlay_ifname,
     ]);

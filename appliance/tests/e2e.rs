@@ -36,7 +36,7 @@ use common::{
 use mizar::{
     dataplane::{
         AttachMode, Counter, Counters, EndpointEntry, EndpointKind, EndpointStats, HostConfig,
-        MemberRoles, NetworkEntry, VpcEntry,
+        MacAddr, MemberRoles, NetworkEntry, VpcEntry,
     },
     lab::{self as mzlab, Ipv4Prefix, NetNs, NsJoinHandle},
 };
@@ -62,24 +62,24 @@ const C: usize = 2;
 struct HostSpec {
     name: &'static str,
     ip: Ipv4Addr,
-    mac: [u8; 6],
+    mac: MacAddr,
 }
 
 const HOSTS: [HostSpec; 3] = [
     HostSpec {
         name: "hostA",
         ip: Ipv4Addr::new(192, 168, 77, 1),
-        mac: [0x02, 0xaa, 0, 0, 0, 1],
+        mac: MacAddr([0x02, 0xaa, 0, 0, 0, 1]),
     },
     HostSpec {
         name: "hostB",
         ip: Ipv4Addr::new(192, 168, 77, 2),
-        mac: [0x02, 0xaa, 0, 0, 0, 2],
+        mac: MacAddr([0x02, 0xaa, 0, 0, 0, 2]),
     },
     HostSpec {
         name: "hostC",
         ip: Ipv4Addr::new(192, 168, 77, 3),
-        mac: [0x02, 0xaa, 0, 0, 0, 3],
+        mac: MacAddr([0x02, 0xaa, 0, 0, 0, 3]),
     },
 ];
 
@@ -126,8 +126,8 @@ const ENDPOINTS: [EndpointSpec; 4] = [
 
 impl EndpointSpec {
     /// The MAC inside the endpoint namespace.
-    fn mac(&self) -> [u8; 6] {
-        [0x02, 0xee, 0, self.vni as u8, 0, self.ip.octets()[3]]
+    fn mac(&self) -> MacAddr {
+        MacAddr([0x02, 0xee, 0, self.vni as u8, 0, self.ip.octets()[3]])
     }
 }
 

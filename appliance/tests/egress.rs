@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use mizar::{
     dataplane::{
-        Counters, DataplaneMaps, EndpointEntry, EndpointKind, HostConfig, MemberRoles,
+        Counters, DataplaneMaps, EndpointEntry, EndpointKind, HostConfig, MacAddr, MemberRoles,
         NetworkEntry, VpcEntry,
     },
     packet::{self, InnerFrame, parse_inner, parse_tunnel},
@@ -28,21 +28,21 @@ const HOST_A: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const HOST_B: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 const BOUNCER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
 const DIVIDER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 4);
-const HOST_A_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
-const HOST_B_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 2];
-const BOUNCER_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 3];
-const DIVIDER_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 4];
+const HOST_A_MAC: MacAddr = MacAddr([0x02, 0xaa, 0, 0, 0, 1]);
+const HOST_B_MAC: MacAddr = MacAddr([0x02, 0xaa, 0, 0, 0, 2]);
+const BOUNCER_MAC: MacAddr = MacAddr([0x02, 0xaa, 0, 0, 0, 3]);
+const DIVIDER_MAC: MacAddr = MacAddr([0x02, 0xaa, 0, 0, 0, 4]);
 
 const EP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
-const EP_MAC: [u8; 6] = [0x02, 0xee, 0, 0, 0, 2];
+const EP_MAC: MacAddr = MacAddr([0x02, 0xee, 0, 0, 0, 2]);
 const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 5);
-const PEER_MAC: [u8; 6] = [0x02, 0xee, 0, 0, 0, 5];
+const PEER_MAC: MacAddr = MacAddr([0x02, 0xee, 0, 0, 0, 5]);
 const REMOTE: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 9);
-const REMOTE_MAC: [u8; 6] = [0x02, 0xee, 0, 0, 0, 9];
+const REMOTE_MAC: MacAddr = MacAddr([0x02, 0xee, 0, 0, 0, 9]);
 const UNKNOWN: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 77);
 const OTHER_NET: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 7);
 
-fn endpoint(mac: [u8; 6], host: Ipv4Addr, local_ifindex: Option<u32>) -> EndpointEntry {
+fn endpoint(mac: MacAddr, host: Ipv4Addr, local_ifindex: Option<u32>) -> EndpointEntry {
     EndpointEntry {
         mac,
         kind: EndpointKind::Simple,
@@ -73,7 +73,7 @@ fn host_a(maps: &mut DataplaneMaps) {
 
 /// This host, the other end host, the bouncer and the divider on the underlay; VPC VNI divided
 /// by DIVIDER.
-fn underlay(maps: &mut DataplaneMaps, this: (Ipv4Addr, [u8; 6]), other: (Ipv4Addr, [u8; 6])) {
+fn underlay(maps: &mut DataplaneMaps, this: (Ipv4Addr, MacAddr), other: (Ipv4Addr, MacAddr)) {
     maps.set_host_config(&HostConfig {
         ip: this.0,
         mac: this.1,
@@ -142,7 +142,7 @@ fn assert_only_reason(delta: &Counters, reason: abi::mz_counter) {
     );
 }
 
-fn udp_from_ep(dst: Ipv4Addr, dst_mac: [u8; 6]) -> Vec<u8> {
+fn udp_from_ep(dst: Ipv4Addr, dst_mac: MacAddr) -> Vec<u8> {
     InnerFrame::udp(EP, dst, 40000, 7000, b"egress test payload")
         .macs(EP_MAC, dst_mac)
         .build()
@@ -163,16 +163,16 @@ fn proxy_arp_answers_within_the_network_only() {
     );
     assert_eq!(run.verdict, XDP_REDIRECT);
     assert_only_reason(&run.delta, abi::MZ_EGRESS_ARP_REPLY);
-    assert_eq!(&run.out[0..6], &EP_MAC, "reply goes back to the asker");
-    assert_eq!(&run.out[6..12], &REMOTE_MAC);
+    assert_eq!(&run.out[0..6], &EP_MAC.0, "reply goes back to the asker");
+    assert_eq!(&run.out[6..12], &REMOTE_MAC.0);
     assert_eq!(&run.out[20..22], &[0, 2], "ARP reply opcode");
-    assert_eq!(&run.out[22..28], &REMOTE_MAC, "sender hardware address");
+    assert_eq!(&run.out[22..28], &REMOTE_MAC.0, "sender hardware address");
     assert_eq!(
         &run.out[28..32],
         &REMOTE.octets(),
         "sender protocol address"
     );
-    assert_eq!(&run.out[32..38], &EP_MAC, "target hardware address");
+    assert_eq!(&run.out[32..38], &EP_MAC.0, "target hardware address");
     assert_eq!(&run.out[38..42], &EP.octets(), "target protocol address");
 
     // The gateway and addresses nobody here knows get the derived, locally administered MAC.
@@ -209,14 +209,14 @@ fn same_host_endpoints_talk_without_a_tunnel() {
     let mut instance = common::TestInstance::new("egress-local");
     host_a(instance.dataplane.maps_mut());
     let (prog, maps) = (instance.dataplane.egress(), instance.dataplane.maps());
-    let frame = udp_from_ep(PEER, [0x02, 0x00, 10, 0, 0, 5]);
+    let frame = udp_from_ep(PEER, MacAddr([0x02, 0x00, 10, 0, 0, 5]));
 
     let run = run_egress(prog, maps, &frame, LOOPBACK);
     assert_eq!(run.verdict, XDP_REDIRECT);
     assert_only_reason(&run.delta, abi::MZ_EGRESS_LOCAL);
     assert_eq!(
         &run.out[0..6],
-        &PEER_MAC,
+        &PEER_MAC.0,
         "destination MAC set to the peer's own"
     );
     assert_eq!(&run.out[6..], &frame[6..], "nothing else changes");
@@ -231,10 +231,10 @@ fn same_host_endpoints_talk_without_a_tunnel() {
 
 /// Checks an encapsulated frame: outer headers addressed from host A to `next_host`, the
 /// source-host option, and the endpoint's frame carried unchanged.
-fn assert_encapsulated(out: &[u8], frame: &[u8], next_host: Ipv4Addr, next_mac: [u8; 6]) {
+fn assert_encapsulated(out: &[u8], frame: &[u8], next_host: Ipv4Addr, next_mac: MacAddr) {
     let tunnel = parse_tunnel(out).expect("a Geneve frame");
-    assert_eq!(tunnel.eth.source, HOST_A_MAC);
-    assert_eq!(tunnel.eth.destination, next_mac);
+    assert_eq!(tunnel.eth.source, HOST_A_MAC.0);
+    assert_eq!(tunnel.eth.destination, next_mac.0);
     assert_eq!(tunnel.src_ip(), HOST_A);
     assert_eq!(tunnel.dst_ip(), next_host);
     assert!(tunnel.ipv4_checksum_ok, "outer IPv4 checksum");
@@ -323,7 +323,7 @@ fn a_receiving_transit_delivers_what_egress_sent_and_learns_the_sender() {
         maps.set_endpoint(VNI, REMOTE, &endpoint(REMOTE_MAC, HOST_B, Some(LOOPBACK)))
             .unwrap();
     }
-    let frame = udp_from_ep(REMOTE, [0x02, 0x00, 10, 0, 0, 9]);
+    let frame = udp_from_ep(REMOTE, MacAddr([0x02, 0x00, 10, 0, 0, 9]));
     let sent = run_egress(a.dataplane.egress(), a.dataplane.maps(), &frame, LOOPBACK);
     assert_eq!(sent.verdict, XDP_REDIRECT);
 
@@ -340,7 +340,7 @@ fn a_receiving_transit_delivers_what_egress_sent_and_learns_the_sender() {
     assert_eq!(result.return_value, XDP_REDIRECT);
     out.truncate(result.data_size_out as usize);
     let delivered = parse_inner(&out).expect("an inner frame");
-    assert_eq!(delivered.eth.destination, REMOTE_MAC);
+    assert_eq!(delivered.eth.destination, REMOTE_MAC.0);
     assert_eq!(&out[6..], &frame[6..]);
     assert_eq!(
         b.dataplane.maps().learned_host(VNI, EP).unwrap(),
@@ -397,7 +397,7 @@ fn bypass_decap_endpoint_on_this_host_gets_the_tunnel_packet() {
         (tunnel.src_ip(), tunnel.dst_ip(), tunnel.vni),
         (HOST_A, HOST_A, VNI)
     );
-    assert_eq!(tunnel.eth.destination, PEER_MAC);
+    assert_eq!(tunnel.eth.destination, PEER_MAC.0);
     assert_eq!(tunnel.inner, frame);
 }
 
@@ -409,7 +409,8 @@ fn divider_choice_matches_the_flow_hash() {
     {
         let maps = instance.dataplane.maps_mut();
         for (i, b) in bouncers.iter().enumerate() {
-            maps.set_host(*b, [0x02, 0xbb, 0, 0, 0, i as u8]).unwrap();
+            maps.set_host(*b, MacAddr([0x02, 0xbb, 0, 0, 0, i as u8]))
+                .unwrap();
         }
         let net = NetworkEntry {
             this_host_bounces: false,

@@ -18,12 +18,12 @@ use std::{
 use common::netns::{require_tools, unique_prefix};
 use mizar::lab::{
     BRIDGE, DEFAULT_PIN_ROOT, ENDPOINT_IFNAME, EndpointSpec, Feature, HostSpec, Ipv4Prefix, Lab,
-    LabError, LabSpec, UNDERLAY_IFNAME, list_namespaces, mac_string,
+    LabError, LabSpec, MacAddr, UNDERLAY_IFNAME, list_namespaces,
 };
 
-const H1_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 1];
-const E1_MAC: [u8; 6] = [0x02, 0xee, 0, 0, 0, 2];
-const E2_MAC: [u8; 6] = [0x02, 0xee, 0, 0, 1, 2];
+const H1_MAC: MacAddr = MacAddr([0x02, 0xaa, 0, 0, 0, 1]);
+const E1_MAC: MacAddr = MacAddr([0x02, 0xee, 0, 0, 0, 2]);
+const E2_MAC: MacAddr = MacAddr([0x02, 0xee, 0, 0, 1, 2]);
 
 /// Two hosts, an endpoint on each: the same address in two VPCs, one with a default route.
 fn small_spec(prefix: &str) -> LabSpec {
@@ -127,7 +127,7 @@ fn a_lab_is_built_as_specified_and_gone_when_dropped() {
         );
         assert!(ul.contains("mtu 1500") && !ul.contains("xdp"), "{ul}");
         assert_eq!(host.underlay_mac, host_spec.underlay_mac());
-        assert!(ul.contains(&mac_string(host.underlay_mac)), "{ul}");
+        assert!(ul.contains(&host.underlay_mac.to_string()), "{ul}");
         assert_eq!(
             host.underlay_ifindex,
             host.ns.ifindex(UNDERLAY_IFNAME).unwrap()
@@ -137,7 +137,7 @@ fn a_lab_is_built_as_specified_and_gone_when_dropped() {
     assert_eq!(lab.hosts()[0].underlay_mac, H1_MAC);
     assert_eq!(
         lab.hosts()[1].underlay_mac,
-        [0x02, 0x4d, 192, 168, 99, 2],
+        MacAddr([0x02, 0x4d, 192, 168, 99, 2]),
         "derived from the address"
     );
 
@@ -151,7 +151,7 @@ fn a_lab_is_built_as_specified_and_gone_when_dropped() {
         assert_eq!(ep.ifname, ENDPOINT_IFNAME);
         let eth = ep.ns.ip(&["-d", "addr", "show", ENDPOINT_IFNAME]).unwrap();
         assert!(eth.contains(&format!("inet {}", ep_spec.ip)), "{eth}");
-        assert!(eth.contains(&mac_string(ep_spec.mac)), "{eth}");
+        assert!(eth.contains(&ep_spec.mac.to_string()), "{eth}");
         assert!(eth.contains("mtu 1400"), "{eth}");
         assert!(eth.contains("xdp") && !eth.contains("xdpgeneric"), "{eth}");
         assert_eq!(ep.ifindex, ep.ns.ifindex(ENDPOINT_IFNAME).unwrap());
@@ -175,7 +175,7 @@ fn a_lab_is_built_as_specified_and_gone_when_dropped() {
             host_side.contains("mtu 1400") && !host_side.contains("xdp"),
             "{host_side}"
         );
-        assert!(host_side.contains(&mac_string(ep.host_mac)), "{host_side}");
+        assert!(host_side.contains(&ep.host_mac.to_string()), "{host_side}");
         assert_eq!(ep.host_ifindex, host.ns.ifindex(&ep.host_ifname).unwrap());
         assert_eq!(ep.host_ifname, format!("v-{}", ep.name));
     }

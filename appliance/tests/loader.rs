@@ -7,7 +7,7 @@ mod common;
 use std::net::Ipv4Addr;
 
 use mizar::dataplane::{
-    Dataplane, EndpointEntry, EndpointKind, HostConfig, NetworkEntry, VpcEntry,
+    Dataplane, EndpointEntry, EndpointKind, HostConfig, MacAddr, NetworkEntry, VpcEntry,
 };
 
 const VNI: u32 = 100;
@@ -15,7 +15,7 @@ const VNI: u32 = 100;
 fn this_host() -> HostConfig {
     HostConfig {
         ip: Ipv4Addr::new(192, 0, 2, 1),
-        mac: [0x02, 0, 0, 0, 1, 1],
+        mac: MacAddr([0x02, 0, 0, 0, 1, 1]),
         underlay_mtu: 1500,
         underlay_ifindex: 3,
     }
@@ -23,7 +23,7 @@ fn this_host() -> HostConfig {
 
 fn local_endpoint(ifindex: u32) -> EndpointEntry {
     EndpointEntry {
-        mac: [0x02, 0, 0, 0, 0, 0x02],
+        mac: MacAddr([0x02, 0, 0, 0, 0, 0x02]),
         kind: EndpointKind::Simple,
         bypass_decap: false,
         host: Ipv4Addr::new(192, 0, 2, 1),

@@ -64,7 +64,7 @@ fn drop(name: impl Into<String>, frame: Vec<u8>, reason: Counter) -> Case {
 /// A row delivered to LOCAL_EP: the output must be `inner` with LOCAL_MAC as destination.
 fn delivered(name: impl Into<String>, frame: Vec<u8>, inner: &[u8]) -> Case {
     let mut expected = inner.to_vec();
-    expected[..6].copy_from_slice(&LOCAL_MAC);
+    expected[..6].copy_from_slice(&LOCAL_MAC.0);
     Case {
         delivered: Some(expected),
         ..case(name, frame, XDP_REDIRECT, abi::MZ_DELIVER_LOCAL)
@@ -217,7 +217,7 @@ fn malformed_table() {
     qinq.extend_from_slice(&[0x88, 0xa8, 0x00, 0x01, 0x81, 0x00, 0x00, 0x64]);
     qinq.extend_from_slice(&full[12..]);
     cases.push(pass("double-tagged (802.1ad)", qinq, abi::MZ_PASS_NOT_IPV4));
-    let ipv6 = etherparse::PacketBuilder::ethernet2(host_mac(PEER), SELF_MAC)
+    let ipv6 = etherparse::PacketBuilder::ethernet2(host_mac(PEER).0, SELF_MAC.0)
         .ipv6([0xfd; 16], [0xfe; 16], 64)
         .udp(50000, 6081);
     let mut ipv6_frame = Vec::new();

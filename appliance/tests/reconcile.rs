@@ -14,8 +14,8 @@ use aya::maps::{HashMap, Map, MapData};
 use fixture::*;
 use mizar::{
     dataplane::{
-        Changes, DesiredState, EndpointEntry, EndpointKind, HostConfig, MemberRoles, NetworkEntry,
-        ReconcileReport, Stage, VpcEntry, plan_reconcile, reconcile,
+        Changes, DesiredState, EndpointEntry, EndpointKind, HostConfig, MacAddr, MemberRoles,
+        NetworkEntry, ReconcileReport, Stage, VpcEntry, plan_reconcile, reconcile,
     },
     packet::Tunnel,
 };
@@ -37,7 +37,7 @@ fn this_host(mtu: u16) -> HostConfig {
 
 fn remote(mac_last: u8, host: Ipv4Addr) -> EndpointEntry {
     EndpointEntry {
-        mac: [0x02, 0xec, 0, 0, 0, mac_last],
+        mac: MacAddr([0x02, 0xec, 0, 0, 0, mac_last]),
         kind: EndpointKind::Simple,
         bypass_decap: false,
         host,
@@ -47,7 +47,7 @@ fn remote(mac_last: u8, host: Ipv4Addr) -> EndpointEntry {
 
 fn local(mac_last: u8, ifindex: u32) -> EndpointEntry {
     EndpointEntry {
-        mac: [0x02, 0xec, 0, 0, 0, mac_last],
+        mac: MacAddr([0x02, 0xec, 0, 0, 0, mac_last]),
         kind: EndpointKind::Simple,
         bypass_decap: false,
         host: SELF,
@@ -106,7 +106,7 @@ fn state_b() -> DesiredState {
     s.host = Some(this_host(9000));
     // Hosts: one new, PEER with a new MAC, DIVIDERS[1] gone (only VNI_B used it).
     s.hosts.insert(NEW_HOST, host_mac(NEW_HOST));
-    s.hosts.insert(PEER, [0x02, 0xbb, 0, 0, 0, 2]);
+    s.hosts.insert(PEER, MacAddr([0x02, 0xbb, 0, 0, 0, 2]));
     s.hosts.remove(&DIVIDERS[1]);
     // VPCs: VNI_C new, VNI divided here now (by DIVIDERS[0] and this host), VNI_B gone.
     s.vpcs.insert(VNI_C, vpc(false, &[NEW_HOST]));
@@ -238,7 +238,7 @@ fn empty_to_a_to_a_to_b_writes_exactly_the_difference() {
         .expect_drop(abi::MZ_DROP_UNKNOWN_NETWORK);
     let run = world.run(&packet_to(VNI, Ipv4Addr::new(10, 0, 1, 5)));
     run.expect(XDP_TX, abi::MZ_BOUNCER_FORWARD, Stage::OnXdpTx);
-    assert_eq!(run.output[..6], host_mac(NEW_HOST));
+    assert_eq!(run.output[..6], host_mac(NEW_HOST).0);
 
     // And back: B → A restores A exactly.
     reconcile_exactly(&mut world, &a);
@@ -287,7 +287,7 @@ fn an_updated_local_endpoint_keeps_its_counter_slot_and_counters() {
     // New MAC, new veth, bypass-decap: the same endpoint, so the same slot and counters.
     let mut b = a.clone();
     let ep = b.endpoints.get_mut(&(VNI, LOCAL_EP)).unwrap();
-    ep.mac = [0x02, 0xec, 0, 0, 0, 0x33];
+    ep.mac = MacAddr([0x02, 0xec, 0, 0, 0, 0x33]);
     ep.local_ifindex = Some(LOCAL_IFINDEX + 100);
     ep.kind = EndpointKind::Function;
     ep.bypass_decap = true;
@@ -339,7 +339,7 @@ fn a_new_host_mac_reaches_endpoints_networks_and_vpcs_that_forward_to_it() {
 
     let new_mac = |host: Ipv4Addr| {
         let mut mac = host_mac(host);
-        mac[1] = 0xaa;
+        mac.0[1] = 0xaa;
         mac
     };
     let mut b = a.clone();
@@ -355,13 +355,13 @@ fn a_new_host_mac_reaches_endpoints_networks_and_vpcs_that_forward_to_it() {
 
     let run = world.run(&packet_to(VNI, REMOTE_EP));
     run.expect(XDP_TX, abi::MZ_BOUNCER_FORWARD, Stage::OnXdpTx);
-    assert_eq!(run.output[..6], new_mac(EP_HOST), "endpoint's host");
+    assert_eq!(run.output[..6], new_mac(EP_HOST).0, "endpoint's host");
     let run = world.run(&packet_to(VNI, Ipv4Addr::new(10, 0, 0, 99)));
     run.expect(XDP_TX, abi::MZ_DIVIDER_FORWARD, Stage::OnXdpTx);
-    assert_eq!(run.output[..6], new_mac(BOUNCERS[0]), "network's bouncer");
+    assert_eq!(run.output[..6], new_mac(BOUNCERS[0]).0, "network's bouncer");
     let run = world.run(&packet_to(VNI_B, Ipv4Addr::new(10, 0, 0, 99)));
     run.expect(XDP_TX, abi::MZ_TO_DIVIDER, Stage::OnXdpTx);
-    assert_eq!(run.output[..6], new_mac(DIVIDERS[1]), "VPC's divider");
+    assert_eq!(run.output[..6], new_mac(DIVIDERS[1]).0, "VPC's divider");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::{collections::HashSet, net::Ipv4Addr};
 
 use fixture::*;
 use mizar::{
-    dataplane::{EndpointEntry, EndpointKind, MemberRoles, Stage},
+    dataplane::{EndpointEntry, EndpointKind, MacAddr, MemberRoles, Stage},
     packet::{
         GeneveOption, InnerFrame, OPT_CLASS_MIZAR, ParsedTunnel, Tunnel, arp_request, parse_tunnel,
     },
@@ -83,9 +83,9 @@ fn local_delivery_decapsulates_exactly() {
 
     // The inner frame, byte for byte, with the endpoint's MAC as destination.
     let mut expected = inner.clone();
-    expected[..6].copy_from_slice(&LOCAL_MAC);
+    expected[..6].copy_from_slice(&LOCAL_MAC.0);
     assert_eq!(run.output, expected, "decapsulated frame");
-    assert_ne!(inner[..6], LOCAL_MAC, "the test must see the rewrite");
+    assert_ne!(inner[..6], LOCAL_MAC.0, "the test must see the rewrite");
 
     let stats = world
         .instance
@@ -121,7 +121,7 @@ fn a_known_host_with_no_role_in_a_vpc_cannot_inject_into_it() {
         &DIVIDERS,
         [(OUTSIDER, MemberRoles::ENDPOINTS)].into(),
     );
-    world.local_endpoint(VNI_B, LOCAL_EP, [0x02, 0xb0, 0, 0, 0, 3], 8, false);
+    world.local_endpoint(VNI_B, LOCAL_EP, MacAddr([0x02, 0xb0, 0, 0, 0, 3]), 8, false);
     let from_outsider = |vni| {
         Tunnel::new(OUTSIDER, SELF, vni)
             .macs(host_mac(OUTSIDER), SELF_MAC)
@@ -214,7 +214,7 @@ fn an_entry_holding_another_keys_value_is_never_used() {
     // value of VPC B's endpoint at the same address (its veth is another tenant's).
     let mut world = World::bouncer("transit-reused");
     world.vpc(VNI_B, false, &DIVIDERS);
-    world.local_endpoint(VNI_B, LOCAL_EP, [0x02, 0xb0, 0, 0, 0, 3], 8, false);
+    world.local_endpoint(VNI_B, LOCAL_EP, MacAddr([0x02, 0xb0, 0, 0, 0, 3]), 8, false);
     let pins = world.instance.dataplane.pins().clone();
     let data = aya::maps::MapData::from_pin(pins.map(mizar_ebpf::maps::ENDPOINTS)).unwrap();
     let mut endpoints: aya::maps::HashMap<_, abi::mz_endpoint_key, abi::mz_endpoint> =
@@ -247,7 +247,7 @@ fn local_delivery_of_an_icmp_echo() {
     let inner = InnerFrame::icmp_echo(SENDER_EP, LOCAL_EP, 0x1234, 9, &[0xab; 56]).build();
     let run = world.run(&from_peer(VNI).build(&inner));
     run.expect(XDP_REDIRECT, abi::MZ_DELIVER_LOCAL, Stage::OnXdpRedirect);
-    assert_eq!(run.output[..6], LOCAL_MAC);
+    assert_eq!(run.output[..6], LOCAL_MAC.0);
     assert_eq!(run.output[6..], inner[6..]);
 }
 
@@ -307,7 +307,13 @@ fn nothing_learned_without_an_option_or_from_an_unknown_host() {
 fn bypass_decap_endpoint_gets_the_tunnel_packet_unchanged() {
     let mut world = World::bouncer("transit-bypass");
     let function_ep = Ipv4Addr::new(10, 0, 0, 50);
-    world.local_endpoint(VNI, function_ep, [0x02, 0xfe, 0, 0, 0, 0x50], 9, true);
+    world.local_endpoint(
+        VNI,
+        function_ep,
+        MacAddr([0x02, 0xfe, 0, 0, 0, 0x50]),
+        9,
+        true,
+    );
     let frame = packet_to(VNI, function_ep);
     let run = world.run(&frame);
     run.expect(
@@ -329,7 +335,7 @@ fn bypass_decap_endpoint_gets_the_tunnel_packet_unchanged() {
 #[test]
 fn same_inner_address_in_two_vpcs_reaches_two_endpoints() {
     let mut world = World::bouncer("transit-two-vpcs");
-    let mac_b = [0x02, 0xbb, 0, 0, 0, 0x03];
+    let mac_b = MacAddr([0x02, 0xbb, 0, 0, 0, 0x03]);
     world.vpc(VNI_B, false, &DIVIDERS);
     world.network(VNI_B, true, &[SELF]);
     world.local_endpoint(VNI_B, LOCAL_EP, mac_b, LOCAL_IFINDEX + 1, false);
@@ -337,10 +343,10 @@ fn same_inner_address_in_two_vpcs_reaches_two_endpoints() {
     let inner = inner_udp(SENDER_EP, LOCAL_EP);
     let a = world.run(&from_peer(VNI).build(&inner));
     a.expect(XDP_REDIRECT, abi::MZ_DELIVER_LOCAL, Stage::OnXdpRedirect);
-    assert_eq!(a.output[..6], LOCAL_MAC);
+    assert_eq!(a.output[..6], LOCAL_MAC.0);
     let b = world.run(&from_peer(VNI_B).build(&inner));
     b.expect(XDP_REDIRECT, abi::MZ_DELIVER_LOCAL, Stage::OnXdpRedirect);
-    assert_eq!(b.output[..6], mac_b);
+    assert_eq!(b.output[..6], mac_b.0);
     assert_eq!(a.output[6..], b.output[6..]);
 
     let maps = world.instance.dataplane.maps();
@@ -424,12 +430,12 @@ fn check_forwarded(input: &[u8], output: &[u8], next: Ipv4Addr) -> ParsedTunnel 
     let after = parse_tunnel(output).unwrap();
     assert_eq!(output.len(), input.len(), "forwarding keeps the length");
     assert_eq!(
-        after.eth.source, SELF_MAC,
+        after.eth.source, SELF_MAC.0,
         "outer source MAC is this host's"
     );
     assert_eq!(
         after.eth.destination,
-        host_mac(next),
+        host_mac(next).0,
         "outer destination MAC"
     );
     assert_eq!(after.eth.ether_type, before.eth.ether_type);
@@ -576,11 +582,11 @@ fn forwarding_to_a_host_without_its_mac_cannot_be_configured() {
 #[test]
 fn a_new_mac_for_a_host_reaches_every_entry_that_forwards_to_it() {
     let mut world = World::bouncer("transit-new-mac");
-    let new_mac = [0x02, 0xab, 0xcd, 0, 0, 1];
+    let new_mac = MacAddr([0x02, 0xab, 0xcd, 0, 0, 1]);
     world.maps().set_host(EP_HOST, new_mac).unwrap();
     let run = world.run(&packet_to(VNI, REMOTE_EP));
     run.expect(XDP_TX, abi::MZ_BOUNCER_FORWARD, Stage::OnXdpTx);
-    assert_eq!(&run.output[0..6], &new_mac);
+    assert_eq!(&run.output[0..6], &new_mac.0);
 }
 
 #[test]
@@ -815,7 +821,7 @@ fn scaled_endpoint_goes_to_its_stage_and_drops_when_it_is_empty() {
         VNI,
         vip,
         EndpointEntry {
-            mac: [0x02, 0x5c, 0, 0, 0, 0x80],
+            mac: MacAddr([0x02, 0x5c, 0, 0, 0, 0x80]),
             kind: EndpointKind::Scaled,
             bypass_decap: false,
             host: SELF,
@@ -833,7 +839,7 @@ fn scaled_endpoint_goes_to_its_stage_and_drops_when_it_is_empty() {
         VNI,
         remote_vip,
         EndpointEntry {
-            mac: [0x02, 0x5c, 0, 0, 0, 0x81],
+            mac: MacAddr([0x02, 0x5c, 0, 0, 0, 0x81]),
             kind: EndpointKind::Scaled,
             bypass_decap: false,
             host: EP_HOST,
@@ -857,7 +863,7 @@ fn stage_and_reason_counters_add_up() {
         VNI,
         Ipv4Addr::new(10, 0, 0, 80),
         EndpointEntry {
-            mac: [0x02, 0x5c, 0, 0, 0, 0x80],
+            mac: MacAddr([0x02, 0x5c, 0, 0, 0, 0x80]),
             kind: EndpointKind::Scaled,
             bypass_decap: false,
             host: SELF,
@@ -1072,7 +1078,7 @@ mod live {
             let mut tap_a = Tap::new("mzt-ep-a");
             let mut tap_b = Tap::new("mzt-ep-b");
             let mut tap_fn = Tap::new("mzt-fn");
-            let mac_b = [0x02, 0xbb, 0, 0, 0, 0x03];
+            let mac_b = MacAddr([0x02, 0xbb, 0, 0, 0, 0x03]);
             let function_ep = Ipv4Addr::new(10, 0, 0, 50);
             // The same address in two VPCs, on two interfaces; and a bypass-decap function.
             world.local_endpoint(VNI, LOCAL_EP, LOCAL_MAC, tap_a.ifindex, false);
@@ -1082,7 +1088,7 @@ mod live {
             world.local_endpoint(
                 VNI,
                 function_ep,
-                [0x02, 0xfe, 0, 0, 0, 0x50],
+                MacAddr([0x02, 0xfe, 0, 0, 0, 0x50]),
                 tap_fn.ifindex,
                 true,
             );
@@ -1094,7 +1100,7 @@ mod live {
             let inner = inner_udp(SENDER_EP, LOCAL_EP);
             run_live(&world, &from_peer(VNI).build(&inner));
             let mut expected = inner.clone();
-            expected[..6].copy_from_slice(&LOCAL_MAC);
+            expected[..6].copy_from_slice(&LOCAL_MAC.0);
             assert_eq!(
                 tap_a.ipv4_frames(),
                 vec![expected.clone()],
@@ -1106,7 +1112,7 @@ mod live {
             );
 
             run_live(&world, &from_peer(VNI_B).build(&inner));
-            expected[..6].copy_from_slice(&mac_b);
+            expected[..6].copy_from_slice(&mac_b.0);
             assert_eq!(tap_b.ipv4_frames(), vec![expected], "VPC B's endpoint");
             assert!(
                 tap_a.ipv4_frames().is_empty(),

@@ -266,7 +266,7 @@ fn the_dashboard_shows_the_live_pipeline_lists_filters_and_changes_the_fabric() 
     assert_eq!(shown["ip"], "10.0.1.19", "what was not typed stays");
     let state = maps.read_state().unwrap();
     let entry = &state.endpoints[&(100, "10.0.1.19".parse().unwrap())];
-    assert_eq!(mizar::lab::mac_string(entry.mac), "02:ee:00:64:01:29");
+    assert_eq!(entry.mac.to_string(), "02:ee:00:64:01:29");
     // A change made by the CLI shows at the dashboard's next sample.
     demo.mizar_ok(HOST, &["ep", "del", "blue", "b-web9"])
         .unwrap();

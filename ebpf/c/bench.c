@@ -9,7 +9,11 @@
  * - mz_bench_wrap: a repeated test run does not restore the packet between repetitions, so paths
  *   that rewrite it (bouncer, divider, decapsulation, encapsulation) would measure their own
  *   output from the second repetition on. The wrapper restores the original bytes, then
- *   tail-calls the program under test.
+ *   tail-calls the program under test. Tail-calling mz_bench_resize (resize 0), it is also the
+ *   live benchmark's generator: in XDP live-frame mode a frame's page is recycled with whatever
+ *   the receiving program wrote into it, so each frame is restored before it is sent.
+ * - mz_bench_sink: the live benchmark's receiver, on the generator's veth: counts what comes
+ *   back and drops it.
  */
 #include "parsing.h"
 #include "mizar_abi.h"
@@ -29,6 +33,13 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } mz_bench_target SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} mz_bench_sunk SEC(".maps");
 
 SEC("xdp")
 int mz_floor(struct xdp_md *ctx)
@@ -76,4 +87,15 @@ int mz_bench_resize(struct xdp_md *ctx)
 	if (!pkt || bpf_xdp_adjust_head(ctx, pkt->resize))
 		return XDP_ABORTED;
 	return XDP_TX;
+}
+
+SEC("xdp")
+int mz_bench_sink(struct xdp_md *ctx)
+{
+	__u32 zero = 0;
+	__u64 *sunk = bpf_map_lookup_elem(&mz_bench_sunk, &zero);
+
+	if (sunk)
+		*sunk += 1;
+	return XDP_DROP;
 }

@@ -43,6 +43,7 @@ pub const EGRESS_PROGRAM: &str = "mz_egress";
 pub const FLOOR_PROGRAM: &str = "mz_floor";
 pub const BENCH_WRAPPER_PROGRAM: &str = "mz_bench_wrap";
 pub const BENCH_RESIZE_PROGRAM: &str = "mz_bench_resize";
+pub const BENCH_SINK_PROGRAM: &str = "mz_bench_sink";
 pub const PASS_PROGRAM: &str = "mz_pass";
 
 /// Names of the pinned maps (as declared in `c/include/maps.h`).
@@ -62,6 +63,7 @@ pub mod maps {
     pub const STAGES: &str = "mz_stages";
     pub const BENCH_PACKET: &str = "mz_bench_packet";
     pub const BENCH_TARGET: &str = "mz_bench_target";
+    pub const BENCH_SUNK: &str = "mz_bench_sunk";
 }
 
 // SAFETY: plain-old-data C structs (integers and byte arrays, no padding the kernel reads).

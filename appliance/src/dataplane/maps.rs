@@ -18,7 +18,7 @@ use super::{
     counters::{CounterValue, Counters},
 };
 
-pub type MacAddr = [u8; 6];
+pub use mizar_db::MacAddr;
 
 /// A network as the maps key it: VNI, prefix (no host bits) and prefix length.
 pub type NetworkKey = (u32, Ipv4Addr, u8);
@@ -507,7 +507,7 @@ fn encode_next_hops<const N: usize>(
         .map(|ip| {
             Ok(abi::mz_next_hop {
                 ip_be: ip_be(*ip),
-                mac: resolve(*ip)?,
+                mac: resolve(*ip)?.0,
                 reserved: 0,
             })
         })
@@ -589,7 +589,7 @@ pub(super) fn encode_endpoint(
         key: endpoint_key(vni, ip),
         host_ip_be: ip_be(ep.host),
         ifindex: ep.local_ifindex.unwrap_or(0),
-        mac: ep.mac,
+        mac: ep.mac.0,
         type_: match ep.kind {
             EndpointKind::Simple => abi::MZ_EP_SIMPLE,
             EndpointKind::Scaled => abi::MZ_EP_SCALED,
@@ -602,7 +602,7 @@ pub(super) fn encode_endpoint(
             } else {
                 0
             },
-        host_mac: if local { [0; 6] } else { host_mac },
+        host_mac: if local { [0; 6] } else { host_mac.0 },
         stats_slot: if local { stats_slot } else { 0 },
     }
 }
@@ -617,7 +617,7 @@ pub(super) fn decode_endpoint(raw: &abi::mz_endpoint) -> Option<EndpointEntry> {
         _ => return None,
     };
     Some(EndpointEntry {
-        mac: raw.mac,
+        mac: MacAddr(raw.mac),
         kind,
         bypass_decap: raw.flags & abi::MZ_EP_BYPASS_DECAP as u8 != 0,
         host: ip_from_be(raw.host_ip_be),
@@ -635,7 +635,7 @@ pub(super) fn local_iface(
     abi::mz_local_iface {
         ifindex,
         endpoint,
-        mac,
+        mac: mac.0,
         stats_slot,
     }
 }
@@ -663,7 +663,7 @@ impl DataplaneMaps {
     pub(super) fn write_config(&mut self, host: Option<&HostConfig>) -> Result<(), DataplaneError> {
         let value = host.map_or_else(abi::mz_host_config::default, |host| abi::mz_host_config {
             host_ip_be: ip_be(host.ip),
-            host_mac: host.mac,
+            host_mac: host.mac.0,
             underlay_mtu: host.underlay_mtu,
             underlay_ifindex: host.underlay_ifindex,
             flags: abi::MZ_HOST_CONFIGURED,
@@ -676,7 +676,7 @@ impl DataplaneMaps {
         Ok(
             (raw.flags & abi::MZ_HOST_CONFIGURED != 0).then(|| HostConfig {
                 ip: ip_from_be(raw.host_ip_be),
-                mac: raw.host_mac,
+                mac: MacAddr(raw.host_mac),
                 underlay_mtu: raw.underlay_mtu,
                 underlay_ifindex: raw.underlay_ifindex,
             }),
@@ -691,7 +691,7 @@ impl DataplaneMaps {
     pub(super) fn read_hosts(&self) -> Result<BTreeMap<Ipv4Addr, MacAddr>, DataplaneError> {
         Ok(read_all(&self.hosts, names::HOSTS)?
             .into_iter()
-            .map(|(ip, host)| (ip_from_be(ip), host.mac))
+            .map(|(ip, host)| (ip_from_be(ip), MacAddr(host.mac)))
             .collect())
     }
 
@@ -810,7 +810,14 @@ impl DataplaneMaps {
     /// Writes a host's MAC, and nothing else (no filter slot, no next-hop refresh).
     pub(super) fn write_host(&mut self, ip: Ipv4Addr, mac: MacAddr) -> Result<(), DataplaneError> {
         self.hosts
-            .insert(ip_be(ip), abi::mz_host { mac, reserved: 0 }, 0)
+            .insert(
+                ip_be(ip),
+                abi::mz_host {
+                    mac: mac.0,
+                    reserved: 0,
+                },
+                0,
+            )
             .map_err(map_err(names::HOSTS))
     }
 

@@ -907,7 +907,7 @@ fn plan_members_networks_endpoints(
                         ifindex,
                         local_iface(ifindex, endpoint_key(*vni, *ip), ep.mac, slot),
                     );
-                    encode_endpoint(key, ep, [0; 6], slot)
+                    encode_endpoint(key, ep, MacAddr([0; 6]), slot)
                 }
                 None => encode_endpoint(key, ep, resolve(ep.host)?, 0),
             };
@@ -1164,7 +1164,7 @@ mod tests {
     const PEER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 
     fn mac(last: u8) -> MacAddr {
-        [0x02, 0, 0, 0, 0, last]
+        MacAddr([0x02, 0, 0, 0, 0, last])
     }
 
     fn empty() -> Current {
@@ -1404,7 +1404,7 @@ mod tests {
             "the remote endpoint's host MAC"
         );
         assert!(p.forget_endpoints.is_empty(), "no endpoint moved");
-        assert_eq!(p.endpoints[0].1.host_mac, mac(0x22));
+        assert_eq!(p.endpoints[0].1.host_mac, mac(0x22).0);
 
         // This host's own MAC reaches the network it bounces.
         let mut me = desired.clone();
@@ -1412,7 +1412,7 @@ mod tests {
         let p = plan(&before, &me, None).unwrap();
         assert_eq!(p.report.host_config.changed, 1);
         assert_eq!(p.report.networks.changed, 1);
-        assert_eq!(p.networks[0].1.bouncers[0].mac, mac(0x11));
+        assert_eq!(p.networks[0].1.bouncers[0].mac, mac(0x11).0);
     }
 
     #[test]

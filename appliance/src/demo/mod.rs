@@ -37,8 +37,8 @@ use std::{
 };
 
 use mizar_db::{
-    EndpointKind, EndpointSpec as StoreEndpoint, Host, Ipv4Net, MacAddr as StoreMac, NetworkSpec,
-    StoreError, Topology, VpcSpec,
+    EndpointKind, EndpointSpec as StoreEndpoint, Host, Ipv4Net, MacAddr, NetworkSpec, StoreError,
+    Topology, VpcSpec,
 };
 
 pub use traffic::{
@@ -183,9 +183,9 @@ fn network_cidr(third_octet: u8) -> Ipv4Net {
 }
 
 /// An endpoint's MAC: `02:ee:<VNI>:<address>`, unique in the demo.
-fn endpoint_mac(vni: u32, ip: Ipv4Addr) -> [u8; 6] {
+fn endpoint_mac(vni: u32, ip: Ipv4Addr) -> MacAddr {
     let [_, _, c, d] = ip.octets();
-    [0x02, 0xee, (vni >> 8) as u8, vni as u8, c, d]
+    MacAddr([0x02, 0xee, (vni >> 8) as u8, vni as u8, c, d])
 }
 
 /// The demo fabric: its lab (namespaces, veths) and the topology document every host applies.
@@ -209,7 +209,7 @@ impl DemoSpec {
             hosts.push(Host {
                 name: plan.name.to_owned(),
                 ip: host.ip,
-                mac: StoreMac(host.underlay_mac()),
+                mac: host.underlay_mac(),
                 // Every host's entry names its interface, so that one document fits all.
                 interface: Some(UNDERLAY_IFNAME.to_owned()),
             });
@@ -230,7 +230,7 @@ impl DemoSpec {
                     endpoints.push(StoreEndpoint {
                         name: name.to_owned(),
                         ip,
-                        mac: StoreMac(mac),
+                        mac,
                         kind: EndpointKind::Simple,
                         bypass_decap: false,
                         host: host.to_owned(),
@@ -317,7 +317,7 @@ impl DemoSpec {
                 vni: vpc.vni,
                 network: net.name.clone(),
                 ip: ep.ip,
-                mac: ep.mac.octets(),
+                mac: ep.mac,
                 host: ep.host.clone(),
                 veth: ep.veth.clone().unwrap_or_default(),
             })
@@ -356,7 +356,7 @@ pub struct DemoEndpoint {
     pub vni: u32,
     pub network: String,
     pub ip: Ipv4Addr,
-    pub mac: [u8; 6],
+    pub mac: MacAddr,
     pub host: String,
     /// Its host-side veth.
     pub veth: String,
@@ -826,7 +826,7 @@ mod tests {
             assert_eq!(lab_ep.host, ep.host);
             assert_eq!(lab_ep.vni, vpc.vni);
             assert_eq!(lab_ep.ip.addr, ep.ip);
-            assert_eq!(lab_ep.mac, ep.mac.octets());
+            assert_eq!(lab_ep.mac, ep.mac);
             assert_eq!(ep.veth.as_deref(), Some(host_ifname(&ep.name).as_str()));
         }
         assert_eq!(spec.state_dir("h1"), Path::new("/run/mizar-demo/mzx/h1"));

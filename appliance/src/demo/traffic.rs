@@ -399,8 +399,8 @@ impl Frame {
         }
         format!(
             "{} > {} type 0x{:04x}, {} bytes",
-            crate::lab::mac_string(b[6..12].try_into().expect("6 bytes")),
-            crate::lab::mac_string(b[0..6].try_into().expect("6 bytes")),
+            crate::lab::MacAddr(b[6..12].try_into().expect("6 bytes")),
+            crate::lab::MacAddr(b[0..6].try_into().expect("6 bytes")),
             u16::from_be_bytes([b[12], b[13]]),
             b.len()
         )

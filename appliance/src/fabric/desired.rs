@@ -172,14 +172,14 @@ pub fn desired_state(
     let mut state = DesiredState {
         host: Some(HostConfig {
             ip: me.ip,
-            mac: me.mac.octets(),
+            mac: me.mac,
             underlay_mtu: interfaces.mtu(&underlay).unwrap_or(1500),
             underlay_ifindex,
         }),
         ..DesiredState::default()
     };
     for host in topology.hosts.iter().filter(|h| h.name != me.name) {
-        state.hosts.insert(host.ip, host.mac.octets());
+        state.hosts.insert(host.ip, host.mac);
     }
     let ip_of = |name: &str| topology.host(name).map(|h| h.ip);
     for vpc in &topology.vpcs {
@@ -238,7 +238,7 @@ pub fn desired_state(
                 state.endpoints.insert(
                     (vpc.vni, ep.ip),
                     EndpointEntry {
-                        mac: ep.mac.octets(),
+                        mac: ep.mac,
                         kind: ep.kind,
                         bypass_decap: ep.bypass_decap,
                         host,

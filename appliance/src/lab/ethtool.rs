@@ -53,7 +53,7 @@ pub(super) fn hardware_address(ifname: &str) -> io::Result<MacAddr> {
     ioctl(libc::SIOCGIFHWADDR, &mut req)?;
     // SAFETY: SIOCGIFHWADDR filled the union's hardware-address member.
     let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
-    Ok(std::array::from_fn(|i| data[i] as u8))
+    Ok(MacAddr(std::array::from_fn(|i| data[i] as u8)))
 }
 
 fn ethtool(ifname: &str, value: &mut EthtoolValue) -> io::Result<()> {

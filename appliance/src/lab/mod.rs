@@ -29,7 +29,7 @@ use std::{io, path::PathBuf, process::ExitStatus};
 
 pub use netns::{
     Feature, IFNAME_MAX, NETNS_DIR, NetNs, NetNsGuard, NsJoinHandle, delete_namespace,
-    list_namespaces, mac_string, require_tools, run, veth_pair,
+    list_namespaces, require_tools, run, veth_pair,
 };
 pub use pass::{PassLink, PassProgram};
 pub use spec::{
@@ -42,7 +42,7 @@ pub use topology::{Lab, LabEndpoint, LabHost, Leftovers};
 use crate::dataplane::DataplaneError;
 
 /// A MAC address.
-pub type MacAddr = [u8; 6];
+pub use mizar_db::MacAddr;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {

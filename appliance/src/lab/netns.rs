@@ -325,7 +325,7 @@ pub fn veth_pair(
 ) -> Result<(), LabError> {
     validate_name("interface", a_name, IFNAME_MAX)?;
     validate_name("interface", b_name, IFNAME_MAX)?;
-    let (a_mac, b_mac) = (a_mac.map(mac_string), b_mac.map(mac_string));
+    let (a_mac, b_mac) = (a_mac.map(|m| m.to_string()), b_mac.map(|m| m.to_string()));
     let mut args = vec!["link", "add", a_name];
     if let Some(mac) = &a_mac {
         args.extend(["address", mac]);
@@ -339,11 +339,6 @@ pub fn veth_pair(
     a.ip(&["link", "set", a_name, "up"])?;
     b.ip(&["link", "set", b_name, "up"])?;
     Ok(())
-}
-
-/// `aa:bb:cc:dd:ee:ff`.
-pub fn mac_string(mac: MacAddr) -> String {
-    mac.map(|b| format!("{b:02x}")).join(":")
 }
 
 /// The calling thread's network namespace is another until this drops.

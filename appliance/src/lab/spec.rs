@@ -112,7 +112,7 @@ impl HostSpec {
     pub fn underlay_mac(&self) -> MacAddr {
         self.mac.unwrap_or_else(|| {
             let [a, b, c, d] = self.ip.octets();
-            [0x02, 0x4d, a, b, c, d]
+            MacAddr([0x02, 0x4d, a, b, c, d])
         })
     }
 }
@@ -325,10 +325,10 @@ pub(super) fn validate_prefix(prefix: &str) -> Result<(), LabError> {
 }
 
 fn validate_mac(what: &str, mac: MacAddr) -> Result<(), LabError> {
-    if mac[0] & 1 != 0 || mac == [0; 6] {
+    if mac.is_multicast() || mac.is_zero() {
         return Err(LabError::Spec(format!(
             "{what}: {} is not a unicast MAC",
-            super::mac_string(mac)
+            mac
         )));
     }
     Ok(())
@@ -363,14 +363,14 @@ mod tests {
                 "a",
                 100,
                 "10.0.0.2/24".parse().unwrap(),
-                [2, 0xee, 0, 0, 0, 2],
+                MacAddr([2, 0xee, 0, 0, 0, 2]),
             ))
             .endpoint(EndpointSpec::new(
                 "ep2",
                 "b",
                 200,
                 "10.0.0.2/24".parse().unwrap(),
-                [2, 0xee, 0, 0, 0, 3],
+                MacAddr([2, 0xee, 0, 0, 0, 3]),
             ))
     }
 
@@ -400,7 +400,10 @@ mod tests {
         assert_eq!(spec.namespace("a"), "mzx-a");
         assert_eq!(spec.switch_namespace(), "mzx-switch");
         assert_eq!(spec.pin_dir(), Path::new("/run/mizar-lab/mzx"));
-        assert_eq!(spec.hosts[0].underlay_mac(), [2, 0x4d, 192, 168, 7, 1]);
+        assert_eq!(
+            spec.hosts[0].underlay_mac(),
+            MacAddr([2, 0x4d, 192, 168, 7, 1])
+        );
         assert_eq!(host_ifname("ep1"), "v-ep1");
         assert_eq!(switch_port("a"), "p-a");
     }
@@ -438,7 +441,7 @@ mod tests {
             ),
             (
                 "not a unicast MAC",
-                Box::new(|s| s.hosts[0].mac = Some([1, 0, 0, 0, 0, 1])),
+                Box::new(|s| s.hosts[0].mac = Some(MacAddr([1, 0, 0, 0, 0, 1]))),
             ),
             (
                 "no host \"c\"",
@@ -448,7 +451,7 @@ mod tests {
             ("taken in VPC 100", Box::new(|s| s.endpoints[1].vni = 100)),
             (
                 "not a unicast MAC",
-                Box::new(|s| s.endpoints[0].mac = [0xff; 6]),
+                Box::new(|s| s.endpoints[0].mac = MacAddr([0xff; 6])),
             ),
             (
                 "gateway 10.0.1.1",

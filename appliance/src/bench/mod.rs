@@ -26,13 +26,14 @@ use aya::{
     programs::{ProgramError, TestRun, TestRunOptions, Xdp},
 };
 use mizar_ebpf::{
-    BENCH_OBJECT, BENCH_RESIZE_PROGRAM, BENCH_WRAPPER_PROGRAM, COUNTER_INFO, FLOOR_PROGRAM, abi,
+    BENCH_OBJECT, BENCH_RESIZE_PROGRAM, BENCH_SINK_PROGRAM, BENCH_WRAPPER_PROGRAM, COUNTER_INFO,
+    FLOOR_PROGRAM, abi,
     maps as map_names,
 };
 
 use crate::dataplane::{
     Counter, Counters, Dataplane, DataplaneError, DesiredState, EndpointEntry, EndpointKind,
-    HostConfig, MemberRoles, NetworkEntry, PinLayout, VpcEntry, ensure_bpffs, reconcile,
+    HostConfig, MacAddr, MemberRoles, NetworkEntry, PinLayout, VpcEntry, ensure_bpffs, reconcile,
     remove_all_pins,
 };
 use crate::packet::{InnerFrame, Tunnel, arp_request};
@@ -696,7 +697,7 @@ impl fmt::Display for BenchReport {
 // path's packet down its path.
 
 const THIS_HOST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-const THIS_MAC: [u8; 6] = [0x02, 0xaa, 0, 0, 0, 0x01];
+const THIS_MAC: MacAddr = MacAddr([0x02, 0xaa, 0, 0, 0, 0x01]);
 /// A remote host that sends tunnel traffic here; the transit packets' inner source lives there.
 const SENDER_HOST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 /// Where the remote endpoint lives (the bouncer path forwards there).
@@ -706,14 +707,14 @@ const BOUNCER_HOST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 4);
 /// The divider of VPC B (the to-divider path forwards there).
 const DIVIDER_HOST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 5);
 
-fn host_mac(ip: Ipv4Addr) -> [u8; 6] {
+fn host_mac(ip: Ipv4Addr) -> MacAddr {
     let o = ip.octets();
-    [0x02, 0xaa, o[0], o[1], o[2], o[3]]
+    MacAddr([0x02, 0xaa, o[0], o[1], o[2], o[3]])
 }
 
-fn endpoint_mac(ip: Ipv4Addr) -> [u8; 6] {
+fn endpoint_mac(ip: Ipv4Addr) -> MacAddr {
     let o = ip.octets();
-    [0x02, 0xee, o[0], o[1], o[2], o[3]]
+    MacAddr([0x02, 0xee, o[0], o[1], o[2], o[3]])
 }
 
 /// VPC A: network 10.1.0.0/16, bounced by BOUNCER_HOST; this host divides it.
@@ -747,17 +748,18 @@ const EGRESS_IFINDEX: u32 = 1;
 /// UDP payload of the inner frames: 64-byte inner frames (Ethernet without FCS).
 const PAYLOAD_LEN: usize = 22;
 
-/// This host's underlay interface, as the maps know it (a non-live test run never sends there).
+/// This host's underlay interface, as the maps know it, for the test runs that send nothing
+/// (the live benchmark gives its veth's).
 const UNDERLAY_IFINDEX: u32 = 2;
 
 /// The benchmark's configuration, written by reconcile as `up` writes the store's.
-fn configure(dataplane: &mut Dataplane) -> Result<(), BenchError> {
+fn configure(dataplane: &mut Dataplane, underlay_ifindex: u32) -> Result<(), BenchError> {
     let mut state = DesiredState {
         host: Some(HostConfig {
             ip: THIS_HOST,
             mac: THIS_MAC,
             underlay_mtu: 1500,
-            underlay_ifindex: UNDERLAY_IFINDEX,
+            underlay_ifindex,
         }),
         ..DesiredState::default()
     };
@@ -828,13 +830,13 @@ fn configure(dataplane: &mut Dataplane) -> Result<(), BenchError> {
 
 /// The MAC an egress proxy-ARP reply gives for an address with no endpoint here (what the
 /// endpoints' frames to such addresses carry).
-fn proxy_mac(ip: Ipv4Addr) -> [u8; 6] {
+fn proxy_mac(ip: Ipv4Addr) -> MacAddr {
     let o = ip.octets();
-    [0x02, 0x00, o[0], o[1], o[2], o[3]]
+    MacAddr([0x02, 0x00, o[0], o[1], o[2], o[3]])
 }
 
 /// An endpoint's UDP frame (64 bytes on the wire, FCS aside).
-fn inner_udp(src: Ipv4Addr, dst: Ipv4Addr, dst_mac: [u8; 6]) -> Vec<u8> {
+fn inner_udp(src: Ipv4Addr, dst: Ipv4Addr, dst_mac: MacAddr) -> Vec<u8> {
     InnerFrame::udp(src, dst, 40000, 7000, &[0x5a; PAYLOAD_LEN])
         .macs(endpoint_mac(src), dst_mac)
         .build()
@@ -964,7 +966,9 @@ fn xdp<'a>(ebpf: &'a Ebpf, name: &'static str) -> &'a Xdp {
 }
 
 impl Harness {
-    fn new() -> Result<Self, BenchError> {
+    /// The data plane configured for the benchmark (this host's underlay interface:
+    /// `underlay_ifindex`), and the bench object's programs.
+    fn new(underlay_ifindex: u32) -> Result<Self, BenchError> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let root = PathBuf::from(BENCH_BPFFS);
         ensure_bpffs(&root)?;
@@ -976,10 +980,15 @@ impl Harness {
         let _ = remove_all_pins(&PinLayout::new(&dir));
         let pins = PinGuard(dir.clone());
         let mut dataplane = Dataplane::load(&dir)?;
-        configure(&mut dataplane)?;
+        configure(&mut dataplane, underlay_ifindex)?;
 
         let mut bench = Ebpf::load(BENCH_OBJECT).map_err(|e| BenchError::Load(Box::new(e)))?;
-        for name in [FLOOR_PROGRAM, BENCH_WRAPPER_PROGRAM, BENCH_RESIZE_PROGRAM] {
+        for name in [
+            FLOOR_PROGRAM,
+            BENCH_WRAPPER_PROGRAM,
+            BENCH_RESIZE_PROGRAM,
+            BENCH_SINK_PROGRAM,
+        ] {
             let program_error = |source| BenchError::Program {
                 program: name,
                 source: Box::new(source),
@@ -1245,7 +1254,7 @@ fn thread_cpu_ns() -> f64 {
 
 pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
     options.validate()?;
-    let mut harness = Harness::new()?;
+    let mut harness = Harness::new(UNDERLAY_IFINDEX)?;
     let packets: Vec<Vec<u8>> = PATHS.iter().map(|p| packet(*p)).collect();
     let floor_packet = packet(Path::TransitBouncer);
 
