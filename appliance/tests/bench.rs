@@ -66,3 +66,60 @@ fn quick_bench_measures_every_path_on_its_path() {
         .collect();
     assert!(leftovers.is_empty(), "pins left behind: {leftovers:?}");
 }
+
+/// `mizar bench --live --quick` through the binary: every frame the generator sends comes back
+/// through the attached program (the command fails otherwise, and when a transit path does not
+/// count its reason once per frame), each subject gets a rate, and the namespace goes.
+#[test]
+fn live_bench_forwards_every_frame_through_the_attached_programs() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test attaches XDP programs to veths in a namespace it makes: run it as root (CI does)"
+    );
+    let state = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mizar"))
+        .args(["bench", "--live", "--quick", "--json"])
+        .env("MIZAR_STATE_DIR", state.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "mizar bench --live --quick: {stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = report["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["transit.bouncer", "transit.divider"], "{report}");
+    for subject in std::iter::once(&report["floor"]).chain(report["paths"].as_array().unwrap()) {
+        assert!(subject["pps"].as_f64().unwrap() > 0.0, "{subject}");
+        assert_eq!(
+            subject["attach_mode"], "native",
+            "veth runs XDP in the driver: {subject}"
+        );
+    }
+    assert_eq!(report["floor"]["ratio"], 1.0);
+    let namespaces = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    let namespaces = String::from_utf8_lossy(&namespaces.stdout);
+    assert!(
+        !namespaces.contains("mzbench-live-"),
+        "the benchmark's namespace is left: {namespaces}"
+    );
+
+    // Bad input changes nothing and says what to do.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mizar"))
+        .args(["bench", "--frames", "10"])
+        .env("MIZAR_STATE_DIR", state.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--live"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

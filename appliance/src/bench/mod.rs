@@ -27,8 +27,7 @@ use aya::{
 };
 use mizar_ebpf::{
     BENCH_OBJECT, BENCH_RESIZE_PROGRAM, BENCH_SINK_PROGRAM, BENCH_WRAPPER_PROGRAM, COUNTER_INFO,
-    FLOOR_PROGRAM, abi,
-    maps as map_names,
+    FLOOR_PROGRAM, abi, maps as map_names,
 };
 
 use crate::dataplane::{
@@ -36,6 +35,8 @@ use crate::dataplane::{
     HostConfig, MacAddr, MemberRoles, NetworkEntry, PinLayout, VpcEntry, ensure_bpffs, reconcile,
     remove_all_pins,
 };
+
+pub mod live;
 use crate::packet::{InnerFrame, Tunnel, arp_request};
 
 /// The repeat count below which a run is only a smoke test (`--quick`).

@@ -4,7 +4,7 @@
 use std::{net::Ipv4Addr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use mizar::bench::BenchOptions;
+use mizar::bench::{BenchOptions, live::LiveOptions};
 use mizar_db::{EndpointKind, Ipv4Net, MacAddr};
 
 /// Mizar appliance: a multi-tenant VPC transit node on an XDP data plane.
@@ -531,9 +531,29 @@ pub struct BenchArgs {
     /// Print the report as JSON instead of a table
     #[arg(long)]
     pub json: bool,
+    /// Packets per second through the programs attached to a veth in a namespace of the
+    /// benchmark's own (XDP live-frame mode as the generator), beside the floor program
+    /// attached the same way, on one CPU
+    #[arg(long, conflicts_with = "repeat")]
+    pub live: bool,
+    /// With --live: frames per measurement [default: 2000000, or 20000 with --quick]
+    #[arg(long, value_name = "N", requires = "live")]
+    pub frames: Option<u32>,
 }
 
 impl BenchArgs {
+    pub fn live_options(&self) -> LiveOptions {
+        let base = if self.quick {
+            LiveOptions::quick()
+        } else {
+            LiveOptions::default()
+        };
+        LiveOptions {
+            frames: self.frames.unwrap_or(base.frames),
+            runs: self.runs.unwrap_or(base.runs),
+        }
+    }
+
     pub fn options(&self) -> BenchOptions {
         let base = if self.quick {
             BenchOptions::quick()

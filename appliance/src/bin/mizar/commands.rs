@@ -54,6 +54,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let _ = std::io::stdout().flush();
             })?;
         }
+        Command::Bench(args) if args.live => {
+            let report = bench::live::run(&args.live_options()).context("live benchmark failed")?;
+            if args.json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{report}");
+            }
+        }
         Command::Bench(args) => {
             let options = args.options();
             options.validate()?;
