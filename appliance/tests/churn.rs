@@ -153,6 +153,7 @@ fn document(spec: &DemoSpec, config: &Config) -> String {
                 host: host.to_owned(),
                 veth,
                 backends: Vec::new(),
+                netns: None,
             });
         }
     }

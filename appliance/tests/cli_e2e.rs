@@ -736,6 +736,7 @@ fn bad_input_is_refused_with_the_reason_and_changes_nothing() {
         host: "h2".into(),
         veth: Some("v-extra".into()),
         backends: Vec::new(),
+        netns: None,
     };
     let cases: Vec<(&str, Bad, &str)> = vec![
         (

@@ -89,6 +89,7 @@ fn document(endpoints: usize) -> Topology {
             host,
             veth,
             backends,
+            netns: None,
         });
     }
     Topology {

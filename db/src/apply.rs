@@ -6,15 +6,18 @@
 //! checks UNIQUE per statement. References survive because the foreign keys are deferred to
 //! the commit, by which time the row is back.
 
-use std::{collections::BTreeMap, fmt};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use crate::{
     error::{Kind, SqlContext, StoreError},
     model::{Endpoint, Host, Network, Vpc},
-    state::{Ids, State, insert_backends},
+    state::{EpKey, Ids, State, insert_backends},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -270,22 +273,6 @@ pub(crate) fn write_diff(
     let bouncers_gone: Vec<_> = current.bouncers.difference(&desired.bouncers).collect();
     let bouncers_new: Vec<_> = desired.bouncers.difference(&current.bouncers).collect();
 
-    // A changed endpoint is deleted and written again under its id; the veth pair mizar made
-    // for it (`ep add --netns`) stays its own while it keeps its host and veth.
-    let mut netns_kept = Vec::new();
-    for key in &eps_changed {
-        let (old, new) = (&current.endpoints[*key], &desired.endpoints[*key]);
-        if old.host != new.host || old.veth != new.veth {
-            continue;
-        }
-        let id = id_of(&ids.endpoints, key)?;
-        let netns: Option<String> = tx
-            .prepare_cached("SELECT netns FROM endpoint_netns WHERE endpoint_id = ?1")
-            .and_then(|mut stmt| stmt.query_row([id], |r| r.get(0)).optional())
-            .ctx("reading an endpoint's network namespace")?;
-        netns_kept.extend(netns.map(|netns| (id, netns)));
-    }
-
     // Removals, dependents first.
     for (keys, sql) in [
         // A removed endpoint leaves every backend list (those that named it changed too).
@@ -433,10 +420,40 @@ pub(crate) fn write_diff(
     for (id, vpc_id, ep) in with_backends {
         insert_backends(tx, id, vpc_id, &ep.backends)?;
     }
-    for (id, netns) in netns_kept {
-        tx.prepare_cached("INSERT INTO endpoint_netns (endpoint_id, netns) VALUES (?1, ?2)")
-            .and_then(|mut stmt| stmt.execute(params![id, netns]))
-            .ctx("recording an endpoint's network namespace")?;
+    // The veth pairs mizar made: a rewritten endpoint lost its record with its row.
+    let rewritten: BTreeSet<&EpKey> = eps_changed.iter().chain(&eps_new).copied().collect();
+    for (key, netns) in &desired.netns {
+        let recorded = current.netns.get(key);
+        if recorded == Some(netns) && !rewritten.contains(key) {
+            continue;
+        }
+        let id = id_of(&ids.endpoints, key)?;
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO endpoint_netns (endpoint_id, netns) VALUES (?1, ?2)",
+        )
+        .and_then(|mut stmt| stmt.execute(params![id, netns]))
+        .ctx("recording an endpoint's network namespace")?;
+        if recorded != Some(netns) && !rewritten.contains(key) {
+            report.push(
+                Action::Update,
+                Kind::Endpoint,
+                format!("{}/{}", key.0, key.1),
+            );
+        }
+    }
+    for key in current.netns.keys() {
+        if desired.netns.contains_key(key) || !desired.endpoints.contains_key(key) {
+            continue; // kept, or gone with its endpoint
+        }
+        let id = id_of(&ids.endpoints, key)?;
+        tx.prepare_cached("DELETE FROM endpoint_netns WHERE endpoint_id = ?1")
+            .and_then(|mut stmt| stmt.execute([id]))
+            .ctx("forgetting an endpoint's network namespace")?;
+        report.push(
+            Action::Update,
+            Kind::Endpoint,
+            format!("{}/{}", key.0, key.1),
+        );
     }
     Ok(report)
 }

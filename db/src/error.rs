@@ -409,6 +409,38 @@ pub enum StoreError {
     },
 
     #[error(
+        "endpoint {endpoint:?} in VPC {vpc:?}: network namespace {netns:?} {reason}; name it \
+         as `ip netns` does (e.g. pod-web1)"
+    )]
+    NetnsInvalid {
+        vpc: String,
+        endpoint: String,
+        netns: String,
+        reason: &'static str,
+    },
+
+    #[error(
+        "endpoint {endpoint:?} in VPC {vpc:?} has a network namespace ({netns:?}) but no veth: \
+         name the host end of the pair mizar makes (veth)"
+    )]
+    NetnsWithoutVeth {
+        vpc: String,
+        endpoint: String,
+        netns: String,
+    },
+
+    #[error(
+        "endpoints {endpoint} and {other} of host {host:?} are both plumbed into network \
+         namespace {netns:?}, where each would be eth0; give each its own namespace"
+    )]
+    NetnsShared {
+        host: String,
+        netns: String,
+        endpoint: String,
+        other: String,
+    },
+
+    #[error(
         "endpoint {endpoint:?} in VPC {vpc:?} is scaled (a virtual IP served by its backends) \
          and has no veth of its own; drop the veth"
     )]

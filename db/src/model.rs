@@ -345,6 +345,12 @@ pub struct EndpointSpec {
     pub veth: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backends: Vec<String>,
+    /// The network namespace (of `ip netns`) mizar plumbs the endpoint's veth pair into, as
+    /// `ep add --netns` does: the host end named by `veth`, the other end moved in as eth0 and
+    /// configured. Only the endpoint's own host makes the pair; left out, a pair mizar made
+    /// stays as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
 }
 
 /// What a host does in the fabric, derived from the assignments rather than stored beside

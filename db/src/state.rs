@@ -30,6 +30,8 @@ pub(crate) struct State {
     pub bouncers: BTreeSet<(String, String, String)>,
     /// (VPC, endpoint); each endpoint's backends sorted.
     pub endpoints: BTreeMap<EpKey, Endpoint>,
+    /// (VPC, endpoint) -> the network namespace mizar plumbed the endpoint's veth pair into.
+    pub netns: BTreeMap<EpKey, String>,
 }
 
 /// Row ids of what was loaded, for writing the difference.
@@ -257,6 +259,21 @@ pub(crate) fn select_endpoints(
     Ok(out)
 }
 
+/// Which endpoints have a veth pair mizar made, and into which namespace.
+pub(crate) fn load_netns(conn: &Connection) -> Result<BTreeMap<EpKey, String>, StoreError> {
+    const ACTION: &str = "reading endpoints' network namespaces";
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT v.name, e.name, w.netns FROM endpoint_netns w \
+             JOIN endpoints e ON e.id = w.endpoint_id JOIN vpcs v ON v.id = e.vpc_id",
+        )
+        .ctx(ACTION)?;
+    let rows = stmt
+        .query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))
+        .ctx(ACTION)?;
+    rows.collect::<Result<_, _>>().ctx(ACTION)
+}
+
 /// (VPC, host) pairs, optionally of one VPC, in name order.
 pub(crate) fn load_dividers(
     conn: &Connection,
@@ -328,6 +345,7 @@ impl State {
             ids.endpoints.insert(key.clone(), id);
             state.endpoints.insert(key, ep);
         }
+        state.netns = load_netns(conn)?;
         Ok((state, ids))
     }
 
@@ -435,11 +453,11 @@ impl State {
                 veth: ep.veth.clone(),
                 backends,
             };
-            if self
-                .endpoints
-                .insert((vpc.to_owned(), ep.name.clone()), flat)
-                .is_some()
-            {
+            let key = (vpc.to_owned(), ep.name.clone());
+            if let Some(netns) = &ep.netns {
+                self.netns.insert(key.clone(), netns.clone());
+            }
+            if self.endpoints.insert(key, flat).is_some() {
                 duplicate(Kind::Endpoint, &ep.name, format!(" in VPC {vpc:?}"));
             }
         }
@@ -456,6 +474,7 @@ impl State {
         self.dividers.extend(doc.dividers);
         self.networks.extend(doc.networks);
         self.bouncers.extend(doc.bouncers);
+        self.netns.extend(doc.netns);
         for (key, mut ep) in doc.endpoints {
             if let Some(old) = self.endpoints.get(&key) {
                 ep.backends.extend(old.backends.iter().cloned());
@@ -525,6 +544,7 @@ impl State {
                                 host: ep.host.clone(),
                                 veth: ep.veth.clone(),
                                 backends: ep.backends.clone(),
+                                netns: self.netns.get(&(ep.vpc.clone(), ep.name.clone())).cloned(),
                             })
                             .collect();
                         endpoints.sort_by(|a, b| a.name.cmp(&b.name));

@@ -1191,7 +1191,7 @@ impl Store {
             .ctx("applying a topology")?;
         let (current, mut ids) = State::load(&tx)?;
         let (incoming, mut problems) = State::from_topology(doc);
-        let desired = if prune {
+        let mut desired = if prune {
             let mut desired = incoming;
             // A document that does not say which host this is keeps the current one, if the
             // document still has it.
@@ -1205,6 +1205,7 @@ impl Store {
         } else {
             current.clone().overlay(incoming)
         };
+        problems.extend(keep_plumbing(&current, &mut desired));
         problems.extend(validate_state(&desired, &current));
         if let Some(err) = StoreError::from_problems(problems) {
             return Err(err);
@@ -1224,6 +1225,33 @@ impl Store {
         }
         Ok(report)
     }
+}
+
+/// What a document does to the veth pairs mizar made (`netns`): an endpoint it lists without a
+/// namespace keeps its pair, while it keeps its host and veth; one it moves to another host,
+/// veth or namespace is refused, since the pair lives in its host's namespace (delete the
+/// endpoint and add it again). An endpoint the document removes takes its record along.
+fn keep_plumbing(current: &State, desired: &mut State) -> Vec<StoreError> {
+    let mut problems = Vec::new();
+    for (key, netns) in &current.netns {
+        let (Some(old), Some(new)) = (current.endpoints.get(key), desired.endpoints.get(key))
+        else {
+            continue;
+        };
+        let same_place = old.host == new.host && old.veth == new.veth;
+        match desired.netns.get(key) {
+            None if same_place => {
+                desired.netns.insert(key.clone(), netns.clone());
+            }
+            Some(wanted) if wanted == netns && same_place => {}
+            _ => problems.push(StoreError::NetnsPlumbed {
+                vpc: key.0.clone(),
+                endpoint: key.1.clone(),
+                netns: netns.clone(),
+            }),
+        }
+    }
+    problems
 }
 
 /// Removes a network with its endpoints and bouncer assignments.

@@ -388,6 +388,36 @@ pub(crate) fn too_many(owner: String, what: &'static str, count: usize, max: usi
 /// Every rule over a whole configuration; every problem found, in name order.
 /// Checks a whole configuration. `before` is the store's current one: when two endpoints clash,
 /// the one that is already there is named as the holder and the other as the newcomer.
+/// A namespace mizar plumbs an endpoint into: a name `ip netns` takes (a file of /run/netns),
+/// and a veth to name the pair's host end.
+fn check_netns(ep: &Endpoint, netns: &str) -> Check {
+    let reason = if netns.is_empty() {
+        Some("is empty")
+    } else if netns == "." || netns == ".." || netns.contains(['/', '\0']) {
+        Some("is not a file name")
+    } else if netns.len() > 255 {
+        Some("is longer than 255 bytes")
+    } else {
+        None
+    };
+    if let Some(reason) = reason {
+        return Err(StoreError::NetnsInvalid {
+            vpc: ep.vpc.clone(),
+            endpoint: ep.name.clone(),
+            netns: netns.to_owned(),
+            reason,
+        });
+    }
+    if ep.veth.is_none() {
+        return Err(StoreError::NetnsWithoutVeth {
+            vpc: ep.vpc.clone(),
+            endpoint: ep.name.clone(),
+            netns: netns.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 pub(crate) fn validate_state(s: &State, before: &State) -> Vec<StoreError> {
     let mut problems = Vec::new();
     let mut push = |check: Check| {
@@ -481,6 +511,7 @@ pub(crate) fn validate_state(s: &State, before: &State) -> Vec<StoreError> {
     let mut by_vpc_ip: HashMap<(&str, Ipv4Addr), &str> = HashMap::new();
     let mut by_vpc_mac: HashMap<(&str, MacAddr), &str> = HashMap::new();
     let mut by_veth: HashMap<(&str, &str), &Endpoint> = HashMap::new();
+    let mut by_netns: HashMap<(&str, &String), &Endpoint> = HashMap::new();
     for ep in s.endpoints.values() {
         push(check_endpoint(ep));
         match s.networks.get(&(ep.vpc.clone(), ep.network.clone())) {
@@ -541,6 +572,17 @@ pub(crate) fn validate_state(s: &State, before: &State) -> Vec<StoreError> {
                 endpoint: ep.name.clone(),
                 other: format!("{:?} of VPC {:?}", other.name, other.vpc),
             }));
+        }
+        if let Some(netns) = s.netns.get(&(ep.vpc.clone(), ep.name.clone())) {
+            push(check_netns(ep, netns));
+            if let Some(other) = by_netns.insert((&ep.host, netns), ep) {
+                push(Err(StoreError::NetnsShared {
+                    host: ep.host.clone(),
+                    netns: netns.clone(),
+                    endpoint: format!("{:?} of VPC {:?}", ep.name, ep.vpc),
+                    other: format!("{:?} of VPC {:?}", other.name, other.vpc),
+                }));
+            }
         }
         for backend in &ep.backends {
             if backend == &ep.name {

@@ -718,3 +718,114 @@ fn the_configuration_apply_hands_its_guard_is_what_the_store_then_holds() {
     assert_eq!(seen[1].endpoints().count(), 9);
     assert_eq!(seen[2].endpoints().count(), 8);
 }
+
+fn endpoint_spec<'a>(doc: &'a mut Topology, name: &str) -> &'a mut mizar_db::EndpointSpec {
+    doc.vpcs
+        .iter_mut()
+        .filter(|v| v.name == "blue")
+        .flat_map(|v| v.networks.iter_mut())
+        .flat_map(|n| n.endpoints.iter_mut())
+        .find(|e| e.name == name)
+        .unwrap()
+}
+
+#[test]
+fn a_document_records_the_namespace_mizar_plumbs_and_exports_it_back() {
+    let mut store = base_store();
+    let mut doc = store.export().unwrap();
+    endpoint_spec(&mut doc, "web2").netns = Some("pod-web2".into());
+    // On another host: recorded, for that host's own apply to plumb.
+    endpoint_spec(&mut doc, "web1").netns = Some("pod-web1".into());
+    endpoint_spec(&mut doc, "web1").veth = Some("veth-web1".into());
+    let report = store.apply(&doc, true).unwrap();
+    assert_eq!(report.count(Kind::Endpoint, Action::Update), 2, "{report}");
+    assert_eq!(
+        store.endpoint_netns("blue", "web2").unwrap().as_deref(),
+        Some("pod-web2")
+    );
+    let exported = store.export().unwrap();
+    assert_eq!(exported, doc, "export gives the document back");
+    let yaml = exported.to_yaml().unwrap();
+    assert!(yaml.contains("netns: pod-web2"), "{yaml}");
+    assert!(store.apply(&doc, true).unwrap().is_empty(), "applied twice");
+
+    // A document that leaves the field out keeps the pair mizar made.
+    let mut without = doc.clone();
+    endpoint_spec(&mut without, "web2").netns = None;
+    endpoint_spec(&mut without, "web2").mac = "02:00:0a:00:01:77".parse().unwrap();
+    store.apply(&without, true).unwrap();
+    assert_eq!(
+        store.endpoint_netns("blue", "web2").unwrap().as_deref(),
+        Some("pod-web2")
+    );
+
+    // Moving a plumbed endpoint, or naming another namespace, is refused and changes nothing.
+    let before = store.export().unwrap();
+    for (what, change) in [
+        (
+            "veth",
+            &(|e: &mut mizar_db::EndpointSpec| e.veth = Some("veth-other".into()))
+                as &dyn Fn(&mut mizar_db::EndpointSpec),
+        ),
+        ("netns", &|e: &mut mizar_db::EndpointSpec| {
+            e.netns = Some("pod-other".into())
+        }),
+    ] {
+        let mut moved = before.clone();
+        change(endpoint_spec(&mut moved, "web2"));
+        assert_err(
+            store.apply(&moved, true),
+            &["pod-web2", "mizar ep del", "add it again"],
+        );
+        assert_eq!(store.export().unwrap(), before, "a refused {what} change");
+    }
+
+    // Removing the endpoint takes its record along.
+    let mut removed = before.clone();
+    for vpc in &mut removed.vpcs {
+        for net in &mut vpc.networks {
+            net.endpoints.retain(|e| e.name != "web2");
+            for e in &mut net.endpoints {
+                e.backends.retain(|b| b != "web2");
+            }
+        }
+    }
+    store.apply(&removed, true).unwrap();
+    assert_eq!(store.endpoint_netns("blue", "web2").unwrap(), None);
+}
+
+#[test]
+fn a_bad_namespace_in_a_document_is_refused_with_the_fix() {
+    let mut store = base_store();
+    let before = store.export().unwrap();
+    let cases: [(&str, Option<&str>, &[&str]); 4] = [
+        ("", Some("veth-web2"), &["is empty"]),
+        ("../etc", Some("veth-web2"), &["is not a file name"]),
+        ("pod-x", None, &["no veth", "name the host end"]),
+        (
+            "pod-lb",
+            Some("veth-web2"),
+            &["both plumbed into network namespace \"pod-lb\""],
+        ),
+    ];
+    for (netns, veth, says) in cases {
+        let mut doc = before.clone();
+        let spec = endpoint_spec(&mut doc, "web2");
+        spec.netns = Some(netns.to_owned());
+        if veth.is_none() {
+            // An endpoint of another host needs no veth, so the namespace is what lacks one.
+            spec.host = "h2".into();
+        }
+        spec.veth = veth.map(str::to_owned);
+        if netns == "pod-lb" {
+            let fw = endpoint_spec(&mut doc, "fw");
+            fw.netns = Some("pod-lb".into());
+        }
+        assert_err(store.apply(&doc, true), says);
+        assert_eq!(
+            store.export().unwrap(),
+            before,
+            "{netns:?} changed the store"
+        );
+    }
+}

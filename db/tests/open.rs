@@ -241,6 +241,7 @@ fn spec_of(ep: &Endpoint) -> mizar_db::EndpointSpec {
         host: ep.host.clone(),
         veth: ep.veth.clone(),
         backends: ep.backends.clone(),
+        netns: None,
     }
 }
 
