@@ -831,3 +831,98 @@ fn ep_add_netns_plumbs_the_endpoint_and_ep_del_removes_it() {
     assert!(!host_links().contains("vw1"), "{}", host_links());
     mizar(&["down"]);
 }
+
+/// A topology document plumbs the endpoints of this host it gives a namespace (`netns`), as
+/// `ep add --netns` does: `apply` makes the pairs before the store changes, exports them back,
+/// re-applies without touching them, refuses what it cannot plumb with nothing left behind, and
+/// removes a pair with its endpoint.
+#[test]
+fn apply_plumbs_the_namespaces_a_document_names_and_removes_them_with_their_endpoints() {
+    use std::{net::Ipv4Addr, time::Duration};
+
+    use mizar::lab::{HostSpec, Lab, LabSpec};
+
+    common::require_root();
+    let prefix = common::netns::unique_prefix();
+    let spec = LabSpec::new(&prefix, "192.168.96.0/24".parse().unwrap())
+        .host(HostSpec::new("h1", Ipv4Addr::new(192, 168, 96, 1)));
+    let lab = Lab::build(&spec).expect("build the lab");
+    let state = tempfile::tempdir().unwrap();
+    let pins = spec.instance_pin_dir("h1");
+    let host = &lab.hosts()[0];
+    let run = |args: &[&str]| mizar_in(&host.ns, state.path(), &pins, args);
+    let mizar = |args: &[&str]| mizar_ok(&host.ns, state.path(), &pins, args);
+    let host_links = || host.ns.ip(&["-o", "link", "show"]).unwrap();
+    let workload = |role: &str| mizar::lab::NetNs::create(&format!("{prefix}-{role}")).unwrap();
+    let (w1, w2) = (workload("w1"), workload("w2"));
+    let document = |extra: &str, with_w2: bool| {
+        let w2_line = if with_w2 {
+            format!(
+                "      - {{ name: w2, ip: 10.0.0.3, mac: '02:ee:00:00:00:03', host: h1, veth: vw2, netns: {} }}\n",
+                w2.name()
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "this-host: h1\nhosts:\n  - {{ name: h1, ip: 192.168.96.1, mac: '{}', interface: {} }}\n\
+             vpcs:\n  - name: blue\n    vni: 100\n    cidr: 10.0.0.0/16\n    networks:\n\
+             \x20     - name: web\n        cidr: 10.0.0.0/24\n        bouncers: [h1]\n        endpoints:\n\
+             \x20     - {{ name: w1, ip: 10.0.0.2, mac: '02:ee:00:00:00:02', host: h1, veth: vw1, netns: {} }}\n\
+             {w2_line}{extra}",
+            host.underlay_mac,
+            host.underlay_ifname,
+            w1.name()
+        )
+        .replace("\n      - { name: w", "\n          - { name: w")
+    };
+    let apply = |text: &str| {
+        let path = state.path().join("fabric.yaml");
+        std::fs::write(&path, text).unwrap();
+        run(&["apply", "--prune", "-f", path.to_str().unwrap()])
+    };
+    let succeeded = |out: Output| {
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+
+    succeeded(apply(&document("", true)));
+    for (ns, ip) in [(&w1, "10.0.0.2/24"), (&w2, "10.0.0.3/24")] {
+        let addr = ns.ip(&["-o", "-4", "addr", "show", "eth0"]).unwrap();
+        assert!(addr.contains(ip), "{addr}");
+    }
+    let exported = mizar(&["export"]);
+    assert!(
+        exported.contains(&format!("netns: {}", w1.name())),
+        "{exported}"
+    );
+    mizar(&["up"]);
+    let exchange = mizar::demo::ping(&w1, Ipv4Addr::new(10, 0, 0, 3), 3, Duration::from_secs(2))
+        .expect("ping w1 -> w2");
+    assert_eq!(exchange.answered, 3, "{exchange:?}");
+    // The same document again: nothing to plumb, nothing to change.
+    succeeded(apply(&document("", true)));
+    assert!(host_links().contains("vw1") && host_links().contains("vw2"));
+
+    // What cannot be plumbed is refused, and nothing is left behind.
+    let (endpoints_before, links_before) = (mizar(&["ep", "list", "--json"]), host_links());
+    let w3 = "          - { name: w3, ip: 10.0.0.4, mac: '02:ee:00:00:00:04', host: h1, veth: vw3, netns: no-such-ns }\n";
+    let out = apply(&document(w3, true));
+    assert!(!out.status.success(), "a missing namespace was accepted");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ip netns add no-such-ns"), "{stderr}");
+    assert_eq!(mizar(&["ep", "list", "--json"]), endpoints_before);
+    assert_eq!(host_links(), links_before);
+
+    // Without w2, its pair goes after the data plane lets go of it; w1's stays.
+    let said = succeeded(apply(&document("", false)));
+    assert!(
+        said.contains("1 removed") && said.contains("egress detached from vw2"),
+        "{said}"
+    );
+    assert!(!host_links().contains("vw2"), "{}", host_links());
+    assert!(!w2.ip(&["-o", "link", "show"]).unwrap().contains("eth0"));
+    assert!(host_links().contains("vw1"), "{}", host_links());
+    mizar(&["down"]);
+}

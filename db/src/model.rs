@@ -230,6 +230,22 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// Endpoint `spec` of a document, in network `network` of VPC `vpc`.
+    pub fn from_spec(vpc: &str, network: &str, spec: &EndpointSpec) -> Self {
+        Self {
+            vpc: vpc.to_owned(),
+            network: network.to_owned(),
+            name: spec.name.clone(),
+            ip: spec.ip,
+            mac: spec.mac,
+            kind: spec.kind,
+            bypass_decap: spec.bypass_decap,
+            host: spec.host.clone(),
+            veth: spec.veth.clone(),
+            backends: spec.backends.clone(),
+        }
+    }
+
     /// A simple endpoint, no veth, no backends: set the other fields as needed.
     pub fn simple(
         vpc: impl Into<String>,

@@ -442,16 +442,8 @@ impl State {
             }
             backends.dedup();
             let flat = Endpoint {
-                vpc: vpc.to_owned(),
-                network: net.name.clone(),
-                name: ep.name.clone(),
-                ip: ep.ip,
-                mac: ep.mac,
-                kind: ep.kind,
-                bypass_decap: ep.bypass_decap,
-                host: ep.host.clone(),
-                veth: ep.veth.clone(),
                 backends,
+                ..Endpoint::from_spec(vpc, &net.name, ep)
             };
             let key = (vpc.to_owned(), ep.name.clone());
             if let Some(netns) = &ep.netns {

@@ -8,7 +8,7 @@
 //! never waits for a writer (WAL).
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     fs,
     net::Ipv4Addr,
     path::{Path, PathBuf},
@@ -28,7 +28,7 @@ use crate::{
     schema,
     state::{
         Filter, State, insert_backends, load_bouncers, load_dividers, load_endpoints, load_hosts,
-        load_networks, load_vpcs, parse, select_endpoints,
+        load_netns, load_networks, load_vpcs, parse, select_endpoints,
     },
     validate::{
         MAX_BOUNCERS, MAX_DIVIDERS, check_backend, check_endpoint, check_endpoint_ip, check_host,
@@ -853,6 +853,11 @@ impl Store {
             .and_then(|mut stmt| stmt.query_row([vpc, name], |r| r.get(0)).optional())
             .ctx("reading an endpoint's network namespace")
         })
+    }
+
+    /// Every endpoint whose veth pair mizar made, by (VPC, endpoint), with its namespace.
+    pub fn plumbed(&self) -> Result<BTreeMap<(String, String), String>> {
+        self.read("reading endpoints' network namespaces", load_netns)
     }
 
     fn add_endpoint_wired(&mut self, ep: &Endpoint, netns: Option<&str>) -> Result<()> {

@@ -236,6 +236,7 @@ impl DemoSpec {
                         host: host.to_owned(),
                         veth: Some(host_ifname(name)),
                         backends: Vec::new(),
+                        netns: None,
                     });
                     let gateway = mizar_db::default_gateway(cidr);
                     lab.endpoints.push(

@@ -17,7 +17,7 @@
 
 use std::net::Ipv4Addr;
 
-use mizar_db::{ApplyReport, Endpoint, StoreError};
+use mizar_db::{ApplyReport, Endpoint, StoreError, Topology};
 
 use super::{ChangeOptions, Changed, FabricError, Instance, Interfaces as _, SystemInterfaces};
 use crate::lab::{ENDPOINT_IFNAME, IFNAME_MAX, LabError, NetNs, run};
@@ -97,15 +97,15 @@ impl Wiring {
         let ns = NetNs::existing(&self.netns).map_err(|err| error(err.to_string()))?;
         if SystemInterfaces.ifindex(&self.veth).is_some() {
             return Err(error(format!(
-                "interface {} already exists: --netns makes the pair itself; name a new veth, or \
-                 drop --netns to use the existing one",
+                "interface {} already exists: mizar makes the pair itself (--netns, or netns in \
+                 a document); name a new veth, or leave the namespace out to use the existing one",
                 self.veth
             )));
         }
         if ns.ip(&["link", "show", "dev", ENDPOINT_IFNAME]).is_ok() {
             return Err(error(format!(
                 "the namespace already has an interface {ENDPOINT_IFNAME}: give the endpoint a \
-                 namespace of its own, or drop --netns and plumb it by hand"
+                 namespace of its own, or leave the namespace out and plumb it by hand"
             )));
         }
         let mtu = self.mtu.to_string();
@@ -246,6 +246,82 @@ impl Instance {
             }
             Ok(ep)
         })
+    }
+
+    /// `apply`: makes the store what `doc` says through the one change path (see
+    /// [`mizar_db::Store::apply`]), plumbing the endpoints of this host the document gives a
+    /// namespace (`netns`) that mizar has not plumbed yet: their pairs are made before the store
+    /// changes and removed again if the change is refused. The pairs of endpoints the apply
+    /// removes go after it, once the data plane has let go of them. A dry run plumbs nothing.
+    pub fn apply(
+        &self,
+        doc: &Topology,
+        prune: bool,
+        options: ChangeOptions,
+    ) -> Result<Changed<ApplyReport>, FabricError> {
+        let refused = |err: FabricError| StoreError::Refused(Box::new(err));
+        let mut unplumb = Vec::new();
+        let changed = self.change(options, |store| {
+            let this_host = match &doc.this_host {
+                Some(name) => Some(name.clone()),
+                None => store.this_host()?.map(|h| h.name),
+            };
+            let plumbed = store.plumbed()?;
+            let mut made = Vec::new();
+            for (vpc, net, spec) in doc.endpoints() {
+                let Some(netns) = spec.netns.as_deref() else {
+                    continue;
+                };
+                let key = (vpc.name.clone(), spec.name.clone());
+                if options.dry_run
+                    || this_host.as_deref() != Some(spec.host.as_str())
+                    || plumbed.get(&key).map(String::as_str) == Some(netns)
+                {
+                    continue;
+                }
+                let underlay = doc
+                    .hosts
+                    .iter()
+                    .find(|h| Some(&h.name) == this_host.as_ref())
+                    .and_then(|h| h.interface.as_deref());
+                let ep = Endpoint::from_spec(&vpc.name, &net.name, spec);
+                let wiring = Wiring::for_endpoint(
+                    &ep,
+                    netns,
+                    net.cidr.prefix_len(),
+                    net.gateway(),
+                    underlay,
+                )
+                .map_err(refused)?;
+                made.push(wiring.wire().map_err(refused)?);
+            }
+            // What this host plumbed, to remove what the apply takes away.
+            let mut ours = Vec::new();
+            for (vpc, name) in plumbed.keys() {
+                let ep = store.endpoint(vpc, name)?;
+                if this_host.as_deref() == Some(ep.host.as_str())
+                    && let Some(veth) = ep.veth
+                {
+                    ours.push((vpc.clone(), name.clone(), veth));
+                }
+            }
+            let report = store.apply(doc, prune)?;
+            for wired in made {
+                wired.keep();
+            }
+            for (vpc, name, veth) in ours {
+                if store.endpoint_netns(&vpc, &name)?.is_none() {
+                    unplumb.push(veth);
+                }
+            }
+            Ok(report)
+        })?;
+        if !changed.dry_run {
+            for veth in unplumb {
+                unwire(&veth)?;
+            }
+        }
+        Ok(changed)
     }
 
     /// `ep del`: deletes an endpoint through the one change path, then removes the veth pair

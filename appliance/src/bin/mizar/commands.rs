@@ -132,7 +132,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 dry_run: args.dry_run,
                 allow_teardown: args.allow_teardown,
             };
-            let changed = instance.change(options, |store| store.apply(&doc, args.prune));
+            let changed = instance.apply(&doc, args.prune, options);
             progress.finish();
             let changed = changed?;
             // A dry run lists every object; a real apply says how many.
