@@ -59,7 +59,10 @@ fn state(endpoints: u32) -> DesiredState {
             },
         );
         s.networks.insert(
-            (vni, Ipv4Addr::new(10, 0, 0, 0), 8),
+            (
+                vni,
+                mizar::dataplane::Ipv4Net::new_assert(Ipv4Addr::new(10, 0, 0, 0), 8),
+            ),
             NetworkEntry {
                 this_host_bounces: false,
                 gateway: Ipv4Addr::new(10, 0, 0, 1),

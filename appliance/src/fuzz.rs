@@ -33,8 +33,8 @@ use aya::programs::{TestRun, TestRunOptions, Xdp};
 use crate::{
     dataplane::{
         Counters, Dataplane, DataplaneError, DesiredState, EndpointEntry, EndpointKind,
-        EndpointStats, HostConfig, MacAddr, MemberRoles, NetworkEntry, PinLayout, STAGES, Stage,
-        VpcEntry, XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX, ensure_bpffs,
+        EndpointStats, HostConfig, Ipv4Net, MacAddr, MemberRoles, NetworkEntry, PinLayout, STAGES,
+        Stage, VpcEntry, XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX, ensure_bpffs,
         reason_outcome, reconcile, remove_all_pins,
     },
     packet::{GeneveOption, InnerFrame, Tunnel, arp_request, truncate_consistently},
@@ -59,7 +59,7 @@ const STRANGER: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 99);
 
 const VNI_A: u32 = 100;
 const VNI_B: u32 = 200;
-const NET: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 0);
+const NET: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(10, 0, 0, 0), 24);
 /// Both VPCs have an endpoint here, on this host, behind different veths.
 const TWIN: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 3);
 const SENDER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -201,7 +201,7 @@ fn desired() -> DesiredState {
     );
     for vni in [VNI_A, VNI_B] {
         state.networks.insert(
-            (vni, NET, 24),
+            (vni, NET),
             NetworkEntry {
                 this_host_bounces: true,
                 gateway: Ipv4Addr::new(10, 0, 0, 1),
@@ -209,7 +209,7 @@ fn desired() -> DesiredState {
             },
         );
         state.networks.insert(
-            (vni, Ipv4Addr::new(10, 0, 1, 0), 24),
+            (vni, Ipv4Net::new_assert(Ipv4Addr::new(10, 0, 1, 0), 24)),
             NetworkEntry {
                 this_host_bounces: false,
                 gateway: Ipv4Addr::new(10, 0, 1, 1),

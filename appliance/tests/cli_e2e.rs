@@ -577,7 +577,7 @@ fn a_deleted_endpoint_gets_no_traffic_and_its_entries_go_until_it_is_added_back(
         let mut expected = states[&host].clone();
         expected.endpoints.remove(&(gone.vni, gone.ip));
         if host == "h1" {
-            let web = (gone.vni, Ipv4Addr::new(10, 0, 1, 0), 24);
+            let web = (gone.vni, "10.0.1.0/24".parse().unwrap());
             assert!(expected.networks.remove(&web).is_some(), "{expected:?}");
         } else {
             // h1 hosts no endpoint of blue any more: it may no longer send for one.

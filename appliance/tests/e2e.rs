@@ -22,6 +22,7 @@
 
 mod common;
 
+use mizar::dataplane::Ipv4Net;
 use std::{
     collections::BTreeMap,
     net::{Ipv4Addr, SocketAddrV4, UdpSocket},
@@ -269,8 +270,7 @@ impl Lab {
                 .unwrap();
                 maps.set_network(
                     vni,
-                    NETWORK,
-                    NETWORK_LEN,
+                    Ipv4Net::new_assert(NETWORK, NETWORK_LEN),
                     &NetworkEntry {
                         this_host_bounces: is_c,
                         gateway: GATEWAY,

@@ -4,6 +4,7 @@
 
 mod common;
 
+use mizar::dataplane::Ipv4Net;
 use std::net::Ipv4Addr;
 
 use aya::programs::{TestRun, TestRunOptions, Xdp};
@@ -61,8 +62,12 @@ fn host_a(maps: &mut DataplaneMaps) {
         gateway: Ipv4Addr::new(10, 0, 0, 1),
         bouncers: vec![BOUNCER],
     };
-    maps.set_network(VNI, Ipv4Addr::new(10, 0, 0, 0), 24, &net)
-        .unwrap();
+    maps.set_network(
+        VNI,
+        Ipv4Net::new_assert(Ipv4Addr::new(10, 0, 0, 0), 24),
+        &net,
+    )
+    .unwrap();
     maps.set_endpoint(VNI, EP, &endpoint(EP_MAC, HOST_A, Some(LOOPBACK)))
         .unwrap();
     maps.set_endpoint(VNI, PEER, &endpoint(PEER_MAC, HOST_A, Some(PEER_IFINDEX)))
@@ -417,8 +422,12 @@ fn divider_choice_matches_the_flow_hash() {
             gateway: Ipv4Addr::new(10, 0, 0, 1),
             bouncers: bouncers.clone(),
         };
-        maps.set_network(VNI, Ipv4Addr::new(10, 0, 0, 0), 24, &net)
-            .unwrap();
+        maps.set_network(
+            VNI,
+            Ipv4Net::new_assert(Ipv4Addr::new(10, 0, 0, 0), 24),
+            &net,
+        )
+        .unwrap();
     }
     let (prog, maps) = (instance.dataplane.egress(), instance.dataplane.maps());
     let mut used = std::collections::HashSet::new();
@@ -450,7 +459,11 @@ fn bad_frames_are_dropped_with_their_reason() {
     instance
         .dataplane
         .maps_mut()
-        .set_network(VNI, Ipv4Addr::new(10, 2, 0, 0), 24, &net)
+        .set_network(
+            VNI,
+            Ipv4Net::new_assert(Ipv4Addr::new(10, 2, 0, 0), 24),
+            &net,
+        )
         .unwrap();
     let (prog, maps) = (instance.dataplane.egress(), instance.dataplane.maps());
 

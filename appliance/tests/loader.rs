@@ -7,7 +7,7 @@ mod common;
 use std::net::Ipv4Addr;
 
 use mizar::dataplane::{
-    Dataplane, EndpointEntry, EndpointKind, HostConfig, MacAddr, NetworkEntry, VpcEntry,
+    Dataplane, EndpointEntry, EndpointKind, HostConfig, Ipv4Net, MacAddr, NetworkEntry, VpcEntry,
 };
 
 const VNI: u32 = 100;
@@ -64,7 +64,7 @@ fn endpoint_entries_come_and_go_with_their_counters() {
     assert_eq!(maps.endpoint_stats(VNI, ip).unwrap(), None);
     // Removing what is not there is not an error: reconcile may repeat itself.
     maps.remove_endpoint(VNI, ip).unwrap();
-    maps.remove_network(VNI, Ipv4Addr::new(10, 0, 0, 0), 24)
+    maps.remove_network(VNI, Ipv4Net::new_assert(Ipv4Addr::new(10, 0, 0, 0), 24))
         .unwrap();
     maps.remove_vpc(VNI).unwrap();
     maps.remove_host(Ipv4Addr::new(192, 0, 2, 9)).unwrap();
@@ -84,11 +84,16 @@ fn invalid_configuration_is_refused_before_the_kernel() {
         gateway: Ipv4Addr::new(10, 0, 0, 1),
         bouncers: vec![],
     };
+    maps.set_vpc(VNI, &VpcEntry::default()).unwrap();
+    let host_bits = Ipv4Net::new_assert(Ipv4Addr::new(10, 0, 0, 7), 24);
     let err = maps
-        .set_network(VNI, Ipv4Addr::new(10, 0, 0, 0), 33, &net)
+        .set_network(VNI, host_bits, &net)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("/33"), "{err}");
+    assert!(
+        err.contains("host bits set: write it as 10.0.0.0/24"),
+        "{err}"
+    );
     let many = VpcEntry {
         this_host_divides: false,
         dividers: vec![Ipv4Addr::new(192, 0, 2, 1); 17],

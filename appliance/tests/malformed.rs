@@ -8,6 +8,7 @@ mod common;
 #[path = "fixtures/transit.rs"]
 mod fixture;
 
+use mizar::dataplane::Ipv4Net;
 use std::{
     net::Ipv4Addr,
     panic::{AssertUnwindSafe, catch_unwind},
@@ -195,8 +196,7 @@ fn malformed_table() {
         .maps()
         .set_network(
             VNI_B,
-            Ipv4Addr::new(10, 0, 0, 0),
-            24,
+            Ipv4Net::new_assert(Ipv4Addr::new(10, 0, 0, 0), 24),
             &mizar::dataplane::NetworkEntry {
                 this_host_bounces: false,
                 gateway: GATEWAY,

@@ -14,14 +14,14 @@ use aya::maps::{HashMap, Map, MapData};
 use fixture::*;
 use mizar::{
     dataplane::{
-        Changes, DesiredState, EndpointEntry, EndpointKind, HostConfig, MacAddr, MemberRoles,
-        NetworkEntry, ReconcileReport, Stage, VpcEntry, plan_reconcile, reconcile,
+        Changes, DesiredState, EndpointEntry, EndpointKind, HostConfig, Ipv4Net, MacAddr,
+        MemberRoles, NetworkEntry, ReconcileReport, Stage, VpcEntry, plan_reconcile, reconcile,
     },
     packet::Tunnel,
 };
 use mizar_ebpf::{abi, ip_be, maps as names};
 
-const NET_B: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 0);
+const NET_B: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(10, 0, 1, 0), 24);
 /// A host only state B knows.
 const NEW_HOST: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 31);
 const VNI_C: u32 = 300;
@@ -85,11 +85,9 @@ fn state_a() -> DesiredState {
     s.vpcs.insert(VNI, vpc(false, &DIVIDERS));
     s.vpcs.insert(VNI_B, vpc(false, &DIVIDERS[1..]));
     s.networks
-        .insert((VNI, NET_PREFIX, NET_LEN), network(true, GATEWAY, &[SELF]));
-    s.networks.insert(
-        (VNI_B, NET_PREFIX, NET_LEN),
-        network(false, GATEWAY, &BOUNCERS[..1]),
-    );
+        .insert((VNI, NET), network(true, GATEWAY, &[SELF]));
+    s.networks
+        .insert((VNI_B, NET), network(false, GATEWAY, &BOUNCERS[..1]));
     s.endpoints
         .insert((VNI, LOCAL_EP), local(0x03, LOCAL_IFINDEX));
     s.endpoints.insert((VNI, REMOTE_EP), remote(0x04, EP_HOST));
@@ -114,14 +112,12 @@ fn state_b() -> DesiredState {
     s.vpcs.remove(&VNI_B);
     // Networks: 10.0.1.0/24 new, 10.0.0.0/24 bounced by a bouncer too, VNI_B's gone.
     s.networks.insert(
-        (VNI, NET_B, 24),
+        (VNI, NET_B),
         network(false, Ipv4Addr::new(10, 0, 1, 1), &BOUNCERS[2..]),
     );
-    s.networks.insert(
-        (VNI, NET_PREFIX, NET_LEN),
-        network(true, GATEWAY, &[SELF, BOUNCERS[1]]),
-    );
-    s.networks.remove(&(VNI_B, NET_PREFIX, NET_LEN));
+    s.networks
+        .insert((VNI, NET), network(true, GATEWAY, &[SELF, BOUNCERS[1]]));
+    s.networks.remove(&(VNI_B, NET));
     // Endpoints: one new (on the new host), REMOTE_EP with a new MAC, SENDER_EP and VNI_B's gone.
     s.endpoints
         .insert((VNI, Ipv4Addr::new(10, 0, 1, 5)), remote(0x05, NEW_HOST));
@@ -251,10 +247,7 @@ fn a_state_written_through_set_functions_reads_back_and_needs_no_rewrite() {
     let state = world.maps().read_state().unwrap();
     assert_eq!(state.host, Some(this_host(1500)));
     assert_eq!(state.vpcs[&VNI], vpc(false, &DIVIDERS));
-    assert_eq!(
-        state.networks[&(VNI, NET_PREFIX, NET_LEN)],
-        network(true, GATEWAY, &[SELF])
-    );
+    assert_eq!(state.networks[&(VNI, NET)], network(true, GATEWAY, &[SELF]));
     assert_eq!(
         state.endpoints[&(VNI, LOCAL_EP)].local_ifindex,
         Some(LOCAL_IFINDEX)
@@ -329,11 +322,9 @@ fn a_new_host_mac_reaches_endpoints_networks_and_vpcs_that_forward_to_it() {
     // VNI: divided here, 10.0.0.0/24 bounced by BOUNCERS[0] alone; VNI_B: not divided here,
     // without networks, so its traffic goes to DIVIDERS[1].
     a.vpcs.insert(VNI, vpc(true, &[SELF]));
-    a.networks.insert(
-        (VNI, NET_PREFIX, NET_LEN),
-        network(false, GATEWAY, &BOUNCERS[..1]),
-    );
-    a.networks.remove(&(VNI_B, NET_PREFIX, NET_LEN));
+    a.networks
+        .insert((VNI, NET), network(false, GATEWAY, &BOUNCERS[..1]));
+    a.networks.remove(&(VNI_B, NET));
     a.endpoints.remove(&(VNI, LOCAL_EP));
     reconcile_exactly(&mut world, &a);
 
@@ -374,7 +365,7 @@ fn a_vpc_goes_away_with_its_networks_endpoints_and_hosts_in_one_pass() {
     a.hosts.insert(own_host, host_mac(own_host));
     a.vpcs.insert(VNI_B, vpc(false, &[own_host]));
     a.networks.insert(
-        (VNI_B, NET_B, 24),
+        (VNI_B, NET_B),
         network(false, Ipv4Addr::new(10, 0, 1, 1), &[own_host]),
     );
     for i in 10..20 {
@@ -389,7 +380,7 @@ fn a_vpc_goes_away_with_its_networks_endpoints_and_hosts_in_one_pass() {
 
     let mut b = a.clone();
     b.vpcs.remove(&VNI_B);
-    b.networks.retain(|(vni, _, _), _| *vni != VNI_B);
+    b.networks.retain(|(vni, _), _| *vni != VNI_B);
     b.endpoints.retain(|(vni, _), _| *vni != VNI_B);
     b.hosts.remove(&own_host);
     let report = reconcile_exactly(&mut world, &b);

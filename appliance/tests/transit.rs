@@ -6,6 +6,7 @@ mod common;
 #[path = "fixtures/transit.rs"]
 mod fixture;
 
+use mizar::dataplane::Ipv4Net;
 use std::{collections::HashSet, net::Ipv4Addr};
 
 use fixture::*;
@@ -656,8 +657,7 @@ fn divider_uses_the_longest_matching_network() {
         .maps()
         .set_network(
             VNI,
-            Ipv4Addr::new(10, 0, 0, 128),
-            25,
+            Ipv4Net::new_assert(Ipv4Addr::new(10, 0, 0, 128), 25),
             &mizar::dataplane::NetworkEntry {
                 this_host_bounces: false,
                 gateway: GATEWAY,

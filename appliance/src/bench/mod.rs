@@ -32,8 +32,8 @@ use mizar_ebpf::{
 
 use crate::dataplane::{
     Counter, Counters, Dataplane, DataplaneError, DesiredState, EndpointEntry, EndpointKind,
-    HostConfig, MacAddr, MemberRoles, NetworkEntry, PinLayout, VpcEntry, ensure_bpffs, reconcile,
-    remove_all_pins,
+    HostConfig, Ipv4Net, MacAddr, MemberRoles, NetworkEntry, PinLayout, VpcEntry, ensure_bpffs,
+    reconcile, remove_all_pins,
 };
 
 pub mod live;
@@ -720,7 +720,7 @@ fn endpoint_mac(ip: Ipv4Addr) -> MacAddr {
 
 /// VPC A: network 10.1.0.0/16, bounced by BOUNCER_HOST; this host divides it.
 const VNI_A: u32 = 100;
-const NET_A: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 0);
+const NET_A: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(10, 1, 0, 0), 16);
 const GATEWAY_A: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
 /// VPC B: no network known here, divided by DIVIDER_HOST.
 const VNI_B: u32 = 200;
@@ -780,7 +780,7 @@ fn configure(dataplane: &mut Dataplane, underlay_ifindex: u32) -> Result<(), Ben
         },
     );
     state.networks.insert(
-        (VNI_A, NET_A, 16),
+        (VNI_A, NET_A),
         NetworkEntry {
             this_host_bounces: false,
             gateway: GATEWAY_A,

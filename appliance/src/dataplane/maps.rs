@@ -18,10 +18,10 @@ use super::{
     counters::{CounterValue, Counters},
 };
 
-pub use mizar_db::MacAddr;
+pub use mizar_db::{Ipv4Net, MacAddr};
 
-/// A network as the maps key it: VNI, prefix (no host bits) and prefix length.
-pub type NetworkKey = (u32, Ipv4Addr, u8);
+/// A network as the maps key it: VNI and prefix (no host bits: reconcile refuses them).
+pub type NetworkKey = (u32, Ipv4Net);
 
 /// An endpoint as the maps key it: VNI and address.
 pub type EndpointKey = (u32, Ipv4Addr);
@@ -247,11 +247,10 @@ pub(super) fn endpoint_key(vni: u32, ip: Ipv4Addr) -> abi::mz_endpoint_key {
     }
 }
 
-fn network_key(vni: u32, prefix: Ipv4Addr, len: u8) -> Key<[u32; 2]> {
-    let masked = u32::from(prefix) & u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+fn network_key(vni: u32, prefix: Ipv4Net) -> Key<[u32; 2]> {
     Key::new(
-        32 + u32::from(len),
-        [vni.to_be(), ip_be(Ipv4Addr::from(masked))],
+        32 + u32::from(prefix.prefix_len()),
+        [vni.to_be(), ip_be(prefix.network())],
     )
 }
 
@@ -785,7 +784,8 @@ impl DataplaneMaps {
                 let (key, net) = entry.map_err(map_err(names::NETWORKS))?;
                 let [vni_be, prefix_be] = key.data();
                 let len = key.prefix_len().saturating_sub(32).min(32) as u8;
-                Ok(((u32::from_be(vni_be), ip_from_be(prefix_be), len), net))
+                let prefix = Ipv4Net::new(ip_from_be(prefix_be), len).expect("at most /32");
+                Ok(((u32::from_be(vni_be), prefix), net))
             })
             .collect()
     }
@@ -823,10 +823,10 @@ impl DataplaneMaps {
 
     pub(super) fn remove_network_entry(
         &mut self,
-        (vni, prefix, len): NetworkKey,
+        (vni, prefix): NetworkKey,
     ) -> Result<(), DataplaneError> {
         ignore_missing(
-            self.networks.remove(&network_key(vni, prefix, len)),
+            self.networks.remove(&network_key(vni, prefix)),
             names::NETWORKS,
         )
     }
@@ -851,11 +851,11 @@ impl DataplaneMaps {
 
     pub(super) fn write_network(
         &mut self,
-        (vni, prefix, len): NetworkKey,
+        (vni, prefix): NetworkKey,
         net: &abi::mz_network,
     ) -> Result<(), DataplaneError> {
         self.networks
-            .insert(&network_key(vni, prefix, len), net, 0)
+            .insert(&network_key(vni, prefix), net, 0)
             .map_err(map_err(names::NETWORKS))
     }
 
@@ -1143,15 +1143,15 @@ mod tests {
 
     #[test]
     fn network_key_masks_host_bits_and_leads_with_the_vni() {
-        let key = network_key(100, Ipv4Addr::new(10, 0, 3, 77), 16);
+        let key = network_key(100, Ipv4Net::new_assert(Ipv4Addr::new(10, 0, 3, 77), 16));
         assert_eq!(key.prefix_len(), 48);
         assert_eq!(
             key.data(),
             [100u32.to_be(), ip_be(Ipv4Addr::new(10, 0, 0, 0))]
         );
-        let all = network_key(7, Ipv4Addr::new(1, 2, 3, 4), 0);
+        let all = network_key(7, Ipv4Net::new_assert(Ipv4Addr::new(1, 2, 3, 4), 0));
         assert_eq!(all.data()[1], 0, "/0 keeps no address bits");
-        let host = network_key(7, Ipv4Addr::new(1, 2, 3, 4), 32);
+        let host = network_key(7, Ipv4Net::new_assert(Ipv4Addr::new(1, 2, 3, 4), 32));
         assert_eq!(host.data()[1], ip_be(Ipv4Addr::new(1, 2, 3, 4)));
     }
 

@@ -30,8 +30,8 @@ pub use counters::{
     XDP_TX, reason_outcome,
 };
 pub use maps::{
-    DataplaneMaps, EndpointEntry, EndpointKey, EndpointKind, EndpointStats, HostConfig, MacAddr,
-    MemberKey, MemberRoles, NetworkEntry, NetworkKey, VpcEntry,
+    DataplaneMaps, EndpointEntry, EndpointKey, EndpointKind, EndpointStats, HostConfig, Ipv4Net,
+    MacAddr, MemberKey, MemberRoles, NetworkEntry, NetworkKey, VpcEntry,
 };
 pub use netlink::{XdpLink, xdp_attachment, xdp_attachments};
 pub use reconcile::{

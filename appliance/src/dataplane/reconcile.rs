@@ -55,10 +55,10 @@ use mizar_ebpf::{abi, ip_be, ip_from_be};
 use super::{
     DataplaneError,
     maps::{
-        DataplaneMaps, EndpointEntry, EndpointKey, HostConfig, MacAddr, MemberKey, NetworkEntry,
-        NetworkKey, VpcEntry, check_vni, decode_endpoint, decode_members, decode_network,
-        decode_vpc, encode_endpoint, encode_members, encode_network, encode_vpc, endpoint_key,
-        host_filter_window, local_iface,
+        DataplaneMaps, EndpointEntry, EndpointKey, HostConfig, Ipv4Net, MacAddr, MemberKey,
+        NetworkEntry, NetworkKey, VpcEntry, check_vni, decode_endpoint, decode_members,
+        decode_network, decode_vpc, encode_endpoint, encode_members, encode_network, encode_vpc,
+        endpoint_key, host_filter_window, local_iface,
     },
     rcu,
 };
@@ -96,7 +96,7 @@ fn check_limit(count: usize, max: u32, what: &str) -> Result<(), DataplaneError>
 /// An object of the desired state, as error messages name it (formatted only when one is).
 enum Object {
     Vpc(u32),
-    Network(u32, Ipv4Addr, u8),
+    Network(u32, Ipv4Net),
     Endpoint(u32, Ipv4Addr),
 }
 
@@ -104,7 +104,7 @@ impl fmt::Display for Object {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Vpc(vni) => write!(f, "VPC {vni}"),
-            Self::Network(vni, prefix, len) => write!(f, "network {prefix}/{len} of VNI {vni}"),
+            Self::Network(vni, prefix) => write!(f, "network {prefix} of VNI {vni}"),
             Self::Endpoint(vni, ip) => write!(f, "endpoint {ip} of VNI {vni}"),
         }
     }
@@ -186,19 +186,13 @@ impl DesiredState {
             "VPC members (VPC, host pairs)",
         )?;
 
-        for ((vni, prefix, len), net) in &self.networks {
-            let what = Object::Network(*vni, *prefix, *len);
+        for ((vni, prefix), net) in &self.networks {
+            let what = Object::Network(*vni, *prefix);
             in_vpc(&what, *vni)?;
-            if *len > 32 {
+            if prefix.trunc() != *prefix {
                 return invalid(format!(
-                    "{what}: /{len} is not an IPv4 prefix length (0 to 32)"
-                ));
-            }
-            let mask = u32::MAX.checked_shl(32 - u32::from(*len)).unwrap_or(0);
-            if u32::from(*prefix) & !mask != 0 {
-                let network = Ipv4Addr::from(u32::from(*prefix) & mask);
-                return invalid(format!(
-                    "{what} has host bits set: write it as {network}/{len}"
+                    "{what} has host bits set: write it as {}",
+                    prefix.trunc()
                 ));
             }
             next_hops(&what, "bouncer", &net.bouncers, abi::MZ_MAX_BOUNCERS)?;
@@ -439,24 +433,18 @@ impl DataplaneMaps {
     pub fn set_network(
         &mut self,
         vni: u32,
-        prefix: Ipv4Addr,
-        len: u8,
+        prefix: Ipv4Net,
         net: &NetworkEntry,
     ) -> Result<(), DataplaneError> {
         self.edit(|s| {
-            s.networks.insert((vni, prefix, len), net.clone());
+            s.networks.insert((vni, prefix), net.clone());
         })
         .map(drop)
     }
 
-    pub fn remove_network(
-        &mut self,
-        vni: u32,
-        prefix: Ipv4Addr,
-        len: u8,
-    ) -> Result<(), DataplaneError> {
+    pub fn remove_network(&mut self, vni: u32, prefix: Ipv4Net) -> Result<(), DataplaneError> {
         self.edit(|s| {
-            s.networks.remove(&(vni, prefix, len));
+            s.networks.remove(&(vni, prefix));
         })
         .map(drop)
     }
@@ -1097,8 +1085,8 @@ fn apply_plan(maps: &mut DataplaneMaps, plan: Plan) -> Result<ReconcileReport, D
         rcu::synchronize()?;
     }
     if plan.networks_removed_first {
-        for (vni, prefix, len) in &plan.network_removals {
-            maps.remove_network_entry((*vni, *prefix, *len))?;
+        for key in &plan.network_removals {
+            maps.remove_network_entry(*key)?;
         }
     }
     if plan.vpcs_removed_first {
@@ -1125,8 +1113,8 @@ fn apply_plan(maps: &mut DataplaneMaps, plan: Plan) -> Result<ReconcileReport, D
     maps.write_endpoints(&plan.endpoints)?;
 
     if !plan.networks_removed_first {
-        for (vni, prefix, len) in &plan.network_removals {
-            maps.remove_network_entry((*vni, *prefix, *len))?;
+        for key in &plan.network_removals {
+            maps.remove_network_entry(*key)?;
         }
     }
     if !plan.vpcs_removed_first {
@@ -1206,7 +1194,7 @@ mod tests {
             },
         );
         s.networks.insert(
-            (100, Ipv4Addr::new(10, 0, 0, 0), 24),
+            (100, Ipv4Net::new_assert(Ipv4Addr::new(10, 0, 0, 0), 24)),
             NetworkEntry {
                 this_host_bounces: true,
                 gateway: Ipv4Addr::new(10, 0, 0, 1),
@@ -1357,7 +1345,7 @@ mod tests {
         let scope = Scope {
             endpoints: [new_local].into(),
             members: [(100, PEER)].into(),
-            networks: [(100, Ipv4Addr::new(10, 0, 0, 0), 24)].into(),
+            networks: [(100, Ipv4Net::new_assert(Ipv4Addr::new(10, 0, 0, 0), 24))].into(),
         };
         let scoped = plan(&restricted(&maps, &scope), &after, Some(&scope)).unwrap();
         let r = scoped.report;
@@ -1562,7 +1550,7 @@ mod tests {
 
         let mut s = state();
         s.networks.insert(
-            (100, Ipv4Addr::new(10, 1, 3, 77), 16),
+            (100, Ipv4Net::new_assert(Ipv4Addr::new(10, 1, 3, 77), 16)),
             NetworkEntry {
                 this_host_bounces: false,
                 gateway: Ipv4Addr::new(10, 1, 0, 1),

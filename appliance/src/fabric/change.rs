@@ -259,9 +259,7 @@ impl Instance {
                 scope.members.insert((vpc.vni, ip));
             }
             if let Some(net) = vpc.networks.iter().find(|n| n.name == ep.network) {
-                scope
-                    .networks
-                    .insert((vpc.vni, net.cidr.network(), net.cidr.prefix_len()));
+                scope.networks.insert((vpc.vni, net.cidr.trunc()));
             }
         }
         let maps = DataplaneMaps::open(&self.pins())?;

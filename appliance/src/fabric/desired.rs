@@ -206,7 +206,7 @@ pub fn desired_state(
             }
             let bouncers = net.bouncers.iter().filter_map(|b| ip_of(b)).collect();
             state.networks.insert(
-                (vpc.vni, net.cidr.network(), net.cidr.prefix_len()),
+                (vpc.vni, net.cidr.trunc()),
                 NetworkEntry {
                     this_host_bounces: bounces,
                     gateway: net.gateway(),
@@ -312,7 +312,7 @@ vpcs:
         state
             .networks
             .keys()
-            .map(|(_, prefix, len)| format!("{prefix}/{len}"))
+            .map(|(_, prefix)| prefix.to_string())
             .collect()
     }
 
