@@ -28,7 +28,7 @@ use std::{
 use common::netns::unique_prefix;
 use mizar::{
     demo::{Capture, Demo, DemoSpec},
-    lab::{EndpointSpec as LabEndpoint, Ipv4Prefix, host_ifname},
+    lab::{EndpointSpec as LabEndpoint, Ipv4Net, host_ifname},
     packet::{InnerFrame, Tunnel},
 };
 use mizar_db::{EndpointKind, EndpointSpec, MacAddr};
@@ -200,7 +200,7 @@ fn no_frame_reaches_another_vpc_while_the_configuration_churns() {
             *slot,
             "h2",
             100, // recorded by the lab only: the churn decides
-            Ipv4Prefix::new(ip, 24),
+            Ipv4Net::new_assert(ip, 24),
             MacAddr([0x02, 0xcc, 0, 0, 0, i as u8]),
         ));
     }

@@ -187,7 +187,7 @@ fn ep_list_shows_the_counters_of_the_endpoints_hosted_here() {
     mizar(&["net", "add", "blue", "web", "--cidr", "10.0.0.0/24"]);
     mizar(&["bouncer", "add", "blue", "web", "h1"]);
     for ep in lab.endpoints() {
-        let (ip, mac) = (ep.ip.addr.to_string(), ep.mac.to_string());
+        let (ip, mac) = (ep.ip.addr().to_string(), ep.mac.to_string());
         mizar(&[
             "ep",
             "add",
@@ -502,7 +502,7 @@ fn up_replaces_the_programs_without_losing_a_packet() {
     mizar(&["net", "add", "blue", "web", "--cidr", "10.0.0.0/24"]);
     mizar(&["bouncer", "add", "blue", "web", "h1"]);
     for ep in lab.endpoints() {
-        let (ip, mac) = (ep.ip.addr.to_string(), ep.mac.to_string());
+        let (ip, mac) = (ep.ip.addr().to_string(), ep.mac.to_string());
         mizar(&[
             "ep",
             "add",

@@ -39,7 +39,7 @@ use mizar::{
         AttachMode, Counter, Counters, EndpointEntry, EndpointKind, EndpointStats, HostConfig,
         MacAddr, MemberRoles, NetworkEntry, VpcEntry,
     },
-    lab::{self as mzlab, Ipv4Prefix, NetNs, NsJoinHandle},
+    lab::{self as mzlab, NetNs, NsJoinHandle},
 };
 use mizar_ebpf::{COUNTER_INFO, abi};
 
@@ -50,7 +50,7 @@ const NETWORK: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 0);
 const NETWORK_LEN: u8 = 24;
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 /// The underlay lives only inside the test's namespaces.
-const UNDERLAY: Ipv4Prefix = Ipv4Prefix::new(Ipv4Addr::new(192, 168, 77, 0), 24);
+const UNDERLAY: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(192, 168, 77, 0), 24);
 const UNDERLAY_MTU: u16 = 1500;
 /// Leaves room for the Geneve overhead within the underlay MTU.
 const ENDPOINT_MTU: u16 = 1400;
@@ -164,7 +164,7 @@ impl Lab {
                         ep.name,
                         HOSTS[ep.host].name,
                         ep.vni,
-                        Ipv4Prefix::new(ep.ip, NETWORK_LEN),
+                        Ipv4Net::new_assert(ep.ip, NETWORK_LEN),
                         ep.mac(),
                     )
                 })

@@ -17,7 +17,7 @@ use std::{
 
 use common::netns::{require_tools, unique_prefix};
 use mizar::lab::{
-    BRIDGE, DEFAULT_PIN_ROOT, ENDPOINT_IFNAME, EndpointSpec, Feature, HostSpec, Ipv4Prefix, Lab,
+    BRIDGE, DEFAULT_PIN_ROOT, ENDPOINT_IFNAME, EndpointSpec, Feature, HostSpec, Ipv4Net, Lab,
     LabError, LabSpec, MacAddr, UNDERLAY_IFNAME, list_namespaces,
 };
 
@@ -132,7 +132,7 @@ fn a_lab_is_built_as_specified_and_gone_when_dropped() {
             host.underlay_ifindex,
             host.ns.ifindex(UNDERLAY_IFNAME).unwrap()
         );
-        assert_eq!(host.underlay_ip, Ipv4Prefix::new(host_spec.ip, 24));
+        assert_eq!(host.underlay_ip, Ipv4Net::new_assert(host_spec.ip, 24));
     }
     assert_eq!(lab.hosts()[0].underlay_mac, H1_MAC);
     assert_eq!(

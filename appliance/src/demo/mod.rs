@@ -47,7 +47,7 @@ pub use traffic::{
 };
 
 use crate::lab::{
-    EndpointSpec as LabEndpoint, HostSpec, Ipv4Prefix, Lab, LabError, LabSpec, Leftovers, NetNs,
+    EndpointSpec as LabEndpoint, HostSpec, Lab, LabError, LabSpec, Leftovers, NetNs,
     UNDERLAY_IFNAME, host_ifname,
 };
 
@@ -57,7 +57,7 @@ pub const DEFAULT_PREFIX: &str = "mzdemo";
 /// bpffs, which holds no regular files).
 pub const STATE_ROOT: &str = "/run/mizar-demo";
 /// The underlay, inside the demo's namespaces only.
-pub const UNDERLAY: Ipv4Prefix = Ipv4Prefix::new(Ipv4Addr::new(192, 168, 100, 0), 24);
+pub const UNDERLAY: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(192, 168, 100, 0), 24);
 /// The port the demo's (and the tests') UDP echo servers listen on.
 pub const UDP_PORT: u16 = 9000;
 /// The port of the TCP echo servers.
@@ -204,7 +204,7 @@ impl DemoSpec {
         let mut lab = LabSpec::new(prefix, UNDERLAY);
         let mut hosts = Vec::new();
         for plan in &HOSTS {
-            let [a, b, c, _] = UNDERLAY.addr.octets();
+            let [a, b, c, _] = UNDERLAY.addr().octets();
             let host = HostSpec::new(plan.name, Ipv4Addr::new(a, b, c, plan.last_octet));
             hosts.push(Host {
                 name: plan.name.to_owned(),
@@ -244,7 +244,7 @@ impl DemoSpec {
                             name,
                             host,
                             vni,
-                            Ipv4Prefix::new(ip, cidr.prefix_len()),
+                            Ipv4Net::new_assert(ip, cidr.prefix_len()),
                             mac,
                         )
                         .with_gateway(gateway),
@@ -826,7 +826,7 @@ mod tests {
                 .unwrap();
             assert_eq!(lab_ep.host, ep.host);
             assert_eq!(lab_ep.vni, vpc.vni);
-            assert_eq!(lab_ep.ip.addr, ep.ip);
+            assert_eq!(lab_ep.ip.addr(), ep.ip);
             assert_eq!(lab_ep.mac, ep.mac);
             assert_eq!(ep.veth.as_deref(), Some(host_ifname(&ep.name).as_str()));
         }

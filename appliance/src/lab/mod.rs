@@ -34,8 +34,7 @@ pub use netns::{
 pub use pass::{PassLink, PassProgram};
 pub use spec::{
     BRIDGE, DEFAULT_ENDPOINT_MTU, DEFAULT_PIN_ROOT, DEFAULT_UNDERLAY_MTU, ENDPOINT_IFNAME,
-    EndpointSpec, HostSpec, Ipv4Prefix, LabSpec, NAME_MAX, UNDERLAY_IFNAME, host_ifname,
-    switch_port,
+    EndpointSpec, HostSpec, Ipv4Net, LabSpec, NAME_MAX, UNDERLAY_IFNAME, host_ifname, switch_port,
 };
 pub use topology::{Lab, LabEndpoint, LabHost, Leftovers};
 

@@ -3,11 +3,11 @@
 
 use std::{
     collections::HashSet,
-    fmt,
     net::Ipv4Addr,
     path::{Path, PathBuf},
-    str::FromStr,
 };
+
+pub use mizar_db::Ipv4Net;
 
 use super::{LabError, MacAddr, netns::validate_name};
 
@@ -27,62 +27,6 @@ pub const NAME_MAX: usize = 13;
 /// the underlay's.
 pub const DEFAULT_UNDERLAY_MTU: u16 = 1500;
 pub const DEFAULT_ENDPOINT_MTU: u16 = 1400;
-
-/// An IPv4 address with a prefix length: an interface address (`10.0.0.2/24`) or a subnet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Ipv4Prefix {
-    pub addr: Ipv4Addr,
-    pub len: u8,
-}
-
-impl Ipv4Prefix {
-    pub const fn new(addr: Ipv4Addr, len: u8) -> Self {
-        Self { addr, len }
-    }
-
-    fn mask(self) -> u32 {
-        if self.len == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(self.len.min(32)))
-        }
-    }
-
-    /// The network address (host bits cleared).
-    pub fn network(self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.addr) & self.mask())
-    }
-
-    /// The broadcast address (host bits set).
-    pub fn broadcast(self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.addr) | !self.mask())
-    }
-
-    pub fn contains(self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & self.mask() == u32::from(self.addr) & self.mask()
-    }
-}
-
-impl fmt::Display for Ipv4Prefix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
-    }
-}
-
-impl FromStr for Ipv4Prefix {
-    type Err = LabError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || LabError::Spec(format!("{s:?} is not an IPv4 address/prefix length"));
-        let (addr, len) = s.split_once('/').ok_or_else(bad)?;
-        let addr = addr.parse().map_err(|_| bad())?;
-        let len = len.parse().map_err(|_| bad())?;
-        if len > 32 {
-            return Err(bad());
-        }
-        Ok(Self { addr, len })
-    }
-}
 
 /// A simulated host: a namespace with an underlay veth into the switch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,7 +70,7 @@ pub struct EndpointSpec {
     /// Its VPC's VNI (the lab only records it; the data plane's configuration uses it).
     pub vni: u32,
     /// Its address and its network's prefix length.
-    pub ip: Ipv4Prefix,
+    pub ip: Ipv4Net,
     /// The MAC of its interface.
     pub mac: MacAddr,
     /// A default route through this address, if given.
@@ -138,7 +82,7 @@ impl EndpointSpec {
         name: impl Into<String>,
         host: impl Into<String>,
         vni: u32,
-        ip: Ipv4Prefix,
+        ip: Ipv4Net,
         mac: MacAddr,
     ) -> Self {
         Self {
@@ -163,7 +107,7 @@ impl EndpointSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabSpec {
     pub prefix: String,
-    pub underlay: Ipv4Prefix,
+    pub underlay: Ipv4Net,
     pub underlay_mtu: u16,
     pub endpoint_mtu: u16,
     pub pin_root: PathBuf,
@@ -173,7 +117,7 @@ pub struct LabSpec {
 
 impl LabSpec {
     /// An empty lab with the default MTUs and pin root.
-    pub fn new(prefix: impl Into<String>, underlay: Ipv4Prefix) -> Self {
+    pub fn new(prefix: impl Into<String>, underlay: Ipv4Net) -> Self {
         Self {
             prefix: prefix.into(),
             underlay,
@@ -220,7 +164,7 @@ impl LabSpec {
     pub fn validate(&self) -> Result<(), LabError> {
         let spec_error = |msg: String| Err(LabError::Spec(msg));
         validate_prefix(&self.prefix)?;
-        if !(1..=30).contains(&self.underlay.len) {
+        if !(1..=30).contains(&self.underlay.prefix_len()) {
             return spec_error(format!(
                 "the underlay {} has no room for hosts: use a prefix length of 1 to 30",
                 self.underlay
@@ -250,7 +194,7 @@ impl LabSpec {
                 ));
             }
             let ip = host.ip;
-            if !self.underlay.contains(ip)
+            if !self.underlay.contains(&ip)
                 || ip == self.underlay.network()
                 || ip == self.underlay.broadcast()
             {
@@ -293,21 +237,23 @@ impl LabSpec {
                     ep.name, ep.vni
                 ));
             }
-            if !(1..=32).contains(&ep.ip.len) {
+            if !(1..=32).contains(&ep.ip.prefix_len()) {
                 return spec_error(format!(
                     "endpoint {}: {} needs a prefix length of 1 to 32",
                     ep.name, ep.ip
                 ));
             }
-            if !addresses.insert((ep.vni, ep.ip.addr)) {
+            if !addresses.insert((ep.vni, ep.ip.addr())) {
                 return spec_error(format!(
                     "endpoint {}: {} is taken in VPC {} (the same address in another VPC is fine)",
-                    ep.name, ep.ip.addr, ep.vni
+                    ep.name,
+                    ep.ip.addr(),
+                    ep.vni
                 ));
             }
             validate_mac(&format!("endpoint {}", ep.name), ep.mac)?;
             if let Some(gateway) = ep.gateway
-                && (!ep.ip.contains(gateway) || gateway == ep.ip.addr)
+                && (!ep.ip.contains(&gateway) || gateway == ep.ip.addr())
             {
                 return spec_error(format!(
                     "endpoint {}: the gateway {gateway} is not another address of {}",
@@ -379,21 +325,6 @@ mod tests {
     }
 
     #[test]
-    fn prefixes_parse_and_contain() {
-        let p: Ipv4Prefix = "10.1.2.3/16".parse().unwrap();
-        assert_eq!(p.to_string(), "10.1.2.3/16");
-        assert_eq!(p.network(), Ipv4Addr::new(10, 1, 0, 0));
-        assert_eq!(p.broadcast(), Ipv4Addr::new(10, 1, 255, 255));
-        assert!(p.contains(Ipv4Addr::new(10, 1, 200, 1)));
-        assert!(!p.contains(Ipv4Addr::new(10, 2, 0, 1)));
-        let all: Ipv4Prefix = "0.0.0.0/0".parse().unwrap();
-        assert!(all.contains(Ipv4Addr::new(8, 8, 8, 8)));
-        for bad in ["10.0.0.1", "10.0.0.1/33", "10.0.0/8", "x/1"] {
-            assert!(bad.parse::<Ipv4Prefix>().is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn a_good_spec_validates_and_names_follow_the_prefix() {
         let spec = spec();
         spec.validate().unwrap();
@@ -414,7 +345,10 @@ mod tests {
         let cases: Vec<(&str, Change)> = vec![
             ("lab prefix", Box::new(|s| s.prefix = "a/b".into())),
             ("lab prefix", Box::new(|s| s.prefix = String::new())),
-            ("no room", Box::new(|s| s.underlay.len = 31)),
+            (
+                "no room",
+                Box::new(|s| s.underlay = Ipv4Net::new_assert(s.underlay.addr(), 31)),
+            ),
             ("below 576", Box::new(|s| s.endpoint_mtu = 100)),
             ("at least one host", Box::new(|s| s.hosts.clear())),
             ("used twice", Box::new(|s| s.hosts[1].name = "a".into())),

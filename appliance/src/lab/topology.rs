@@ -7,7 +7,7 @@ use std::{
 };
 
 use super::{
-    BRIDGE, ENDPOINT_IFNAME, Ipv4Prefix, LabError, LabSpec, MacAddr, NetNs, PassProgram,
+    BRIDGE, ENDPOINT_IFNAME, Ipv4Net, LabError, LabSpec, MacAddr, NetNs, PassProgram,
     UNDERLAY_IFNAME, delete_namespace, list_namespaces, require_tools,
     spec::{DEFAULT_PIN_ROOT, host_ifname, pass_pin, switch_port, validate_prefix},
     veth_pair,
@@ -20,7 +20,7 @@ pub struct LabHost {
     pub name: String,
     pub ns: NetNs,
     /// Its underlay address, with the underlay's prefix length.
-    pub underlay_ip: Ipv4Prefix,
+    pub underlay_ip: Ipv4Net,
     pub underlay_ifname: String,
     pub underlay_ifindex: u32,
     pub underlay_mac: MacAddr,
@@ -35,7 +35,7 @@ pub struct LabEndpoint {
     /// Index of its host in [`Lab::hosts`].
     pub host: usize,
     pub vni: u32,
-    pub ip: Ipv4Prefix,
+    pub ip: Ipv4Net,
     pub mac: MacAddr,
     pub ns: NetNs,
     /// Its interface, in its own namespace.
@@ -148,7 +148,7 @@ impl Lab {
             )?;
             ns.ip(&["link", "set", UNDERLAY_IFNAME, "mtu", &underlay_mtu])?;
             switch.ip(&["link", "set", &port, "mtu", &underlay_mtu, "master", BRIDGE])?;
-            let underlay_ip = Ipv4Prefix::new(host.ip, spec.underlay.len);
+            let underlay_ip = Ipv4Net::new_assert(host.ip, spec.underlay.prefix_len());
             ns.ip(&[
                 "addr",
                 "add",
