@@ -680,6 +680,9 @@ fn ep_add_netns_plumbs_the_endpoint_and_ep_del_removes_it() {
     ));
     assert!(said.contains("plumbed into network namespace"), "{said}");
     mizar(&["up"]);
+    // `up` pins the egress program it verified: a change attaches that one to a new veth
+    // without loading the programs again.
+    assert!(pins.join("programs/egress").exists());
     // Up: egress attaches to the new pair as the change commits.
     let said = succeeded(add(
         "w2",
@@ -830,6 +833,10 @@ fn ep_add_netns_plumbs_the_endpoint_and_ep_del_removes_it() {
     mizar(&["ep", "del", "blue", "w1"]);
     assert!(!host_links().contains("vw1"), "{}", host_links());
     mizar(&["down"]);
+    assert!(
+        !pins.join("programs").exists(),
+        "down leaves the program pin"
+    );
 }
 
 /// A topology document plumbs the endpoints of this host it gives a namespace (`netns`), as

@@ -126,4 +126,14 @@ impl PinLayout {
     pub fn link(&self, role: &str, ifname: &str) -> PathBuf {
         self.links().join(format!("{role}@{ifname}"))
     }
+
+    /// The programs the last load verified, pinned so that attaching one to a new interface
+    /// (an endpoint's veth, on `ep add`) need not load and verify it again.
+    pub fn programs(&self) -> PathBuf {
+        self.root.join("programs")
+    }
+
+    pub fn program(&self, role: &str) -> PathBuf {
+        self.programs().join(role)
+    }
 }

@@ -16,7 +16,7 @@ use super::{
     SystemInterfaces, desired_state,
 };
 use crate::dataplane::{
-    Dataplane, DataplaneMaps, EndpointKey, PreparedReconcile, Scope, detach, prepare_reconcile,
+    DataplaneMaps, EndpointKey, PreparedReconcile, Scope, attach_egress, detach, prepare_reconcile,
     prepare_scoped_reconcile,
 };
 
@@ -317,16 +317,13 @@ impl Instance {
             .collect();
         let attached = self.attached("egress");
         let missing: Vec<&String> = wanted.difference(&attached).collect();
-        if !missing.is_empty() {
-            let mut dataplane = Dataplane::load(&self.pin_dir)?;
-            for veth in missing {
-                let mode = dataplane.attach_egress(veth)?;
-                report.attached.push(Attachment {
-                    role: "egress",
-                    ifname: veth.clone(),
-                    mode,
-                });
-            }
+        for veth in missing {
+            let mode = attach_egress(&self.pins(), veth)?;
+            report.attached.push(Attachment {
+                role: "egress",
+                ifname: veth.clone(),
+                mode,
+            });
         }
         // A veth released by the change (the store gives each veth of a host to one endpoint).
         for veth in change.before.iter().filter_map(local_veth) {

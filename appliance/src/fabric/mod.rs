@@ -57,7 +57,7 @@ pub use wiring::{FALLBACK_ENDPOINT_MTU, Wired, Wiring, unwire};
 
 use crate::dataplane::{
     AttachMode, Dataplane, DataplaneError, DataplaneMaps, PinLayout, PreparedReconcile,
-    ReconcileReport, detach, reconcile, remove_all_pins,
+    ReconcileReport, attach_egress, detach, reconcile, remove_all_pins,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -272,9 +272,9 @@ impl Instance {
         let underlay = underlay_interface(topology)?;
         let transit = self.attached("transit");
         let move_transit = !transit.contains(&underlay);
-        if !missing.is_empty() || move_transit {
+        if move_transit {
             let mut dataplane = Dataplane::load(&self.pin_dir)?;
-            if move_transit {
+            {
                 let mode = dataplane.attach_transit(&underlay)?;
                 report.attached.push(Attachment {
                     role: "transit",
@@ -286,14 +286,14 @@ impl Instance {
                     report.detached.push(("transit", old.clone()));
                 }
             }
-            for veth in missing {
-                let mode = dataplane.attach_egress(veth)?;
-                report.attached.push(Attachment {
-                    role: "egress",
-                    ifname: veth.clone(),
-                    mode,
-                });
-            }
+        }
+        for veth in missing {
+            let mode = attach_egress(&self.pins(), veth)?;
+            report.attached.push(Attachment {
+                role: "egress",
+                ifname: veth.clone(),
+                mode,
+            });
         }
         for veth in attached.difference(&wanted) {
             detach(&self.pins(), "egress", veth)?;
