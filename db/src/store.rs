@@ -1105,13 +1105,15 @@ impl Store {
         let mut ep = ep.clone();
         ep.backends.sort();
         ep.backends.dedup();
-        let netns = self.endpoint_netns(&ep.vpc, &ep.name)?;
         self.change_in_place("changing an endpoint", |state| {
             if !state.vpcs.contains_key(&ep.vpc) {
                 let known = state.vpcs.keys().cloned().collect();
                 return Err(unknown_vpc(&ep.vpc, String::new(), known));
             }
             let key = (ep.vpc.clone(), ep.name.clone());
+            // Read in the change's own transaction: a concurrent `ep add --netns` cannot slip
+            // between this check and the write.
+            let netns = state.netns.get(&key).cloned();
             let Some(current) = state.endpoints.get_mut(&key) else {
                 let known = state.endpoints_of(&ep.vpc).map(|e| e.name.clone());
                 return Err(unknown_endpoint(&ep.vpc, &ep.name, known.collect()));
