@@ -486,3 +486,32 @@ fn e_on_an_endpoint_opens_its_change_form_filled_in() {
     assert_eq!((ep.vpc.as_str(), ep.name.as_str()), ("red", "web1"));
     assert_eq!(ep.mac.to_string(), "02:00:0b:00:01:0a");
 }
+
+#[test]
+fn the_change_network_form_lets_a_default_gateway_follow_a_new_prefix() {
+    let (mut app, now) = app_with_samples(1);
+    open_form(&mut app, now, "change network");
+    for text in ["blue", "web"] {
+        press(&mut app, text);
+        app.on_key(key(KeyCode::Tab));
+    }
+    // Filled in: the prefix, and no gateway (it is the prefix's default, 10.0.1.1).
+    let (field, screen) = form_state(&mut app, now);
+    assert_eq!(field, "cidr", "{screen}");
+    assert!(screen.contains("10.0.1.0/24"), "{screen}");
+    assert!(!screen.contains("10.0.1.1 "), "{screen}");
+    for _ in 0.."10.0.1.0/24".len() {
+        app.on_key(key(KeyCode::Backspace));
+    }
+    press(&mut app, "10.0.0.0/23");
+    let action = app.on_key(key(KeyCode::Enter));
+    let Some(Action::Change(Request::ChangeNetwork(net))) = action else {
+        panic!("expected a change-network request, got {action:?}");
+    };
+    assert_eq!(net.cidr.to_string(), "10.0.0.0/23");
+    assert_eq!(
+        net.gateway,
+        Ipv4Addr::new(10, 0, 0, 1),
+        "the new prefix's default"
+    );
+}

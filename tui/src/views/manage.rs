@@ -200,11 +200,17 @@ const CHANGE_FORMS: [Form; 4] = [
             req("vpc", "the VPC"),
             req("name", "the network"),
             req("cidr", "still containing its endpoints"),
-            req("gateway", "an address of the new prefix"),
+            opt(
+                "gateway",
+                "blank: the prefix's default, its first host address",
+            ),
         ],
         build: |v| {
             let mut net = Network::new(v.text("vpc")?, v.text("name")?, v.parse("cidr")?);
-            net.gateway = v.parse("gateway")?;
+            // As `net set` does: a default gateway follows a new prefix, another one stays.
+            if let Some(gw) = v.parse_optional::<Ipv4Addr>("gateway")? {
+                net.gateway = gw;
+            }
             Ok(Request::ChangeNetwork(net))
         },
         fill: Some((2, |topology, v| {
@@ -214,7 +220,12 @@ const CHANGE_FORMS: [Form; 4] = [
                 .find(|(x, n)| x.name == vpc && n.name == name)
                 .map(|(_, n)| n);
             let net = net.ok_or_else(|| no_such("network", &format!("{vpc}/{name}")))?;
-            Ok(vec![net.cidr.to_string(), net.gateway().to_string()])
+            let gateway = net.gateway();
+            let custom = gateway != mizar_db::default_gateway(net.cidr);
+            Ok(vec![
+                net.cidr.to_string(),
+                custom.then(|| gateway.to_string()).unwrap_or_default(),
+            ])
         })),
     },
     Form {
