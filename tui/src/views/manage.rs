@@ -221,11 +221,12 @@ const CHANGE_FORMS: [Form; 4] = [
                 .map(|(_, n)| n);
             let net = net.ok_or_else(|| no_such("network", &format!("{vpc}/{name}")))?;
             let gateway = net.gateway();
-            let custom = gateway != mizar_db::default_gateway(net.cidr);
-            Ok(vec![
-                net.cidr.to_string(),
-                custom.then(|| gateway.to_string()).unwrap_or_default(),
-            ])
+            let gateway = if gateway == mizar_db::default_gateway(net.cidr) {
+                String::new()
+            } else {
+                gateway.to_string()
+            };
+            Ok(vec![net.cidr.to_string(), gateway])
         })),
     },
     Form {
