@@ -515,3 +515,31 @@ fn the_change_network_form_lets_a_default_gateway_follow_a_new_prefix() {
         "the new prefix's default"
     );
 }
+
+#[test]
+fn e_in_the_topology_opens_the_selected_objects_change_form() {
+    let (mut app, now) = app_with_samples(1);
+    // The first row is VPC blue.
+    press(&mut app, "3e");
+    assert_eq!(app.current_view(), "Manage");
+    let (field, screen) = form_state(&mut app, now);
+    assert!(screen.contains("┌ change VPC"), "{screen}");
+    assert_eq!(field, "vni", "{screen}");
+    assert!(
+        screen.contains("blue") && screen.contains("100"),
+        "{screen}"
+    );
+
+    // The hosts' node has no form; a host has one.
+    app.on_key(key(KeyCode::Esc));
+    press(&mut app, "3G");
+    press(&mut app, "e");
+    assert_eq!(app.current_view(), "Topology");
+    app.on_key(key(KeyCode::Enter));
+    app.on_key(key(KeyCode::Down));
+    press(&mut app, "e");
+    assert_eq!(app.current_view(), "Manage");
+    let (_, screen) = form_state(&mut app, now);
+    assert!(screen.contains("┌ change host"), "{screen}");
+    assert!(screen.contains("192.168.50.1"), "{screen}");
+}

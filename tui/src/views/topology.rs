@@ -131,6 +131,10 @@ impl View for TopologyView {
             ("Enter / Space / →", "open or close the node"),
             ("←", "close the node (or go to its parent)"),
             ("c", "close everything"),
+            (
+                "e",
+                "change the selected VPC, network, endpoint or host (its form, filled in)",
+            ),
         ]
     }
 
@@ -171,6 +175,24 @@ impl View for TopologyView {
             KeyCode::Char('c') => {
                 self.expanded.clear();
                 self.cursor = Cursor::default();
+            }
+            KeyCode::Char('e') => {
+                let (form, keys) = match node {
+                    Node::Vpc(v) => ("change VPC", vec![topology.vpcs[v].name.clone()]),
+                    Node::Network(v, n) => {
+                        let vpc = &topology.vpcs[v];
+                        let keys = vec![vpc.name.clone(), vpc.networks[n].name.clone()];
+                        ("change network", keys)
+                    }
+                    Node::Endpoint(v, n, e) => {
+                        let vpc = &topology.vpcs[v];
+                        let ep = &vpc.networks[n].endpoints[e];
+                        ("change endpoint", vec![vpc.name.clone(), ep.name.clone()])
+                    }
+                    Node::Host(h) => ("change host", vec![topology.hosts[h].name.clone()]),
+                    Node::Hosts => return None,
+                };
+                return Some(Action::Edit { form, keys });
             }
             _ => {}
         }
