@@ -829,3 +829,72 @@ fn a_bad_namespace_in_a_document_is_refused_with_the_fix() {
         );
     }
 }
+
+#[test]
+fn many_endpoints_are_written_whole_and_changed_whole() {
+    // More than one statement's worth of rows (apply writes them 64 to a statement).
+    let mut store = base_store();
+    let mut doc = store.export().unwrap();
+    let bulk = |i: u8| mizar_db::EndpointSpec {
+        name: format!("bulk{i:03}"),
+        ip: std::net::Ipv4Addr::new(10, 0, 1, 101 + i),
+        mac: common::mac(0x1000 + u16::from(i)),
+        kind: EndpointKind::Simple,
+        bypass_decap: false,
+        host: "h2".into(),
+        veth: None,
+        backends: vec![],
+        netns: None,
+    };
+    let endpoints = &mut doc.vpcs[0]
+        .networks
+        .iter_mut()
+        .find(|n| n.name == "web")
+        .unwrap()
+        .endpoints;
+    endpoints.extend((0..150).map(bulk));
+    // The last one takes the first one's address: the whole apply is refused, nothing written.
+    endpoints.last_mut().unwrap().ip = std::net::Ipv4Addr::new(10, 0, 1, 101);
+    let before = store.export().unwrap();
+    assert_err(store.apply(&doc, true), &["10.0.1.101"]);
+    assert_eq!(store.export().unwrap(), before);
+
+    let endpoints = &mut doc.vpcs[0]
+        .networks
+        .iter_mut()
+        .find(|n| n.name == "web")
+        .unwrap()
+        .endpoints;
+    *endpoints.last_mut().unwrap() = bulk(149);
+    endpoints.sort_by(|a, b| a.name.cmp(&b.name)); // as export lists them
+    let report = store.apply(&doc, true).unwrap();
+    assert_eq!(
+        report.count(Kind::Endpoint, Action::Create),
+        150,
+        "{report}"
+    );
+    let mut exported = store.export().unwrap();
+    assert!(
+        exported == doc,
+        "the export differs from the document applied"
+    );
+    // Changing every other one rewrites those, and only those.
+    let count = store.endpoints(Some("blue")).unwrap().len();
+    for spec in exported
+        .vpcs
+        .iter_mut()
+        .flat_map(|v| v.networks.iter_mut())
+        .flat_map(|n| n.endpoints.iter_mut())
+        .filter(|e| e.name.starts_with("bulk"))
+        .step_by(2)
+    {
+        spec.mac.0[0] = 0x06;
+    }
+    let report = store.apply(&exported, true).unwrap();
+    assert_eq!(report.count(Kind::Endpoint, Action::Update), 75, "{report}");
+    assert!(
+        store.export().unwrap() == exported,
+        "the changes were not all written"
+    );
+    assert_eq!(store.endpoints(Some("blue")).unwrap().len(), count);
+}
