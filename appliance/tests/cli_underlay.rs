@@ -918,7 +918,10 @@ fn apply_plumbs_the_namespaces_a_document_names_and_removes_them_with_their_endp
     let out = apply(&document(w3, true));
     assert!(!out.status.success(), "a missing namespace was accepted");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("ip netns add no-such-ns"), "{stderr}");
+    assert!(
+        stderr.contains("endpoint w3 of VPC blue") && stderr.contains("ip netns add no-such-ns"),
+        "{stderr}"
+    );
     assert_eq!(mizar(&["ep", "list", "--json"]), endpoints_before);
     assert_eq!(host_links(), links_before);
 

@@ -285,15 +285,24 @@ impl Instance {
                     .find(|h| Some(&h.name) == this_host.as_ref())
                     .and_then(|h| h.interface.as_deref());
                 let ep = Endpoint::from_spec(&vpc.name, &net.name, spec);
-                let wiring = Wiring::for_endpoint(
+                // A document plumbs many: say which one could not be.
+                let naming = |err: FabricError| match err {
+                    FabricError::Wiring { netns, reason } => FabricError::Wiring {
+                        netns,
+                        reason: format!("endpoint {} of VPC {}: {reason}", ep.name, ep.vpc),
+                    },
+                    other => other,
+                };
+                let wired = Wiring::for_endpoint(
                     &ep,
                     netns,
                     net.cidr.prefix_len(),
                     net.gateway(),
                     underlay,
                 )
-                .map_err(refused)?;
-                made.push(wiring.wire().map_err(refused)?);
+                .and_then(|wiring| wiring.wire())
+                .map_err(|err| refused(naming(err)))?;
+                made.push(wired);
             }
             // What this host plumbed, to remove what the apply takes away.
             let mut ours = Vec::new();
