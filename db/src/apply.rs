@@ -279,7 +279,7 @@ fn delete_pair(
 
 /// Looks an id up that the write itself guarantees (validated, or inserted just before).
 fn id_of<K: std::hash::Hash + Eq + fmt::Debug>(
-    map: &std::collections::HashMap<K, i64>,
+    map: &rustc_hash::FxHashMap<K, i64>,
     key: &K,
 ) -> Result<i64, StoreError> {
     map.get(key).copied().ok_or_else(|| StoreError::Corrupt {

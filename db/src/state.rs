@@ -3,11 +3,12 @@
 //! which is what makes snapshots and reports deterministic.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet},
     str::FromStr,
 };
 
 use rusqlite::{Connection, params};
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::{
     error::{Kind, SqlContext, StoreError},
@@ -212,7 +213,7 @@ pub(crate) fn select_endpoints(
         })
         .ctx(ACTION)?;
     let mut out = Vec::new();
-    let mut index = HashMap::new();
+    let mut index = HashMap::default();
     for row in rows {
         let (id, [vpc, network, name, ip, mac, kind], bypass_decap, host, veth) =
             row.ctx(ACTION)?;
@@ -496,18 +497,18 @@ impl State {
 
     /// The nested document, everything in name order, every default spelled out.
     pub fn to_topology(&self) -> Topology {
-        let mut by_network: HashMap<(&str, &str), Vec<&Endpoint>> = HashMap::new();
+        let mut by_network: HashMap<(&str, &str), Vec<&Endpoint>> = HashMap::default();
         for ep in self.endpoints.values() {
             by_network
                 .entry((ep.vpc.as_str(), ep.network.as_str()))
                 .or_default()
                 .push(ep);
         }
-        let mut dividers: HashMap<&str, Vec<String>> = HashMap::new();
+        let mut dividers: HashMap<&str, Vec<String>> = HashMap::default();
         for (vpc, host) in &self.dividers {
             dividers.entry(vpc).or_default().push(host.clone());
         }
-        let mut bouncers: HashMap<(&str, &str), Vec<String>> = HashMap::new();
+        let mut bouncers: HashMap<(&str, &str), Vec<String>> = HashMap::default();
         for (vpc, net, host) in &self.bouncers {
             bouncers.entry((vpc, net)).or_default().push(host.clone());
         }

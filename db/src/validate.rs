@@ -14,7 +14,9 @@
 //! - Only function endpoints may bypass decapsulation, only scaled endpoints have backends, and
 //!   a backend is a non-scaled endpoint of the same VPC.
 
-use std::{collections::HashMap, net::Ipv4Addr};
+use std::net::Ipv4Addr;
+
+use rustc_hash::FxHashMap as HashMap;
 
 use ipnet::Ipv4Net;
 
@@ -427,7 +429,7 @@ pub(crate) fn validate_state(s: &State, before: &State) -> Vec<StoreError> {
     };
     let host_names = || s.hosts.keys().cloned().collect::<Names>();
 
-    let mut by_ip: HashMap<Ipv4Addr, &str> = HashMap::new();
+    let mut by_ip: HashMap<Ipv4Addr, &str> = HashMap::default();
     for host in s.hosts.values() {
         push(check_host(host));
         if let Some(other) = by_ip.insert(host.ip, &host.name) {
@@ -448,7 +450,7 @@ pub(crate) fn validate_state(s: &State, before: &State) -> Vec<StoreError> {
         }
     }
 
-    let mut by_vni: HashMap<u32, &str> = HashMap::new();
+    let mut by_vni: HashMap<u32, &str> = HashMap::default();
     for vpc in s.vpcs.values() {
         push(check_vpc(vpc));
         if let Some(other) = by_vni.insert(vpc.vni, &vpc.name) {
@@ -460,7 +462,7 @@ pub(crate) fn validate_state(s: &State, before: &State) -> Vec<StoreError> {
         }
     }
 
-    let mut dividers: HashMap<&str, usize> = HashMap::new();
+    let mut dividers: HashMap<&str, usize> = HashMap::default();
     for (vpc, host) in &s.dividers {
         *dividers.entry(vpc).or_default() += 1;
         if !s.hosts.contains_key(host) {
@@ -491,7 +493,7 @@ pub(crate) fn validate_state(s: &State, before: &State) -> Vec<StoreError> {
         check_overlaps(s.networks_of(vpc), &mut push);
     }
 
-    let mut bouncers: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut bouncers: HashMap<(&str, &str), usize> = HashMap::default();
     for (vpc, net, host) in &s.bouncers {
         *bouncers.entry((vpc, net)).or_default() += 1;
         if !s.hosts.contains_key(host) {
@@ -508,10 +510,10 @@ pub(crate) fn validate_state(s: &State, before: &State) -> Vec<StoreError> {
         ));
     }
 
-    let mut by_vpc_ip: HashMap<(&str, Ipv4Addr), &str> = HashMap::new();
-    let mut by_vpc_mac: HashMap<(&str, MacAddr), &str> = HashMap::new();
-    let mut by_veth: HashMap<(&str, &str), &Endpoint> = HashMap::new();
-    let mut by_netns: HashMap<(&str, &String), &Endpoint> = HashMap::new();
+    let mut by_vpc_ip: HashMap<(&str, Ipv4Addr), &str> = HashMap::default();
+    let mut by_vpc_mac: HashMap<(&str, MacAddr), &str> = HashMap::default();
+    let mut by_veth: HashMap<(&str, &str), &Endpoint> = HashMap::default();
+    let mut by_netns: HashMap<(&str, &String), &Endpoint> = HashMap::default();
     for ep in s.endpoints.values() {
         push(check_endpoint(ep));
         match s.networks.get(&(ep.vpc.clone(), ep.network.clone())) {
