@@ -438,13 +438,15 @@ pub(crate) fn write_diff(
         report.push(Action::Create, Kind::Bouncer, format!("{vpc}/{net}:{host}"));
     }
     let mut with_backends = Vec::new();
-    // New endpoints get the ids SQLite would give them (after the largest), so that the rows
-    // can be written many to a statement.
-    let mut next_id: i64 = tx
-        .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM endpoints", [], |r| {
+    // New endpoints get ids after every id in use, the rewritten endpoints' included (their
+    // rows are deleted just now and come back below under the same ids), so that the rows can
+    // be written many to a statement.
+    let in_table: i64 = tx
+        .query_row("SELECT COALESCE(MAX(id), 0) FROM endpoints", [], |r| {
             r.get(0)
         })
         .ctx("numbering new endpoints")?;
+    let mut next_id = 1 + ids.endpoints.values().copied().fold(in_table, i64::max);
     let mut rows = Vec::with_capacity(eps_changed.len() + eps_new.len());
     for (keys, action) in [(&eps_changed, Action::Update), (&eps_new, Action::Create)] {
         for &key in keys {

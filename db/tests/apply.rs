@@ -878,7 +878,8 @@ fn many_endpoints_are_written_whole_and_changed_whole() {
         exported == doc,
         "the export differs from the document applied"
     );
-    // Changing every other one rewrites those, and only those.
+    // Changing every other one rewrites those, and only those: the last one written (the
+    // largest id) among them, while a new one arrives in the same apply.
     let count = store.endpoints(Some("blue")).unwrap().len();
     for spec in exported
         .vpcs
@@ -886,15 +887,29 @@ fn many_endpoints_are_written_whole_and_changed_whole() {
         .flat_map(|v| v.networks.iter_mut())
         .flat_map(|n| n.endpoints.iter_mut())
         .filter(|e| e.name.starts_with("bulk"))
+        .skip(1)
         .step_by(2)
     {
         spec.mac.0[0] = 0x06;
     }
+    let web = exported.vpcs[0]
+        .networks
+        .iter_mut()
+        .find(|n| n.name == "web")
+        .unwrap();
+    web.endpoints.push(mizar_db::EndpointSpec {
+        name: "late".into(),
+        ip: std::net::Ipv4Addr::new(10, 0, 1, 251),
+        mac: common::mac(0x2000),
+        ..bulk(0)
+    });
+    web.endpoints.sort_by(|a, b| a.name.cmp(&b.name));
     let report = store.apply(&exported, true).unwrap();
     assert_eq!(report.count(Kind::Endpoint, Action::Update), 75, "{report}");
+    assert_eq!(report.count(Kind::Endpoint, Action::Create), 1, "{report}");
     assert!(
         store.export().unwrap() == exported,
         "the changes were not all written"
     );
-    assert_eq!(store.endpoints(Some("blue")).unwrap().len(), count);
+    assert_eq!(store.endpoints(Some("blue")).unwrap().len(), count + 1);
 }
