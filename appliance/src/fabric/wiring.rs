@@ -236,6 +236,7 @@ impl Instance {
                     Some(wiring.wire().map_err(refused)?)
                 }
             };
+            // After the wiring: with --netns, the veth it checks for is the one just made.
             self.check_new_endpoint(store, &ep)?;
             match netns {
                 Some(netns) => store.add_endpoint_in_netns(&ep, netns)?,
@@ -250,9 +251,11 @@ impl Instance {
 
     /// `apply`: makes the store what `doc` says through the one change path (see
     /// [`mizar_db::Store::apply`]), plumbing the endpoints of this host the document gives a
-    /// namespace (`netns`) that mizar has not plumbed yet: their pairs are made before the store
-    /// changes and removed again if the change is refused. The pairs of endpoints the apply
-    /// removes go after it, once the data plane has let go of them. A dry run plumbs nothing.
+    /// namespace (`netns`) that mizar has not plumbed yet. When there is any, the document is
+    /// checked first (a plan, which writes nothing), so that an invalid one touches no
+    /// interface; the pairs are then made before the store changes and removed again if the
+    /// change is refused. The pairs of endpoints the apply removes go after it, once the data
+    /// plane has let go of them. A dry run plumbs nothing.
     pub fn apply(
         &self,
         doc: &Topology,
@@ -266,8 +269,13 @@ impl Instance {
                 Some(name) => Some(name.clone()),
                 None => store.this_host()?.map(|h| h.name),
             };
+            let underlay = doc
+                .hosts
+                .iter()
+                .find(|h| Some(&h.name) == this_host.as_ref())
+                .and_then(|h| h.interface.as_deref());
             let plumbed = store.plumbed()?;
-            let mut made = Vec::new();
+            let mut wirings = Vec::new();
             for (vpc, net, spec) in doc.endpoints() {
                 let Some(netns) = spec.netns.as_deref() else {
                     continue;
@@ -279,12 +287,21 @@ impl Instance {
                 {
                     continue;
                 }
-                let underlay = doc
-                    .hosts
-                    .iter()
-                    .find(|h| Some(&h.name) == this_host.as_ref())
-                    .and_then(|h| h.interface.as_deref());
                 let ep = Endpoint::from_spec(&vpc.name, &net.name, spec);
+                let wiring = Wiring::for_endpoint(
+                    &ep,
+                    netns,
+                    net.cidr.prefix_len(),
+                    net.gateway(),
+                    underlay,
+                );
+                wirings.push((ep, wiring));
+            }
+            if !wirings.is_empty() {
+                store.plan(doc, prune)?;
+            }
+            let mut made = Vec::new();
+            for (ep, wiring) in wirings {
                 // A document plumbs many: say which one could not be.
                 let naming = |err: FabricError| match err {
                     FabricError::Wiring { netns, reason } => FabricError::Wiring {
@@ -293,36 +310,32 @@ impl Instance {
                     },
                     other => other,
                 };
-                let wired = Wiring::for_endpoint(
-                    &ep,
-                    netns,
-                    net.cidr.prefix_len(),
-                    net.gateway(),
-                    underlay,
-                )
-                .and_then(|wiring| wiring.wire())
-                .map_err(|err| refused(naming(err)))?;
-                made.push(wired);
+                made.push(
+                    wiring
+                        .and_then(|wiring| wiring.wire())
+                        .map_err(|err| refused(naming(err)))?,
+                );
             }
             // What this host plumbed, to remove what the apply takes away.
             let mut ours = Vec::new();
-            for (vpc, name) in plumbed.keys() {
+            for key @ (vpc, name) in plumbed.keys() {
                 let ep = store.endpoint(vpc, name)?;
                 if this_host.as_deref() == Some(ep.host.as_str())
                     && let Some(veth) = ep.veth
                 {
-                    ours.push((vpc.clone(), name.clone(), veth));
+                    ours.push((key.clone(), veth));
                 }
             }
             let report = store.apply(doc, prune)?;
             for wired in made {
                 wired.keep();
             }
-            for (vpc, name, veth) in ours {
-                if store.endpoint_netns(&vpc, &name)?.is_none() {
-                    unplumb.push(veth);
-                }
-            }
+            let still = store.plumbed()?;
+            unplumb.extend(
+                ours.into_iter()
+                    .filter(|(key, _)| !still.contains_key(key))
+                    .map(|(_, veth)| veth),
+            );
             Ok(report)
         })?;
         if !changed.dry_run {
