@@ -245,8 +245,6 @@ fn pin_program(prog: &mut Xdp, role: &str, pins: &PinLayout) -> Result<(), Datap
     prog.pin(&path).map_err(|e| pin_error(e.to_string()))
 }
 
-impl Dataplane {}
-
 /// Detaches the program pinned for `role` on `ifname`, if any. Returns whether one was.
 pub fn detach(pins: &PinLayout, role: &str, ifname: &str) -> Result<bool, DataplaneError> {
     let path = pins.link(role, ifname);

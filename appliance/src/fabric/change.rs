@@ -12,11 +12,11 @@ use mizar_db::{
 };
 
 use super::{
-    Attachment, Desired, FabricError, Instance, Interfaces as _, NamedInterfaces, SyncReport,
-    SystemInterfaces, desired_state,
+    Desired, FabricError, Instance, Interfaces as _, NamedInterfaces, SyncReport, SystemInterfaces,
+    desired_state,
 };
 use crate::dataplane::{
-    DataplaneMaps, EndpointKey, PreparedReconcile, Scope, attach_egress, detach, prepare_reconcile,
+    DataplaneMaps, EndpointKey, PreparedReconcile, Scope, detach, prepare_reconcile,
     prepare_scoped_reconcile,
 };
 
@@ -317,14 +317,7 @@ impl Instance {
             .collect();
         let attached = self.attached("egress");
         let missing: Vec<&String> = wanted.difference(&attached).collect();
-        for veth in missing {
-            let mode = attach_egress(&self.pins(), veth)?;
-            report.attached.push(Attachment {
-                role: "egress",
-                ifname: veth.clone(),
-                mode,
-            });
-        }
+        report.attach_egress(&self.pins(), missing)?;
         // A veth released by the change (the store gives each veth of a host to one endpoint).
         for veth in change.before.iter().filter_map(local_veth) {
             if !wanted.contains(&veth) && attached.contains(&veth) {

@@ -151,6 +151,25 @@ pub struct SyncReport {
     pub waiting: Vec<WaitingEndpoint>,
 }
 
+impl SyncReport {
+    /// Attaches the data plane's egress program to each of `veths`, recording each.
+    fn attach_egress<'a>(
+        &mut self,
+        pins: &PinLayout,
+        veths: impl IntoIterator<Item = &'a String>,
+    ) -> Result<(), DataplaneError> {
+        for veth in veths {
+            let mode = attach_egress(pins, veth)?;
+            self.attached.push(Attachment {
+                role: "egress",
+                ifname: veth.clone(),
+                mode,
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Instance {
     pub fn store_path(&self) -> PathBuf {
         self.state_dir.join("mizar.db")
@@ -273,28 +292,18 @@ impl Instance {
         let transit = self.attached("transit");
         let move_transit = !transit.contains(&underlay);
         if move_transit {
-            let mut dataplane = Dataplane::load(&self.pin_dir)?;
-            {
-                let mode = dataplane.attach_transit(&underlay)?;
-                report.attached.push(Attachment {
-                    role: "transit",
-                    ifname: underlay.clone(),
-                    mode,
-                });
-                for old in transit.iter().filter(|old| **old != underlay) {
-                    detach(&self.pins(), "transit", old)?;
-                    report.detached.push(("transit", old.clone()));
-                }
-            }
-        }
-        for veth in missing {
-            let mode = attach_egress(&self.pins(), veth)?;
+            let mode = Dataplane::load(&self.pin_dir)?.attach_transit(&underlay)?;
             report.attached.push(Attachment {
-                role: "egress",
-                ifname: veth.clone(),
+                role: "transit",
+                ifname: underlay.clone(),
                 mode,
             });
+            for old in transit.iter().filter(|old| **old != underlay) {
+                detach(&self.pins(), "transit", old)?;
+                report.detached.push(("transit", old.clone()));
+            }
         }
+        report.attach_egress(&self.pins(), missing)?;
         for veth in attached.difference(&wanted) {
             detach(&self.pins(), "egress", veth)?;
             report.detached.push(("egress", veth.clone()));
