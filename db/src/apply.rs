@@ -177,6 +177,7 @@ pub(crate) fn insert_network(
     Ok(tx.last_insert_rowid())
 }
 
+#[derive(Clone, Copy)]
 pub(crate) struct EndpointRefs {
     pub vpc_id: i64,
     pub network_id: i64,
@@ -184,10 +185,11 @@ pub(crate) struct EndpointRefs {
 }
 
 /// Writes endpoint rows `(id, refs, endpoint)`, many to a statement: at 100,000 endpoints,
-/// stepping one statement a row costs as much as SQLite's own work for it.
+/// stepping one statement a row costs as much as SQLite's own work for it. A row without an id
+/// gets SQLite's next one.
 fn insert_endpoints(
     tx: &Connection,
-    rows: &[(i64, EndpointRefs, &Endpoint)],
+    rows: &[(Option<i64>, EndpointRefs, &Endpoint)],
 ) -> Result<(), StoreError> {
     const PER_STATEMENT: usize = 64; // 640 parameters, far below SQLite's limit
     for chunk in rows.chunks(PER_STATEMENT) {
@@ -222,31 +224,14 @@ fn insert_endpoints(
     Ok(())
 }
 
+/// Writes one endpoint row (under `id`, or SQLite's next); returns its id.
 pub(crate) fn insert_endpoint(
     tx: &Connection,
     id: Option<i64>,
     refs: &EndpointRefs,
     ep: &Endpoint,
 ) -> Result<i64, StoreError> {
-    tx.prepare_cached(
-        "INSERT INTO endpoints (id, vpc_id, network_id, name, ip, mac, kind, bypass_decap, \
-         host_id, veth) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )
-    .and_then(|mut stmt| {
-        stmt.execute(params![
-            id,
-            refs.vpc_id,
-            refs.network_id,
-            ep.name,
-            ep.ip.to_string(),
-            ep.mac.to_string(),
-            ep.kind.as_str(),
-            ep.bypass_decap,
-            refs.host_id,
-            ep.veth
-        ])
-    })
-    .ctx("writing an endpoint")?;
+    insert_endpoints(tx, &[(id, *refs, ep)])?;
     Ok(tx.last_insert_rowid())
 }
 
@@ -467,7 +452,7 @@ pub(crate) fn write_diff(
             if !ep.backends.is_empty() {
                 with_backends.push((id, refs.vpc_id, ep));
             }
-            rows.push((id, refs, ep));
+            rows.push((Some(id), refs, ep));
             report.push(action, Kind::Endpoint, format!("{}/{}", key.0, key.1));
         }
     }
