@@ -601,6 +601,44 @@ impl Drop for StopOnDrop<'_> {
     }
 }
 
+/// A lab of one host, h1 at 192.168.`subnet`.1, its instance's state and pins, and workload
+/// namespaces for the endpoints it plumbs.
+struct OneHost {
+    prefix: String,
+    lab: mizar::lab::Lab,
+    state: tempfile::TempDir,
+    pins: std::path::PathBuf,
+}
+
+impl OneHost {
+    fn new(subnet: u8) -> Self {
+        use mizar::lab::{HostSpec, Lab, LabSpec};
+
+        common::require_root();
+        let prefix = common::netns::unique_prefix();
+        let underlay = format!("192.168.{subnet}.0/24").parse().unwrap();
+        let spec = LabSpec::new(&prefix, underlay).host(HostSpec::new(
+            "h1",
+            std::net::Ipv4Addr::new(192, 168, subnet, 1),
+        ));
+        Self {
+            lab: Lab::build(&spec).expect("build the lab"),
+            state: tempfile::tempdir().unwrap(),
+            pins: spec.instance_pin_dir("h1"),
+            prefix,
+        }
+    }
+
+    fn host(&self) -> &mizar::lab::LabHost {
+        &self.lab.hosts()[0]
+    }
+
+    /// A namespace for an endpoint, removed with the test.
+    fn workload(&self, role: &str) -> mizar::lab::NetNs {
+        mizar::lab::NetNs::create(&format!("{}-{role}", self.prefix)).unwrap()
+    }
+}
+
 /// `ep add --netns` makes and plumbs the endpoint's veth pair (address, MAC, route, MTU,
 /// offloads) so that it talks at once, before and after `up`; `ep del` removes the pair; what
 /// it cannot do is refused with nothing left behind.
@@ -608,21 +646,14 @@ impl Drop for StopOnDrop<'_> {
 fn ep_add_netns_plumbs_the_endpoint_and_ep_del_removes_it() {
     use std::{net::Ipv4Addr, time::Duration};
 
-    use mizar::lab::{DEFAULT_UNDERLAY_MTU, Feature, HostSpec, Lab, LabSpec};
+    use mizar::lab::{DEFAULT_UNDERLAY_MTU, Feature};
 
-    common::require_root();
-    let prefix = common::netns::unique_prefix();
-    let spec = LabSpec::new(&prefix, "192.168.97.0/24".parse().unwrap())
-        .host(HostSpec::new("h1", Ipv4Addr::new(192, 168, 97, 1)));
-    let lab = Lab::build(&spec).expect("build the lab");
-    let state = tempfile::tempdir().unwrap();
-    let pins = spec.instance_pin_dir("h1");
-    let host = &lab.hosts()[0];
-    let run = |args: &[&str]| mizar_in(&host.ns, state.path(), &pins, args);
-    let mizar = |args: &[&str]| mizar_ok(&host.ns, state.path(), &pins, args);
+    let one = OneHost::new(97);
+    let (host, pins, state) = (one.host(), &one.pins, &one.state);
+    let run = |args: &[&str]| mizar_in(&host.ns, state.path(), pins, args);
+    let mizar = |args: &[&str]| mizar_ok(&host.ns, state.path(), pins, args);
     let host_links = || host.ns.ip(&["-o", "link", "show"]).unwrap();
-    let workload = |role: &str| mizar::lab::NetNs::create(&format!("{prefix}-{role}")).unwrap();
-    let (w1, w2, w3) = (workload("w1"), workload("w2"), workload("w3"));
+    let (w1, w2, w3) = (one.workload("w1"), one.workload("w2"), one.workload("w3"));
 
     mizar(&[
         "init",
@@ -847,21 +878,12 @@ fn ep_add_netns_plumbs_the_endpoint_and_ep_del_removes_it() {
 fn apply_plumbs_the_namespaces_a_document_names_and_removes_them_with_their_endpoints() {
     use std::{net::Ipv4Addr, time::Duration};
 
-    use mizar::lab::{HostSpec, Lab, LabSpec};
-
-    common::require_root();
-    let prefix = common::netns::unique_prefix();
-    let spec = LabSpec::new(&prefix, "192.168.96.0/24".parse().unwrap())
-        .host(HostSpec::new("h1", Ipv4Addr::new(192, 168, 96, 1)));
-    let lab = Lab::build(&spec).expect("build the lab");
-    let state = tempfile::tempdir().unwrap();
-    let pins = spec.instance_pin_dir("h1");
-    let host = &lab.hosts()[0];
-    let run = |args: &[&str]| mizar_in(&host.ns, state.path(), &pins, args);
-    let mizar = |args: &[&str]| mizar_ok(&host.ns, state.path(), &pins, args);
+    let one = OneHost::new(96);
+    let (host, pins, state) = (one.host(), &one.pins, &one.state);
+    let run = |args: &[&str]| mizar_in(&host.ns, state.path(), pins, args);
+    let mizar = |args: &[&str]| mizar_ok(&host.ns, state.path(), pins, args);
     let host_links = || host.ns.ip(&["-o", "link", "show"]).unwrap();
-    let workload = |role: &str| mizar::lab::NetNs::create(&format!("{prefix}-{role}")).unwrap();
-    let (w1, w2) = (workload("w1"), workload("w2"));
+    let (w1, w2) = (one.workload("w1"), one.workload("w2"));
     let document = |extra: &str, with_w2: bool| {
         let w2_line = if with_w2 {
             format!(

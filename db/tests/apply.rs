@@ -830,6 +830,12 @@ fn a_bad_namespace_in_a_document_is_refused_with_the_fix() {
     }
 }
 
+/// The endpoints of blue's network web.
+fn blue_web(doc: &mut Topology) -> &mut Vec<mizar_db::EndpointSpec> {
+    let web = doc.vpcs[0].networks.iter_mut().find(|n| n.name == "web");
+    &mut web.unwrap().endpoints
+}
+
 #[test]
 fn many_endpoints_are_written_whole_and_changed_whole() {
     // More than one statement's worth of rows (apply writes them 64 to a statement).
@@ -846,12 +852,7 @@ fn many_endpoints_are_written_whole_and_changed_whole() {
         backends: vec![],
         netns: None,
     };
-    let endpoints = &mut doc.vpcs[0]
-        .networks
-        .iter_mut()
-        .find(|n| n.name == "web")
-        .unwrap()
-        .endpoints;
+    let endpoints = blue_web(&mut doc);
     endpoints.extend((0..150).map(bulk));
     // The last one takes the first one's address: the whole apply is refused, nothing written.
     endpoints.last_mut().unwrap().ip = std::net::Ipv4Addr::new(10, 0, 1, 101);
@@ -859,12 +860,7 @@ fn many_endpoints_are_written_whole_and_changed_whole() {
     assert_err(store.apply(&doc, true), &["10.0.1.101"]);
     assert_eq!(store.export().unwrap(), before);
 
-    let endpoints = &mut doc.vpcs[0]
-        .networks
-        .iter_mut()
-        .find(|n| n.name == "web")
-        .unwrap()
-        .endpoints;
+    let endpoints = blue_web(&mut doc);
     *endpoints.last_mut().unwrap() = bulk(149);
     endpoints.sort_by(|a, b| a.name.cmp(&b.name)); // as export lists them
     let report = store.apply(&doc, true).unwrap();
@@ -892,18 +888,14 @@ fn many_endpoints_are_written_whole_and_changed_whole() {
     {
         spec.mac.0[0] = 0x06;
     }
-    let web = exported.vpcs[0]
-        .networks
-        .iter_mut()
-        .find(|n| n.name == "web")
-        .unwrap();
-    web.endpoints.push(mizar_db::EndpointSpec {
+    let web = blue_web(&mut exported);
+    web.push(mizar_db::EndpointSpec {
         name: "late".into(),
         ip: std::net::Ipv4Addr::new(10, 0, 1, 251),
         mac: common::mac(0x2000),
         ..bulk(0)
     });
-    web.endpoints.sort_by(|a, b| a.name.cmp(&b.name));
+    web.sort_by(|a, b| a.name.cmp(&b.name));
     let report = store.apply(&exported, true).unwrap();
     assert_eq!(report.count(Kind::Endpoint, Action::Update), 75, "{report}");
     assert_eq!(report.count(Kind::Endpoint, Action::Create), 1, "{report}");
