@@ -12,9 +12,11 @@ const OBJECTS: &[(&str, &str)] = &[
     ("egress", "c/egress.c"),
     ("bench", "c/bench.c"),
     ("pass", "c/pass.c"),
+    ("functions", "c/functions.c"),
 ];
 const HEADERS: &[&str] = &[
     "include/mizar_abi.h",
+    "include/mizar_fn.h",
     "c/include/parsing.h",
     "c/include/maps.h",
     "c/include/pipeline.h",

@@ -89,16 +89,13 @@ static __always_inline __u32 read_options(struct xdp_md *ctx, struct cursor *c, 
 	return 0;
 }
 
-/* Bouncer and divider forwarding: re-address the outer headers to the next host. */
-static __always_inline __u32 forward_to_host(struct ethhdr *eth, struct iphdr *ip, struct udphdr *udp,
-					     const struct mz_host_config *cfg, __u32 next_ip, const __u8 *next_mac)
+/* Bouncer and divider forwarding: re-address the outer headers to the next host (TTL checked
+ * when the decision was made). */
+static __always_inline void forward_to_host(struct ethhdr *eth, struct iphdr *ip, struct udphdr *udp,
+					    const struct mz_host_config *cfg, __u32 next_ip, const __u8 *next_mac)
 {
-	__u16 old_ttl_proto;
+	__u16 old_ttl_proto = *(__u16 *)&ip->ttl;
 
-	if (ip->ttl <= 1)
-		return MZ_DROP_TTL_EXPIRED;
-
-	old_ttl_proto = *(__u16 *)&ip->ttl;
 	ip->ttl--;
 	csum_replace2(&ip->check, old_ttl_proto, *(__u16 *)&ip->ttl);
 	/* The outer source becomes us (what a routed underlay's reverse-path check expects); the
@@ -111,7 +108,146 @@ static __always_inline __u32 forward_to_host(struct ethhdr *eth, struct iphdr *i
 	udp->check = 0;
 	mac_copy(eth->h_source, cfg->host_mac);
 	mac_copy(eth->h_dest, next_mac);
-	return 0;
+}
+
+/*
+ * Applies a decision's action to the packet (deliver, forward; a plain verdict needs nothing),
+ * from the offsets recorded with it: the same code runs inline for an empty stage and in the
+ * chain's exit program. Returns the verdict, or XDP_DROP with *reason set when the packet
+ * cannot be rewritten.
+ */
+static __always_inline __u32 apply_decision(struct xdp_md *ctx, const struct mz_host_config *cfg,
+					    __u32 action, __u32 verdict, const struct mz_decision *d,
+					    __u32 *reason)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct mz_endpoint_stats *ep_stats;
+	struct ethhdr *eth = data, *inner_eth;
+	struct iphdr *ip;
+	struct udphdr *udp;
+	__u32 len;
+
+	switch (action) {
+	case MZ_ACTION_DELIVER:
+		inner_eth = data + (d->inner_offset & 0x3ff);
+		if ((void *)(inner_eth + 1) > data_end) {
+			*reason = MZ_DROP_ADJUST_FAILED;
+			return XDP_DROP;
+		}
+		mac_copy(inner_eth->h_dest, d->mac);
+		len = data_end - (void *)inner_eth;
+		if (bpf_xdp_adjust_head(ctx, (void *)inner_eth - data)) {
+			*reason = MZ_DROP_ADJUST_FAILED;
+			return XDP_DROP;
+		}
+		/* Counted once the delivery cannot fail any more. */
+		ep_stats = endpoint_stats(d->stats_slot);
+		if (ep_stats) {
+			ep_stats->rx_packets++;
+			ep_stats->rx_bytes += len;
+		}
+		bpf_redirect(d->ifindex, 0);
+		return XDP_REDIRECT;
+	case MZ_ACTION_DELIVER_BYPASS:
+		ep_stats = endpoint_stats(d->stats_slot);
+		if (ep_stats) {
+			ep_stats->rx_packets++;
+			ep_stats->rx_bytes += data_end - data;
+		}
+		bpf_redirect(d->ifindex, 0);
+		return XDP_REDIRECT;
+	case MZ_ACTION_FORWARD:
+		ip = data + sizeof(*eth);
+		udp = data + (d->outer_l4_offset & 0xff);
+		if ((void *)(ip + 1) > data_end || (void *)(udp + 1) > data_end) {
+			*reason = MZ_DROP_ADJUST_FAILED;
+			return XDP_DROP;
+		}
+		forward_to_host(eth, ip, udp, cfg, d->next_hop_be, d->mac);
+		return XDP_TX;
+	default:
+		return verdict;
+	}
+}
+
+/* The chain's entry, one per generation: copies the stage's plan of that generation into the
+ * packet's metadata and starts it. */
+static __always_inline int chain_entry(struct xdp_md *ctx, __u32 generation)
+{
+	struct mz_meta *m = mz_fn_meta();
+	struct mz_chain_stats *cs;
+	const struct mz_chain *plan;
+	__u32 stage, index;
+
+	if (!m)
+		return XDP_DROP;
+	stage = m->d.stage;
+	if (stage >= MZ_STAGE_COUNT)
+		return XDP_DROP;
+	index = stage * MZ_CHAIN_GENERATIONS + generation;
+	plan = bpf_map_lookup_elem(&mz_chains, &index);
+	cs = bpf_map_lookup_elem(&mz_chain_stats, &stage);
+	if (cs)
+		cs->runs++;
+	m->chain_pos = 0;
+	m->chain_len = 0;
+	if (plan && plan->len > 0 && plan->len <= MZ_MAX_CHAIN) {
+		m->chain_len = plan->len;
+		__builtin_memcpy(m->chain, plan->slots, sizeof(m->chain));
+		__builtin_memcpy(m->instance, plan->instance, sizeof(m->instance));
+		m->clock_ns = (++m->sample_tick & (MZ_FN_SAMPLE_EVERY - 1)) ? 0 : bpf_ktime_get_ns();
+		bpf_tail_call(ctx, &mz_functions, m->chain[0]);
+		return mz_fn_chain_failed(ctx, m);
+	}
+	bpf_tail_call(ctx, &mz_stage_exit, 0);
+	return mz_fn_chain_failed(ctx, m);
+}
+
+SEC("xdp")
+int mz_chain_entry_0(struct xdp_md *ctx)
+{
+	return chain_entry(ctx, 0);
+}
+
+SEC("xdp")
+int mz_chain_entry_1(struct xdp_md *ctx)
+{
+	return chain_entry(ctx, 1);
+}
+
+/* The end of every chain: applies the decision as the functions left it. */
+SEC("xdp")
+int mz_chain_exit(struct xdp_md *ctx)
+{
+	const struct mz_host_config *cfg = host_config();
+	struct mz_meta *m = mz_fn_meta();
+	struct mz_chain_stats *cs;
+	__u32 stage, verdict, reason;
+
+	if (!m)
+		return XDP_DROP;
+	stage = m->d.stage;
+	verdict = m->d.verdict;
+	reason = m->d.reason;
+	cs = bpf_map_lookup_elem(&mz_chain_stats, &stage);
+	if (verdict == XDP_PASS || verdict == XDP_DROP) {
+		/* A plain verdict, or one a function chose instead of the pipeline's. */
+	} else if (cfg) {
+		verdict = apply_decision(ctx, cfg, m->d.action, verdict, &m->d, &reason);
+	} else {
+		verdict = XDP_DROP;
+	}
+	if (cs) {
+		if (reason == m->d.reason)
+			cs->applied++;
+		else
+			cs->failed++;
+	}
+	/* A scaled endpoint's reason is counted by the function that takes it, else here. */
+	if (stage == MZ_STAGE_ON_XDP_SCALED_EP)
+		count(m->d.reason, m->d.packet_len);
+	return verdict;
 }
 
 SEC("xdp")
@@ -120,7 +256,8 @@ int mz_transit(struct xdp_md *ctx)
 	const struct mz_host_config *cfg = host_config();
 	struct mz_endpoint ep;
 	struct mz_next_hop hop;
-	struct mz_endpoint_stats *ep_stats;
+	struct mz_decision d = {}; /* what the action needs: filled on the paths that deliver or forward */
+	struct mz_meta *m;
 	struct mz_endpoint_key ep_key;
 	struct cursor c;
 	struct ethhdr *eth, *inner_eth;
@@ -128,7 +265,8 @@ int mz_transit(struct xdp_md *ctx)
 	struct udphdr *udp;
 	struct genevehdr *geneve;
 	void *options_end;
-	__u32 verdict, stage, reason, vni, source_host = 0, ihl_bytes, tot_len, err, roles;
+	__u32 verdict, stage, reason, vni = 0, source_host = 0, ihl_bytes, tot_len, err, roles;
+	__u32 action = MZ_ACTION_VERDICT, outer_src = 0, inner_src = 0, inner_dst = 0;
 	__u32 options_len, datagram_len, inner_len;
 	enum mz_lookup found;
 	__u64 packet_len;
@@ -150,6 +288,7 @@ int mz_transit(struct xdp_md *ctx)
 	tot_len = bpf_ntohs(ip->tot_len);
 	if (tot_len < ihl_bytes || (void *)ip + tot_len > c.end)
 		DROP(MZ_DROP_MALFORMED_IPV4);
+	outer_src = ip->saddr;
 	if (ip->protocol != IPPROTO_UDP)
 		PASS(MZ_PASS_NOT_UDP);
 	if (ip->daddr != cfg->host_ip_be)
@@ -218,6 +357,8 @@ int mz_transit(struct xdp_md *ctx)
 	    sizeof(*geneve) + options_len + sizeof(*inner_eth) + inner_len > datagram_len)
 		DROP(MZ_DROP_MALFORMED_INNER);
 
+	inner_src = inner_ip->saddr;
+	inner_dst = inner_ip->daddr;
 	ep_key.vni = vni;
 	ep_key.ip_be = inner_ip->daddr;
 	found = endpoint_lookup(&ep_key, &ep);
@@ -235,25 +376,15 @@ int mz_transit(struct xdp_md *ctx)
 		else if (source_host && (roles & (MZ_MEMBER_BOUNCER | MZ_MEMBER_DIVIDER)))
 			learn_source_host(vni, inner_ip->saddr, source_host, cfg->host_ip_be,
 					  member_roles(vni, source_host));
-		ep_stats = endpoint_stats(ep.stats_slot);
+		d.ifindex = ep.ifindex;
+		d.stats_slot = ep.stats_slot;
 		if (ep.flags & MZ_EP_BYPASS_DECAP) {
-			if (ep_stats) {
-				ep_stats->rx_packets++;
-				ep_stats->rx_bytes += packet_len;
-			}
-			bpf_redirect(ep.ifindex, 0);
+			action = MZ_ACTION_DELIVER_BYPASS;
 			EXIT(XDP_REDIRECT, MZ_STAGE_ON_XDP_REDIRECT, MZ_DELIVER_LOCAL_BYPASS);
 		}
-		mac_copy(inner_eth->h_dest, ep.mac);
-		inner_len = c.end - (void *)inner_eth;
-		if (bpf_xdp_adjust_head(ctx, (void *)inner_eth - (void *)eth))
-			DROP(MZ_DROP_ADJUST_FAILED);
-		/* Counted once the delivery cannot fail any more. */
-		if (ep_stats) {
-			ep_stats->rx_packets++;
-			ep_stats->rx_bytes += inner_len;
-		}
-		bpf_redirect(ep.ifindex, 0);
+		mac_copy(d.mac, ep.mac);
+		d.inner_offset = (void *)inner_eth - (void *)eth;
+		action = MZ_ACTION_DELIVER;
 		EXIT(XDP_REDIRECT, MZ_STAGE_ON_XDP_REDIRECT, MZ_DELIVER_LOCAL);
 	}
 
@@ -261,9 +392,12 @@ int mz_transit(struct xdp_md *ctx)
 		/* Step 3: bouncer. */
 		if (ep.host_ip_be == cfg->host_ip_be)
 			DROP(MZ_DROP_UNKNOWN_ENDPOINT); /* ours, but not attached here */
-		err = forward_to_host(eth, ip, udp, cfg, ep.host_ip_be, ep.host_mac);
-		if (err)
-			DROP(err);
+		if (ip->ttl <= 1)
+			DROP(MZ_DROP_TTL_EXPIRED);
+		d.next_hop_be = ep.host_ip_be;
+		mac_copy(d.mac, ep.host_mac);
+		d.outer_l4_offset = (void *)udp - (void *)eth;
+		action = MZ_ACTION_FORWARD;
 		EXIT(XDP_TX, MZ_STAGE_ON_XDP_TX, MZ_BOUNCER_FORWARD);
 	}
 
@@ -288,19 +422,57 @@ int mz_transit(struct xdp_md *ctx)
 	default:
 		DROP(MZ_DROP_NO_DIVIDER);
 	}
-	err = forward_to_host(eth, ip, udp, cfg, hop.ip_be, hop.mac);
-	if (err)
-		DROP(err);
+	if (ip->ttl <= 1)
+		DROP(MZ_DROP_TTL_EXPIRED);
+	d.next_hop_be = hop.ip_be;
+	mac_copy(d.mac, hop.mac);
+	d.outer_l4_offset = (void *)udp - (void *)eth;
+	action = MZ_ACTION_FORWARD;
 	EXIT(XDP_TX, MZ_STAGE_ON_XDP_TX, reason);
 
 out:
+	if (cfg && (cfg->flags & MZ_HOST_STAGE_ARMED(stage))) {
+		/* Functions at this stage: they get the decision, the chain's exit applies it. */
+		m = mz_fn_meta();
+		if (m) {
+			count(MZ_STAGE_COUNTER_BASE + stage, packet_len);
+			if (stage != MZ_STAGE_ON_XDP_SCALED_EP)
+				count(reason, packet_len);
+			m->d.stage = stage;
+			m->d.verdict = verdict;
+			m->d.reason = reason;
+			m->d.action = action;
+			m->d.vni = vni;
+			m->d.outer_src_be = outer_src;
+			m->d.inner_src_be = inner_src;
+			m->d.inner_dst_be = inner_dst;
+			m->d.packet_len = packet_len;
+			m->fn_reason = 0;
+			if (action == MZ_ACTION_DELIVER || action == MZ_ACTION_DELIVER_BYPASS) {
+				m->d.ifindex = d.ifindex;
+				m->d.stats_slot = d.stats_slot;
+				m->d.inner_offset = action == MZ_ACTION_DELIVER ? d.inner_offset : 0;
+				if (action == MZ_ACTION_DELIVER)
+					mac_copy(m->d.mac, d.mac);
+			} else if (action == MZ_ACTION_FORWARD) {
+				m->d.next_hop_be = d.next_hop_be;
+				m->d.outer_l4_offset = d.outer_l4_offset;
+				mac_copy(m->d.mac, d.mac);
+			}
+			bpf_tail_call(ctx, &mz_stages, stage);
+			/* The stage's entry is missing: apply the decision here (counted as failed). */
+			m->d.action = action;
+			return mz_fn_chain_failed(ctx, m);
+		}
+	}
+	/* No function at this stage: the decision applies at once. */
+	if (cfg && action != MZ_ACTION_VERDICT) {
+		verdict = apply_decision(ctx, cfg, action, verdict, &d, &reason);
+		if (verdict == XDP_DROP)
+			stage = MZ_STAGE_ON_XDP_DROP;
+	}
 	count(MZ_STAGE_COUNTER_BASE + stage, packet_len);
 	/* One reason per packet: a scaled endpoint's is counted by the function that takes it. */
-	if (stage != MZ_STAGE_ON_XDP_SCALED_EP)
-		count(reason, packet_len);
-	bpf_tail_call(ctx, &mz_stages, stage);
-	/* Reached only when the stage holds no function: its default verdict applies. */
-	if (stage == MZ_STAGE_ON_XDP_SCALED_EP)
-		count(reason, packet_len);
+	count(reason, packet_len);
 	return verdict;
 }

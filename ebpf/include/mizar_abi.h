@@ -159,6 +159,9 @@ struct mz_host_config {
 	__u32 flags;          /* MZ_HOST_CONFIGURED */
 };
 #define MZ_HOST_CONFIGURED 1
+/* A stage whose chain holds functions: transit hands its packets to the chain instead of
+ * applying the decision at once (an empty stage costs one test of a flag already loaded). */
+#define MZ_HOST_STAGE_ARMED(stage) (1u << (8 + (stage)))
 
 /* mz_hosts: underlay hosts this appliance knows (tunnel packets are accepted only from them). */
 struct mz_host {
@@ -280,6 +283,97 @@ struct mz_member {
 #define MZ_MEMBER_ENDPOINTS 1 /* hosts endpoints of the VPC */
 #define MZ_MEMBER_BOUNCER 2   /* bounces one of its networks */
 #define MZ_MEMBER_DIVIDER 4   /* divides the VPC */
+
+/*
+ * Network functions: chains of XDP programs at the stages (see c/include/chain.h for the
+ * protocol). At a stage, transit has decided (verdict, reason, and what applying it takes) but
+ * applied nothing; the decision travels to the functions in the per-CPU scratch mz_meta, the
+ * functions run on the packet as it arrived, and the stage's exit program applies the decision
+ * as it then stands.
+ *
+ * Whole generations: each stage has two chain plans, mz_chains[stage * 2 + g], and two entry
+ * programs, mz_stage_entry_0 and _1, each reading its own. The live generation is the entry
+ * program in mz_stages[stage]; a change writes the other generation's plan and program slots,
+ * then swaps that one slot (a single atomic exchange). A packet copies its plan into mz_meta on
+ * entry, so it runs all of one generation. The old generation is rewritten only after an RCU
+ * grace period, when no packet still runs it.
+ *
+ * Tail calls per packet: transit -> entry -> MZ_MAX_CHAIN functions -> exit, within the
+ * kernel's 33.
+ */
+#define MZ_MAX_CHAIN 16
+#define MZ_CHAIN_GENERATIONS 2
+#define MZ_CHAIN_PLANS (MZ_STAGE_COUNT * MZ_CHAIN_GENERATIONS)
+/* mz_functions: the program of chain position p of plan n sits in slot n * MZ_MAX_CHAIN + p. */
+#define MZ_FN_PROG_SLOTS (MZ_CHAIN_PLANS * MZ_MAX_CHAIN)
+/* mz_fn_stats: one slot per function placed in a chain (its instance number; 0 is unused). */
+#define MZ_MAX_FN_INSTANCES 1024
+#define MZ_FN_DROP_REASONS 8     /* reasons a function may drop with: 0 .. 7, named by the function */
+#define MZ_FN_SAMPLE_EVERY 64    /* 1 packet in this many, per CPU, has its functions timed */
+
+/* What applying the decision takes (besides returning the verdict). */
+enum mz_action {
+	MZ_ACTION_VERDICT = 0,        /* nothing: XDP_PASS or XDP_DROP as it stands */
+	MZ_ACTION_DELIVER = 1,        /* decapsulate, set the inner destination MAC, redirect */
+	MZ_ACTION_DELIVER_BYPASS = 2, /* redirect the tunnel packet whole (bypass-decap endpoint) */
+	MZ_ACTION_FORWARD = 3,        /* re-address the outer headers to the next hop, XDP_TX */
+};
+
+/* The pipeline's decision at a stage, and what a function may read of the packet's context. */
+struct mz_decision {
+	__u32 stage;          /* enum mz_stage */
+	__u32 verdict;        /* XDP_PASS, XDP_DROP, XDP_TX, XDP_REDIRECT */
+	__u32 reason;         /* enum mz_counter */
+	__u32 action;         /* enum mz_action */
+	__u32 vni;            /* 0 where the stage is reached before the VNI is known */
+	__u32 outer_src_be;   /* outer IPv4 source (0 if not IPv4) */
+	__u32 inner_src_be;   /* inner IPv4 addresses (0 if not reached) */
+	__u32 inner_dst_be;
+	__u32 ifindex;        /* deliver: the endpoint's veth */
+	__u32 next_hop_be;    /* forward: the next host's underlay address */
+	__u8 mac[6];          /* deliver: the endpoint's MAC; forward: the next host's */
+	__u16 stats_slot;     /* deliver: the endpoint's counter slot */
+	__u16 inner_offset;   /* bytes before the inner Ethernet header (deliver) */
+	__u16 outer_l4_offset; /* bytes before the outer UDP header (forward) */
+	__u32 packet_len;     /* bytes as the packet arrived */
+};
+
+/* mz_meta[0], per CPU: the packet at a stage. Functions must not move the packet's start or end
+ * (the offsets above would go stale); they may rewrite bytes in place. */
+struct mz_meta {
+	struct mz_decision d;
+	__u32 chain_pos;      /* the running function's position in chain[] */
+	__u32 chain_len;
+	__u64 clock_ns;       /* timed packets: when the running function began; 0 otherwise */
+	__u32 sample_tick;    /* per CPU: picks the packets that are timed */
+	__u32 fn_reason;      /* the reason of a function's drop (for taps) */
+	__u16 chain[MZ_MAX_CHAIN];    /* slots of mz_functions, in order */
+	__u16 instance[MZ_MAX_CHAIN]; /* their instances: slots of mz_fn_stats */
+};
+
+/* mz_chains[stage * 2 + generation]: a chain as published. */
+struct mz_chain {
+	__u32 len;
+	__u32 seq;            /* publication number: status shows it, tests follow swaps with it */
+	__u16 slots[MZ_MAX_CHAIN];
+	__u16 instance[MZ_MAX_CHAIN];
+};
+
+/* mz_fn_stats[instance], per CPU. Packets a function took = passed + the drops. */
+struct mz_fn_stats {
+	__u64 passed;
+	__u64 dropped[MZ_FN_DROP_REASONS];
+	__u64 timed;          /* packets whose time in the function was measured */
+	__u64 ns;             /* their total time (the tail call to the next one included) */
+};
+
+/* mz_chain_stats[stage], per CPU. */
+struct mz_chain_stats {
+	__u64 runs;           /* packets handed to the stage's chain */
+	__u64 applied;        /* decisions applied by the exit program */
+	__u64 failed;         /* a tail call failed (empty slot, budget): the decision was applied
+			       * without the rest of the chain, or the packet dropped if it could not be */
+};
 
 /* mz_bench_packet[0]: the bytes the benchmark wrapper restores before every repetition. */
 #define MZ_BENCH_MAX_PACKET 256

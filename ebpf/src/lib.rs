@@ -37,6 +37,10 @@ pub static BENCH_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"),
 /// An XDP program that passes every frame (`mz_pass`): attached to the receiving end of a veth
 /// that XDP_TXes or redirects, so the frames are received (see `c/pass.c`). Labs only.
 pub static PASS_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/pass.o"));
+/// The built-in network functions (`mz_fn_*`), tail-called from the stages' chains; they share
+/// the pipeline's maps through their pins.
+pub static FUNCTIONS_OBJECT: &[u8] =
+    include_bytes_aligned!(concat!(env!("OUT_DIR"), "/functions.o"));
 
 pub const TRANSIT_PROGRAM: &str = "mz_transit";
 pub const EGRESS_PROGRAM: &str = "mz_egress";
@@ -45,6 +49,37 @@ pub const BENCH_WRAPPER_PROGRAM: &str = "mz_bench_wrap";
 pub const BENCH_RESIZE_PROGRAM: &str = "mz_bench_resize";
 pub const BENCH_SINK_PROGRAM: &str = "mz_bench_sink";
 pub const PASS_PROGRAM: &str = "mz_pass";
+/// The chain's entry programs, one per generation (in the transit object), and its exit.
+pub const CHAIN_ENTRY_PROGRAMS: [&str; 2] = ["mz_chain_entry_0", "mz_chain_entry_1"];
+pub const CHAIN_EXIT_PROGRAM: &str = "mz_chain_exit";
+
+/// A built-in network function: the name chains and the CLI use, its program in the functions
+/// object, what it does, and the names of the reasons it drops with (index = reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuiltinFunction {
+    pub name: &'static str,
+    pub program: &'static str,
+    pub description: &'static str,
+    pub drop_reasons: &'static [&'static str],
+}
+
+/// Every built-in function, in the order `mizar fn list` shows them.
+pub const BUILTIN_FUNCTIONS: &[BuiltinFunction] = &[BuiltinFunction {
+    name: "count",
+    program: "mz_fn_count",
+    description: "hands every packet on and counts it: a probe at a point of a chain",
+    drop_reasons: &[],
+}];
+
+/// The built-in function called `name`.
+pub fn builtin_function(name: &str) -> Option<&'static BuiltinFunction> {
+    BUILTIN_FUNCTIONS.iter().find(|f| f.name == name)
+}
+
+/// Chain plans: two generations per stage (`mz_chains[stage * 2 + generation]`).
+pub const CHAIN_PLANS: u32 = abi::MZ_STAGE_COUNT * abi::MZ_CHAIN_GENERATIONS;
+/// Slots of `mz_functions`: `plan * MZ_MAX_CHAIN + position`.
+pub const FN_PROG_SLOTS: u32 = CHAIN_PLANS * abi::MZ_MAX_CHAIN;
 
 /// Names of the pinned maps (as declared in `c/include/maps.h`).
 pub mod maps {
@@ -61,6 +96,12 @@ pub mod maps {
     pub const LEARNED_CACHE: &str = "mz_learned_cache";
     pub const COUNTERS: &str = "mz_counters";
     pub const STAGES: &str = "mz_stages";
+    pub const META: &str = "mz_meta";
+    pub const FUNCTIONS: &str = "mz_functions";
+    pub const STAGE_EXIT: &str = "mz_stage_exit";
+    pub const FN_STATS: &str = "mz_fn_stats";
+    pub const CHAIN_STATS: &str = "mz_chain_stats";
+    pub const CHAINS: &str = "mz_chains";
     pub const BENCH_PACKET: &str = "mz_bench_packet";
     pub const BENCH_TARGET: &str = "mz_bench_target";
     pub const BENCH_SUNK: &str = "mz_bench_sunk";
@@ -83,6 +124,10 @@ unsafe impl aya::Pod for abi::mz_next_hop {}
 unsafe impl aya::Pod for abi::mz_learned_cache_entry {}
 unsafe impl aya::Pod for abi::mz_member_key {}
 unsafe impl aya::Pod for abi::mz_member {}
+unsafe impl aya::Pod for abi::mz_chain {}
+unsafe impl aya::Pod for abi::mz_fn_stats {}
+unsafe impl aya::Pod for abi::mz_chain_stats {}
+unsafe impl aya::Pod for abi::mz_meta {}
 
 /// The data plane's symmetric flow hash (`mz_flow_hash` in `c/include/pipeline.h`), used to
 /// predict which bouncer or divider a flow takes. Arguments are IPv4 addresses as the program
@@ -126,7 +171,13 @@ mod tests {
 
     #[test]
     fn objects_are_elf() {
-        for object in [TRANSIT_OBJECT, EGRESS_OBJECT, BENCH_OBJECT, PASS_OBJECT] {
+        for object in [
+            TRANSIT_OBJECT,
+            EGRESS_OBJECT,
+            BENCH_OBJECT,
+            PASS_OBJECT,
+            FUNCTIONS_OBJECT,
+        ] {
             assert_eq!(&object[..4], b"\x7fELF");
         }
     }

@@ -17,6 +17,11 @@
 //! every subject: the ratio to the floor is the comparable figure, diluted by that shared cost
 //! where the non-live `mizar bench` ratio is not).
 //!
+//! Where the kernel refuses live-frame mode (EPERM, seen on some kernels even as root), the
+//! generator is an `AF_PACKET` socket on gen0 instead ([`crate::lab::FrameInjector`]): the
+//! same path through veth and the program under test, with the socket's own cost in every
+//! subject's figure (the report says which generator ran).
+//!
 //! Nothing is trusted blindly: the sink must count every frame sent (veth drops what it cannot
 //! queue, which would make a rate meaningless), and the transit paths must count their reason
 //! once per frame.
@@ -35,7 +40,7 @@ use mizar_ebpf::{BENCH_SINK_PROGRAM, BENCH_WRAPPER_PROGRAM, FLOOR_PROGRAM, maps 
 use super::{BenchError, Harness, Path, Subject, cpu_model, kernel_release, median, packet, xdp};
 use crate::{
     dataplane::{AttachMode, detach},
-    lab::{NetNs, NetNsGuard, veth_pair},
+    lab::{FrameInjector, NetNs, NetNsGuard, veth_pair},
 };
 
 /// The generator's veth and the one the program under test is attached to.
@@ -103,6 +108,8 @@ impl LiveResult {
 
 #[derive(Debug, Clone)]
 pub struct LiveReport {
+    /// "XDP live frames", or "AF_PACKET" where the kernel refused live-frame mode.
+    pub generator: &'static str,
     pub frames: u32,
     pub runs: u32,
     pub kernel: String,
@@ -129,6 +136,7 @@ impl LiveReport {
             })
         };
         serde_json::json!({
+            "generator": self.generator,
             "frames": self.frames,
             "runs": self.runs,
             "kernel": self.kernel,
@@ -144,8 +152,8 @@ impl fmt::Display for LiveReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "mizar bench --live: XDP live frames through a veth pair, {} frames per run, median of {} runs, one CPU",
-            self.frames, self.runs
+            "mizar bench --live: {} through a veth pair, {} frames per run, median of {} runs, one CPU",
+            self.generator, self.frames, self.runs
         )?;
         writeln!(f, "kernel {}, CPU {}", self.kernel, self.cpu)?;
         writeln!(
@@ -270,6 +278,8 @@ struct Live {
     harness: Harness,
     topology: Topology,
     sunk: PerCpuArray<MapData, u64>,
+    /// Set once the kernel refused live-frame mode.
+    injector: Option<FrameInjector>,
 }
 
 impl Live {
@@ -323,20 +333,43 @@ impl Live {
         let subject = path.map_or("floor".to_owned(), |p| p.id().to_owned());
         let before = (self.sunk()?, self.harness.counters()?);
         let ctx = live_ctx(self.topology.generator_ifindex, frame.len());
-        let generator = xdp(&self.harness.bench, BENCH_WRAPPER_PROGRAM);
-        let started = Instant::now();
-        generator
-            .test_run(TestRunOptions {
+        let mut started = Instant::now();
+        if self.injector.is_none() {
+            let generator = xdp(&self.harness.bench, BENCH_WRAPPER_PROGRAM);
+            let sent = generator.test_run(TestRunOptions {
                 data_in: Some(&frame),
                 ctx_in: Some(&ctx),
                 repeat: frames,
                 attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
                 ..Default::default()
-            })
-            .map_err(|source| BenchError::TestRun {
-                subject: format!("live {subject}"),
-                source: Box::new(source),
-            })?;
+            });
+            match sent {
+                Ok(_) => {}
+                Err(aya::programs::ProgramError::SyscallError(e))
+                    if e.io_error.raw_os_error() == Some(libc::EPERM) =>
+                {
+                    tracing::warn!(
+                        "the kernel refuses XDP live-frame mode; an AF_PACKET socket generates"
+                    );
+                    self.injector = Some(
+                        FrameInjector::new(self.topology.generator_ifindex)
+                            .map_err(setup("opening a packet socket on gen0"))?,
+                    );
+                }
+                Err(source) => {
+                    return Err(BenchError::TestRun {
+                        subject: format!("live {subject}"),
+                        source: Box::new(source),
+                    });
+                }
+            }
+        }
+        if let Some(injector) = &self.injector {
+            started = Instant::now();
+            injector
+                .send_repeated(&frame, u64::from(frames))
+                .map_err(setup("sending through the packet socket"))?;
+        }
         // veth may still be draining its queue: the run ends with the last frame counted.
         let (mut count, mut last_change) = (self.sunk()?, Instant::now());
         while last_change.elapsed() < SETTLED {
@@ -395,6 +428,7 @@ pub fn run(options: &LiveOptions) -> Result<LiveReport, BenchError> {
         harness,
         topology,
         sunk,
+        injector: None,
     };
     let _pinned = Pinned::here()?;
 
@@ -419,9 +453,15 @@ pub fn run(options: &LiveOptions) -> Result<LiveReport, BenchError> {
         tracing::info!(round = round + 1, of = options.runs, "live round done");
     }
     let floor = results.remove(0);
+    let generator = if live.injector.is_some() {
+        "AF_PACKET"
+    } else {
+        "XDP live frames"
+    };
     // The programs come off before the namespace goes.
     drop(live);
     Ok(LiveReport {
+        generator,
         frames: options.frames,
         runs: options.runs,
         kernel: kernel_release(),
@@ -443,6 +483,7 @@ mod tests {
             attach_mode: AttachMode::Native,
         };
         let report = LiveReport {
+            generator: "XDP live frames",
             frames: 1,
             runs: 1,
             kernel: String::new(),

@@ -185,7 +185,7 @@ pub struct DataplaneMaps {
     counters: PerCpuArray<MapData, abi::mz_counter_value>,
 }
 
-fn open<T>(pins: &PinLayout, name: &'static str) -> Result<T, DataplaneError>
+pub(super) fn open<T>(pins: &PinLayout, name: &'static str) -> Result<T, DataplaneError>
 where
     T: TryFrom<Map, Error = aya::maps::MapError>,
 {
@@ -658,15 +658,19 @@ impl DataplaneMaps {
     }
 
     /// Writes this host's configuration (None: unconfigured, so transit hands every packet to
-    /// the stack and egress drops), and nothing else.
+    /// the stack and egress drops), and nothing else: the stages' armed bits, which the chains
+    /// own (see `chains`), are kept as they are.
     pub(super) fn write_config(&mut self, host: Option<&HostConfig>) -> Result<(), DataplaneError> {
-        let value = host.map_or_else(abi::mz_host_config::default, |host| abi::mz_host_config {
+        let current = self.config.get(&0, 0).map_err(map_err(names::CONFIG))?;
+        let armed = current.flags & !abi::MZ_HOST_CONFIGURED;
+        let mut value = host.map_or_else(abi::mz_host_config::default, |host| abi::mz_host_config {
             host_ip_be: ip_be(host.ip),
             host_mac: host.mac.0,
             underlay_mtu: host.underlay_mtu,
             underlay_ifindex: host.underlay_ifindex,
             flags: abi::MZ_HOST_CONFIGURED,
         });
+        value.flags |= armed;
         self.config.set(0, value, 0).map_err(map_err(names::CONFIG))
     }
 

@@ -3,6 +3,7 @@
 //! instances coexist), and writes the configuration into the maps.
 
 mod bpffs;
+mod chains;
 mod counters;
 mod link;
 mod maps;
@@ -23,9 +24,13 @@ use aya::{
     },
 };
 use aya_obj::programs::XdpAttachType;
-use mizar_ebpf::{EGRESS_OBJECT, EGRESS_PROGRAM, TRANSIT_OBJECT, TRANSIT_PROGRAM};
+use mizar_ebpf::{
+    BUILTIN_FUNCTIONS, CHAIN_ENTRY_PROGRAMS, CHAIN_EXIT_PROGRAM, EGRESS_OBJECT, EGRESS_PROGRAM,
+    FUNCTIONS_OBJECT, TRANSIT_OBJECT, TRANSIT_PROGRAM,
+};
 
 pub use bpffs::{PinLayout, ensure_bpffs};
+pub use chains::{ChainLink, ChainStats, Chains, FunctionStats, LiveChain, function_pin};
 pub use counters::{
     Counter, CounterValue, Counters, STAGES, Stage, XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT,
     XDP_TX, reason_outcome,
@@ -139,6 +144,8 @@ pub struct Dataplane {
     pins: PinLayout,
     transit: Ebpf,
     egress: Ebpf,
+    /// The built-in functions, pinned for the chains (`programs/fn-NAME`).
+    _functions: Ebpf,
     maps: DataplaneMaps,
 }
 
@@ -153,14 +160,39 @@ impl Dataplane {
             source,
         })?;
 
-        let transit = load_object("transit", TRANSIT_OBJECT, TRANSIT_PROGRAM, &pins)?;
-        let mut egress = load_object("egress", EGRESS_OBJECT, EGRESS_PROGRAM, &pins)?;
+        let mut transit = load_object(
+            "transit",
+            TRANSIT_OBJECT,
+            &[
+                TRANSIT_PROGRAM,
+                CHAIN_ENTRY_PROGRAMS[0],
+                CHAIN_ENTRY_PROGRAMS[1],
+                CHAIN_EXIT_PROGRAM,
+            ],
+            &pins,
+        )?;
+        let mut egress = load_object("egress", EGRESS_OBJECT, &[EGRESS_PROGRAM], &pins)?;
         pin_program(program_mut(&mut egress, EGRESS_PROGRAM), "egress", &pins)?;
+        // The chains' entries and exit: a chain change (another process) puts them in place.
+        for name in [CHAIN_ENTRY_PROGRAMS[0], CHAIN_ENTRY_PROGRAMS[1], CHAIN_EXIT_PROGRAM] {
+            pin_program(program_mut(&mut transit, name), name, &pins)?;
+        }
+        let builtin: Vec<&'static str> = BUILTIN_FUNCTIONS.iter().map(|f| f.program).collect();
+        let mut functions = load_object("functions", FUNCTIONS_OBJECT, &builtin, &pins)?;
+        for f in BUILTIN_FUNCTIONS {
+            pin_program(
+                program_mut(&mut functions, f.program),
+                &function_pin(f.name),
+                &pins,
+            )?;
+        }
+        set_chain_exit(&transit, &pins)?;
         let maps = DataplaneMaps::open(&pins)?;
         Ok(Self {
             pins,
             transit,
             egress,
+            _functions: functions,
             maps,
         })
     }
@@ -291,10 +323,27 @@ pub fn remove_all_pins(pins: &PinLayout) -> Result<(), DataplaneError> {
     Ok(())
 }
 
+/// Puts this load's chain exit in `mz_stage_exit` (one atomic slot exchange: chains running the
+/// previous load's exit finish with it).
+fn set_chain_exit(transit: &Ebpf, pins: &PinLayout) -> Result<(), DataplaneError> {
+    let mut exit: aya::maps::ProgramArray<aya::maps::MapData> =
+        maps::open(pins, mizar_ebpf::maps::STAGE_EXIT)?;
+    let fd = program(transit, CHAIN_EXIT_PROGRAM)
+        .fd()
+        .map_err(|source| DataplaneError::Program {
+            program: CHAIN_EXIT_PROGRAM,
+            source: Box::new(source),
+        })?;
+    exit.set(0, fd, 0).map_err(|source| DataplaneError::Map {
+        map: mizar_ebpf::maps::STAGE_EXIT,
+        source: Box::new(source),
+    })
+}
+
 fn load_object(
     object: &'static str,
     bytes: &[u8],
-    program_name: &'static str,
+    program_names: &[&'static str],
     pins: &PinLayout,
 ) -> Result<Ebpf, DataplaneError> {
     let maps_dir = pins.maps();
@@ -305,21 +354,23 @@ fn load_object(
             object,
             source: Box::new(source),
         })?;
-    let prog: &mut Xdp = ebpf
-        .program_mut(program_name)
-        .ok_or(DataplaneError::MissingProgram {
-            object,
-            program: program_name,
-        })?
-        .try_into()
-        .map_err(|source| DataplaneError::Program {
+    for &program_name in program_names {
+        let prog: &mut Xdp = ebpf
+            .program_mut(program_name)
+            .ok_or(DataplaneError::MissingProgram {
+                object,
+                program: program_name,
+            })?
+            .try_into()
+            .map_err(|source| DataplaneError::Program {
+                program: program_name,
+                source: Box::new(source),
+            })?;
+        prog.load().map_err(|source| DataplaneError::Program {
             program: program_name,
             source: Box::new(source),
         })?;
-    prog.load().map_err(|source| DataplaneError::Program {
-        program: program_name,
-        source: Box::new(source),
-    })?;
+    }
     Ok(ebpf)
 }
 

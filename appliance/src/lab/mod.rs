@@ -20,6 +20,7 @@
 //! cleans up after a process that died before it could.
 
 mod ethtool;
+mod inject;
 mod netns;
 mod pass;
 mod spec;
@@ -27,6 +28,7 @@ mod topology;
 
 use std::{io, path::PathBuf, process::ExitStatus};
 
+pub use inject::FrameInjector;
 pub use netns::{
     Feature, IFNAME_MAX, NETNS_DIR, NetNs, NetNsGuard, NsJoinHandle, delete_namespace,
     list_namespaces, require_tools, run, veth_pair,

@@ -6,6 +6,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include "mizar_abi.h"
+#include "mizar_fn.h" /* the maps functions share: mz_meta, mz_functions, mz_stage_exit, stats */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -111,5 +112,14 @@ struct {
 	__type(value, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mz_stages SEC(".maps");
+
+/* mz_chains[stage * 2 + generation]: the published chain plans (see mizar_abi.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MZ_CHAIN_PLANS);
+	__type(key, __u32);
+	__type(value, struct mz_chain);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mz_chains SEC(".maps");
 
 #endif /* MZ_MAPS_H */

@@ -1,0 +1,433 @@
+//! Function chains at the stages: publishing a stage's chain as a whole generation, reading
+//! back what runs, and the functions' counters.
+//!
+//! # Every packet runs one whole generation
+//!
+//! Each stage has two plans (`mz_chains[stage * 2 + g]`), two groups of program slots
+//! (`mz_functions`), and two entry programs (`mz_chain_entry_0`, `_1`), each of which reads only
+//! its own generation's plan. The generation that runs is the entry program in `mz_stages[stage]`,
+//! as the kernel holds it: [`publish`] asks the kernel which one that is, writes the other
+//! generation's slots and plan (no packet reads them), then puts the other entry program in
+//! `mz_stages[stage]`, one atomic exchange. A packet copies its plan into `mz_meta` when it
+//! enters, so it runs the old chain or the new one, never a mix. The old generation's slots are
+//! cleared only after an RCU grace period ([`super::rcu::synchronize`]): every packet that began
+//! with them has ended by then. A program-array slot cannot be the inner map of a map-of-maps,
+//! which is why the swap is made with programs rather than with maps.
+//!
+//! Transit hands a stage's packets to its chain only while the stage's bit is set in
+//! `mz_config` (`MZ_HOST_STAGE_ARMED`): an empty stage costs one test of a loaded word. The bit
+//! is set after the first plan is live and cleared before the last is removed; in between, an
+//! armed stage with an empty plan goes straight to the exit, which applies the decision.
+
+use std::{
+    collections::BTreeMap,
+    io,
+    os::fd::{AsFd, AsRawFd},
+};
+
+use aya::{
+    maps::{Array, MapData, PerCpuArray, ProgramArray},
+    programs::Xdp,
+};
+use aya_obj::programs::XdpAttachType;
+use mizar_ebpf::{
+    CHAIN_ENTRY_PROGRAMS, FN_PROG_SLOTS, abi,
+    maps::{CHAIN_STATS, CHAINS, CONFIG, FN_STATS, FUNCTIONS, STAGES},
+};
+
+use super::{DataplaneError, PinLayout, Stage, maps::open, rcu};
+
+/// A function placed in a chain: its instance number (its counters' slot, stable while it
+/// stays in the chain, whatever its position) and the built-in or loaded program it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainLink {
+    pub instance: u16,
+    pub function: String,
+}
+
+/// The pin name of a function's program (`programs/fn-NAME`).
+pub fn function_pin(function: &str) -> String {
+    format!("fn-{function}")
+}
+
+/// A function's counters, summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FunctionStats {
+    pub passed: u64,
+    pub dropped: [u64; abi::MZ_FN_DROP_REASONS as usize],
+    /// Packets whose time in the function was measured, and that time in total.
+    pub timed: u64,
+    pub ns: u64,
+}
+
+impl FunctionStats {
+    /// Packets the function took.
+    pub fn packets(&self) -> u64 {
+        self.passed + self.dropped.iter().sum::<u64>()
+    }
+
+    pub fn drops(&self) -> u64 {
+        self.dropped.iter().sum()
+    }
+
+    /// Mean time per packet over the sampled packets.
+    pub fn ns_per_packet(&self) -> Option<f64> {
+        (self.timed > 0).then(|| self.ns as f64 / self.timed as f64)
+    }
+}
+
+/// A stage's chain counters, summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChainStats {
+    pub runs: u64,
+    pub applied: u64,
+    pub failed: u64,
+}
+
+/// What runs at one stage, as the kernel holds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveChain {
+    /// The generation in `mz_stages` (None: no entry program there yet).
+    pub generation: Option<u32>,
+    /// Publication number of the live plan.
+    pub seq: u32,
+    /// (instance, program id) in order.
+    pub links: Vec<(u16, u32)>,
+    /// Whether transit hands the stage's packets to the chain.
+    pub armed: bool,
+}
+
+fn syscall_error(what: &str, err: io::Error) -> DataplaneError {
+    DataplaneError::Invalid(format!("{what}: {err}"))
+}
+
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+
+#[repr(C)]
+struct ElemAttr {
+    map_fd: u32,
+    pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+/// The id of the program in slot `index` of a program array (None: empty). aya 0.14 can set and
+/// clear program-array slots but not read them; the kernel answers a lookup with the id.
+fn program_in_slot(array: &MapData, index: u32) -> Result<Option<u32>, DataplaneError> {
+    let fd = array.fd().as_fd().as_raw_fd();
+    let mut id = 0u32;
+    let attr = ElemAttr {
+        map_fd: fd as u32,
+        pad: 0,
+        key: &raw const index as u64,
+        value: &raw mut id as u64,
+        flags: 0,
+    };
+    // SAFETY: a valid BPF_MAP_LOOKUP_ELEM attribute whose key and value point at live u32s, the
+    // sizes of a program array's key and (user-visible) value.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_MAP_LOOKUP_ELEM,
+            &raw const attr,
+            size_of::<ElemAttr>(),
+        )
+    };
+    if ret < 0 {
+        let err = io::Error::last_os_error();
+        return match err.raw_os_error() {
+            Some(libc::ENOENT) => Ok(None),
+            _ => Err(syscall_error("reading a program-array slot", err)),
+        };
+    }
+    Ok(Some(id))
+}
+
+fn pinned_program(pins: &PinLayout, role: &str) -> Result<Xdp, DataplaneError> {
+    let path = pins.program(role);
+    Xdp::from_pin(&path, XdpAttachType::Interface).map_err(|err| {
+        DataplaneError::Invalid(format!(
+            "the {role} program is not pinned at {} ({err}); run `mizar up`",
+            path.display()
+        ))
+    })
+}
+
+fn program_id(prog: &Xdp, role: &str) -> Result<u32, DataplaneError> {
+    prog.info()
+        .map(|info| info.id())
+        .map_err(|err| DataplaneError::Invalid(format!("the {role} program: {err}")))
+}
+
+fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError {
+    move |source| DataplaneError::Map {
+        map,
+        source: Box::new(source),
+    }
+}
+
+fn plan_index(stage: Stage, generation: u32) -> u32 {
+    stage.slot() * abi::MZ_CHAIN_GENERATIONS + generation
+}
+
+fn slot_of(plan: u32, position: u32) -> u32 {
+    plan * abi::MZ_MAX_CHAIN + position
+}
+
+/// The chains' kernel objects of one instance, opened from their pins.
+pub struct Chains {
+    pins: PinLayout,
+    stages: ProgramArray<MapData>,
+    functions: ProgramArray<MapData>,
+    /// The same two maps, to read slots with (aya's ProgramArray cannot).
+    stages_raw: MapData,
+    functions_raw: MapData,
+    plans: Array<MapData, abi::mz_chain>,
+    config: Array<MapData, abi::mz_host_config>,
+    fn_stats: PerCpuArray<MapData, abi::mz_fn_stats>,
+    chain_stats: PerCpuArray<MapData, abi::mz_chain_stats>,
+    entry_ids: [u32; 2],
+}
+
+impl Chains {
+    pub fn open(pins: &PinLayout) -> Result<Self, DataplaneError> {
+        let entry_ids = [
+            program_id(&pinned_program(pins, CHAIN_ENTRY_PROGRAMS[0])?, "chain entry")?,
+            program_id(&pinned_program(pins, CHAIN_ENTRY_PROGRAMS[1])?, "chain entry")?,
+        ];
+        Ok(Self {
+            pins: pins.clone(),
+            stages: open(pins, STAGES)?,
+            functions: open(pins, FUNCTIONS)?,
+            stages_raw: open_raw(pins, STAGES)?,
+            functions_raw: open_raw(pins, FUNCTIONS)?,
+            plans: open(pins, CHAINS)?,
+            config: open(pins, CONFIG)?,
+            fn_stats: open(pins, FN_STATS)?,
+            chain_stats: open(pins, CHAIN_STATS)?,
+            entry_ids,
+        })
+    }
+
+    /// What runs at `stage`.
+    pub fn live(&self, stage: Stage) -> Result<LiveChain, DataplaneError> {
+        let entry = program_in_slot(&self.stages_raw, stage.slot())?;
+        let generation = entry.and_then(|id| self.entry_ids.iter().position(|e| *e == id));
+        let armed = self
+            .config
+            .get(&0, 0)
+            .map(|c| c.flags & armed_bit(stage) != 0)
+            .map_err(map_err(CONFIG))?;
+        let Some(generation) = generation.map(|g| g as u32) else {
+            return Ok(LiveChain {
+                armed,
+                ..LiveChain::default()
+            });
+        };
+        let index = plan_index(stage, generation);
+        let plan = self.plans.get(&index, 0).map_err(map_err(CHAINS))?;
+        let mut links = Vec::new();
+        for position in 0..plan.len.min(abi::MZ_MAX_CHAIN) {
+            let slot = slot_of(index, position);
+            let id = program_in_slot(&self.functions_raw, slot)?.unwrap_or(0);
+            links.push((plan.instance[position as usize], id));
+        }
+        Ok(LiveChain {
+            generation: Some(generation),
+            seq: plan.seq,
+            links,
+            armed,
+        })
+    }
+
+    /// The program ids `links` would run with the programs pinned now.
+    fn wanted_ids(&self, links: &[ChainLink]) -> Result<Vec<(u16, u32)>, DataplaneError> {
+        links
+            .iter()
+            .map(|l| {
+                let role = function_pin(&l.function);
+                Ok((l.instance, program_id(&pinned_program(&self.pins, &role)?, &role)?))
+            })
+            .collect()
+    }
+
+    /// Whether `stage` runs exactly `links` with the programs pinned now.
+    pub fn is_live(&self, stage: Stage, links: &[ChainLink]) -> Result<bool, DataplaneError> {
+        let live = self.live(stage)?;
+        let entry_current = live.generation.is_some() || links.is_empty();
+        Ok(entry_current && live.armed == !links.is_empty() && live.links == self.wanted_ids(links)?)
+    }
+
+    /// Makes `stage` run `links`, as a whole new generation (see the module documentation).
+    /// Returns whether anything changed.
+    pub fn publish(&mut self, stage: Stage, links: &[ChainLink]) -> Result<bool, DataplaneError> {
+        if links.len() > abi::MZ_MAX_CHAIN as usize {
+            return Err(DataplaneError::Invalid(format!(
+                "{} functions at {} exceed the {} a chain holds",
+                links.len(),
+                stage.name(),
+                abi::MZ_MAX_CHAIN
+            )));
+        }
+        if let Some(l) = links
+            .iter()
+            .find(|l| l.instance == 0 || u32::from(l.instance) >= abi::MZ_MAX_FN_INSTANCES)
+        {
+            return Err(DataplaneError::Invalid(format!(
+                "function instance {} is outside 1..{}",
+                l.instance,
+                abi::MZ_MAX_FN_INSTANCES
+            )));
+        }
+        if self.is_live(stage, links)? {
+            return Ok(false);
+        }
+        let live = self.live(stage)?;
+        let next = match live.generation {
+            Some(0) => 1,
+            _ => 0,
+        };
+        let index = plan_index(stage, next);
+
+        // Counters start from zero for an instance that is new to the stage.
+        for link in links {
+            if !live.links.iter().any(|(i, _)| *i == link.instance) {
+                self.reset_stats(link.instance)?;
+            }
+        }
+
+        let mut plan = abi::mz_chain {
+            len: links.len() as u32,
+            seq: live.seq.wrapping_add(1),
+            ..abi::mz_chain::default()
+        };
+        for (position, link) in links.iter().enumerate() {
+            let role = function_pin(&link.function);
+            let prog = pinned_program(&self.pins, &role)?;
+            let fd = prog
+                .fd()
+                .map_err(|err| DataplaneError::Invalid(format!("the {role} program: {err}")))?;
+            self.functions
+                .set(slot_of(index, position as u32), fd, 0)
+                .map_err(map_err(FUNCTIONS))?;
+            plan.slots[position] = slot_of(index, position as u32) as u16;
+            plan.instance[position] = link.instance;
+        }
+        for position in links.len() as u32..abi::MZ_MAX_CHAIN {
+            clear_slot(&mut self.functions, slot_of(index, position))?;
+        }
+        self.plans.set(index, plan, 0).map_err(map_err(CHAINS))?;
+
+        let entry = pinned_program(&self.pins, CHAIN_ENTRY_PROGRAMS[next as usize])?;
+        let fd = entry
+            .fd()
+            .map_err(|err| DataplaneError::Invalid(format!("the chain entry program: {err}")))?;
+        self.stages
+            .set(stage.slot(), fd, 0)
+            .map_err(map_err(STAGES))?;
+        self.arm(stage, !links.is_empty())?;
+
+        // No packet runs the old generation once a grace period has passed.
+        rcu::synchronize()?;
+        if let Some(old) = live.generation {
+            let old_index = plan_index(stage, old);
+            for position in 0..abi::MZ_MAX_CHAIN {
+                clear_slot(&mut self.functions, slot_of(old_index, position))?;
+            }
+        }
+        Ok(true)
+    }
+
+    fn arm(&mut self, stage: Stage, on: bool) -> Result<(), DataplaneError> {
+        let mut config = self.config.get(&0, 0).map_err(map_err(CONFIG))?;
+        let flags = if on {
+            config.flags | armed_bit(stage)
+        } else {
+            config.flags & !armed_bit(stage)
+        };
+        if flags != config.flags {
+            config.flags = flags;
+            self.config.set(0, config, 0).map_err(map_err(CONFIG))?;
+        }
+        Ok(())
+    }
+
+    fn reset_stats(&mut self, instance: u16) -> Result<(), DataplaneError> {
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(_, err)| syscall_error("counting the possible CPUs", err))?;
+        let zeros = aya::maps::PerCpuValues::try_from(vec![abi::mz_fn_stats::default(); cpus])
+            .map_err(|err| syscall_error("zeroing a function's counters", err))?;
+        self.fn_stats
+            .set(u32::from(instance), zeros, 0)
+            .map_err(map_err(FN_STATS))
+    }
+
+    /// A function instance's counters, summed over CPUs.
+    pub fn function_stats(&self, instance: u16) -> Result<FunctionStats, DataplaneError> {
+        let values = self
+            .fn_stats
+            .get(&u32::from(instance), 0)
+            .map_err(map_err(FN_STATS))?;
+        let mut sum = FunctionStats::default();
+        for v in values.iter() {
+            sum.passed += v.passed;
+            for (total, d) in sum.dropped.iter_mut().zip(v.dropped) {
+                *total += d;
+            }
+            sum.timed += v.timed;
+            sum.ns += v.ns;
+        }
+        Ok(sum)
+    }
+
+    /// A stage's chain counters, summed over CPUs.
+    pub fn chain_stats(&self, stage: Stage) -> Result<ChainStats, DataplaneError> {
+        let values = self
+            .chain_stats
+            .get(&stage.slot(), 0)
+            .map_err(map_err(CHAIN_STATS))?;
+        Ok(values.iter().fold(ChainStats::default(), |s, v| ChainStats {
+            runs: s.runs + v.runs,
+            applied: s.applied + v.applied,
+            failed: s.failed + v.failed,
+        }))
+    }
+
+    /// Every stage's chain, as the kernel runs it.
+    pub fn all_live(&self) -> Result<BTreeMap<&'static str, LiveChain>, DataplaneError> {
+        super::STAGES
+            .iter()
+            .map(|s| Ok((s.name(), self.live(*s)?)))
+            .collect()
+    }
+}
+
+fn open_raw(pins: &PinLayout, name: &'static str) -> Result<MapData, DataplaneError> {
+    let path = pins.map(name);
+    MapData::from_pin(&path).map_err(|source| DataplaneError::OpenMap {
+        map: name,
+        path,
+        source: Box::new(source),
+    })
+}
+
+fn armed_bit(stage: Stage) -> u32 {
+    1 << (8 + stage.slot())
+}
+
+fn clear_slot(array: &mut ProgramArray<MapData>, index: u32) -> Result<(), DataplaneError> {
+    match array.clear_index(&index) {
+        Ok(()) => Ok(()),
+        // Already empty.
+        Err(aya::maps::MapError::SyscallError(e))
+            if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+        {
+            Ok(())
+        }
+        Err(err) => Err(map_err(FUNCTIONS)(err)),
+    }
+}
+
+// The slots of every plan fit in mz_functions and in a u16.
+const _: () = assert!(FN_PROG_SLOTS <= u16::MAX as u32);
