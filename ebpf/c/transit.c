@@ -205,13 +205,13 @@ static __always_inline int chain_entry(struct xdp_md *ctx, __u32 generation)
 }
 
 SEC("xdp")
-int mz_chain_entry_0(struct xdp_md *ctx)
+int mz_chain_gen0(struct xdp_md *ctx)
 {
 	return chain_entry(ctx, 0);
 }
 
 SEC("xdp")
-int mz_chain_entry_1(struct xdp_md *ctx)
+int mz_chain_gen1(struct xdp_md *ctx)
 {
 	return chain_entry(ctx, 1);
 }

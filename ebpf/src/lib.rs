@@ -50,7 +50,7 @@ pub const BENCH_RESIZE_PROGRAM: &str = "mz_bench_resize";
 pub const BENCH_SINK_PROGRAM: &str = "mz_bench_sink";
 pub const PASS_PROGRAM: &str = "mz_pass";
 /// The chain's entry programs, one per generation (in the transit object), and its exit.
-pub const CHAIN_ENTRY_PROGRAMS: [&str; 2] = ["mz_chain_entry_0", "mz_chain_entry_1"];
+pub const CHAIN_ENTRY_PROGRAMS: [&str; 2] = ["mz_chain_gen0", "mz_chain_gen1"];
 pub const CHAIN_EXIT_PROGRAM: &str = "mz_chain_exit";
 
 /// A built-in network function: the name chains and the CLI use, its program in the functions

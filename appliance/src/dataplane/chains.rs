@@ -4,7 +4,7 @@
 //! # Every packet runs one whole generation
 //!
 //! Each stage has two plans (`mz_chains[stage * 2 + g]`), two groups of program slots
-//! (`mz_functions`), and two entry programs (`mz_chain_entry_0`, `_1`), each of which reads only
+//! (`mz_functions`), and two entry programs (`mz_chain_gen0`, `_1`), each of which reads only
 //! its own generation's plan. The generation that runs is the entry program in `mz_stages[stage]`,
 //! as the kernel holds it: [`publish`] asks the kernel which one that is, writes the other
 //! generation's slots and plan (no packet reads them), then puts the other entry program in
@@ -213,7 +213,14 @@ impl Chains {
     /// What runs at `stage`.
     pub fn live(&self, stage: Stage) -> Result<LiveChain, DataplaneError> {
         let entry = program_in_slot(&self.stages_raw, stage.slot())?;
-        let generation = entry.and_then(|id| self.entry_ids.iter().position(|e| *e == id));
+        let generation = match entry {
+            None => None,
+            Some(id) => match self.entry_ids.iter().position(|e| *e == id) {
+                Some(g) => Some(g),
+                // An entry program of an earlier load (`up` again, an upgrade): known by name.
+                None => generation_by_name(id)?,
+            },
+        };
         let armed = self
             .config
             .get(&0, 0)
@@ -401,6 +408,21 @@ impl Chains {
             .map(|s| Ok((s.name(), self.live(*s)?)))
             .collect()
     }
+}
+
+/// The generation of the entry program with id `id`, from its name (`mz_chain_gen0`, `_1`).
+fn generation_by_name(id: u32) -> Result<Option<usize>, DataplaneError> {
+    for info in aya::programs::loaded_programs() {
+        let info = info.map_err(|err| {
+            DataplaneError::Invalid(format!("listing the loaded programs: {err}"))
+        })?;
+        if info.id() == id {
+            return Ok(info
+                .name_as_str()
+                .and_then(|name| CHAIN_ENTRY_PROGRAMS.iter().position(|p| *p == name)));
+        }
+    }
+    Ok(None)
 }
 
 fn open_raw(pins: &PinLayout, name: &'static str) -> Result<MapData, DataplaneError> {
