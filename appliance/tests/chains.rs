@@ -33,14 +33,34 @@ fn a_chain_sees_the_decision_and_the_exit_applies_it_as_an_empty_stage_would() {
     let plain = World::bouncer("chains-plain");
     let chained = World::bouncer("chains-chained");
     let mut c = chains(&chained);
-    for stage in [Stage::OnXdpRedirect, Stage::OnXdpTx, Stage::OnXdpPass, Stage::OnXdpDrop] {
+    for stage in [
+        Stage::OnXdpRedirect,
+        Stage::OnXdpTx,
+        Stage::OnXdpPass,
+        Stage::OnXdpDrop,
+    ] {
         assert!(c.publish(stage, &links(&[1, 2])).unwrap());
     }
 
     let frames = [
-        (packet_to(VNI, LOCAL_EP), XDP_REDIRECT, abi::MZ_DELIVER_LOCAL, Stage::OnXdpRedirect),
-        (packet_to(VNI, REMOTE_EP), XDP_TX, abi::MZ_BOUNCER_FORWARD, Stage::OnXdpTx),
-        (packet_to(VNI_B, LOCAL_EP), XDP_DROP, abi::MZ_DROP_UNKNOWN_VPC, Stage::OnXdpDrop),
+        (
+            packet_to(VNI, LOCAL_EP),
+            XDP_REDIRECT,
+            abi::MZ_DELIVER_LOCAL,
+            Stage::OnXdpRedirect,
+        ),
+        (
+            packet_to(VNI, REMOTE_EP),
+            XDP_TX,
+            abi::MZ_BOUNCER_FORWARD,
+            Stage::OnXdpTx,
+        ),
+        (
+            packet_to(VNI_B, LOCAL_EP),
+            XDP_DROP,
+            abi::MZ_DROP_UNKNOWN_VPC,
+            Stage::OnXdpDrop,
+        ),
     ];
     for (i, (frame, verdict, reason, stage)) in frames.iter().enumerate() {
         let expected = plain.run(frame);
@@ -62,15 +82,25 @@ fn a_chain_sees_the_decision_and_the_exit_applies_it_as_an_empty_stage_would() {
         .run(&inner_udp(SENDER_EP, LOCAL_EP))
         .expect_pass(abi::MZ_PASS_NOT_FOR_THIS_HOST);
 
-    let runs: u64 = [Stage::OnXdpRedirect, Stage::OnXdpTx, Stage::OnXdpDrop, Stage::OnXdpPass]
-        .iter()
-        .map(|s| c.chain_stats(*s).unwrap().runs)
-        .sum();
+    let runs: u64 = [
+        Stage::OnXdpRedirect,
+        Stage::OnXdpTx,
+        Stage::OnXdpDrop,
+        Stage::OnXdpPass,
+    ]
+    .iter()
+    .map(|s| c.chain_stats(*s).unwrap().runs)
+    .sum();
     assert_eq!(runs, 4, "every packet ran its stage's chain once");
-    let failed: u64 = [Stage::OnXdpRedirect, Stage::OnXdpTx, Stage::OnXdpDrop, Stage::OnXdpPass]
-        .iter()
-        .map(|s| c.chain_stats(*s).unwrap().failed)
-        .sum();
+    let failed: u64 = [
+        Stage::OnXdpRedirect,
+        Stage::OnXdpTx,
+        Stage::OnXdpDrop,
+        Stage::OnXdpPass,
+    ]
+    .iter()
+    .map(|s| c.chain_stats(*s).unwrap().failed)
+    .sum();
     assert_eq!(failed, 0);
     // The local endpoint's counters move once per delivery, chain or not.
     let stats = chained
@@ -136,12 +166,17 @@ fn publishing_swaps_whole_generations_and_an_empty_chain_disarms_the_stage() {
 
     assert!(c.publish(stage, &[]).unwrap());
     let empty = c.live(stage).unwrap();
-    assert!(!empty.armed, "an empty chain costs nothing: the stage is disarmed");
+    assert!(
+        !empty.armed,
+        "an empty chain costs nothing: the stage is disarmed"
+    );
     assert!(empty.links.is_empty());
     let runs = c.chain_stats(stage).unwrap().runs;
-    world
-        .run(&packet_to(VNI, LOCAL_EP))
-        .expect(XDP_REDIRECT, abi::MZ_DELIVER_LOCAL, Stage::OnXdpRedirect);
+    world.run(&packet_to(VNI, LOCAL_EP)).expect(
+        XDP_REDIRECT,
+        abi::MZ_DELIVER_LOCAL,
+        Stage::OnXdpRedirect,
+    );
     assert_eq!(c.chain_stats(stage).unwrap().runs, runs, "no chain ran");
 }
 
@@ -151,16 +186,24 @@ fn a_chain_holds_sixteen_functions_within_the_tail_call_budget() {
     let mut c = chains(&world);
     let all: Vec<u16> = (1..=abi::MZ_MAX_CHAIN as u16).collect();
     c.publish(Stage::OnXdpRedirect, &links(&all)).unwrap();
-    world
-        .run(&packet_to(VNI, LOCAL_EP))
-        .expect(XDP_REDIRECT, abi::MZ_DELIVER_LOCAL, Stage::OnXdpRedirect);
+    world.run(&packet_to(VNI, LOCAL_EP)).expect(
+        XDP_REDIRECT,
+        abi::MZ_DELIVER_LOCAL,
+        Stage::OnXdpRedirect,
+    );
     for instance in all {
-        assert_eq!(c.function_stats(instance).unwrap().passed, 1, "function {instance}");
+        assert_eq!(
+            c.function_stats(instance).unwrap().passed,
+            1,
+            "function {instance}"
+        );
     }
     assert_eq!(c.chain_stats(Stage::OnXdpRedirect).unwrap().failed, 0);
 
     let too_many: Vec<u16> = (1..=abi::MZ_MAX_CHAIN as u16 + 1).collect();
-    let err = c.publish(Stage::OnXdpRedirect, &links(&too_many)).unwrap_err();
+    let err = c
+        .publish(Stage::OnXdpRedirect, &links(&too_many))
+        .unwrap_err();
     assert!(err.to_string().contains("exceed"), "{err}");
 }
 
@@ -177,13 +220,21 @@ fn a_reload_of_the_programs_is_republished_to_the_new_ones() {
         !c.is_live(Stage::OnXdpRedirect, &links(&[1])).unwrap(),
         "the chain still runs the previous load's programs"
     );
-    world
-        .run(&packet_to(VNI, LOCAL_EP))
-        .expect(XDP_REDIRECT, abi::MZ_DELIVER_LOCAL, Stage::OnXdpRedirect);
+    world.run(&packet_to(VNI, LOCAL_EP)).expect(
+        XDP_REDIRECT,
+        abi::MZ_DELIVER_LOCAL,
+        Stage::OnXdpRedirect,
+    );
     assert!(c.publish(Stage::OnXdpRedirect, &links(&[1])).unwrap());
     assert!(c.is_live(Stage::OnXdpRedirect, &links(&[1])).unwrap());
-    world
-        .run(&packet_to(VNI, LOCAL_EP))
-        .expect(XDP_REDIRECT, abi::MZ_DELIVER_LOCAL, Stage::OnXdpRedirect);
-    assert_eq!(c.function_stats(1).unwrap().passed, 2, "kept across the reload");
+    world.run(&packet_to(VNI, LOCAL_EP)).expect(
+        XDP_REDIRECT,
+        abi::MZ_DELIVER_LOCAL,
+        Stage::OnXdpRedirect,
+    );
+    assert_eq!(
+        c.function_stats(1).unwrap().passed,
+        2,
+        "kept across the reload"
+    );
 }

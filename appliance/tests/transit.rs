@@ -1047,7 +1047,9 @@ mod live {
     /// veth, but some kernels refuse it even to root.)
     fn underlay(world: &mut World) -> mizar::lab::FrameInjector {
         for args in [
-            &["link", "add", "mzt-ul0", "type", "veth", "peer", "name", "mzt-ul1"][..],
+            &[
+                "link", "add", "mzt-ul0", "type", "veth", "peer", "name", "mzt-ul1",
+            ][..],
             &["link", "set", "mzt-ul0", "up"],
             &["link", "set", "mzt-ul1", "up"],
         ] {
@@ -1067,7 +1069,9 @@ mod live {
 
     /// Sends `frame` to transit and gives the redirect a moment to land.
     fn run_live(injector: &mizar::lab::FrameInjector, frame: &[u8]) {
-        injector.send(frame).expect("send through the packet socket");
+        injector
+            .send(frame)
+            .expect("send through the packet socket");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 

@@ -468,6 +468,39 @@ pub enum StoreError {
         max: usize,
     },
 
+    // --- Function chains ---
+    #[error("unknown stage {input:?}; stages: {}", crate::chains::CHAIN_STAGES.join(", "))]
+    UnknownStage { input: String },
+
+    #[error("unknown function {name:?}; functions: {known} (see `mizar fn list`)")]
+    UnknownFunction { name: String, known: String },
+
+    #[error(
+        "{count} functions at {stage} exceed the {max} a chain holds (the kernel allows 33 tail \
+         calls per packet); remove some first"
+    )]
+    ChainTooLong {
+        stage: String,
+        count: usize,
+        max: usize,
+    },
+
+    #[error(
+        "position {position} is not in the chain at {stage}, which holds {len} function(s); \
+         positions run from 1 (see `mizar chain show --stage {stage}`)"
+    )]
+    ChainPosition {
+        stage: String,
+        position: usize,
+        len: usize,
+    },
+
+    #[error(
+        "{count} functions placed in chains exceed the {max} the data plane counts; remove some \
+         first"
+    )]
+    TooManyFunctionInstances { count: usize, max: usize },
+
     // --- References and existence ---
     #[error("unknown {kind} {name:?}{scope}{used_by}; known: {known}; {fix}")]
     Unknown {

@@ -59,6 +59,7 @@
 //! ```
 
 mod apply;
+mod chains;
 mod error;
 mod model;
 mod proposal;
@@ -69,6 +70,7 @@ mod store;
 mod validate;
 
 pub use apply::{Action, ApplyReport, Change};
+pub use chains::{CHAIN_STAGES, ChainEdit, ChainLinkRow, MAX_CHAIN, MAX_FN_INSTANCES, parse_stage};
 pub use error::{Kind, Names, Problems, StoreError};
 pub use ipnet::Ipv4Net;
 pub use model::{

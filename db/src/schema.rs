@@ -23,6 +23,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_endpoint_mac_index.sql"),
     include_str!("../migrations/0003_endpoints_host_network_index.sql"),
     include_str!("../migrations/0004_endpoint_netns.sql"),
+    include_str!("../migrations/0005_chains.sql"),
 ];
 
 /// The schema version this build writes: the number of migrations.
@@ -159,6 +160,7 @@ mod tests {
         assert_eq!(
             tables(&conn),
             [
+                "chain_links",
                 "endpoint_backends",
                 "endpoint_netns",
                 "endpoints",

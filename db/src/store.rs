@@ -329,7 +329,7 @@ impl Store {
 
     /// Runs `f` in one IMMEDIATE transaction, committed only if `f` succeeds and the commit
     /// guard approves what it leaves (and not at all in a dry run).
-    fn write<T>(
+    pub(crate) fn write<T>(
         &mut self,
         action: &'static str,
         f: impl FnOnce(&Transaction<'_>) -> Result<T>,
@@ -378,7 +378,11 @@ impl Store {
     }
 
     /// Runs `f` in a read transaction: everything it reads is one consistent state.
-    fn read<T>(&self, action: &'static str, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    pub(crate) fn read<T>(
+        &self,
+        action: &'static str,
+        f: impl FnOnce(&Connection) -> Result<T>,
+    ) -> Result<T> {
         let tx = self.conn.unchecked_transaction().ctx(action)?;
         let out = f(&tx)?;
         tx.finish().ctx(action)?;

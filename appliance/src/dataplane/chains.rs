@@ -193,8 +193,14 @@ pub struct Chains {
 impl Chains {
     pub fn open(pins: &PinLayout) -> Result<Self, DataplaneError> {
         let entry_ids = [
-            program_id(&pinned_program(pins, CHAIN_ENTRY_PROGRAMS[0])?, "chain entry")?,
-            program_id(&pinned_program(pins, CHAIN_ENTRY_PROGRAMS[1])?, "chain entry")?,
+            program_id(
+                &pinned_program(pins, CHAIN_ENTRY_PROGRAMS[0])?,
+                "chain entry",
+            )?,
+            program_id(
+                &pinned_program(pins, CHAIN_ENTRY_PROGRAMS[1])?,
+                "chain entry",
+            )?,
         ];
         Ok(Self {
             pins: pins.clone(),
@@ -254,7 +260,10 @@ impl Chains {
             .iter()
             .map(|l| {
                 let role = function_pin(&l.function);
-                Ok((l.instance, program_id(&pinned_program(&self.pins, &role)?, &role)?))
+                Ok((
+                    l.instance,
+                    program_id(&pinned_program(&self.pins, &role)?, &role)?,
+                ))
             })
             .collect()
     }
@@ -263,7 +272,9 @@ impl Chains {
     pub fn is_live(&self, stage: Stage, links: &[ChainLink]) -> Result<bool, DataplaneError> {
         let live = self.live(stage)?;
         let entry_current = live.generation.is_some() || links.is_empty();
-        Ok(entry_current && live.armed == !links.is_empty() && live.links == self.wanted_ids(links)?)
+        Ok(entry_current
+            && live.armed != links.is_empty()
+            && live.links == self.wanted_ids(links)?)
     }
 
     /// Makes `stage` run `links`, as a whole new generation (see the module documentation).
@@ -394,11 +405,13 @@ impl Chains {
             .chain_stats
             .get(&stage.slot(), 0)
             .map_err(map_err(CHAIN_STATS))?;
-        Ok(values.iter().fold(ChainStats::default(), |s, v| ChainStats {
-            runs: s.runs + v.runs,
-            applied: s.applied + v.applied,
-            failed: s.failed + v.failed,
-        }))
+        Ok(values
+            .iter()
+            .fold(ChainStats::default(), |s, v| ChainStats {
+                runs: s.runs + v.runs,
+                applied: s.applied + v.applied,
+                failed: s.failed + v.failed,
+            }))
     }
 
     /// Every stage's chain, as the kernel runs it.

@@ -663,13 +663,14 @@ impl DataplaneMaps {
     pub(super) fn write_config(&mut self, host: Option<&HostConfig>) -> Result<(), DataplaneError> {
         let current = self.config.get(&0, 0).map_err(map_err(names::CONFIG))?;
         let armed = current.flags & !abi::MZ_HOST_CONFIGURED;
-        let mut value = host.map_or_else(abi::mz_host_config::default, |host| abi::mz_host_config {
-            host_ip_be: ip_be(host.ip),
-            host_mac: host.mac.0,
-            underlay_mtu: host.underlay_mtu,
-            underlay_ifindex: host.underlay_ifindex,
-            flags: abi::MZ_HOST_CONFIGURED,
-        });
+        let mut value =
+            host.map_or_else(abi::mz_host_config::default, |host| abi::mz_host_config {
+                host_ip_be: ip_be(host.ip),
+                host_mac: host.mac.0,
+                underlay_mtu: host.underlay_mtu,
+                underlay_ifindex: host.underlay_ifindex,
+                flags: abi::MZ_HOST_CONFIGURED,
+            });
         value.flags |= armed;
         self.config.set(0, value, 0).map_err(map_err(names::CONFIG))
     }

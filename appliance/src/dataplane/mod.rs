@@ -174,7 +174,11 @@ impl Dataplane {
         let mut egress = load_object("egress", EGRESS_OBJECT, &[EGRESS_PROGRAM], &pins)?;
         pin_program(program_mut(&mut egress, EGRESS_PROGRAM), "egress", &pins)?;
         // The chains' entries and exit: a chain change (another process) puts them in place.
-        for name in [CHAIN_ENTRY_PROGRAMS[0], CHAIN_ENTRY_PROGRAMS[1], CHAIN_EXIT_PROGRAM] {
+        for name in [
+            CHAIN_ENTRY_PROGRAMS[0],
+            CHAIN_ENTRY_PROGRAMS[1],
+            CHAIN_EXIT_PROGRAM,
+        ] {
             pin_program(program_mut(&mut transit, name), name, &pins)?;
         }
         let builtin: Vec<&'static str> = BUILTIN_FUNCTIONS.iter().map(|f| f.program).collect();

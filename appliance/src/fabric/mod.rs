@@ -34,6 +34,7 @@
 //! write, so the maps only change under the lock and a plan made inside the transaction is what
 //! reconcile then does.
 
+mod chains;
 mod change;
 mod desired;
 mod status;
@@ -47,6 +48,7 @@ use std::{
 
 use mizar_db::{Store, StoreError, Topology};
 
+pub use chains::{ChainLinkStatus, StageChain, known_functions};
 pub use change::{ChangeOptions, Changed};
 pub use desired::{
     Desired, Interfaces, NamedInterfaces, SystemInterfaces, WaitingEndpoint, desired_state,
@@ -149,6 +151,8 @@ pub struct SyncReport {
     pub maps: ReconcileReport,
     /// Local endpoints left out until their veth exists.
     pub waiting: Vec<WaitingEndpoint>,
+    /// Stages whose function chain was (re)published.
+    pub chains_published: usize,
 }
 
 impl SyncReport {
@@ -263,6 +267,8 @@ impl Instance {
                 report.detached.push(("egress", veth));
             }
         }
+        // The chains run this load's programs from now on (a whole new generation each).
+        report.chains_published = self.publish_chains(store)?;
         report.waiting = desired.waiting;
         Ok(report)
     }

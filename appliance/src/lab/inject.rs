@@ -83,9 +83,8 @@ impl FrameInjector {
         while left > 0 {
             let n = left.min(BATCH as u64) as usize;
             // SAFETY: `messages` holds `n` initialised headers whose buffers are live.
-            let sent = unsafe {
-                libc::sendmmsg(self.fd.as_raw_fd(), messages.as_mut_ptr(), n as u32, 0)
-            };
+            let sent =
+                unsafe { libc::sendmmsg(self.fd.as_raw_fd(), messages.as_mut_ptr(), n as u32, 0) };
             if sent < 0 {
                 let err = io::Error::last_os_error();
                 if err.raw_os_error() == Some(libc::ENOBUFS) {

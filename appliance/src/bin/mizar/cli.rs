@@ -61,6 +61,15 @@ pub enum Command {
     /// Dividers of a VPC: hosts that spread its traffic over its networks' bouncers
     #[command(subcommand)]
     Divider(DividerCommand),
+    /// Network functions: the built-in ones, and where they are placed
+    #[command(subcommand)]
+    Fn(FnCommand),
+    /// Function chains at the pipeline's stages (ON_XDP_TX, ON_XDP_PASS, ON_XDP_REDIRECT,
+    /// ON_XDP_DROP, ON_XDP_SCALED_EP): the functions a packet meets there, in order, before the
+    /// pipeline's decision is applied. A change runs as a whole new generation: every packet
+    /// meets the old chain or the new one, never a mix
+    #[command(subcommand)]
+    Chain(ChainCommand),
     /// Make the store match a YAML or JSON topology (idempotent)
     Apply(ApplyArgs),
     /// Print the store as a topology document that `apply` takes back
@@ -472,6 +481,66 @@ pub enum DividerCommand {
         vpc: Option<String>,
         #[command(flatten)]
         output: OutputArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FnCommand {
+    /// The functions chains can hold, what each does, and where each is placed
+    List(OutputArgs),
+}
+
+/// The stage a chain command works on.
+#[derive(Debug, Args)]
+pub struct StageArg {
+    /// The stage: ON_XDP_TX, ON_XDP_PASS, ON_XDP_REDIRECT, ON_XDP_DROP or ON_XDP_SCALED_EP
+    /// (also tx, pass, redirect, drop, scaled-ep)
+    #[arg(long, short)]
+    pub stage: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChainCommand {
+    /// Every stage's chain (or one stage's) with each function's packets, drops and ns/packet
+    Show {
+        /// Only this stage
+        #[arg(long, short)]
+        stage: Option<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Replace a stage's whole chain (no function names: empty it)
+    Set {
+        #[command(flatten)]
+        stage: StageArg,
+        /// The functions, in order (see `mizar fn list`)
+        functions: Vec<String>,
+    },
+    /// Put a function in a stage's chain
+    Add {
+        #[command(flatten)]
+        stage: StageArg,
+        /// The function (see `mizar fn list`)
+        function: String,
+        /// Its position, from 1 (default: the end)
+        #[arg(long, value_name = "POSITION")]
+        at: Option<usize>,
+    },
+    /// Take the function at a position out of a stage's chain
+    Del {
+        #[command(flatten)]
+        stage: StageArg,
+        /// Its position, as `mizar chain show` prints it
+        position: usize,
+    },
+    /// Move the function at one position to another
+    Move {
+        #[command(flatten)]
+        stage: StageArg,
+        /// Its position now
+        from: usize,
+        /// Its position after the move
+        to: usize,
     },
 }
 

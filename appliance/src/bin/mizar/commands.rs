@@ -9,12 +9,12 @@ use mizar::{
     bench,
     fabric::{ChangeOptions, Changed, EndpointWithCounters, Instance, SyncReport},
 };
-use mizar_db::{Endpoint, Host, Network, Request, StoreError, Topology, Vpc};
+use mizar_db::{ChainEdit, Endpoint, Host, Network, Request, StoreError, Topology, Vpc};
 use serde::Serialize;
 
 use crate::cli::{
-    BouncerCommand, Cli, Command, DividerCommand, EpCommand, Format, HostCommand, NetCommand,
-    OutputArgs, VpcCommand,
+    BouncerCommand, ChainCommand, Cli, Command, DividerCommand, EpCommand, FnCommand, Format,
+    HostCommand, NetCommand, OutputArgs, VpcCommand,
 };
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -107,6 +107,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ep(cmd) => ep(&instance, cmd)?,
         Command::Bouncer(cmd) => bouncer(&instance, cmd)?,
         Command::Divider(cmd) => divider(&instance, cmd)?,
+        Command::Fn(cmd) => function(&instance, cmd)?,
+        Command::Chain(cmd) => chain(&instance, cmd)?,
         Command::Apply(args) => {
             let text = if args.file.as_os_str() == "-" {
                 let mut text = String::new();
@@ -565,6 +567,142 @@ fn divider(instance: &Instance, cmd: DividerCommand) -> anyhow::Result<()> {
             |d| vec![d.vpc.clone(), d.host.clone()],
         ),
     }
+}
+
+fn function(instance: &Instance, cmd: FnCommand) -> anyhow::Result<()> {
+    let FnCommand::List(output) = cmd;
+    let chains = instance.existing_store()?.chains()?;
+    let placed = |name: &str| -> Vec<String> {
+        chains
+            .iter()
+            .flat_map(|(stage, links)| {
+                links
+                    .iter()
+                    .filter(move |l| l.function == name)
+                    .map(move |l| format!("{stage}#{}", l.position))
+            })
+            .collect()
+    };
+    let rows: Vec<serde_json::Value> = mizar_ebpf::BUILTIN_FUNCTIONS
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "name": f.name,
+                "kind": "built-in",
+                "description": f.description,
+                "drop_reasons": f.drop_reasons,
+                "placed": placed(f.name),
+            })
+        })
+        .collect();
+    list(
+        &rows,
+        &output,
+        &["FUNCTION", "KIND", "PLACED", "DESCRIPTION"],
+        |r| {
+            let placed: Vec<String> =
+                serde_json::from_value(r["placed"].clone()).unwrap_or_default();
+            vec![
+                r["name"].as_str().unwrap_or_default().to_owned(),
+                r["kind"].as_str().unwrap_or_default().to_owned(),
+                if placed.is_empty() {
+                    "-".to_owned()
+                } else {
+                    placed.join(",")
+                },
+                r["description"].as_str().unwrap_or_default().to_owned(),
+            ]
+        },
+    )
+}
+
+fn chain(instance: &Instance, cmd: ChainCommand) -> anyhow::Result<()> {
+    let (stage, edit) = match cmd {
+        ChainCommand::Show { stage, output } => return chain_show(instance, stage, &output),
+        ChainCommand::Set { stage, functions } => (stage, ChainEdit::Set(functions)),
+        ChainCommand::Add {
+            stage,
+            function,
+            at,
+        } => (stage, ChainEdit::Add { function, at }),
+        ChainCommand::Del { stage, position } => (stage, ChainEdit::Remove { position }),
+        ChainCommand::Move { stage, from, to } => (stage, ChainEdit::Move { from, to }),
+    };
+    let chain = instance.edit_chain(&stage.stage, &edit)?;
+    let names: Vec<&str> = chain.iter().map(|l| l.function.as_str()).collect();
+    let stage = chain
+        .first()
+        .map_or(stage.stage.clone(), |l| l.stage.clone());
+    if names.is_empty() {
+        println!("chain at {stage}: empty");
+    } else {
+        println!("chain at {stage}: {}", names.join(" -> "));
+    }
+    Ok(())
+}
+
+fn chain_show(
+    instance: &Instance,
+    stage: Option<String>,
+    output: &OutputArgs,
+) -> anyhow::Result<()> {
+    let only = stage.as_deref().map(mizar_db::parse_stage).transpose()?;
+    let store = instance.existing_store()?;
+    let mut rows = Vec::new();
+    for mizar::fabric::StageChain { stage, links, live } in instance.chain_status(&store)? {
+        if only.is_some_and(|o| o != stage.name()) {
+            continue;
+        }
+        for l in links {
+            let s = l.stats;
+            rows.push(serde_json::json!({
+                "stage": stage.name(),
+                "position": l.link.position,
+                "instance": l.link.instance,
+                "function": l.link.function,
+                "packets": s.map(|s| s.packets()),
+                "passed": s.map(|s| s.passed),
+                "dropped": s.map(|s| s.drops()),
+                "ns_per_packet": s.and_then(|s| s.ns_per_packet()),
+                "generation": live.as_ref().and_then(|l| l.generation),
+                "seq": live.as_ref().map(|l| l.seq),
+            }));
+        }
+    }
+    if output.json {
+        return print_json(&rows);
+    }
+    if rows.is_empty() {
+        println!("no function in any chain; add one with `mizar chain add --stage STAGE FUNCTION`");
+        return Ok(());
+    }
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => "-".to_owned(),
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => n
+            .as_f64()
+            .filter(|_| n.is_f64())
+            .map_or(n.to_string(), |f| format!("{f:.1}")),
+        other => other.to_string(),
+    };
+    let headers = [
+        "STAGE", "#", "FUNCTION", "INSTANCE", "PACKETS", "DROPPED", "NS/PKT",
+    ];
+    let keys = [
+        "stage",
+        "position",
+        "function",
+        "instance",
+        "packets",
+        "dropped",
+        "ns_per_packet",
+    ];
+    let table_rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| keys.iter().map(|k| text(&r[*k])).collect())
+        .collect();
+    print!("{}", table(&headers, &table_rows));
+    Ok(())
 }
 
 fn status(instance: &Instance, output: &OutputArgs) -> anyhow::Result<()> {

@@ -1,0 +1,124 @@
+//! Function chains through the one change path: the store holds each stage's chain, the data
+//! plane publishes it as a whole generation (`dataplane::chains`). A change is checked against
+//! what the data plane can run before the store commits it.
+
+use mizar_db::{ChainEdit, ChainLinkRow, Store};
+use mizar_ebpf::BUILTIN_FUNCTIONS;
+
+use super::{FabricError, Instance};
+use crate::dataplane::{
+    ChainLink, Chains, DataplaneError, FunctionStats, LiveChain, STAGES, Stage, function_pin,
+};
+
+// The store refuses what the data plane could not hold: its limits must be the ABI's.
+const _: () = {
+    assert!(mizar_db::MAX_CHAIN == mizar_ebpf::abi::MZ_MAX_CHAIN as usize);
+    assert!(mizar_db::MAX_FN_INSTANCES == mizar_ebpf::abi::MZ_MAX_FN_INSTANCES as usize - 1);
+    assert!(mizar_db::CHAIN_STAGES.len() == STAGES.len());
+};
+
+/// The names of the functions chains can hold.
+pub fn known_functions() -> Vec<&'static str> {
+    BUILTIN_FUNCTIONS.iter().map(|f| f.name).collect()
+}
+
+fn links(rows: &[ChainLinkRow]) -> Vec<ChainLink> {
+    rows.iter()
+        .map(|r| ChainLink {
+            instance: r.instance,
+            function: r.function.clone(),
+        })
+        .collect()
+}
+
+/// One stage: its functions from the store with their counters, and what the kernel runs there
+/// (None while the data plane is down).
+#[derive(Debug, Clone)]
+pub struct StageChain {
+    pub stage: Stage,
+    pub links: Vec<ChainLinkStatus>,
+    pub live: Option<LiveChain>,
+}
+
+/// One function of a chain as it runs: the store's row, and its counters when the data plane
+/// is up.
+#[derive(Debug, Clone)]
+pub struct ChainLinkStatus {
+    pub link: ChainLinkRow,
+    pub stats: Option<FunctionStats>,
+}
+
+impl Instance {
+    /// Changes one stage's chain (see [`ChainEdit`]) and, with the data plane up, publishes it.
+    pub fn edit_chain(
+        &self,
+        stage: &str,
+        edit: &ChainEdit,
+    ) -> Result<Vec<ChainLinkRow>, FabricError> {
+        let _lock = self.lock()?;
+        let mut store = self.existing_store()?;
+        if self.is_up() {
+            // Programs an older build's `up` did not pin cannot be published: say so first.
+            for f in known_functions() {
+                let pin = self.pins().program(&function_pin(f));
+                if !pin.exists() {
+                    return Err(FabricError::Dataplane(DataplaneError::Invalid(format!(
+                        "the data plane was brought up without the function programs ({} is \
+                         missing); run `mizar up` first",
+                        pin.display()
+                    ))));
+                }
+            }
+        }
+        let chain = store.edit_chain(stage, edit, &known_functions())?;
+        if self.is_up() {
+            self.publish_chains(&store)
+                .map_err(|err| FabricError::Behind(Box::new(err)))?;
+        }
+        Ok(chain)
+    }
+
+    /// Publishes every stage's chain the store holds (only stages whose chain differs from what
+    /// runs are touched).
+    pub(super) fn publish_chains(&self, store: &Store) -> Result<usize, FabricError> {
+        let wanted = store.chains()?;
+        let mut chains = Chains::open(&self.pins())?;
+        let mut changed = 0;
+        for stage in STAGES {
+            let rows = wanted.get(stage.name()).map(Vec::as_slice).unwrap_or(&[]);
+            if chains.publish(stage, &links(rows))? {
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Every stage's chain from the store, with each function's counters and what the kernel
+    /// runs there (None while the data plane is down).
+    pub fn chain_status(&self, store: &Store) -> Result<Vec<StageChain>, FabricError> {
+        let wanted = store.chains()?;
+        let chains = if self.is_up() {
+            Some(Chains::open(&self.pins())?)
+        } else {
+            None
+        };
+        let mut out = Vec::new();
+        for stage in STAGES {
+            let rows = wanted.get(stage.name()).cloned().unwrap_or_default();
+            let mut links = Vec::new();
+            for link in rows {
+                let stats = match &chains {
+                    Some(c) => Some(c.function_stats(link.instance)?),
+                    None => None,
+                };
+                links.push(ChainLinkStatus { link, stats });
+            }
+            let live = match &chains {
+                Some(c) => Some(c.live(stage)?),
+                None => None,
+            };
+            out.push(StageChain { stage, links, live });
+        }
+        Ok(out)
+    }
+}
