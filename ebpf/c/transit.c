@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Transit XDP: on the host's underlay interface, plays bouncer and divider for Geneve traffic
- * (the seed design's procedure, steps 1 to 5). Every packet leaves through `out:`, which counts
- * the reason and the stage, then tail-calls the stage's function chain; an empty stage applies
- * the stage's default verdict.
+ * (the seed design's procedure, steps 1 to 5). The procedure decides (verdict, stage, reason,
+ * and what applying it takes) and applies nothing; every packet leaves through `out:`, which
+ * counts the reason and either hands the decision to the stage's function chain (when the stage
+ * is armed) or applies it at once.
  */
 #include "pipeline.h"
 
@@ -16,6 +17,15 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 		reason = (r);                                                                  \
 		goto out;                                                                      \
 	} while (0)
+/* The stage has functions: the decision goes to them (m filled), not applied here. */
+#define HAND_OVER(v, s, r)                                                                     \
+	do {                                                                                   \
+		verdict = (v);                                                                 \
+		stage = (s);                                                                   \
+		reason = (r);                                                                  \
+		goto chain;                                                                    \
+	} while (0)
+#define ARMED(s) (cfg && (cfg->flags & MZ_HOST_STAGE_ARMED(s)))
 #define PASS(r) EXIT(XDP_PASS, MZ_STAGE_ON_XDP_PASS, r)
 #define DROP(r) EXIT(XDP_DROP, MZ_STAGE_ON_XDP_DROP, r)
 
@@ -111,64 +121,129 @@ static __always_inline void forward_to_host(struct ethhdr *eth, struct iphdr *ip
 }
 
 /*
- * Applies a decision's action to the packet (deliver, forward; a plain verdict needs nothing),
- * from the offsets recorded with it: the same code runs inline for an empty stage and in the
- * chain's exit program. Returns the verdict, or XDP_DROP with *reason set when the packet
- * cannot be rewritten.
+ * The actions a decision may need, each in one place: applied where the decision is made when
+ * its stage has no function, and by the chain's exit (from the offsets recorded in mz_meta)
+ * after the stage's functions. Each returns the verdict, or XDP_DROP when the packet cannot be
+ * rewritten (counted by the caller).
  */
+static __always_inline __u32 deliver_decap(struct xdp_md *ctx, struct ethhdr *inner_eth, void *data_end,
+					   const __u8 *mac, __u32 ifindex, __u32 stats_slot)
+{
+	struct mz_endpoint_stats *ep_stats;
+	__u32 len;
+
+	mac_copy(inner_eth->h_dest, mac);
+	len = data_end - (void *)inner_eth;
+	if (bpf_xdp_adjust_head(ctx, (void *)inner_eth - (void *)(long)ctx->data))
+		return XDP_DROP;
+	/* Counted once the delivery cannot fail any more. */
+	ep_stats = endpoint_stats(stats_slot);
+	if (ep_stats) {
+		ep_stats->rx_packets++;
+		ep_stats->rx_bytes += len;
+	}
+	bpf_redirect(ifindex, 0);
+	return XDP_REDIRECT;
+}
+
+static __always_inline __u32 deliver_whole(__u32 ifindex, __u32 stats_slot, __u64 len)
+{
+	struct mz_endpoint_stats *ep_stats = endpoint_stats(stats_slot);
+
+	if (ep_stats) {
+		ep_stats->rx_packets++;
+		ep_stats->rx_bytes += len;
+	}
+	bpf_redirect(ifindex, 0);
+	return XDP_REDIRECT;
+}
+
+/* The chain's exit: the decision's action from what mz_meta recorded. */
 static __always_inline __u32 apply_decision(struct xdp_md *ctx, const struct mz_host_config *cfg,
-					    __u32 action, __u32 verdict, const struct mz_decision *d,
-					    __u32 *reason)
+					    const struct mz_decision *d)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct mz_endpoint_stats *ep_stats;
 	struct ethhdr *eth = data, *inner_eth;
 	struct iphdr *ip;
 	struct udphdr *udp;
-	__u32 len;
 
-	switch (action) {
+	switch (d->action) {
 	case MZ_ACTION_DELIVER:
 		inner_eth = data + (d->inner_offset & 0x3ff);
-		if ((void *)(inner_eth + 1) > data_end) {
-			*reason = MZ_DROP_ADJUST_FAILED;
+		if ((void *)(inner_eth + 1) > data_end)
 			return XDP_DROP;
-		}
-		mac_copy(inner_eth->h_dest, d->mac);
-		len = data_end - (void *)inner_eth;
-		if (bpf_xdp_adjust_head(ctx, (void *)inner_eth - data)) {
-			*reason = MZ_DROP_ADJUST_FAILED;
-			return XDP_DROP;
-		}
-		/* Counted once the delivery cannot fail any more. */
-		ep_stats = endpoint_stats(d->stats_slot);
-		if (ep_stats) {
-			ep_stats->rx_packets++;
-			ep_stats->rx_bytes += len;
-		}
-		bpf_redirect(d->ifindex, 0);
-		return XDP_REDIRECT;
+		return deliver_decap(ctx, inner_eth, data_end, d->mac, d->ifindex, d->stats_slot);
 	case MZ_ACTION_DELIVER_BYPASS:
-		ep_stats = endpoint_stats(d->stats_slot);
-		if (ep_stats) {
-			ep_stats->rx_packets++;
-			ep_stats->rx_bytes += data_end - data;
-		}
-		bpf_redirect(d->ifindex, 0);
-		return XDP_REDIRECT;
+		return deliver_whole(d->ifindex, d->stats_slot, data_end - data);
 	case MZ_ACTION_FORWARD:
 		ip = data + sizeof(*eth);
 		udp = data + (d->outer_l4_offset & 0xff);
-		if ((void *)(ip + 1) > data_end || (void *)(udp + 1) > data_end) {
-			*reason = MZ_DROP_ADJUST_FAILED;
+		if ((void *)(ip + 1) > data_end || (void *)(udp + 1) > data_end)
 			return XDP_DROP;
-		}
 		forward_to_host(eth, ip, udp, cfg, d->next_hop_be, d->mac);
 		return XDP_TX;
 	default:
-		return verdict;
+		return d->verdict;
 	}
+}
+
+/*
+ * The packet's metadata for the chain of `stage`: the decision, and what a function may read of
+ * the packet, parsed again here (only packets handed to a chain pay for it, and the main path
+ * keeps no extra values live: BPF has four callee-saved registers). The VNI and the inner
+ * addresses are as the packet carries them; at ON_XDP_DROP that may be before any check.
+ */
+static __always_inline struct mz_meta *chain_meta(struct xdp_md *ctx, __u32 stage, __u32 verdict,
+						  __u32 reason, __u32 action)
+{
+	struct mz_meta *m = mz_fn_meta();
+	struct ethhdr *eth, *inner_eth;
+	struct iphdr *ip, *inner_ip;
+	struct genevehdr *geneve;
+	struct udphdr *udp;
+	struct cursor c;
+
+	if (!m)
+		return NULL;
+	m->d.stage = stage;
+	m->d.verdict = verdict;
+	m->d.reason = reason;
+	m->d.action = action;
+	m->fn_reason = 0;
+	cursor_init(&c, ctx);
+	m->d.packet_len = c.end - c.pos;
+	m->d.vni = 0;
+	m->d.outer_src_be = 0;
+	m->d.inner_src_be = 0;
+	m->d.inner_dst_be = 0;
+	eth = CURSOR_TAKE(&c, struct ethhdr);
+	if (!eth || eth->h_proto != bpf_htons(ETH_P_IP))
+		return m;
+	ip = CURSOR_TAKE(&c, struct iphdr);
+	if (!ip || ip->ihl < 5)
+		return m;
+	m->d.outer_src_be = ip->saddr;
+	if (ip->protocol != IPPROTO_UDP || ipv4_is_fragment(ip))
+		return m;
+	c.pos = (void *)ip + ip->ihl * 4;
+	udp = CURSOR_TAKE(&c, struct udphdr);
+	if (!udp || udp->dest != bpf_htons(MZ_GENEVE_PORT))
+		return m;
+	geneve = CURSOR_TAKE(&c, struct genevehdr);
+	if (!geneve || geneve->protocol != bpf_htons(MZ_ETH_P_TEB))
+		return m;
+	m->d.vni = geneve_vni(geneve);
+	c.pos += GENEVE_OPT_BYTES(geneve);
+	inner_eth = CURSOR_TAKE(&c, struct ethhdr);
+	if (!inner_eth || inner_eth->h_proto != bpf_htons(ETH_P_IP))
+		return m;
+	inner_ip = CURSOR_TAKE(&c, struct iphdr);
+	if (!inner_ip)
+		return m;
+	m->d.inner_src_be = inner_ip->saddr;
+	m->d.inner_dst_be = inner_ip->daddr;
+	return m;
 }
 
 /* The chain's entry, one per generation: copies the stage's plan of that generation into the
@@ -234,9 +309,12 @@ int mz_chain_exit(struct xdp_md *ctx)
 	if (verdict == XDP_PASS || verdict == XDP_DROP) {
 		/* A plain verdict, or one a function chose instead of the pipeline's. */
 	} else if (cfg) {
-		verdict = apply_decision(ctx, cfg, m->d.action, verdict, &m->d, &reason);
+		verdict = apply_decision(ctx, cfg, &m->d);
+		if (verdict == XDP_DROP)
+			reason = MZ_DROP_ADJUST_FAILED;
 	} else {
 		verdict = XDP_DROP;
+		reason = MZ_PASS_NOT_CONFIGURED;
 	}
 	if (cs) {
 		if (reason == m->d.reason)
@@ -256,8 +334,7 @@ int mz_transit(struct xdp_md *ctx)
 	const struct mz_host_config *cfg = host_config();
 	struct mz_endpoint ep;
 	struct mz_next_hop hop;
-	struct mz_decision d = {}; /* what the action needs: filled on the paths that deliver or forward */
-	struct mz_meta *m;
+	struct mz_meta *m = NULL;
 	struct mz_endpoint_key ep_key;
 	struct cursor c;
 	struct ethhdr *eth, *inner_eth;
@@ -265,8 +342,7 @@ int mz_transit(struct xdp_md *ctx)
 	struct udphdr *udp;
 	struct genevehdr *geneve;
 	void *options_end;
-	__u32 verdict, stage, reason, vni = 0, source_host = 0, ihl_bytes, tot_len, err, roles;
-	__u32 action = MZ_ACTION_VERDICT, outer_src = 0, inner_src = 0, inner_dst = 0;
+	__u32 verdict, stage, reason, vni, source_host = 0, ihl_bytes, tot_len, err, roles;
 	__u32 options_len, datagram_len, inner_len;
 	enum mz_lookup found;
 	__u64 packet_len;
@@ -288,7 +364,6 @@ int mz_transit(struct xdp_md *ctx)
 	tot_len = bpf_ntohs(ip->tot_len);
 	if (tot_len < ihl_bytes || (void *)ip + tot_len > c.end)
 		DROP(MZ_DROP_MALFORMED_IPV4);
-	outer_src = ip->saddr;
 	if (ip->protocol != IPPROTO_UDP)
 		PASS(MZ_PASS_NOT_UDP);
 	if (ip->daddr != cfg->host_ip_be)
@@ -357,8 +432,6 @@ int mz_transit(struct xdp_md *ctx)
 	    sizeof(*geneve) + options_len + sizeof(*inner_eth) + inner_len > datagram_len)
 		DROP(MZ_DROP_MALFORMED_INNER);
 
-	inner_src = inner_ip->saddr;
-	inner_dst = inner_ip->daddr;
 	ep_key.vni = vni;
 	ep_key.ip_be = inner_ip->daddr;
 	found = endpoint_lookup(&ep_key, &ep);
@@ -376,15 +449,32 @@ int mz_transit(struct xdp_md *ctx)
 		else if (source_host && (roles & (MZ_MEMBER_BOUNCER | MZ_MEMBER_DIVIDER)))
 			learn_source_host(vni, inner_ip->saddr, source_host, cfg->host_ip_be,
 					  member_roles(vni, source_host));
-		d.ifindex = ep.ifindex;
-		d.stats_slot = ep.stats_slot;
 		if (ep.flags & MZ_EP_BYPASS_DECAP) {
-			action = MZ_ACTION_DELIVER_BYPASS;
-			EXIT(XDP_REDIRECT, MZ_STAGE_ON_XDP_REDIRECT, MZ_DELIVER_LOCAL_BYPASS);
+			if (ARMED(MZ_STAGE_ON_XDP_REDIRECT)) {
+				m = chain_meta(ctx, MZ_STAGE_ON_XDP_REDIRECT, XDP_REDIRECT, MZ_DELIVER_LOCAL_BYPASS,
+					       MZ_ACTION_DELIVER_BYPASS);
+				if (m) {
+					m->d.ifindex = ep.ifindex;
+					m->d.stats_slot = ep.stats_slot;
+					HAND_OVER(XDP_REDIRECT, MZ_STAGE_ON_XDP_REDIRECT, MZ_DELIVER_LOCAL_BYPASS);
+				}
+			}
+			verdict = deliver_whole(ep.ifindex, ep.stats_slot, packet_len);
+			EXIT(verdict, MZ_STAGE_ON_XDP_REDIRECT, MZ_DELIVER_LOCAL_BYPASS);
 		}
-		mac_copy(d.mac, ep.mac);
-		d.inner_offset = (void *)inner_eth - (void *)eth;
-		action = MZ_ACTION_DELIVER;
+		if (ARMED(MZ_STAGE_ON_XDP_REDIRECT)) {
+			m = chain_meta(ctx, MZ_STAGE_ON_XDP_REDIRECT, XDP_REDIRECT, MZ_DELIVER_LOCAL,
+				       MZ_ACTION_DELIVER);
+			if (m) {
+				m->d.ifindex = ep.ifindex;
+				m->d.stats_slot = ep.stats_slot;
+				m->d.inner_offset = (void *)inner_eth - (void *)eth;
+				mac_copy(m->d.mac, ep.mac);
+				HAND_OVER(XDP_REDIRECT, MZ_STAGE_ON_XDP_REDIRECT, MZ_DELIVER_LOCAL);
+			}
+		}
+		if (deliver_decap(ctx, inner_eth, c.end, ep.mac, ep.ifindex, ep.stats_slot) != XDP_REDIRECT)
+			DROP(MZ_DROP_ADJUST_FAILED);
 		EXIT(XDP_REDIRECT, MZ_STAGE_ON_XDP_REDIRECT, MZ_DELIVER_LOCAL);
 	}
 
@@ -392,13 +482,10 @@ int mz_transit(struct xdp_md *ctx)
 		/* Step 3: bouncer. */
 		if (ep.host_ip_be == cfg->host_ip_be)
 			DROP(MZ_DROP_UNKNOWN_ENDPOINT); /* ours, but not attached here */
-		if (ip->ttl <= 1)
-			DROP(MZ_DROP_TTL_EXPIRED);
-		d.next_hop_be = ep.host_ip_be;
-		mac_copy(d.mac, ep.host_mac);
-		d.outer_l4_offset = (void *)udp - (void *)eth;
-		action = MZ_ACTION_FORWARD;
-		EXIT(XDP_TX, MZ_STAGE_ON_XDP_TX, MZ_BOUNCER_FORWARD);
+		hop.ip_be = ep.host_ip_be;
+		mac_copy(hop.mac, ep.host_mac);
+		reason = MZ_BOUNCER_FORWARD;
+		goto forward;
 	}
 
 	/* Steps 4 and 5: divider, or on to a divider. */
@@ -422,57 +509,39 @@ int mz_transit(struct xdp_md *ctx)
 	default:
 		DROP(MZ_DROP_NO_DIVIDER);
 	}
+forward:
 	if (ip->ttl <= 1)
 		DROP(MZ_DROP_TTL_EXPIRED);
-	d.next_hop_be = hop.ip_be;
-	mac_copy(d.mac, hop.mac);
-	d.outer_l4_offset = (void *)udp - (void *)eth;
-	action = MZ_ACTION_FORWARD;
+	if (ARMED(MZ_STAGE_ON_XDP_TX)) {
+		m = chain_meta(ctx, MZ_STAGE_ON_XDP_TX, XDP_TX, reason, MZ_ACTION_FORWARD);
+		if (m) {
+			m->d.next_hop_be = hop.ip_be;
+			mac_copy(m->d.mac, hop.mac);
+			m->d.outer_l4_offset = (void *)udp - (void *)eth;
+			HAND_OVER(XDP_TX, MZ_STAGE_ON_XDP_TX, reason);
+		}
+	}
+	forward_to_host(eth, ip, udp, cfg, hop.ip_be, hop.mac);
 	EXIT(XDP_TX, MZ_STAGE_ON_XDP_TX, reason);
 
 out:
-	if (cfg && (cfg->flags & MZ_HOST_STAGE_ARMED(stage))) {
-		/* Functions at this stage: they get the decision, the chain's exit applies it. */
-		m = mz_fn_meta();
-		if (m) {
-			count(MZ_STAGE_COUNTER_BASE + stage, packet_len);
-			if (stage != MZ_STAGE_ON_XDP_SCALED_EP)
-				count(reason, packet_len);
-			m->d.stage = stage;
-			m->d.verdict = verdict;
-			m->d.reason = reason;
-			m->d.action = action;
-			m->d.vni = vni;
-			m->d.outer_src_be = outer_src;
-			m->d.inner_src_be = inner_src;
-			m->d.inner_dst_be = inner_dst;
-			m->d.packet_len = packet_len;
-			m->fn_reason = 0;
-			if (action == MZ_ACTION_DELIVER || action == MZ_ACTION_DELIVER_BYPASS) {
-				m->d.ifindex = d.ifindex;
-				m->d.stats_slot = d.stats_slot;
-				m->d.inner_offset = action == MZ_ACTION_DELIVER ? d.inner_offset : 0;
-				if (action == MZ_ACTION_DELIVER)
-					mac_copy(m->d.mac, d.mac);
-			} else if (action == MZ_ACTION_FORWARD) {
-				m->d.next_hop_be = d.next_hop_be;
-				m->d.outer_l4_offset = d.outer_l4_offset;
-				mac_copy(m->d.mac, d.mac);
-			}
-			bpf_tail_call(ctx, &mz_stages, stage);
-			/* The stage's entry is missing: apply the decision here (counted as failed). */
-			m->d.action = action;
-			return mz_fn_chain_failed(ctx, m);
-		}
+	/* A pass or a drop (an action is applied, or handed over, where it is decided): functions
+	 * at its stage see it first. */
+	if (verdict != XDP_REDIRECT && verdict != XDP_TX && ARMED(stage)) {
+		m = chain_meta(ctx, stage, verdict, reason, MZ_ACTION_VERDICT);
+		if (m)
+			goto chain;
 	}
-	/* No function at this stage: the decision applies at once. */
-	if (cfg && action != MZ_ACTION_VERDICT) {
-		verdict = apply_decision(ctx, cfg, action, verdict, &d, &reason);
-		if (verdict == XDP_DROP)
-			stage = MZ_STAGE_ON_XDP_DROP;
-	}
-	count(MZ_STAGE_COUNTER_BASE + stage, packet_len);
-	/* One reason per packet: a scaled endpoint's is counted by the function that takes it. */
+	/* One reason per packet, and a reason belongs to one stage: the stage's count is the sum
+	 * of its reasons (the appliance adds them up), so no second counter is written. */
 	count(reason, packet_len);
 	return verdict;
+
+chain:
+	/* A scaled endpoint's reason is counted by the function that takes it, else by the exit. */
+	if (stage != MZ_STAGE_ON_XDP_SCALED_EP)
+		count(reason, packet_len);
+	bpf_tail_call(ctx, &mz_stages, stage);
+	/* The stage's entry is missing: the exit applies the decision (counted as failed). */
+	return mz_fn_chain_failed(ctx, m);
 }

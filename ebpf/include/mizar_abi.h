@@ -140,7 +140,8 @@ enum mz_counter {
 	MZ_DROP_ENTRY_CHANGED = 54,    /* the endpoint entry was rewritten for another key while read (configuration churn) */
 	MZ_EGRESS_DROP_ENTRY_CHANGED = 55, /* egress: an entry was rewritten for another key while read (configuration churn) */
 	MZ_COUNTER_REASONS = 56,
-	/* packets and bytes that entered each stage */
+	/* Unused: what entered each stage is the sum of its reasons (a reason belongs to one
+	 * stage), so transit writes one counter per packet. Kept: the slots are pinned ABI. */
 	MZ_STAGE_COUNTER_BASE = 56,
 	MZ_COUNTER_SLOTS = MZ_STAGE_COUNTER_BASE + MZ_STAGE_COUNT,
 };

@@ -31,9 +31,9 @@ use mizar_ebpf::{
 };
 
 use crate::dataplane::{
-    Counter, Counters, Dataplane, DataplaneError, DesiredState, EndpointEntry, EndpointKind,
-    HostConfig, Ipv4Net, MacAddr, MemberRoles, NetworkEntry, PinLayout, VpcEntry, ensure_bpffs,
-    reconcile, remove_all_pins,
+    ChainLink, Chains, Counter, Counters, Dataplane, DataplaneError, DesiredState, EndpointEntry,
+    EndpointKind, HostConfig, Ipv4Net, MacAddr, MemberRoles, NetworkEntry, PinLayout, Stage,
+    VpcEntry, ensure_bpffs, reconcile, remove_all_pins,
 };
 
 pub mod live;
@@ -394,6 +394,24 @@ pub struct PathResult {
     pub wrapper_resize_samples_ns: Option<Vec<f64>>,
 }
 
+/// Chains measured: this many `count` functions at ON_XDP_REDIRECT, on the local-delivery path.
+pub const CHAIN_LENGTHS: [usize; 5] = [0, 1, 2, 4, 8];
+/// The target: each no-op function in a chain adds at most one floor's worth of time.
+pub const CHAIN_FUNCTION_TARGET: f64 = 1.0;
+
+/// The local-delivery path with a chain of `functions` no-op (`count`) functions at its stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainResult {
+    pub functions: usize,
+    pub samples_ns: Vec<f64>,
+}
+
+impl ChainResult {
+    pub fn ns(&self) -> f64 {
+        median(&self.samples_ns).unwrap_or(f64::NAN)
+    }
+}
+
 /// A whole benchmark run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BenchReport {
@@ -405,6 +423,8 @@ pub struct BenchReport {
     pub floor_samples_ns: Vec<f64>,
     pub floor_kernel_samples_ns: Vec<f64>,
     pub paths: Vec<PathResult>,
+    /// The local-delivery path with chains of [`CHAIN_LENGTHS`] functions.
+    pub chains: Vec<ChainResult>,
 }
 
 /// One line of the table, derived from a [`PathResult`] and the floor.
@@ -489,6 +509,27 @@ impl BenchReport {
         found
     }
 
+    /// What a chain adds to the same path with no chain (None for the empty chain).
+    pub fn chain_added_ns(&self, chain: &ChainResult) -> Option<f64> {
+        let empty = self.chains.iter().find(|c| c.functions == 0)?;
+        (chain.functions > 0).then(|| chain.ns() - empty.ns())
+    }
+
+    /// What each function of a chain adds, in floors.
+    pub fn chain_per_function_floors(&self, chain: &ChainResult) -> Option<f64> {
+        Some(self.chain_added_ns(chain)? / chain.functions as f64 / self.floor_ns())
+    }
+
+    /// Whether each no-op function adds at most [`CHAIN_FUNCTION_TARGET`] floors.
+    pub fn chain_target_met(&self) -> Option<bool> {
+        let judged: Vec<f64> = self
+            .chains
+            .iter()
+            .filter_map(|c| self.chain_per_function_floors(c))
+            .collect();
+        (!judged.is_empty()).then(|| judged.iter().all(|r| meets(*r, CHAIN_FUNCTION_TARGET)))
+    }
+
     /// Whether every path with a target meets it.
     pub fn targets_met(&self) -> bool {
         self.rows().iter().all(|r| r.met != Some(false))
@@ -543,6 +584,16 @@ impl BenchReport {
                 serde_json::json!({"what": what, "ns": num(Some(*ns)), "kernel_ns": num(Some(*kernel))})
             }).collect::<Vec<_>>(),
             "paths": paths,
+            "chains": self.chains.iter().map(|c| serde_json::json!({
+                "stage": "ON_XDP_REDIRECT",
+                "path": Path::TransitLocal.id(),
+                "functions": c.functions,
+                "ns": num(Some(c.ns())),
+                "samples_ns": nums(&c.samples_ns),
+                "added_ns": num(self.chain_added_ns(c)),
+                "per_function_floors": num(self.chain_per_function_floors(c)),
+            })).collect::<Vec<_>>(),
+            "chain_target_met": self.chain_target_met(),
         })
         .to_string()
     }
@@ -679,6 +730,40 @@ impl fmt::Display for BenchReport {
                     ""
                 },
             )?;
+        }
+        if !self.chains.is_empty() {
+            writeln!(
+                f,
+                "\nchains: transit local delivery with N no-op functions (count) at ON_XDP_REDIRECT \
+                 (transit -> entry -> N functions -> exit)"
+            )?;
+            writeln!(
+                f,
+                "{:>9}  {:>8}  {:>8}  {:>17}",
+                "functions", "ns/pkt", "added", "per function"
+            )?;
+            for c in &self.chains {
+                let per = self.chain_per_function_floors(c);
+                writeln!(
+                    f,
+                    "{:>9}  {:>8}  {:>8}  {:>17}",
+                    c.functions,
+                    fmt_ns(Some(c.ns())),
+                    fmt_ns(self.chain_added_ns(c)),
+                    per.map_or("-".to_owned(), |p| format!(
+                        "{} ({:.2} floors)",
+                        fmt_ns(Some(p * self.floor_ns())),
+                        p
+                    )),
+                )?;
+            }
+            if let Some(met) = self.chain_target_met() {
+                writeln!(
+                    f,
+                    "target: each no-op function adds at most {CHAIN_FUNCTION_TARGET:.0} floor: {}",
+                    if met { "met" } else { "MISSED" }
+                )?;
+            }
         }
         for (what, ns, kernel) in self.disagreements() {
             writeln!(
@@ -1119,6 +1204,18 @@ impl Harness {
         })
     }
 
+    /// Puts `functions` no-op functions in the chain at ON_XDP_REDIRECT (0: none).
+    fn set_chain(&mut self, functions: usize) -> Result<(), BenchError> {
+        let links: Vec<ChainLink> = (1..=functions as u16)
+            .map(|instance| ChainLink {
+                instance,
+                function: "count".to_owned(),
+            })
+            .collect();
+        Chains::open(self.dataplane.pins())?.publish(Stage::OnXdpRedirect, &links)?;
+        Ok(())
+    }
+
     fn counters(&self) -> Result<Counters, BenchError> {
         Ok(self.dataplane.maps().counters()?)
     }
@@ -1280,6 +1377,17 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
             wrapper_resize_samples_ns: None,
         })
         .collect();
+    let local = PATHS
+        .iter()
+        .position(|p| *p == Path::TransitLocal)
+        .expect("the local-delivery path is measured");
+    let mut chains: Vec<ChainResult> = CHAIN_LENGTHS
+        .iter()
+        .map(|&functions| ChainResult {
+            functions,
+            samples_ns: Vec::new(),
+        })
+        .collect();
     // How much each wrapped path changes the packet's length, for the resize calibration.
     let mut resizes = Vec::with_capacity(PATHS.len());
     for (result, packet) in paths.iter_mut().zip(&packets) {
@@ -1319,6 +1427,17 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
                 );
             }
         }
+        // The same local-delivery path with chains of no-op functions at its stage.
+        for chain in &mut chains {
+            harness.set_chain(chain.functions)?;
+            let run = harness.run_checked(
+                Subject::Path(Path::TransitLocal),
+                &packets[local],
+                options.repeat,
+            )?;
+            chain.samples_ns.push(run.ns);
+        }
+        harness.set_chain(0)?;
         tracing::info!(round = round + 1, of = options.runs, "round done");
     }
 
@@ -1331,6 +1450,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         floor_samples_ns: floor,
         floor_kernel_samples_ns: floor_kernel,
         paths,
+        chains,
     })
 }
 
@@ -1409,7 +1529,47 @@ mod tests {
                     wrapper_resize_samples_ns: Some(vec![35.0, 34.0, 36.0]),
                 },
             ],
+            chains: vec![
+                ChainResult {
+                    functions: 0,
+                    samples_ns: vec![50.0, 50.0, 50.0],
+                },
+                ChainResult {
+                    functions: 2,
+                    samples_ns: vec![70.0, 70.0, 71.0],
+                },
+                ChainResult {
+                    functions: 4,
+                    samples_ns: vec![100.0, 100.0, 100.0],
+                },
+            ],
         }
+    }
+
+    #[test]
+    fn chains_are_judged_per_function_against_the_floor() {
+        let report = report();
+        // floor 10 ns; 2 functions add 20 ns: 1 floor each (met); 4 add 50: 1.25 each (missed).
+        assert_eq!(report.chain_added_ns(&report.chains[0]), None);
+        assert_eq!(report.chain_added_ns(&report.chains[1]), Some(20.0));
+        assert_eq!(
+            report.chain_per_function_floors(&report.chains[1]),
+            Some(1.0)
+        );
+        assert_eq!(
+            report.chain_per_function_floors(&report.chains[2]),
+            Some(1.25)
+        );
+        assert_eq!(report.chain_target_met(), Some(false));
+        let text = report.to_string();
+        assert!(
+            text.contains("2.50 (0.25 floors)") || text.contains("(1.25 floors)"),
+            "{text}"
+        );
+        assert!(text.contains("adds at most 1 floor: MISSED"), "{text}");
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(json["chains"][1]["per_function_floors"], 1.0);
+        assert_eq!(json["chain_target_met"], false);
     }
 
     #[test]

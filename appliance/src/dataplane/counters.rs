@@ -94,9 +94,20 @@ impl Counters {
         self.get(counter).packets
     }
 
-    /// What entered a stage.
+    /// What entered a stage of transit: the sum of the transit reasons that end there (each
+    /// transit packet counts exactly one reason, and each reason belongs to one stage, so the
+    /// program spends no second counter update per packet on the stage).
     pub fn stage(&self, stage: Stage) -> CounterValue {
-        self.get(abi::MZ_STAGE_COUNTER_BASE + stage.slot())
+        COUNTER_INFO
+            .iter()
+            .filter(|info| {
+                !info.name.starts_with("egress_") && reason_outcome(info.name).1 == stage
+            })
+            .map(|info| self.get(info.slot))
+            .fold(CounterValue::default(), |sum, v| CounterValue {
+                packets: sum.packets + v.packets,
+                bytes: sum.bytes + v.bytes,
+            })
     }
 
     /// Reason counters that are not zero, with their names.

@@ -38,6 +38,8 @@ pub struct StageChain {
     pub stage: Stage,
     pub links: Vec<ChainLinkStatus>,
     pub live: Option<LiveChain>,
+    /// Packets whose chain could not run to its end (a failed tail call).
+    pub failed: u64,
 }
 
 /// One function of a chain as it runs: the store's row, and its counters when the data plane
@@ -117,7 +119,16 @@ impl Instance {
                 Some(c) => Some(c.live(stage)?),
                 None => None,
             };
-            out.push(StageChain { stage, links, live });
+            let failed = match &chains {
+                Some(c) => c.chain_stats(stage)?.failed,
+                None => 0,
+            };
+            out.push(StageChain {
+                stage,
+                links,
+                live,
+                failed,
+            });
         }
         Ok(out)
     }

@@ -25,8 +25,25 @@ pub struct Status {
     pub drift: Option<Drift>,
     /// Local endpoints waiting for their veth.
     pub waiting: Vec<WaitingEndpoint>,
+    /// The functions in the stages' chains, in stage and chain order, with their counters
+    /// while the data plane is up.
+    pub functions: Vec<FunctionStatus>,
     /// What the operator should act on, each with its fix.
     pub warnings: Vec<String>,
+}
+
+/// A function placed in a chain.
+#[derive(Debug, Serialize)]
+pub struct FunctionStatus {
+    pub stage: String,
+    pub position: usize,
+    pub function: String,
+    pub instance: u16,
+    /// Packets the function took (None while the data plane is down).
+    pub packets: Option<u64>,
+    pub dropped: Option<u64>,
+    /// Mean time in the function over the packets sampled for timing.
+    pub ns_per_packet: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -91,11 +108,49 @@ impl Instance {
             stages: Vec::new(),
             drift: None,
             waiting: Vec::new(),
+            functions: Vec::new(),
             warnings: Vec::new(),
         };
+        let chains = self.chain_status(store)?;
+        for chain in &chains {
+            for l in &chain.links {
+                status.functions.push(FunctionStatus {
+                    stage: chain.stage.name().to_owned(),
+                    position: l.link.position,
+                    function: l.link.function.clone(),
+                    instance: l.link.instance,
+                    packets: l.stats.map(|s| s.packets()),
+                    dropped: l.stats.map(|s| s.drops()),
+                    ns_per_packet: l.stats.and_then(|s| s.ns_per_packet()),
+                });
+            }
+        }
         let Some(maps) = self.maps()? else {
             return Ok(status);
         };
+        for chain in &chains {
+            let wanted: Vec<u16> = chain.links.iter().map(|l| l.link.instance).collect();
+            let running: Vec<u16> = chain
+                .live
+                .as_ref()
+                .map(|live| live.links.iter().map(|(i, _)| *i).collect())
+                .unwrap_or_default();
+            if wanted != running {
+                status.warnings.push(format!(
+                    "the chain at {} does not run what the store holds (functions {wanted:?}, \
+                     running {running:?}); `mizar up` republishes it",
+                    chain.stage.name()
+                ));
+            }
+            if chain.failed > 0 {
+                status.warnings.push(format!(
+                    "{} packets at {} could not run their whole chain (a failed tail call); \
+                     the decision was applied without the rest: run `mizar up`",
+                    chain.failed,
+                    chain.stage.name()
+                ));
+            }
+        }
         status.attached = self
             .attachments()
             .into_iter()

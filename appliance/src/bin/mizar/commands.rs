@@ -649,7 +649,10 @@ fn chain_show(
     let only = stage.as_deref().map(mizar_db::parse_stage).transpose()?;
     let store = instance.existing_store()?;
     let mut rows = Vec::new();
-    for mizar::fabric::StageChain { stage, links, live } in instance.chain_status(&store)? {
+    for mizar::fabric::StageChain {
+        stage, links, live, ..
+    } in instance.chain_status(&store)?
+    {
         if only.is_some_and(|o| o != stage.name()) {
             continue;
         }
@@ -764,6 +767,31 @@ fn status(instance: &Instance, output: &OutputArgs) -> anyhow::Result<()> {
         "\n{}",
         table(&["REASON", "PACKETS", "BYTES", ""], &rows)
     );
+    if !status.functions.is_empty() {
+        let rows: Vec<Vec<String>> = status
+            .functions
+            .iter()
+            .map(|f| {
+                vec![
+                    f.stage.clone(),
+                    f.position.to_string(),
+                    f.function.clone(),
+                    f.packets.map_or("-".to_owned(), |p| p.to_string()),
+                    f.dropped.map_or("-".to_owned(), |d| d.to_string()),
+                    f.ns_per_packet
+                        .map_or("-".to_owned(), |n| format!("{n:.1}")),
+                ]
+            })
+            .collect();
+        let _ = write!(
+            out,
+            "\n{}",
+            table(
+                &["CHAIN", "#", "FUNCTION", "PACKETS", "DROPPED", "NS/PKT"],
+                &rows
+            )
+        );
+    }
     if !status.warnings.is_empty() {
         out.push('\n');
     }
