@@ -149,6 +149,43 @@ fn a_chain_changed_a_hundred_times_under_a_stream_loses_nothing_and_runs_whole_g
         table.contains("ON_XDP_REDIRECT") && table.contains("count"),
         "{table}"
     );
+    // The topology document carries the chains: export writes them, apply makes them run.
+    let exported = fabric.mizar_ok(&host, &["export"]).unwrap();
+    assert!(
+        exported.contains("chains:") && exported.contains("stage: ON_XDP_REDIRECT"),
+        "{exported}"
+    );
+    let doc = std::env::temp_dir().join(format!("mizar-chains-{}.yaml", std::process::id()));
+    let three = exported.replace(
+        "functions:\n  - count\n  - count",
+        "functions:\n  - count\n  - count\n  - count",
+    );
+    assert_ne!(
+        three, exported,
+        "the document's chain is edited: {exported}"
+    );
+    std::fs::write(&doc, &three).unwrap();
+    fabric
+        .mizar_ok(&host, &["apply", "-f", doc.to_str().unwrap()])
+        .unwrap();
+    assert_eq!(
+        show(&fabric, &host).len(),
+        3,
+        "apply published the document's chain"
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&fabric.mizar_ok(&host, &["status", "--json"]).unwrap()).unwrap();
+    assert_eq!(
+        status["functions"].as_array().map(Vec::len),
+        Some(3),
+        "{status}"
+    );
+    assert!(
+        status["warnings"].as_array().is_some_and(Vec::is_empty),
+        "the chain runs what the store holds: {status}"
+    );
+    std::fs::remove_file(&doc).unwrap();
+
     fabric
         .mizar_ok(&host, &["chain", "set", "--stage", "redirect"])
         .unwrap();

@@ -96,6 +96,7 @@ fn document(endpoints: usize) -> Topology {
         this_host: Some("gw1".into()),
         hosts,
         vpcs: vec![vpc],
+        chains: Vec::new(),
     }
 }
 

@@ -1,16 +1,21 @@
-//! Function chains at the pipeline's stages (this host's scope): which functions run at each
-//! stage, in order. Each placed function has an instance number, the slot of its counters in the
-//! data plane, kept while it stays in the chain whatever its position.
+//! Function chains at the pipeline's stages, per host: which functions run at each stage of a
+//! host's data plane, in order. Each placed function has an instance number on its host, the
+//! slot of its counters in that host's data plane, kept while it stays in the chain whatever its
+//! position.
 //!
-//! Every change ([`ChainEdit`]) rewrites one stage's chain in one transaction; the data plane
-//! publishes the result as a whole generation (appliance `dataplane::chains`).
+//! Every change ([`ChainEdit`]) rewrites one host's stage in one transaction; a topology
+//! document's `chains` ([`ChainSpec`]) does the same for every stage it lists, inside the apply's
+//! transaction. The data plane publishes a host's chains as whole generations (appliance
+//! `dataplane::chains`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rusqlite::params;
+use rusqlite::{Connection, params};
+use serde::{Deserialize, Serialize};
 
 use crate::{
-    error::{SqlContext, StoreError},
+    apply::{Action, ApplyReport},
+    error::{Kind, SqlContext, StoreError},
     store::Store,
 };
 
@@ -29,15 +34,30 @@ pub const CHAIN_STAGES: [&str; 5] = [
 pub const MAX_CHAIN: usize = 16;
 /// Instance numbers run 1 ..= this: `MZ_MAX_FN_INSTANCES - 1` in ebpf/include/mizar_abi.h.
 pub const MAX_FN_INSTANCES: usize = 1023;
+/// The functions built into `mizar` (the appliance checks this list against the programs it
+/// embeds at compile time).
+pub const BUILTIN_FUNCTIONS: &[&str] = &["count"];
 
 /// A function placed in a chain.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChainLinkRow {
-    pub instance: u16,
+    pub host: String,
     pub stage: String,
     /// 1-based.
     pub position: usize,
+    pub instance: u16,
     pub function: String,
+}
+
+/// One host's chain at one stage, as a topology document writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ChainSpec {
+    pub host: String,
+    pub stage: String,
+    /// In order; empty: no function there.
+    #[serde(default)]
+    pub functions: Vec<String>,
 }
 
 /// A change to one stage's chain. Positions are 1-based, as `mizar chain show` prints them.
@@ -65,52 +85,270 @@ pub fn parse_stage(input: &str) -> Result<&'static str> {
         })
 }
 
-impl Store {
-    /// Every stage's chain, in stage order (stages without functions are left out).
-    pub fn chains(&self) -> Result<BTreeMap<&'static str, Vec<ChainLinkRow>>> {
-        self.read("reading the chains", |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT id, stage, position, function FROM chain_links \
-                     ORDER BY stage, position",
-                )
-                .ctx("reading the chains")?;
-            let rows = stmt
-                .query_map([], |row| {
-                    Ok(ChainLinkRow {
-                        instance: row.get(0)?,
-                        stage: row.get(1)?,
-                        position: row.get::<_, i64>(2)? as usize,
-                        function: row.get(3)?,
-                    })
-                })
-                .ctx("reading the chains")?;
-            let mut chains: BTreeMap<&'static str, Vec<ChainLinkRow>> = BTreeMap::new();
-            for row in rows {
-                let row = row.ctx("reading the chains")?;
-                let stage = parse_stage(&row.stage)?;
-                chains.entry(stage).or_default().push(row);
-            }
-            Ok(chains)
+fn check_functions(stage: &str, functions: &[String]) -> Result<()> {
+    if let Some(unknown) = functions
+        .iter()
+        .find(|f| !BUILTIN_FUNCTIONS.contains(&f.as_str()))
+    {
+        return Err(StoreError::UnknownFunction {
+            name: unknown.clone(),
+            known: BUILTIN_FUNCTIONS.join(", "),
+        });
+    }
+    if functions.len() > MAX_CHAIN {
+        return Err(StoreError::ChainTooLong {
+            stage: stage.to_owned(),
+            count: functions.len(),
+            max: MAX_CHAIN,
+        });
+    }
+    Ok(())
+}
+
+fn host_id(conn: &Connection, host: &str) -> Result<i64> {
+    let id = conn
+        .prepare_cached("SELECT id FROM hosts WHERE name = ?1")
+        .and_then(|mut stmt| {
+            stmt.query_map([host], |row| row.get::<_, i64>(0))?
+                .next()
+                .transpose()
         })
+        .ctx("reading the hosts")?;
+    match id {
+        Some(id) => Ok(id),
+        None => {
+            let known: Vec<String> = conn
+                .prepare_cached("SELECT name FROM hosts ORDER BY name")
+                .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect())
+                .ctx("reading the hosts")?;
+            Err(crate::validate::unknown_host(
+                host,
+                " (chain host)".to_owned(),
+                known.into_iter().collect(),
+            ))
+        }
+    }
+}
+
+/// Every chain row, in host, stage and chain order.
+pub(crate) fn load_chains(conn: &Connection) -> Result<Vec<ChainLinkRow>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT h.name, c.stage, c.position, c.instance, c.function \
+             FROM chain_links c JOIN hosts h ON h.id = c.host_id \
+             ORDER BY h.name, c.stage, c.position",
+        )
+        .ctx("reading the chains")?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok(ChainLinkRow {
+                host: row.get(0)?,
+                stage: row.get(1)?,
+                position: row.get::<_, i64>(2)? as usize,
+                instance: row.get(3)?,
+                function: row.get(4)?,
+            })
+        })
+        .ctx("reading the chains")?;
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .ctx("reading the chains")
+}
+
+/// Writes one host's chain at one stage, keeping the instance of each function that stays
+/// (matched by name, in order; `order` entries with Some keep theirs). New ones take the
+/// smallest free numbers of the host.
+fn write_chain(
+    conn: &Connection,
+    host_id: i64,
+    stage: &str,
+    order: &[(Option<u16>, String)],
+) -> Result<()> {
+    let mut used: BTreeSet<u16> = conn
+        .prepare_cached("SELECT instance FROM chain_links WHERE host_id = ?1 AND stage <> ?2")
+        .and_then(|mut stmt| {
+            stmt.query_map(params![host_id, stage], |row| row.get(0))?
+                .collect()
+        })
+        .ctx("reading the chains")?;
+    used.extend(order.iter().filter_map(|(i, _)| *i));
+    let new = order.iter().filter(|(i, _)| i.is_none()).count();
+    if used.len() + new > MAX_FN_INSTANCES {
+        return Err(StoreError::TooManyFunctionInstances {
+            count: used.len() + new,
+            max: MAX_FN_INSTANCES,
+        });
+    }
+    conn.execute(
+        "DELETE FROM chain_links WHERE host_id = ?1 AND stage = ?2",
+        params![host_id, stage],
+    )
+    .ctx("changing a chain")?;
+    let mut next_free = 1u16;
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO chain_links (host_id, stage, position, instance, function) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .ctx("changing a chain")?;
+    for (index, (instance, function)) in order.iter().enumerate() {
+        let instance = match instance {
+            Some(i) => *i,
+            None => {
+                while used.contains(&next_free) {
+                    next_free += 1;
+                }
+                used.insert(next_free);
+                next_free
+            }
+        };
+        insert
+            .execute(params![
+                host_id,
+                stage,
+                index as i64 + 1,
+                instance,
+                function
+            ])
+            .ctx("changing a chain")?;
+    }
+    Ok(())
+}
+
+/// `functions` with the instances of `current` kept for the functions that stay.
+fn keep_instances(current: &[ChainLinkRow], functions: &[String]) -> Vec<(Option<u16>, String)> {
+    let mut kept: Vec<(u16, &str)> = current
+        .iter()
+        .map(|l| (l.instance, l.function.as_str()))
+        .collect();
+    functions
+        .iter()
+        .map(|function| {
+            let instance = kept
+                .iter()
+                .position(|(_, f)| f == function)
+                .map(|i| kept.remove(i).0);
+            (instance, function.clone())
+        })
+        .collect()
+}
+
+/// Applies a document's chains inside its transaction: every (host, stage) it lists becomes what
+/// it says; with `prune`, the chains it does not list are emptied. Problems are returned, not
+/// written.
+pub(crate) fn apply_chains(
+    tx: &Connection,
+    chains: &[ChainSpec],
+    prune: bool,
+    report: &mut ApplyReport,
+) -> Result<()> {
+    let current = load_chains(tx)?;
+    let mut listed: BTreeMap<(String, &'static str), &ChainSpec> = BTreeMap::new();
+    for spec in chains {
+        let stage = parse_stage(&spec.stage)?;
+        check_functions(stage, &spec.functions)?;
+        if listed.insert((spec.host.clone(), stage), spec).is_some() {
+            return Err(StoreError::Duplicate {
+                kind: Kind::Chain,
+                name: stage.to_owned(),
+                scope: format!(" of host {:?}", spec.host),
+            });
+        }
+    }
+    let mut wanted: BTreeMap<(String, &'static str), Vec<String>> = listed
+        .into_iter()
+        .map(|(key, spec)| (key, spec.functions.clone()))
+        .collect();
+    if prune {
+        for row in &current {
+            let key = (row.host.clone(), parse_stage(&row.stage)?);
+            wanted.entry(key).or_default();
+        }
+    }
+    for ((host, stage), functions) in wanted {
+        let now: Vec<ChainLinkRow> = current
+            .iter()
+            .filter(|r| r.host == host && r.stage == stage)
+            .cloned()
+            .collect();
+        let now_names: Vec<&str> = now.iter().map(|r| r.function.as_str()).collect();
+        if now_names == functions.iter().map(String::as_str).collect::<Vec<_>>() {
+            continue;
+        }
+        let id = host_id(tx, &host)?;
+        write_chain(tx, id, stage, &keep_instances(&now, &functions))?;
+        let action = match (now.is_empty(), functions.is_empty()) {
+            (true, _) => Action::Create,
+            (false, true) => Action::Delete,
+            (false, false) => Action::Update,
+        };
+        report.push(action, Kind::Chain, format!("{host}:{stage}"));
+    }
+    Ok(())
+}
+
+impl Store {
+    /// The host a chain command means: `host`, or this host.
+    fn chain_host(&self, host: Option<&str>) -> Result<String> {
+        match host {
+            Some(h) => Ok(self.host(h)?.name),
+            None => Ok(self.this_host()?.ok_or(StoreError::NoThisHost)?.name),
+        }
     }
 
-    /// One stage's chain, in order.
-    pub fn chain(&self, stage: &str) -> Result<Vec<ChainLinkRow>> {
-        let stage = parse_stage(stage)?;
-        Ok(self.chains()?.remove(stage).unwrap_or_default())
+    /// Every chain of the store (every host's), in host, stage and chain order.
+    pub fn all_chains(&self) -> Result<Vec<ChainLinkRow>> {
+        self.read("reading the chains", load_chains)
     }
 
-    /// Changes one stage's chain; `known` are the functions that exist (checked here, so an
-    /// unknown name changes nothing). Returns the chain as it now is.
+    /// A host's chains (None: this host's) by stage, in chain order; stages without functions
+    /// are left out.
+    pub fn chains(&self, host: Option<&str>) -> Result<BTreeMap<&'static str, Vec<ChainLinkRow>>> {
+        let host = match host {
+            Some(h) => h.to_owned(),
+            None => match self.this_host()? {
+                Some(me) => me.name,
+                None => return Ok(BTreeMap::new()),
+            },
+        };
+        let mut chains: BTreeMap<&'static str, Vec<ChainLinkRow>> = BTreeMap::new();
+        for row in self.all_chains()?.into_iter().filter(|r| r.host == host) {
+            chains
+                .entry(parse_stage(&row.stage)?)
+                .or_default()
+                .push(row);
+        }
+        Ok(chains)
+    }
+
+    /// The chains as a topology document writes them.
+    pub fn chain_specs(&self) -> Result<Vec<ChainSpec>> {
+        let mut specs: Vec<ChainSpec> = Vec::new();
+        for row in self.all_chains()? {
+            match specs.last_mut() {
+                Some(spec) if spec.host == row.host && spec.stage == row.stage => {
+                    spec.functions.push(row.function);
+                }
+                _ => specs.push(ChainSpec {
+                    host: row.host,
+                    stage: row.stage,
+                    functions: vec![row.function],
+                }),
+            }
+        }
+        Ok(specs)
+    }
+
+    /// Changes one host's chain at one stage (host None: this host). Returns the chain as it
+    /// now is.
     pub fn edit_chain(
         &mut self,
+        host: Option<&str>,
         stage: &str,
         edit: &ChainEdit,
-        known: &[&str],
     ) -> Result<Vec<ChainLinkRow>> {
         let stage = parse_stage(stage)?;
-        let current = self.chain(stage)?;
+        let host = self.chain_host(host)?;
+        let current = self.chains(Some(&host))?.remove(stage).unwrap_or_default();
         let mut order: Vec<(Option<u16>, String)> = current
             .iter()
             .map(|l| (Some(l.instance), l.function.clone()))
@@ -126,17 +364,7 @@ impl Store {
             Ok(p - 1)
         };
         match edit {
-            ChainEdit::Set(functions) => {
-                // Functions that stay keep their instance (and counters), matched in order.
-                let mut kept = std::mem::take(&mut order);
-                for function in functions {
-                    let instance = kept
-                        .iter()
-                        .position(|(_, f)| f == function)
-                        .and_then(|i| kept.remove(i).0);
-                    order.push((instance, function.clone()));
-                }
-            }
+            ChainEdit::Set(functions) => order = keep_instances(&current, functions),
             ChainEdit::Add { function, at } => {
                 let index = match at {
                     None => order.len(),
@@ -153,74 +381,41 @@ impl Store {
                 order.insert(to, link);
             }
         }
-        if let Some((_, unknown)) = order.iter().find(|(_, f)| !known.contains(&f.as_str())) {
-            return Err(StoreError::UnknownFunction {
-                name: unknown.clone(),
-                known: known.join(", "),
-            });
-        }
-        if order.len() > MAX_CHAIN {
-            return Err(StoreError::ChainTooLong {
-                stage: stage.to_owned(),
-                count: order.len(),
-                max: MAX_CHAIN,
-            });
-        }
-
+        let functions: Vec<String> = order.iter().map(|(_, f)| f.clone()).collect();
+        check_functions(stage, &functions)?;
         self.write("changing a chain", |tx| {
-            let mut used: BTreeSet<u16> = {
-                let mut stmt = tx
-                    .prepare_cached("SELECT id FROM chain_links WHERE stage <> ?1")
-                    .ctx("reading the chains")?;
-                stmt.query_map([stage], |row| row.get(0))
-                    .ctx("reading the chains")?
-                    .collect::<rusqlite::Result<_>>()
-                    .ctx("reading the chains")?
-            };
-            used.extend(order.iter().filter_map(|(i, _)| *i));
-            if used.len() + order.iter().filter(|(i, _)| i.is_none()).count() > MAX_FN_INSTANCES {
-                return Err(StoreError::TooManyFunctionInstances {
-                    count: used.len() + 1,
-                    max: MAX_FN_INSTANCES,
-                });
-            }
-            tx.execute("DELETE FROM chain_links WHERE stage = ?1", [stage])
-                .ctx("changing a chain")?;
-            let mut next_free = 1u16;
-            for (index, (instance, function)) in order.iter().enumerate() {
-                let instance = match instance {
-                    Some(i) => *i,
-                    None => {
-                        while used.contains(&next_free) {
-                            next_free += 1;
-                        }
-                        used.insert(next_free);
-                        next_free
-                    }
-                };
-                tx.execute(
-                    "INSERT INTO chain_links (id, stage, position, function) VALUES (?1, ?2, ?3, ?4)",
-                    params![instance, stage, index as i64 + 1, function],
-                )
-                .ctx("changing a chain")?;
-            }
-            Ok(())
+            write_chain(tx, host_id(tx, &host)?, stage, &order)
         })?;
-        self.chain(stage)
+        Ok(self.chains(Some(&host))?.remove(stage).unwrap_or_default())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const KNOWN: &[&str] = &["count", "acl"];
+    use crate::model::{Host, MacAddr};
 
     fn functions(chain: &[ChainLinkRow]) -> Vec<(u16, &str)> {
         chain
             .iter()
             .map(|l| (l.instance, l.function.as_str()))
             .collect()
+    }
+
+    fn store() -> Store {
+        let mut store = Store::open_in_memory().unwrap();
+        for (i, name) in ["gw1", "h2"].iter().enumerate() {
+            store
+                .add_host(&Host {
+                    name: (*name).to_owned(),
+                    ip: [192, 168, 0, i as u8 + 1].into(),
+                    mac: MacAddr([2, 0, 0, 0, 0, i as u8 + 1]),
+                    interface: Some("eth0".to_owned()),
+                })
+                .unwrap();
+        }
+        store.set_this_host("gw1", "eth0").unwrap();
+        store
     }
 
     #[test]
@@ -234,66 +429,81 @@ mod tests {
 
     #[test]
     fn edits_keep_instances_and_renumber_positions() {
-        let mut store = Store::open_in_memory().unwrap();
+        let mut store = store();
         let add = |f: &str, at| ChainEdit::Add {
             function: f.to_owned(),
             at,
         };
-        store.edit_chain("tx", &add("count", None), KNOWN).unwrap();
-        store.edit_chain("tx", &add("acl", None), KNOWN).unwrap();
+        store.edit_chain(None, "tx", &add("count", None)).unwrap();
+        store.edit_chain(None, "tx", &add("count", None)).unwrap();
         let chain = store
-            .edit_chain("tx", &add("count", Some(1)), KNOWN)
+            .edit_chain(None, "tx", &add("count", Some(1)))
             .unwrap();
-        assert_eq!(functions(&chain), [(3, "count"), (1, "count"), (2, "acl")]);
+        assert_eq!(
+            functions(&chain),
+            [(3, "count"), (1, "count"), (2, "count")]
+        );
         assert_eq!(
             chain.iter().map(|l| l.position).collect::<Vec<_>>(),
             [1, 2, 3]
         );
+        assert!(
+            chain.iter().all(|l| l.host == "gw1"),
+            "this host by default"
+        );
         let chain = store
-            .edit_chain("tx", &ChainEdit::Move { from: 3, to: 1 }, KNOWN)
-            .unwrap();
-        assert_eq!(functions(&chain), [(2, "acl"), (3, "count"), (1, "count")]);
-        let chain = store
-            .edit_chain("tx", &ChainEdit::Remove { position: 2 }, KNOWN)
-            .unwrap();
-        assert_eq!(functions(&chain), [(2, "acl"), (1, "count")]);
-        // Set keeps the instance of a function that stays; a freed number is reused.
-        let chain = store
-            .edit_chain(
-                "tx",
-                &ChainEdit::Set(vec!["count".into(), "count".into()]),
-                KNOWN,
-            )
-            .unwrap();
-        assert_eq!(functions(&chain), [(1, "count"), (2, "count")]);
-        // Another stage's instances are its own.
-        let other = store
-            .edit_chain("pass", &add("count", None), KNOWN)
-            .unwrap();
-        assert_eq!(functions(&other), [(3, "count")]);
-        assert_eq!(store.chains().unwrap().len(), 2);
-        store
-            .edit_chain("tx", &ChainEdit::Set(Vec::new()), KNOWN)
+            .edit_chain(None, "tx", &ChainEdit::Move { from: 3, to: 1 })
             .unwrap();
         assert_eq!(
-            store.chains().unwrap().into_keys().collect::<Vec<_>>(),
+            functions(&chain),
+            [(2, "count"), (3, "count"), (1, "count")]
+        );
+        let chain = store
+            .edit_chain(None, "tx", &ChainEdit::Remove { position: 2 })
+            .unwrap();
+        assert_eq!(functions(&chain), [(2, "count"), (1, "count")]);
+        // Set keeps the instances of the functions that stay; a freed number is reused.
+        let chain = store
+            .edit_chain(None, "tx", &ChainEdit::Set(vec!["count".into(); 3]))
+            .unwrap();
+        assert_eq!(
+            functions(&chain),
+            [(2, "count"), (1, "count"), (3, "count")]
+        );
+        // Another stage's instances differ; another host's are its own.
+        let other = store.edit_chain(None, "pass", &add("count", None)).unwrap();
+        assert_eq!(functions(&other), [(4, "count")]);
+        let remote = store
+            .edit_chain(Some("h2"), "pass", &add("count", None))
+            .unwrap();
+        assert_eq!(functions(&remote), [(1, "count")]);
+        assert_eq!(store.chains(None).unwrap().len(), 2);
+        assert_eq!(store.chains(Some("h2")).unwrap().len(), 1);
+        store
+            .edit_chain(None, "tx", &ChainEdit::Set(Vec::new()))
+            .unwrap();
+        assert_eq!(
+            store.chains(None).unwrap().into_keys().collect::<Vec<_>>(),
             ["ON_XDP_PASS"]
         );
+        // A host's chains go with it.
+        store.delete_host("h2", true).unwrap();
+        assert!(store.all_chains().unwrap().iter().all(|r| r.host == "gw1"));
     }
 
     #[test]
     fn bad_edits_are_refused_and_change_nothing() {
-        let mut store = Store::open_in_memory().unwrap();
+        let mut store = store();
         let set = |n: usize| ChainEdit::Set(vec!["count".to_owned(); n]);
-        store.edit_chain("tx", &set(2), KNOWN).unwrap();
-        let before = store.chains().unwrap();
+        store.edit_chain(None, "tx", &set(2)).unwrap();
+        let before = store.all_chains().unwrap();
         let refusals = [
             (
                 ChainEdit::Add {
                     function: "nat".into(),
                     at: None,
                 },
-                "unknown function \"nat\"; functions: count, acl",
+                "unknown function \"nat\"; functions: count",
             ),
             (
                 set(MAX_CHAIN + 1),
@@ -314,17 +524,105 @@ mod tests {
             ),
         ];
         for (edit, message) in refusals {
-            let err = store
-                .edit_chain("tx", &edit, KNOWN)
-                .unwrap_err()
-                .to_string();
+            let err = store.edit_chain(None, "tx", &edit).unwrap_err().to_string();
             assert!(err.contains(message), "{edit:?}: {err}");
             assert_eq!(
-                store.chains().unwrap(),
+                store.all_chains().unwrap(),
                 before,
                 "{edit:?} changed the store"
             );
         }
-        assert!(store.edit_chain("nowhere", &set(1), KNOWN).is_err());
+        assert!(store.edit_chain(None, "nowhere", &set(1)).is_err());
+        let err = store
+            .edit_chain(Some("h9"), "tx", &set(1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown host \"h9\""), "{err}");
+        let mut fresh = Store::open_in_memory().unwrap();
+        let err = fresh
+            .edit_chain(None, "tx", &set(1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mizar init"), "{err}");
+    }
+
+    #[test]
+    fn documents_round_trip_chains_and_bad_ones_change_nothing() {
+        let mut store = store();
+        let mut doc = store.export().unwrap();
+        doc.chains = vec![
+            ChainSpec {
+                host: "gw1".into(),
+                stage: "redirect".into(),
+                functions: vec!["count".into(), "count".into()],
+            },
+            ChainSpec {
+                host: "h2".into(),
+                stage: "ON_XDP_TX".into(),
+                functions: vec!["count".into()],
+            },
+        ];
+        let report = store.apply(&doc, false).unwrap();
+        assert_eq!(report.count(Kind::Chain, Action::Create), 2, "{report}");
+        let exported = store.export().unwrap();
+        assert_eq!(
+            exported
+                .chains
+                .iter()
+                .map(|c| (c.host.as_str(), c.stage.as_str(), c.functions.len()))
+                .collect::<Vec<_>>(),
+            [("gw1", "ON_XDP_REDIRECT", 2), ("h2", "ON_XDP_TX", 1)]
+        );
+        // Back through YAML: the same document, and applying it again changes nothing.
+        let yaml = exported.to_yaml().unwrap();
+        assert!(yaml.contains("chains:"), "{yaml}");
+        let again = crate::model::Topology::from_yaml(&yaml).unwrap();
+        assert_eq!(again, exported);
+        assert!(store.apply(&again, false).unwrap().is_empty());
+        let instances = store.all_chains().unwrap();
+
+        let bad = |functions: Vec<&str>, host: &str, stage: &str| {
+            let mut doc = exported.clone();
+            doc.chains.push(ChainSpec {
+                host: host.into(),
+                stage: stage.into(),
+                functions: functions.into_iter().map(String::from).collect(),
+            });
+            doc
+        };
+        for (doc, message) in [
+            (bad(vec!["nat"], "gw1", "tx"), "unknown function \"nat\""),
+            (bad(vec!["count"], "h9", "tx"), "unknown host \"h9\""),
+            (bad(vec!["count"], "gw1", "nowhere"), "unknown stage"),
+            (bad(vec!["count"], "gw1", "redirect"), "more than once"),
+            (bad(vec!["count"; 17], "gw1", "tx"), "exceed the 16"),
+        ] {
+            let err = store.apply(&doc, false).unwrap_err().to_string();
+            assert!(err.contains(message), "{err}");
+            assert_eq!(
+                store.all_chains().unwrap(),
+                instances,
+                "{message}: nothing changed"
+            );
+        }
+
+        // Without pruning, unlisted chains stay; with it, they go.
+        let mut partial = exported.clone();
+        partial.chains.truncate(1);
+        assert!(store.apply(&partial, false).unwrap().is_empty());
+        assert_eq!(store.all_chains().unwrap(), instances);
+        let report = store.apply(&partial, true).unwrap();
+        assert_eq!(report.count(Kind::Chain, Action::Delete), 1, "{report}");
+        assert_eq!(
+            store.chain_specs().unwrap(),
+            partial
+                .chains
+                .iter()
+                .map(|c| ChainSpec {
+                    stage: parse_stage(&c.stage).unwrap().to_owned(),
+                    ..c.clone()
+                })
+                .collect::<Vec<_>>()
+        );
     }
 }

@@ -20,6 +20,7 @@ pub enum Kind {
     Bouncer,
     Divider,
     Backend,
+    Chain,
 }
 
 impl Kind {
@@ -33,6 +34,7 @@ impl Kind {
             Kind::Endpoint | Kind::Backend => "ep",
             Kind::Bouncer => "bouncer",
             Kind::Divider => "divider",
+            Kind::Chain => "chain",
         }
     }
 }
@@ -48,6 +50,7 @@ impl fmt::Display for Kind {
             Kind::Bouncer => "bouncer",
             Kind::Divider => "divider",
             Kind::Backend => "backend",
+            Kind::Chain => "chain",
         })
     }
 }
@@ -469,6 +472,11 @@ pub enum StoreError {
     },
 
     // --- Function chains ---
+    #[error(
+        "no host of the store is this host yet: run `mizar init` first, or name the host with --host"
+    )]
+    NoThisHost,
+
     #[error("unknown stage {input:?}; stages: {}", crate::chains::CHAIN_STAGES.join(", "))]
     UnknownStage { input: String },
 

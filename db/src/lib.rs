@@ -70,7 +70,10 @@ mod store;
 mod validate;
 
 pub use apply::{Action, ApplyReport, Change};
-pub use chains::{CHAIN_STAGES, ChainEdit, ChainLinkRow, MAX_CHAIN, MAX_FN_INSTANCES, parse_stage};
+pub use chains::{
+    BUILTIN_FUNCTIONS, CHAIN_STAGES, ChainEdit, ChainLinkRow, ChainSpec, MAX_CHAIN,
+    MAX_FN_INSTANCES, parse_stage,
+};
 pub use error::{Kind, Names, Problems, StoreError};
 pub use ipnet::Ipv4Net;
 pub use model::{

@@ -307,6 +307,10 @@ pub struct Topology {
     pub hosts: Vec<Host>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vpcs: Vec<VpcSpec>,
+    /// Function chains at the stages of each host's pipeline. A document that lists none
+    /// leaves the chains as they are (unless pruning).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chains: Vec<crate::chains::ChainSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

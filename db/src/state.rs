@@ -556,6 +556,7 @@ impl State {
             this_host: self.this_host.clone(),
             hosts: self.hosts.values().cloned().collect(),
             vpcs,
+            chains: Vec::new(),
         }
     }
 }

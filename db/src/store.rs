@@ -1179,7 +1179,9 @@ impl Store {
 
     /// The configuration as a document that `apply` takes back unchanged.
     pub fn export(&self) -> Result<Topology> {
-        self.snapshot()
+        let mut doc = self.snapshot()?;
+        doc.chains = self.chain_specs()?;
+        Ok(doc)
     }
 
     /// Makes the store what `doc` describes, in one transaction: every object of the document
@@ -1221,7 +1223,8 @@ impl Store {
         if let Some(err) = StoreError::from_problems(problems) {
             return Err(err);
         }
-        let report = write_diff(&tx, &current, &mut ids, &desired)?;
+        let mut report = write_diff(&tx, &current, &mut ids, &desired)?;
+        crate::chains::apply_chains(&tx, &doc.chains, prune, &mut report)?;
         if commit {
             // What was just written is the store's whole state: no need to read it back.
             let known = self.guard.is_some().then(|| desired.to_topology());

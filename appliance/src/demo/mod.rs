@@ -272,6 +272,7 @@ impl DemoSpec {
                 this_host: None,
                 hosts,
                 vpcs,
+                chains: Vec::new(),
             },
             state_root: Path::new(STATE_ROOT).join(prefix),
         }

@@ -10,12 +10,37 @@ use crate::dataplane::{
     ChainLink, Chains, DataplaneError, FunctionStats, LiveChain, STAGES, Stage, function_pin,
 };
 
-// The store refuses what the data plane could not hold: its limits must be the ABI's.
+// The store refuses what the data plane could not hold: its limits must be the ABI's, and the
+// functions it accepts the ones this binary embeds.
 const _: () = {
     assert!(mizar_db::MAX_CHAIN == mizar_ebpf::abi::MZ_MAX_CHAIN as usize);
     assert!(mizar_db::MAX_FN_INSTANCES == mizar_ebpf::abi::MZ_MAX_FN_INSTANCES as usize - 1);
     assert!(mizar_db::CHAIN_STAGES.len() == STAGES.len());
+    assert!(mizar_db::BUILTIN_FUNCTIONS.len() == BUILTIN_FUNCTIONS.len());
+    let mut i = 0;
+    while i < BUILTIN_FUNCTIONS.len() {
+        assert!(same(
+            mizar_db::BUILTIN_FUNCTIONS[i],
+            BUILTIN_FUNCTIONS[i].name
+        ));
+        i += 1;
+    }
 };
+
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
 
 /// The names of the functions chains can hold.
 pub fn known_functions() -> Vec<&'static str> {
@@ -51,9 +76,11 @@ pub struct ChainLinkStatus {
 }
 
 impl Instance {
-    /// Changes one stage's chain (see [`ChainEdit`]) and, with the data plane up, publishes it.
+    /// Changes one host's chain at one stage (None: this host's; see [`ChainEdit`]) and, with
+    /// the data plane up, publishes this host's chains.
     pub fn edit_chain(
         &self,
+        host: Option<&str>,
         stage: &str,
         edit: &ChainEdit,
     ) -> Result<Vec<ChainLinkRow>, FabricError> {
@@ -72,7 +99,7 @@ impl Instance {
                 }
             }
         }
-        let chain = store.edit_chain(stage, edit, &known_functions())?;
+        let chain = store.edit_chain(host, stage, edit)?;
         if self.is_up() {
             self.publish_chains(&store)
                 .map_err(|err| FabricError::Behind(Box::new(err)))?;
@@ -83,7 +110,7 @@ impl Instance {
     /// Publishes every stage's chain the store holds (only stages whose chain differs from what
     /// runs are touched).
     pub(super) fn publish_chains(&self, store: &Store) -> Result<usize, FabricError> {
-        let wanted = store.chains()?;
+        let wanted = store.chains(None)?;
         let mut chains = Chains::open(&self.pins())?;
         let mut changed = 0;
         for stage in STAGES {
@@ -98,7 +125,7 @@ impl Instance {
     /// Every stage's chain from the store, with each function's counters and what the kernel
     /// runs there (None while the data plane is down).
     pub fn chain_status(&self, store: &Store) -> Result<Vec<StageChain>, FabricError> {
-        let wanted = store.chains()?;
+        let wanted = store.chains(None)?;
         let chains = if self.is_up() {
             Some(Chains::open(&self.pins())?)
         } else {

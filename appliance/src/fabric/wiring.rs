@@ -264,7 +264,7 @@ impl Instance {
     ) -> Result<Changed<ApplyReport>, FabricError> {
         let refused = |err: FabricError| StoreError::Refused(Box::new(err));
         let mut unplumb = Vec::new();
-        let changed = self.change(options, |store| {
+        let mut changed = self.change(options, |store| {
             let this_host = match &doc.this_host {
                 Some(name) => Some(name.clone()),
                 None => store.this_host()?.map(|h| h.name),
@@ -341,6 +341,17 @@ impl Instance {
         if !changed.dry_run {
             for veth in unplumb {
                 unwire(&veth)?;
+            }
+            // The document may have changed this host's chains: they run as it now says.
+            if self.is_up() {
+                let _lock = self.lock()?;
+                let store = self.existing_store()?;
+                let published = self
+                    .publish_chains(&store)
+                    .map_err(|err| FabricError::Behind(Box::new(err)))?;
+                if let Some(sync) = changed.dataplane.as_mut() {
+                    sync.chains_published += published;
+                }
             }
         }
         Ok(changed)

@@ -490,13 +490,16 @@ pub enum FnCommand {
     List(OutputArgs),
 }
 
-/// The stage a chain command works on.
+/// The stage a chain command works on, and whose.
 #[derive(Debug, Args)]
 pub struct StageArg {
     /// The stage: ON_XDP_TX, ON_XDP_PASS, ON_XDP_REDIRECT, ON_XDP_DROP or ON_XDP_SCALED_EP
     /// (also tx, pass, redirect, drop, scaled-ep)
     #[arg(long, short)]
     pub stage: String,
+    /// Another host's chain (recorded for it; its own mizar runs it); default: this host's
+    #[arg(long)]
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

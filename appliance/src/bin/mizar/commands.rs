@@ -571,7 +571,7 @@ fn divider(instance: &Instance, cmd: DividerCommand) -> anyhow::Result<()> {
 
 fn function(instance: &Instance, cmd: FnCommand) -> anyhow::Result<()> {
     let FnCommand::List(output) = cmd;
-    let chains = instance.existing_store()?.chains()?;
+    let chains = instance.existing_store()?.chains(None)?;
     let placed = |name: &str| -> Vec<String> {
         chains
             .iter()
@@ -628,7 +628,7 @@ fn chain(instance: &Instance, cmd: ChainCommand) -> anyhow::Result<()> {
         ChainCommand::Del { stage, position } => (stage, ChainEdit::Remove { position }),
         ChainCommand::Move { stage, from, to } => (stage, ChainEdit::Move { from, to }),
     };
-    let chain = instance.edit_chain(&stage.stage, &edit)?;
+    let chain = instance.edit_chain(stage.host.as_deref(), &stage.stage, &edit)?;
     let names: Vec<&str> = chain.iter().map(|l| l.function.as_str()).collect();
     let stage = chain
         .first()
