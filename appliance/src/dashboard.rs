@@ -16,8 +16,8 @@ use mizar_db::{Request, Store, Topology};
 use mizar_tui::{
     DataSource, Sample,
     model::{
-        Attached, Count, DataplaneSample, EndpointCounters, EndpointRow, EndpointTable, Program,
-        ReasonSample, StageSample, Verdict,
+        Attached, Count, DataplaneSample, EndpointCounters, EndpointRow, EndpointTable,
+        FunctionSample, Program, ReasonSample, StageSample, Verdict,
     },
 };
 
@@ -146,10 +146,31 @@ impl FabricSource {
                     .collect(),
             ));
         }
+        let functions = self
+            .instance
+            .chain_status(store)?
+            .into_iter()
+            .flat_map(|chain| {
+                chain.links.into_iter().filter_map(move |l| {
+                    let s = l.stats?;
+                    Some(FunctionSample {
+                        stage: chain.stage.name().to_owned(),
+                        position: l.link.position,
+                        function: l.link.function,
+                        instance: l.link.instance,
+                        packets: s.packets(),
+                        dropped: s.drops(),
+                        timed: s.timed,
+                        ns: s.ns,
+                    })
+                })
+            })
+            .collect();
         sample.dataplane = Some(DataplaneSample {
             attached: self.attached.clone().unwrap_or_default(),
             stages,
             reasons,
+            functions,
         });
         // Only endpoints hosted here have counters; the rows stay shared.
         for &(row, vni) in &self.local {

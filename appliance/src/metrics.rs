@@ -268,6 +268,56 @@ impl Collector for SampleCollector {
                 labels.push(("description", owned(&r.description)));
                 Info::new(labels).encode(m.encode_family(&Vec::<(&str, &str)>::new())?)?;
             }
+            // Functions are labelled by their instance, stable while they stay in the chain
+            // (their position is not: a reorder would start new series).
+            let function_labels = |f: &mizar_tui::model::FunctionSample| -> Labels {
+                vec![
+                    ("stage", owned(&f.stage)),
+                    ("function", owned(&f.function)),
+                    ("instance", Cow::Owned(f.instance.to_string())),
+                ]
+            };
+            family(
+                &mut encoder,
+                "function_packets",
+                "Packets a function of a stage's chain took",
+                None,
+                MetricType::Counter,
+                dp.functions
+                    .iter()
+                    .map(|f| (function_labels(f), ConstCounter::new(f.packets))),
+            )?;
+            family(
+                &mut encoder,
+                "function_dropped_packets",
+                "Packets a function of a stage's chain dropped",
+                None,
+                MetricType::Counter,
+                dp.functions
+                    .iter()
+                    .map(|f| (function_labels(f), ConstCounter::new(f.dropped))),
+            )?;
+            family(
+                &mut encoder,
+                "function_timed_packets",
+                "Packets whose time in a function was measured (one in 64 per CPU)",
+                None,
+                MetricType::Counter,
+                dp.functions
+                    .iter()
+                    .map(|f| (function_labels(f), ConstCounter::new(f.timed))),
+            )?;
+            family(
+                &mut encoder,
+                "function_time",
+                "Total time the timed packets spent in a function (divide by \
+                 mizar_function_timed_packets_total for the mean)",
+                Some(&Unit::Seconds),
+                MetricType::Counter,
+                dp.functions
+                    .iter()
+                    .map(|f| (function_labels(f), ConstCounter::new(f.ns as f64 / 1e9))),
+            )?;
         }
         self.encode_endpoints(&mut encoder)
     }
@@ -581,6 +631,17 @@ mod tests {
                 r#"mizar_endpoint_rx_packets_total{vpc="red",network="web",endpoint="web1",ip="10.0.1.10"} 100"#,
             ]
         );
+        assert_eq!(
+            series(&text, "mizar_function_packets_total"),
+            [
+                r#"mizar_function_packets_total{stage="ON_XDP_REDIRECT",function="count",instance="1"} 10000"#,
+                r#"mizar_function_packets_total{stage="ON_XDP_REDIRECT",function="count",instance="3"} 10000"#,
+                r#"mizar_function_packets_total{stage="ON_XDP_TX",function="count",instance="2"} 2000"#,
+            ]
+        );
+        assert!(text.contains(
+            r#"mizar_function_time_seconds_total{stage="ON_XDP_REDIRECT",function="count",instance="1"} 0.00000312"#
+        ), "{text}");
         assert!(text.contains(r#"mizar_store_objects{kind="endpoint"} 3"#));
         assert!(text.contains(r#"mizar_store_objects{kind="bouncer"} 2"#));
         assert!(text.contains("mizar_dataplane_up 1\n"));

@@ -291,7 +291,32 @@ fn the_dashboard_shows_the_live_pipeline_lists_filters_and_changes_the_fabric() 
     });
     println!("refused:\n{refused}");
 
-    tui.keys(&["Escape", "q"]);
+    // Functions: a count function added at ON_XDP_REDIRECT (second row) runs at once and its
+    // counters move with the traffic; x then y takes it out again.
+    tui.keys(&["Escape", "5", "g", "Down", "a"]);
+    tui.wait_for("the chain's answer", |s| {
+        s.contains("chain at ON_XDP_REDIRECT: count")
+    });
+    let counted = tui.wait_for("the function's counters", |s| {
+        s.lines()
+            .any(|l| l.contains("count") && l.contains("#1") && !l.contains(" - "))
+    });
+    println!("functions:\n{counted}");
+    let chain = demo.mizar_ok(HOST, &["chain", "show", "--json"]).unwrap();
+    let chain: serde_json::Value = serde_json::from_str(&chain).unwrap();
+    assert_eq!(chain[0]["stage"], "ON_XDP_REDIRECT", "{chain}");
+    assert!(
+        chain[0]["packets"].as_u64().is_some_and(|p| p > 0),
+        "{chain}"
+    );
+    tui.keys(&["Down", "x"]);
+    tui.wait_for("the confirmation", |s| s.contains("y to confirm"));
+    tui.keys(&["y"]);
+    tui.wait_for("the empty chain", |s| {
+        s.contains("chain at ON_XDP_REDIRECT: empty")
+    });
+
+    tui.keys(&["q"]);
     let (status, restored) = tui.finished();
     assert_eq!(status, "0");
     assert!(restored, "the tty's settings differ after q");

@@ -81,7 +81,7 @@ pub use model::{
     Vpc, VpcSpec, default_gateway, parse_cidr,
 };
 pub use proposal::{EndpointChange, Proposal};
-pub use request::Request;
+pub use request::{Request, chain_outcome};
 pub use schema::SCHEMA_VERSION;
 pub use store::{Bouncer, CommitGuard, Divider, Refusal, Store};
 pub use validate::{MAX_BOUNCERS, MAX_DIVIDERS, MAX_ENDPOINTS, MAX_PREFIX, MAX_VNI};

@@ -59,6 +59,12 @@ pub enum Request {
         vpc: String,
         host: String,
     },
+    /// A change to a host's chain at a stage (host None: this host's).
+    EditChain {
+        host: Option<String>,
+        stage: String,
+        edit: crate::chains::ChainEdit,
+    },
 }
 
 impl Request {
@@ -72,6 +78,10 @@ impl Request {
                 | Self::DeleteEndpoint { .. }
                 | Self::DeleteBouncer { .. }
                 | Self::DeleteDivider { .. }
+                | Self::EditChain {
+                    edit: crate::chains::ChainEdit::Remove { .. },
+                    ..
+                }
         )
     }
 }
@@ -120,7 +130,42 @@ impl fmt::Display for Request {
             Self::DeleteDivider { vpc, host } => {
                 write!(f, "remove divider {host} from VPC {vpc}")
             }
+            Self::EditChain { stage, edit, .. } => {
+                use crate::chains::ChainEdit;
+                match edit {
+                    ChainEdit::Set(functions) if functions.is_empty() => {
+                        write!(f, "empty the chain at {stage}")
+                    }
+                    ChainEdit::Set(functions) => {
+                        write!(f, "make the chain at {stage} {}", functions.join(" -> "))
+                    }
+                    ChainEdit::Add { function, at: None } => {
+                        write!(f, "add {function} at the end of the chain at {stage}")
+                    }
+                    ChainEdit::Add {
+                        function,
+                        at: Some(p),
+                    } => write!(f, "add {function} at position {p} of the chain at {stage}"),
+                    ChainEdit::Remove { position } => {
+                        write!(f, "remove function {position} of the chain at {stage}")
+                    }
+                    ChainEdit::Move { from, to } => {
+                        write!(f, "move function {from} of the chain at {stage} to {to}")
+                    }
+                }
+            }
         }
+    }
+}
+
+/// "chain at ON_XDP_TX: count -> count", as the CLI prints a chain after a change.
+pub fn chain_outcome(stage: &str, chain: &[crate::chains::ChainLinkRow]) -> String {
+    let stage = chain.first().map_or(stage, |l| l.stage.as_str());
+    if chain.is_empty() {
+        format!("chain at {stage}: empty")
+    } else {
+        let names: Vec<&str> = chain.iter().map(|l| l.function.as_str()).collect();
+        format!("chain at {stage}: {}", names.join(" -> "))
     }
 }
 
@@ -199,6 +244,9 @@ impl Store {
             Request::DeleteDivider { vpc, host } => {
                 self.delete_divider(vpc, host)?;
                 format!("{host} no longer divides VPC {vpc}")
+            }
+            Request::EditChain { host, stage, edit } => {
+                chain_outcome(stage, &self.edit_chain(host.as_deref(), stage, edit)?)
             }
         })
     }

@@ -16,7 +16,7 @@ use ratatui::{
 use crate::{
     model::{Model, Sample},
     theme::Theme,
-    views::{EndpointsView, ManageView, PipelineView, TopologyView, View},
+    views::{EndpointsView, FunctionsView, ManageView, PipelineView, TopologyView, View},
 };
 
 /// What a key asks the runtime (or the app) to do.
@@ -61,7 +61,7 @@ pub struct App {
 
 const GLOBAL_KEYS: &[(&str, &str)] = &[
     ("Tab / Shift-Tab", "next / previous view"),
-    ("1-4", "go to a view"),
+    ("1-5", "go to a view"),
     ("?", "this help (any key closes it)"),
     ("q / Ctrl-C", "quit"),
 ];
@@ -74,6 +74,7 @@ impl App {
                 Box::new(EndpointsView::default()),
                 Box::new(TopologyView::default()),
                 Box::new(ManageView::default()),
+                Box::new(FunctionsView::default()),
             ],
             current: 0,
             help: false,

@@ -11,8 +11,8 @@ use mizar_db::Topology;
 use crate::{
     Sample,
     model::{
-        Attached, Count, DataplaneSample, EndpointCounters, EndpointRow, Program, ReasonSample,
-        StageSample, Verdict,
+        Attached, Count, DataplaneSample, EndpointCounters, EndpointRow, FunctionSample, Program,
+        ReasonSample, StageSample, Verdict,
     },
 };
 
@@ -176,6 +176,11 @@ pub fn sample(t0: Instant, seconds: u64) -> Sample {
                 40 * s,
             ),
         ],
+        functions: vec![
+            function("ON_XDP_REDIRECT", 1, "count", 1, 1_000 * s, 0),
+            function("ON_XDP_REDIRECT", 2, "count", 3, 1_000 * s, 0),
+            function("ON_XDP_TX", 1, "count", 2, 200 * s, 0),
+        ],
     };
     Sample {
         taken: t0 + Duration::from_secs(seconds),
@@ -189,5 +194,26 @@ pub fn sample(t0: Instant, seconds: u64) -> Sample {
         endpoints: Arc::new(endpoints.into()),
         counters,
         cost: Duration::from_millis(3),
+    }
+}
+
+fn function(
+    stage: &str,
+    position: usize,
+    name: &str,
+    instance: u16,
+    packets: u64,
+    dropped: u64,
+) -> FunctionSample {
+    FunctionSample {
+        stage: stage.into(),
+        position,
+        function: name.into(),
+        instance,
+        packets,
+        dropped,
+        // One packet in 64 timed, at 20 ns each.
+        timed: packets / 64,
+        ns: packets / 64 * 20,
     }
 }

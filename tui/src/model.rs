@@ -93,6 +93,26 @@ pub struct DataplaneSample {
     pub stages: Vec<StageSample>,
     /// Every reason, zero or not, so that history has no gaps.
     pub reasons: Vec<ReasonSample>,
+    /// This host's functions in the stages' chains, in stage and chain order.
+    pub functions: Vec<FunctionSample>,
+}
+
+/// A function in a stage's chain, with its counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionSample {
+    /// `ON_XDP_TX`, ...
+    pub stage: String,
+    /// 1-based, as `mizar chain show` prints it.
+    pub position: usize,
+    pub function: String,
+    /// Its counters' identity: stable while it stays in the chain.
+    pub instance: u16,
+    /// Packets it took, of which it dropped `dropped`.
+    pub packets: u64,
+    pub dropped: u64,
+    /// Packets timed, and their total time in the function.
+    pub timed: u64,
+    pub ns: u64,
 }
 
 /// One endpoint row: what the store holds. Rows change only when the store does, so a sample
@@ -294,6 +314,10 @@ pub enum Series {
     /// The drops of a program.
     ProgramDrops(Program),
     Reason(String),
+    /// A function of a chain, by stage and instance.
+    Function(String, u16),
+    /// Its drops.
+    FunctionDrops(String, u16),
 }
 
 /// The rates of the last interval and a bounded history of each series.
@@ -369,6 +393,22 @@ impl Model {
             self.rates
                 .insert(Series::StageDrops(stage.name.clone()), Rate::default());
         }
+        for f in &now.functions {
+            let before = then
+                .functions
+                .iter()
+                .find(|b| b.stage == f.stage && b.instance == f.instance);
+            let count = |packets| Count { packets, bytes: 0 };
+            let (packets0, dropped0) = before.map_or((0, 0), |b| (b.packets, b.dropped));
+            self.rates.insert(
+                Series::Function(f.stage.clone(), f.instance),
+                Rate::between(count(packets0), count(f.packets), elapsed),
+            );
+            self.rates.insert(
+                Series::FunctionDrops(f.stage.clone(), f.instance),
+                Rate::between(count(dropped0), count(f.dropped), elapsed),
+            );
+        }
         for reason in &now.reasons {
             let before = then
                 .reasons
@@ -437,6 +477,26 @@ impl Model {
 
     pub fn latest(&self) -> Option<&Arc<Sample>> {
         self.latest.as_ref()
+    }
+
+    /// A function's mean time per packet: over the last interval when it timed packets in it,
+    /// else over its life (None: never timed).
+    pub fn function_ns(&self, f: &FunctionSample) -> Option<f64> {
+        let before = self
+            .previous
+            .as_ref()
+            .and_then(|p| p.dataplane.as_ref())
+            .and_then(|d| {
+                d.functions
+                    .iter()
+                    .find(|b| b.stage == f.stage && b.instance == f.instance)
+            });
+        match before {
+            Some(b) if f.timed > b.timed => {
+                Some(f.ns.saturating_sub(b.ns) as f64 / (f.timed - b.timed) as f64)
+            }
+            _ => (f.timed > 0).then(|| f.ns as f64 / f.timed as f64),
+        }
     }
 
     /// How many samples were taken.
@@ -527,8 +587,41 @@ mod tests {
                 ),
                 reason("drop_unknown_vpc", "ON_XDP_DROP", Verdict::Drop, dropped),
             ],
+            functions: vec![FunctionSample {
+                stage: "ON_XDP_REDIRECT".into(),
+                position: 1,
+                function: "count".into(),
+                instance: 4,
+                packets: delivered,
+                dropped,
+                timed: delivered / 64,
+                ns: delivered / 64 * 20,
+            }],
         });
         s
+    }
+
+    #[test]
+    fn function_rates_and_cost_follow_their_instance() {
+        let t0 = Instant::now();
+        let mut model = Model::default();
+        model.ingest(sample(t0, 6_400, 0));
+        let f = |m: &Model| m.latest().unwrap().dataplane.as_ref().unwrap().functions[0].clone();
+        assert_eq!(
+            model.function_ns(&f(&model)),
+            Some(20.0),
+            "over its life at first"
+        );
+        model.ingest(sample(t0 + Duration::from_millis(500), 12_800, 5));
+        let rate = model
+            .rate(&Series::Function("ON_XDP_REDIRECT".into(), 4))
+            .unwrap();
+        assert_eq!(rate.packets, 12_800.0);
+        let drops = model
+            .rate(&Series::FunctionDrops("ON_XDP_REDIRECT".into(), 4))
+            .unwrap();
+        assert_eq!(drops.packets, 10.0);
+        assert_eq!(model.function_ns(&f(&model)), Some(20.0));
     }
 
     #[test]

@@ -148,7 +148,7 @@ fn views_switch_with_tab_and_numbers_and_q_quits() {
     assert_eq!(app.current_view(), "Endpoints");
     app.on_key(key(KeyCode::BackTab));
     app.on_key(key(KeyCode::BackTab));
-    assert_eq!(app.current_view(), "Manage");
+    assert_eq!(app.current_view(), "Functions");
     press(&mut app, "3");
     assert_eq!(app.current_view(), "Topology");
     assert_eq!(app.on_key(key(KeyCode::Char('q'))), Some(Action::Quit));
@@ -542,4 +542,68 @@ fn e_in_the_topology_opens_the_selected_objects_change_form() {
     let (_, screen) = form_state(&mut app, now);
     assert!(screen.contains("┌ change host"), "{screen}");
     assert!(screen.contains("192.168.50.1"), "{screen}");
+}
+
+#[test]
+fn functions_view() {
+    let (mut app, now) = app_with_samples(5);
+    press(&mut app, "5");
+    assert_eq!(app.current_view(), "Functions");
+    snapshot_each_size("functions", &mut app, now);
+}
+
+#[test]
+fn the_functions_view_changes_chains_through_requests() {
+    use mizar_db::ChainEdit;
+    let (mut app, now) = app_with_samples(3);
+    press(&mut app, "5");
+    let chain = |stage: &str, edit| {
+        Some(Action::Change(Request::EditChain {
+            host: None,
+            stage: stage.into(),
+            edit,
+        }))
+    };
+    // Rows: ON_XDP_PASS, ON_XDP_REDIRECT, its functions 1 and 2, ON_XDP_TX, its function 1, ...
+    assert_eq!(
+        app.on_key(key(KeyCode::Char('a'))),
+        chain(
+            "ON_XDP_PASS",
+            ChainEdit::Add {
+                function: "count".into(),
+                at: None
+            }
+        ),
+        "a on an empty stage appends to its chain"
+    );
+    app.on_change_done(Ok("chain at ON_XDP_PASS: count".into()));
+    press(&mut app, "jj");
+    assert_eq!(
+        app.on_key(key(KeyCode::Char('K'))),
+        None,
+        "the first function cannot move earlier"
+    );
+    assert_eq!(
+        app.on_key(key(KeyCode::Char('J'))),
+        chain("ON_XDP_REDIRECT", ChainEdit::Move { from: 1, to: 2 })
+    );
+    app.on_change_done(Ok("moved".into()));
+    press(&mut app, "j");
+    assert_eq!(
+        app.on_key(key(KeyCode::Char('J'))),
+        None,
+        "the last cannot move later"
+    );
+    // A removal asks first, and anything but y cancels it.
+    assert_eq!(app.on_key(key(KeyCode::Char('x'))), None);
+    assert!(
+        render(&mut app, now, 80, 24)
+            .contains("remove function 2 of the chain at ON_XDP_REDIRECT? y")
+    );
+    assert_eq!(app.on_key(key(KeyCode::Char('n'))), None);
+    assert_eq!(app.on_key(key(KeyCode::Char('x'))), None);
+    assert_eq!(
+        app.on_key(key(KeyCode::Char('y'))),
+        chain("ON_XDP_REDIRECT", ChainEdit::Remove { position: 2 })
+    );
 }

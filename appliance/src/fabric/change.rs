@@ -410,6 +410,15 @@ impl Instance {
             Request::DeleteEndpoint { vpc, name } => Ok(self
                 .delete_endpoint(vpc, name)?
                 .map(|report| report.summary())),
+            Request::EditChain { host, stage, edit } => {
+                let chain = self.edit_chain(host.as_deref(), stage, edit)?;
+                Ok(Changed {
+                    outcome: mizar_db::chain_outcome(stage, &chain),
+                    dataplane: None,
+                    scope: None,
+                    dry_run: false,
+                })
+            }
             Request::DeleteHost { .. } => {
                 let options = ChangeOptions {
                     allow_teardown: true,

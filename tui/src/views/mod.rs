@@ -3,11 +3,13 @@
 //! (functions, captures) is one more type implementing [`View`], added to the app's list.
 
 mod endpoints;
+mod functions;
 mod manage;
 mod pipeline;
 mod topology;
 
 pub use endpoints::{Column, EndpointsView};
+pub use functions::FunctionsView;
 pub use manage::ManageView;
 pub use pipeline::PipelineView;
 pub use topology::TopologyView;

@@ -100,7 +100,7 @@ pub enum Command {
     Demo(mizar::demo::DemoArgs),
     /// The dashboard: the pipeline stage by stage (rates, drop reasons, history), the
     /// endpoints (sort, filter), the topology, and forms that change the fabric through the
-    /// same change path as these commands. Keys: Tab or 1-4 switch views, ? lists every key,
+    /// same change path as these commands. Keys: Tab or 1-5 switch views, ? lists every key,
     /// q quits. Without root, or with the data plane down, it shows the store alone
     Tui(TuiArgs),
     /// Serve Prometheus metrics over HTTP at /metrics, from the dashboard's sampler: packets

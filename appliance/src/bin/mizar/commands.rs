@@ -628,16 +628,12 @@ fn chain(instance: &Instance, cmd: ChainCommand) -> anyhow::Result<()> {
         ChainCommand::Del { stage, position } => (stage, ChainEdit::Remove { position }),
         ChainCommand::Move { stage, from, to } => (stage, ChainEdit::Move { from, to }),
     };
-    let chain = instance.edit_chain(stage.host.as_deref(), &stage.stage, &edit)?;
-    let names: Vec<&str> = chain.iter().map(|l| l.function.as_str()).collect();
-    let stage = chain
-        .first()
-        .map_or(stage.stage.clone(), |l| l.stage.clone());
-    if names.is_empty() {
-        println!("chain at {stage}: empty");
-    } else {
-        println!("chain at {stage}: {}", names.join(" -> "));
-    }
+    let request = Request::EditChain {
+        host: stage.host,
+        stage: stage.stage,
+        edit,
+    };
+    println!("{}", instance.make(&request)?.outcome);
     Ok(())
 }
 
