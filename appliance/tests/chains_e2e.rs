@@ -17,7 +17,7 @@ use std::{
 };
 
 use common::netns::unique_prefix;
-use mizar::demo::{Demo, DemoSpec};
+use mizar::demo::{Demo, DemoSpec, ping};
 
 const MIZAR: &str = env!("CARGO_BIN_EXE_mizar");
 const PORT: u16 = 7100;
@@ -190,4 +190,107 @@ fn a_chain_changed_a_hundred_times_under_a_stream_loses_nothing_and_runs_whole_g
         .mizar_ok(&host, &["chain", "set", "--stage", "redirect"])
         .unwrap();
     assert!(show(&fabric, &host).is_empty());
+}
+
+/// The ddos function on a live host through the binary: blue's block on one source address
+/// drops blue's packets from it and not red's from the same address; a threshold lets the first
+/// packets of a burst through and drops the rest; `ddos show` counts both reasons.
+#[test]
+fn the_ddos_function_blocks_and_limits_one_vpcs_sources_on_a_live_host() {
+    common::require_root();
+    let fabric = Demo::build(DemoSpec::new(&unique_prefix()), Path::new(MIZAR))
+        .unwrap_or_else(|err| panic!("build the fabric: {err}"));
+    // h3 hosts b-db1 (blue) and r-web1 (red); b-web2 (blue, on h1) and r-web2 (red, on h2)
+    // both have the address 10.0.1.11.
+    let host = fabric.endpoint("b-db1").host;
+    assert_eq!(fabric.endpoint("r-web1").host, host);
+    let wait = Duration::from_secs(2);
+    let b_db1 = fabric.endpoint("b-db1").ip;
+    let r_web1 = fabric.endpoint("r-web1").ip;
+    assert!(
+        ping(fabric.ns("b-web2"), b_db1, 2, wait)
+            .unwrap()
+            .all_answered()
+    );
+
+    fabric
+        .mizar_ok(&host, &["chain", "add", "--stage", "redirect", "ddos"])
+        .unwrap();
+    fabric
+        .mizar_ok(
+            &host,
+            &["ddos", "block", "add", "10.0.1.11/32", "--vpc", "blue"],
+        )
+        .unwrap();
+    let refused = fabric
+        .mizar(
+            &host,
+            &["ddos", "block", "add", "10.0.1.11/32", "--vpc", "green"],
+        )
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown VPC \"green\""));
+
+    let blocked = ping(fabric.ns("b-web2"), b_db1, 3, Duration::from_millis(700)).unwrap();
+    assert!(
+        blocked.none_answered(),
+        "blue's 10.0.1.11 is blocked: {blocked}"
+    );
+    let red = ping(fabric.ns("r-web2"), r_web1, 3, wait).unwrap();
+    assert!(
+        red.all_answered(),
+        "red's 10.0.1.11 is another tenant: {red}"
+    );
+
+    fabric
+        .mizar_ok(
+            &host,
+            &["ddos", "block", "del", "10.0.1.11/32", "--vpc", "blue"],
+        )
+        .unwrap();
+    assert!(
+        ping(fabric.ns("b-web2"), b_db1, 2, wait)
+            .unwrap()
+            .all_answered()
+    );
+
+    // Red: 3 packets a minute per source. A burst of 8 echo requests: 3 delivered.
+    fabric
+        .mizar_ok(
+            &host,
+            &[
+                "ddos",
+                "limit",
+                "set",
+                "--packets",
+                "3",
+                "--window",
+                "60s",
+                "--vpc",
+                "red",
+            ],
+        )
+        .unwrap();
+    let burst = ping(fabric.ns("r-web2"), r_web1, 8, Duration::from_millis(700)).unwrap();
+    assert_eq!(burst.answered, 3, "3 per window get through: {burst}");
+    // Blue has no threshold.
+    assert!(
+        ping(fabric.ns("b-web2"), b_db1, 8, wait)
+            .unwrap()
+            .all_answered()
+    );
+
+    let shown: serde_json::Value =
+        serde_json::from_str(&fabric.mizar_ok(&host, &["ddos", "show", "--json"]).unwrap())
+            .unwrap();
+    assert_eq!(shown["dropped"]["blocked"], 3, "{shown}");
+    assert_eq!(shown["dropped"]["rate"], 5, "{shown}");
+    assert_eq!(shown["placed"][0], "ON_XDP_REDIRECT#1", "{shown}");
+
+    // The configuration goes through the topology document and back.
+    let exported = fabric.mizar_ok(&host, &["export"]).unwrap();
+    assert!(
+        exported.contains("ddos:") && exported.contains("window-ms: 60000"),
+        "{exported}"
+    );
 }

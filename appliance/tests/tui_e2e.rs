@@ -293,7 +293,7 @@ fn the_dashboard_shows_the_live_pipeline_lists_filters_and_changes_the_fabric() 
 
     // Functions: a count function added at ON_XDP_REDIRECT (second row) runs at once and its
     // counters move with the traffic; x then y takes it out again.
-    tui.keys(&["Escape", "5", "g", "Down", "a"]);
+    tui.keys(&["Escape", "5", "g", "Down", "a", "1"]);
     tui.wait_for("the chain's answer", |s| {
         s.contains("chain at ON_XDP_REDIRECT: count")
     });

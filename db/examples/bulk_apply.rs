@@ -97,6 +97,7 @@ fn document(endpoints: usize) -> Topology {
         hosts,
         vpcs: vec![vpc],
         chains: Vec::new(),
+        ddos: None,
     }
 }
 

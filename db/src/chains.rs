@@ -36,7 +36,7 @@ pub const MAX_CHAIN: usize = 16;
 pub const MAX_FN_INSTANCES: usize = 1023;
 /// The functions built into `mizar` (the appliance checks this list against the programs it
 /// embeds at compile time).
-pub const BUILTIN_FUNCTIONS: &[&str] = &["count"];
+pub const BUILTIN_FUNCTIONS: &[&str] = &["count", "ddos"];
 
 /// A function placed in a chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -509,6 +509,26 @@ pub enum StoreError {
     )]
     TooManyFunctionInstances { count: usize, max: usize },
 
+    // --- The ddos function ---
+    #[error(
+        "the rate threshold of {subject} must allow at least 1 packet per window of 10 ms to 1 \
+         hour (got {packets} per {window_ms} ms)"
+    )]
+    DdosLimitRange {
+        subject: String,
+        packets: u64,
+        window_ms: u64,
+    },
+
+    #[error("{subject} already blocks {cidr}")]
+    DdosBlockExists { subject: String, cidr: Ipv4Net },
+
+    #[error("{subject} does not block {cidr}; see `mizar ddos show`")]
+    DdosBlockUnknown { subject: String, cidr: Ipv4Net },
+
+    #[error("{subject} has no rate threshold; see `mizar ddos show`")]
+    DdosLimitUnknown { subject: String },
+
     // --- References and existence ---
     #[error("unknown {kind} {name:?}{scope}{used_by}; known: {known}; {fix}")]
     Unknown {

@@ -60,6 +60,7 @@
 
 mod apply;
 mod chains;
+mod ddos;
 mod error;
 mod model;
 mod proposal;
@@ -74,6 +75,7 @@ pub use chains::{
     BUILTIN_FUNCTIONS, CHAIN_STAGES, ChainEdit, ChainLinkRow, ChainSpec, MAX_CHAIN,
     MAX_FN_INSTANCES, parse_stage,
 };
+pub use ddos::{DdosBlock, DdosConfig, DdosLimit};
 pub use error::{Kind, Names, Problems, StoreError};
 pub use ipnet::Ipv4Net;
 pub use model::{

@@ -311,6 +311,10 @@ pub struct Topology {
     /// leaves the chains as they are (unless pruning).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chains: Vec<crate::chains::ChainSpec>,
+    /// The ddos function's blocks and thresholds. Omitted: left as they are (unless pruning);
+    /// given: replaced by what it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ddos: Option<crate::ddos::DdosConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -527,7 +531,7 @@ pub fn parse_cidr(text: &str) -> Result<Ipv4Net, String> {
     Ipv4Net::new(addr, len).map_err(|err| err.to_string())
 }
 
-mod cidr {
+pub(crate) mod cidr {
     use ipnet::Ipv4Net;
     use serde::{Deserialize as _, Deserializer, de::Error as _};
 

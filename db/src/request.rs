@@ -59,6 +59,24 @@ pub enum Request {
         vpc: String,
         host: String,
     },
+    /// Sources in `cidr` dropped by the ddos function, for a VPC or (None) every VPC.
+    AddDdosBlock {
+        vpc: Option<String>,
+        cidr: ipnet::Ipv4Net,
+    },
+    DeleteDdosBlock {
+        vpc: Option<String>,
+        cidr: ipnet::Ipv4Net,
+    },
+    /// At most `packets` per `window_ms` from one source of a VPC (None: the default).
+    SetDdosLimit {
+        vpc: Option<String>,
+        packets: u64,
+        window_ms: u64,
+    },
+    DeleteDdosLimit {
+        vpc: Option<String>,
+    },
     /// A change to a host's chain at a stage (host None: this host's).
     EditChain {
         host: Option<String>,
@@ -82,6 +100,19 @@ impl Request {
                     edit: crate::chains::ChainEdit::Remove { .. },
                     ..
                 }
+                | Self::DeleteDdosBlock { .. }
+                | Self::DeleteDdosLimit { .. }
+        )
+    }
+
+    /// Whether the request changes the ddos function's configuration.
+    pub fn is_ddos(&self) -> bool {
+        matches!(
+            self,
+            Self::AddDdosBlock { .. }
+                | Self::DeleteDdosBlock { .. }
+                | Self::SetDdosLimit { .. }
+                | Self::DeleteDdosLimit { .. }
         )
     }
 }
@@ -130,6 +161,24 @@ impl fmt::Display for Request {
             Self::DeleteDivider { vpc, host } => {
                 write!(f, "remove divider {host} from VPC {vpc}")
             }
+            Self::AddDdosBlock { vpc, cidr } => {
+                write!(f, "block sources in {cidr} for {}", ddos_subject(vpc))
+            }
+            Self::DeleteDdosBlock { vpc, cidr } => {
+                write!(f, "unblock {cidr} for {}", ddos_subject(vpc))
+            }
+            Self::SetDdosLimit {
+                vpc,
+                packets,
+                window_ms,
+            } => write!(
+                f,
+                "limit each source of {} to {packets} packets per {window_ms} ms",
+                ddos_subject(vpc)
+            ),
+            Self::DeleteDdosLimit { vpc } => {
+                write!(f, "remove the rate threshold of {}", ddos_subject(vpc))
+            }
             Self::EditChain { stage, edit, .. } => {
                 use crate::chains::ChainEdit;
                 match edit {
@@ -155,6 +204,13 @@ impl fmt::Display for Request {
                 }
             }
         }
+    }
+}
+
+fn ddos_subject(vpc: &Option<String>) -> String {
+    match vpc {
+        Some(v) => format!("VPC {v}"),
+        None => "every VPC".to_owned(),
     }
 }
 
@@ -244,6 +300,29 @@ impl Store {
             Request::DeleteDivider { vpc, host } => {
                 self.delete_divider(vpc, host)?;
                 format!("{host} no longer divides VPC {vpc}")
+            }
+            Request::AddDdosBlock { vpc, cidr } => {
+                self.add_ddos_block(vpc.as_deref(), *cidr)?;
+                format!("{cidr} blocked for {}", ddos_subject(vpc))
+            }
+            Request::DeleteDdosBlock { vpc, cidr } => {
+                self.delete_ddos_block(vpc.as_deref(), *cidr)?;
+                format!("{cidr} no longer blocked for {}", ddos_subject(vpc))
+            }
+            Request::SetDdosLimit {
+                vpc,
+                packets,
+                window_ms,
+            } => {
+                self.set_ddos_limit(vpc.as_deref(), *packets, *window_ms)?;
+                format!(
+                    "each source of {} limited to {packets} packets per {window_ms} ms",
+                    ddos_subject(vpc)
+                )
+            }
+            Request::DeleteDdosLimit { vpc } => {
+                self.delete_ddos_limit(vpc.as_deref())?;
+                format!("no rate threshold for {} any more", ddos_subject(vpc))
             }
             Request::EditChain { host, stage, edit } => {
                 chain_outcome(stage, &self.edit_chain(host.as_deref(), stage, edit)?)

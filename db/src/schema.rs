@@ -24,6 +24,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_endpoints_host_network_index.sql"),
     include_str!("../migrations/0004_endpoint_netns.sql"),
     include_str!("../migrations/0005_chains.sql"),
+    include_str!("../migrations/0006_ddos.sql"),
 ];
 
 /// The schema version this build writes: the number of migrations.
@@ -161,6 +162,8 @@ mod tests {
             tables(&conn),
             [
                 "chain_links",
+                "ddos_blocks",
+                "ddos_limits",
                 "endpoint_backends",
                 "endpoint_netns",
                 "endpoints",

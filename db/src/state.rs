@@ -557,6 +557,7 @@ impl State {
             hosts: self.hosts.values().cloned().collect(),
             vpcs,
             chains: Vec::new(),
+            ddos: None,
         }
     }
 }

@@ -112,6 +112,11 @@ fn vpc_row(tx: &Connection, name: &str, used_by: impl FnOnce() -> String) -> Res
     }
 }
 
+/// A VPC's id, refusing an unknown one with the names that exist.
+pub(crate) fn vpc_id(tx: &Connection, name: &str, used_by: impl FnOnce() -> String) -> Result<i64> {
+    Ok(vpc_row(tx, name, used_by)?.0)
+}
+
 fn network_row(
     tx: &Connection,
     vpc: &str,
@@ -1181,6 +1186,7 @@ impl Store {
     pub fn export(&self) -> Result<Topology> {
         let mut doc = self.snapshot()?;
         doc.chains = self.chain_specs()?;
+        doc.ddos = Some(self.ddos()?).filter(|d| *d != crate::ddos::DdosConfig::default());
         Ok(doc)
     }
 
@@ -1225,6 +1231,11 @@ impl Store {
         }
         let mut report = write_diff(&tx, &current, &mut ids, &desired)?;
         crate::chains::apply_chains(&tx, &doc.chains, prune, &mut report)?;
+        match (&doc.ddos, prune) {
+            (Some(ddos), _) => crate::ddos::replace_ddos(&tx, ddos)?,
+            (None, true) => crate::ddos::replace_ddos(&tx, &crate::ddos::DdosConfig::default())?,
+            (None, false) => {}
+        }
         if commit {
             // What was just written is the store's whole state: no need to read it back.
             let known = self.guard.is_some().then(|| desired.to_topology());

@@ -376,6 +376,42 @@ struct mz_chain_stats {
 			       * without the rest of the chain, or the packet dropped if it could not be */
 };
 
+/*
+ * The ddos function (functions.c): sources to drop, per VPC or for every VPC (VNI 0), and a
+ * per-source packet-rate threshold per VPC (VNI 0: the default for the others). The source is
+ * the inner source of a tunnel packet, else the outer one.
+ */
+#define MZ_MAX_DDOS_BLOCKS 65536
+#define MZ_MAX_DDOS_LIMITS 4097     /* one per VPC, and the default */
+#define MZ_MAX_DDOS_SOURCES 65536   /* sources whose rate is tracked (LRU) */
+#define MZ_DDOS_DROP_BLOCKED 0      /* the function's drop reasons */
+#define MZ_DDOS_DROP_RATE 1
+
+/* mz_ddos_blocks: longest-prefix match over VNI then source (prefixlen = 32 + CIDR length). */
+struct mz_ddos_block_key {
+	__u32 prefixlen;
+	__u32 vni_be;         /* 0: every VPC */
+	__u32 prefix_be;
+};
+
+/* mz_ddos_limits: key is the VNI (0: the default). At most `packets` per `window_ns` from one
+ * source; the excess is dropped until the window ends. */
+struct mz_ddos_limit {
+	__u64 window_ns;
+	__u64 packets;
+};
+
+/* mz_ddos_sources: one source's current window. */
+struct mz_ddos_source_key {
+	__u32 vni;
+	__u32 ip_be;
+};
+
+struct mz_ddos_source {
+	__u64 window_start_ns;
+	__u64 packets;
+};
+
 /* mz_bench_packet[0]: the bytes the benchmark wrapper restores before every repetition. */
 #define MZ_BENCH_MAX_PACKET 256
 struct mz_bench_packet {

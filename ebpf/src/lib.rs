@@ -64,12 +64,21 @@ pub struct BuiltinFunction {
 }
 
 /// Every built-in function, in the order `mizar fn list` shows them.
-pub const BUILTIN_FUNCTIONS: &[BuiltinFunction] = &[BuiltinFunction {
-    name: "count",
-    program: "mz_fn_count",
-    description: "hands every packet on and counts it: a probe at a point of a chain",
-    drop_reasons: &[],
-}];
+pub const BUILTIN_FUNCTIONS: &[BuiltinFunction] = &[
+    BuiltinFunction {
+        name: "count",
+        program: "mz_fn_count",
+        description: "hands every packet on and counts it: a probe at a point of a chain",
+        drop_reasons: &[],
+    },
+    BuiltinFunction {
+        name: "ddos",
+        program: "mz_fn_ddos",
+        description: "drops blocked sources and sources over their VPC's packet-rate threshold \
+                      (mizar ddos)",
+        drop_reasons: &["blocked", "rate"],
+    },
+];
 
 /// The built-in function called `name`.
 pub fn builtin_function(name: &str) -> Option<&'static BuiltinFunction> {
@@ -102,6 +111,9 @@ pub mod maps {
     pub const FN_STATS: &str = "mz_fn_stats";
     pub const CHAIN_STATS: &str = "mz_chain_stats";
     pub const CHAINS: &str = "mz_chains";
+    pub const DDOS_BLOCKS: &str = "mz_ddos_blocks";
+    pub const DDOS_LIMITS: &str = "mz_ddos_limits";
+    pub const DDOS_SOURCES: &str = "mz_ddos_sources";
     pub const BENCH_PACKET: &str = "mz_bench_packet";
     pub const BENCH_TARGET: &str = "mz_bench_target";
     pub const BENCH_SUNK: &str = "mz_bench_sunk";
@@ -128,6 +140,10 @@ unsafe impl aya::Pod for abi::mz_chain {}
 unsafe impl aya::Pod for abi::mz_fn_stats {}
 unsafe impl aya::Pod for abi::mz_chain_stats {}
 unsafe impl aya::Pod for abi::mz_meta {}
+unsafe impl aya::Pod for abi::mz_ddos_block_key {}
+unsafe impl aya::Pod for abi::mz_ddos_limit {}
+unsafe impl aya::Pod for abi::mz_ddos_source_key {}
+unsafe impl aya::Pod for abi::mz_ddos_source {}
 
 /// The data plane's symmetric flow hash (`mz_flow_hash` in `c/include/pipeline.h`), used to
 /// predict which bouncer or divider a flow takes. Arguments are IPv4 addresses as the program

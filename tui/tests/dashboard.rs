@@ -567,15 +567,22 @@ fn the_functions_view_changes_chains_through_requests() {
     // Rows: ON_XDP_PASS, ON_XDP_REDIRECT, its functions 1 and 2, ON_XDP_TX, its function 1, ...
     assert_eq!(
         app.on_key(key(KeyCode::Char('a'))),
+        None,
+        "a asks which function"
+    );
+    assert!(render(&mut app, now, 80, 24).contains("add which function? 1 count · 2 ddos"));
+    assert_eq!(
+        app.on_key(key(KeyCode::Char('2'))),
         chain(
             "ON_XDP_PASS",
             ChainEdit::Add {
-                function: "count".into(),
+                function: "ddos".into(),
                 at: None
             }
         ),
-        "a on an empty stage appends to its chain"
+        "a on an empty stage appends to its chain; the digit is no view switch here"
     );
+    assert_eq!(app.current_view(), "Functions");
     app.on_change_done(Ok("chain at ON_XDP_PASS: count".into()));
     press(&mut app, "jj");
     assert_eq!(

@@ -5,6 +5,7 @@
 mod bpffs;
 mod chains;
 mod counters;
+mod ddos;
 mod link;
 mod maps;
 mod netlink;
@@ -35,6 +36,7 @@ pub use counters::{
     Counter, CounterValue, Counters, STAGES, Stage, XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT,
     XDP_TX, reason_outcome,
 };
+pub use ddos::{DdosMaps, DdosState};
 pub use maps::{
     DataplaneMaps, EndpointEntry, EndpointKey, EndpointKind, EndpointStats, HostConfig, Ipv4Net,
     MacAddr, MemberKey, MemberRoles, NetworkEntry, NetworkKey, VpcEntry,

@@ -273,6 +273,7 @@ impl DemoSpec {
                 hosts,
                 vpcs,
                 chains: Vec::new(),
+                ddos: None,
             },
             state_root: Path::new(STATE_ROOT).join(prefix),
         }

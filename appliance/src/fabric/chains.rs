@@ -7,7 +7,8 @@ use mizar_ebpf::BUILTIN_FUNCTIONS;
 
 use super::{FabricError, Instance};
 use crate::dataplane::{
-    ChainLink, Chains, DataplaneError, FunctionStats, LiveChain, STAGES, Stage, function_pin,
+    ChainLink, Chains, DataplaneError, DdosMaps, DdosState, FunctionStats, LiveChain, STAGES,
+    Stage, function_pin,
 };
 
 // The store refuses what the data plane could not hold: its limits must be the ABI's, and the
@@ -54,6 +55,29 @@ fn links(rows: &[ChainLinkRow]) -> Vec<ChainLink> {
             function: r.function.clone(),
         })
         .collect()
+}
+
+/// The ddos function's configuration as the data plane keys it (VNI 0: every VPC).
+pub fn desired_ddos(store: &Store) -> Result<DdosState, FabricError> {
+    let config = store.ddos()?;
+    let vnis: std::collections::BTreeMap<String, u32> =
+        store.vpcs()?.into_iter().map(|v| (v.name, v.vni)).collect();
+    let vni = |vpc: &Option<String>| {
+        vpc.as_ref()
+            .map_or(0, |v| vnis.get(v).copied().unwrap_or(0))
+    };
+    Ok(DdosState {
+        blocks: config
+            .blocks
+            .iter()
+            .map(|b| (vni(&b.vpc), b.cidr))
+            .collect(),
+        limits: config
+            .limits
+            .iter()
+            .map(|l| (vni(&l.vpc), (l.packets, l.window_ms * 1_000_000)))
+            .collect(),
+    })
 }
 
 /// One stage: its functions from the store with their counters, and what the kernel runs there
@@ -105,6 +129,23 @@ impl Instance {
                 .map_err(|err| FabricError::Behind(Box::new(err)))?;
         }
         Ok(chain)
+    }
+
+    /// A change to the ddos function's configuration; with the data plane up, its maps follow.
+    pub fn change_ddos(&self, request: &mizar_db::Request) -> Result<String, FabricError> {
+        let _lock = self.lock()?;
+        let mut store = self.existing_store()?;
+        let outcome = store.make(request)?;
+        if self.is_up() {
+            self.sync_ddos(&store)
+                .map_err(|err| FabricError::Behind(Box::new(err)))?;
+        }
+        Ok(outcome)
+    }
+
+    /// Writes the ddos function's maps from the store (what differs only).
+    pub(super) fn sync_ddos(&self, store: &Store) -> Result<usize, FabricError> {
+        Ok(DdosMaps::open(&self.pins())?.sync(&desired_ddos(store)?)?)
     }
 
     /// Publishes every stage's chain the store holds (only stages whose chain differs from what

@@ -410,6 +410,12 @@ impl Instance {
             Request::DeleteEndpoint { vpc, name } => Ok(self
                 .delete_endpoint(vpc, name)?
                 .map(|report| report.summary())),
+            request if request.is_ddos() => Ok(Changed {
+                outcome: self.change_ddos(request)?,
+                dataplane: None,
+                scope: None,
+                dry_run: false,
+            }),
             Request::EditChain { host, stage, edit } => {
                 let chain = self.edit_chain(host.as_deref(), stage, edit)?;
                 Ok(Changed {

@@ -269,6 +269,7 @@ impl Instance {
         }
         // The chains run this load's programs from now on (a whole new generation each).
         report.chains_published = self.publish_chains(store)?;
+        self.sync_ddos(store)?;
         report.waiting = desired.waiting;
         Ok(report)
     }

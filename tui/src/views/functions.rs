@@ -32,6 +32,8 @@ pub struct FunctionsView {
     cursor: Cursor,
     /// A removal waiting for y.
     confirm: Option<Request>,
+    /// `a` was pressed: the next key picks the function to add.
+    adding: bool,
 }
 
 /// One row: a stage heading, or a function of its chain.
@@ -55,8 +57,8 @@ fn rows(sample: Option<&Sample>) -> Vec<FnRow<'_>> {
 }
 
 impl FunctionsView {
-    /// The change a key asks for on the selected row.
-    fn request(&self, key: KeyCode, rows: &[FnRow<'_>]) -> Option<Request> {
+    /// The change a key asks for on the selected row (`add`: the function `a` chose).
+    fn request(&self, key: KeyCode, rows: &[FnRow<'_>], add: Option<&str>) -> Option<Request> {
         let row = rows.get(self.cursor.selected)?;
         let (stage, position, len) = match row {
             FnRow::Stage(stage, len) => (*stage, None, *len),
@@ -78,8 +80,8 @@ impl FunctionsView {
         };
         let edit = match (key, position) {
             // After the selected function, or at the end of the selected stage's chain.
-            (KeyCode::Char('a'), _) => ChainEdit::Add {
-                function: BUILTIN_FUNCTIONS[0].to_owned(),
+            _ if add.is_some() => ChainEdit::Add {
+                function: add?.to_owned(),
                 at: position.map(|p| p + 1),
             },
             (KeyCode::Char('x'), Some(p)) => ChainEdit::Remove { position: p },
@@ -105,8 +107,9 @@ impl View for FunctionsView {
             ("↑↓ / j k", "select a stage or a function"),
             ("PgUp PgDn g G", "page, first, last"),
             (
-                "a",
-                "add the count function after the selected one (or at the end of the stage)",
+                "a then 1-9",
+                "add a function (the hint lists them) after the selected one, or at the end of \
+                 the selected stage",
             ),
             ("x", "remove the selected function (asks y first)"),
             (
@@ -117,16 +120,33 @@ impl View for FunctionsView {
         ]
     }
 
+    fn takes_text(&self) -> bool {
+        self.adding
+    }
+
     fn handle_key(&mut self, key: KeyEvent, cx: &Context) -> Option<Action> {
         if let Some(request) = self.confirm.take() {
             return (key.code == KeyCode::Char('y')).then_some(Action::Change(request));
         }
         let sample = cx.model.latest().map(|s| s.as_ref());
         let rows = rows(sample);
+        if std::mem::take(&mut self.adding) {
+            let chosen = match key.code {
+                KeyCode::Char(c @ '1'..='9') => BUILTIN_FUNCTIONS.get(c as usize - '1' as usize),
+                _ => None,
+            };
+            return self
+                .request(key.code, &rows, Some(chosen?))
+                .map(Action::Change);
+        }
+        if key.code == KeyCode::Char('a') {
+            self.adding = true;
+            return None;
+        }
         if move_cursor(&mut self.cursor, key, rows.len(), 10) {
             return None;
         }
-        let request = self.request(key.code, &rows)?;
+        let request = self.request(key.code, &rows, None)?;
         if request.removes() {
             self.confirm = Some(request);
             return None;
@@ -215,6 +235,15 @@ impl View for FunctionsView {
             Some(request) => Line::from(Span::styled(
                 format!("{request}? y to confirm, any other key cancels"),
                 t.bad(),
+            )),
+            None if self.adding => Line::from(format!(
+                "add which function? {} (any other key cancels)",
+                BUILTIN_FUNCTIONS
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| format!("{} {f}", i + 1))
+                    .collect::<Vec<_>>()
+                    .join(" · ")
             )),
             None if sample.and_then(|s| s.dataplane.as_ref()).is_none() => {
                 Line::from("the data plane is down: `mizar chain show` lists the store's chains")

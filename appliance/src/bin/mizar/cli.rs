@@ -70,6 +70,11 @@ pub enum Command {
     /// meets the old chain or the new one, never a mix
     #[command(subcommand)]
     Chain(ChainCommand),
+    /// The ddos function's configuration: source ranges to drop and per-source packet-rate
+    /// thresholds, per VPC or for every VPC. It acts where `ddos` is in a chain (`mizar chain
+    /// add --stage redirect ddos`)
+    #[command(subcommand)]
+    Ddos(DdosCommand),
     /// Make the store match a YAML or JSON topology (idempotent)
     Apply(ApplyArgs),
     /// Print the store as a topology document that `apply` takes back
@@ -544,6 +549,62 @@ pub enum ChainCommand {
         from: usize,
         /// Its position after the move
         to: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DdosCommand {
+    /// The blocks and thresholds, and what the function dropped for each reason
+    Show(OutputArgs),
+    /// Source ranges whose packets the function drops
+    #[command(subcommand)]
+    Block(DdosBlockCommand),
+    /// Per-source packet-rate thresholds: above one, a source's packets are dropped until its
+    /// window ends
+    #[command(subcommand)]
+    Limit(DdosLimitCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DdosBlockCommand {
+    /// Drop packets from sources in CIDR
+    Add {
+        /// The source range, e.g. 203.0.113.0/24
+        #[arg(value_parser = mizar_db::parse_cidr)]
+        cidr: mizar_db::Ipv4Net,
+        /// Only in this VPC (default: every VPC)
+        #[arg(long)]
+        vpc: Option<String>,
+    },
+    /// Stop dropping them
+    Del {
+        #[arg(value_parser = mizar_db::parse_cidr)]
+        cidr: mizar_db::Ipv4Net,
+        /// The VPC the block was added for (default: the one for every VPC)
+        #[arg(long)]
+        vpc: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DdosLimitCommand {
+    /// At most PACKETS per window from any one source
+    Set {
+        /// Packets a source may send per window
+        #[arg(long)]
+        packets: u64,
+        /// The window: 1s, 100ms, ... (10 ms to 1 hour)
+        #[arg(long, default_value = "1s", value_parser = parse_period, value_name = "WINDOW")]
+        window: std::time::Duration,
+        /// For this VPC (default: for every VPC without its own)
+        #[arg(long)]
+        vpc: Option<String>,
+    },
+    /// Remove a threshold
+    Del {
+        /// The VPC whose threshold goes (default: the one for every VPC)
+        #[arg(long)]
+        vpc: Option<String>,
     },
 }
 

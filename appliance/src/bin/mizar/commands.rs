@@ -13,8 +13,8 @@ use mizar_db::{ChainEdit, Endpoint, Host, Network, Request, StoreError, Topology
 use serde::Serialize;
 
 use crate::cli::{
-    BouncerCommand, ChainCommand, Cli, Command, DividerCommand, EpCommand, FnCommand, Format,
-    HostCommand, NetCommand, OutputArgs, VpcCommand,
+    BouncerCommand, ChainCommand, Cli, Command, DdosBlockCommand, DdosCommand, DdosLimitCommand,
+    DividerCommand, EpCommand, FnCommand, Format, HostCommand, NetCommand, OutputArgs, VpcCommand,
 };
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -109,6 +109,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Divider(cmd) => divider(&instance, cmd)?,
         Command::Fn(cmd) => function(&instance, cmd)?,
         Command::Chain(cmd) => chain(&instance, cmd)?,
+        Command::Ddos(cmd) => ddos(&instance, cmd)?,
         Command::Apply(args) => {
             let text = if args.file.as_os_str() == "-" {
                 let mut text = String::new();
@@ -634,6 +635,87 @@ fn chain(instance: &Instance, cmd: ChainCommand) -> anyhow::Result<()> {
         edit,
     };
     println!("{}", instance.make(&request)?.outcome);
+    Ok(())
+}
+
+fn ddos(instance: &Instance, cmd: DdosCommand) -> anyhow::Result<()> {
+    let request = match cmd {
+        DdosCommand::Show(output) => return ddos_show(instance, &output),
+        DdosCommand::Block(DdosBlockCommand::Add { cidr, vpc }) => {
+            Request::AddDdosBlock { vpc, cidr }
+        }
+        DdosCommand::Block(DdosBlockCommand::Del { cidr, vpc }) => {
+            Request::DeleteDdosBlock { vpc, cidr }
+        }
+        DdosCommand::Limit(DdosLimitCommand::Set {
+            packets,
+            window,
+            vpc,
+        }) => Request::SetDdosLimit {
+            vpc,
+            packets,
+            window_ms: window.as_millis() as u64,
+        },
+        DdosCommand::Limit(DdosLimitCommand::Del { vpc }) => Request::DeleteDdosLimit { vpc },
+    };
+    println!("{}", instance.make(&request)?.outcome);
+    Ok(())
+}
+
+fn ddos_show(instance: &Instance, output: &OutputArgs) -> anyhow::Result<()> {
+    let store = instance.existing_store()?;
+    let config = store.ddos()?;
+    // What the function dropped, summed over the places it holds in the chains.
+    let mut dropped = [0u64; 2];
+    let mut placed = Vec::new();
+    for chain in instance.chain_status(&store)? {
+        for l in chain.links.iter().filter(|l| l.link.function == "ddos") {
+            placed.push(format!("{}#{}", chain.stage.name(), l.link.position));
+            if let Some(s) = l.stats {
+                dropped[0] += s.dropped[0];
+                dropped[1] += s.dropped[1];
+            }
+        }
+    }
+    if output.json {
+        return print_json(&serde_json::json!({
+            "blocks": config.blocks,
+            "limits": config.limits,
+            "placed": placed,
+            "dropped": { "blocked": dropped[0], "rate": dropped[1] },
+        }));
+    }
+    let every = |vpc: &Option<String>| vpc.clone().unwrap_or_else(|| "(every VPC)".to_owned());
+    let rows: Vec<Vec<String>> = config
+        .blocks
+        .iter()
+        .map(|b| vec!["block".to_owned(), every(&b.vpc), b.cidr.to_string()])
+        .chain(config.limits.iter().map(|l| {
+            vec![
+                "limit".to_owned(),
+                every(&l.vpc),
+                format!("{} packets per {} ms per source", l.packets, l.window_ms),
+            ]
+        }))
+        .collect();
+    if rows.is_empty() {
+        println!("no block and no threshold; add one with `mizar ddos block add CIDR`");
+    } else {
+        print!("{}", table(&["RULE", "VPC", ""], &rows));
+    }
+    if placed.is_empty() {
+        println!(
+            "the ddos function is in no chain: it acts once placed (`mizar chain add --stage \
+             redirect ddos`)"
+        );
+    } else {
+        println!(
+            "placed at {}; dropped: {} blocked, {} over a threshold",
+            placed.join(", "),
+            dropped[0],
+            dropped[1]
+        );
+    }
     Ok(())
 }
 

@@ -1,0 +1,167 @@
+//! The ddos function in the real kernel (BPF_PROG_TEST_RUN): placed in the chain at
+//! ON_XDP_REDIRECT, it drops blocked sources and sources over their VPC's threshold, each under
+//! its own reason, and keeps tenants apart (a VPC's rule never touches another VPC's packets with
+//! the same addresses). Needs root and BPF (CI runs it as root).
+
+mod common;
+#[path = "fixtures/transit.rs"]
+mod fixture;
+
+use std::net::Ipv4Addr;
+
+use fixture::*;
+use mizar::{
+    dataplane::{ChainLink, Chains, DdosMaps, DdosState, Ipv4Net, Stage},
+    packet::MacAddr,
+};
+use mizar_ebpf::abi;
+
+/// A bouncer with the same endpoint address in two VPCs, and ddos in the delivery chain.
+fn world(name: &str) -> World {
+    let mut world = World::bouncer(name);
+    world.vpc(VNI_B, false, &DIVIDERS);
+    world.network(VNI_B, true, &[SELF]);
+    world.local_endpoint(VNI_B, LOCAL_EP, MacAddr([2, 0xbb, 0, 0, 0, 3]), 8, false);
+    Chains::open(world.instance.dataplane.pins())
+        .unwrap()
+        .publish(
+            Stage::OnXdpRedirect,
+            &[ChainLink {
+                instance: 1,
+                function: "ddos".into(),
+            }],
+        )
+        .unwrap();
+    world
+}
+
+fn configure(world: &World, state: &DdosState) {
+    DdosMaps::open(world.instance.dataplane.pins())
+        .unwrap()
+        .sync(state)
+        .unwrap();
+}
+
+fn dropped(world: &World) -> [u64; 2] {
+    let stats = Chains::open(world.instance.dataplane.pins())
+        .unwrap()
+        .function_stats(1)
+        .unwrap();
+    [
+        stats.dropped[abi::MZ_DDOS_DROP_BLOCKED as usize],
+        stats.dropped[abi::MZ_DDOS_DROP_RATE as usize],
+    ]
+}
+
+fn net(s: &str) -> Ipv4Net {
+    s.parse().unwrap()
+}
+
+#[test]
+fn a_vpcs_block_drops_its_sources_and_never_another_vpcs() {
+    let world = world("ddos-block");
+    let to_a = packet_to(VNI, LOCAL_EP);
+    let to_b = packet_to(VNI_B, LOCAL_EP);
+    // Nothing configured: both delivered.
+    world
+        .run(&to_a)
+        .expect(XDP_REDIRECT, abi::MZ_DELIVER_LOCAL, Stage::OnXdpRedirect);
+
+    configure(
+        &world,
+        &DdosState {
+            blocks: [(VNI, net("10.0.0.0/30"))].into(),
+            ..DdosState::default()
+        },
+    );
+    // The pipeline decided to deliver (its reason counts that); the function dropped it.
+    let run = world.run(&to_a);
+    run.expect(XDP_DROP, abi::MZ_DELIVER_LOCAL, Stage::OnXdpRedirect);
+    assert_eq!(dropped(&world), [1, 0]);
+    // The same source address in VPC B is another tenant's: delivered.
+    world
+        .run(&to_b)
+        .expect(XDP_REDIRECT, abi::MZ_DELIVER_LOCAL, Stage::OnXdpRedirect);
+    assert_eq!(dropped(&world), [1, 0]);
+
+    // A block for every VPC (VNI 0) drops both; removing it restores both.
+    let every = DdosState {
+        blocks: [(0, net("10.0.0.2/32"))].into(),
+        ..DdosState::default()
+    };
+    configure(&world, &every);
+    assert_eq!(world.run(&to_a).verdict, XDP_DROP);
+    assert_eq!(world.run(&to_b).verdict, XDP_DROP);
+    assert_eq!(dropped(&world), [3, 0]);
+    assert_eq!(
+        DdosMaps::open(world.instance.dataplane.pins())
+            .unwrap()
+            .read()
+            .unwrap(),
+        every,
+        "the maps hold exactly what was written"
+    );
+    configure(&world, &DdosState::default());
+    assert_eq!(world.run(&to_a).verdict, XDP_REDIRECT);
+    assert_eq!(world.run(&to_b).verdict, XDP_REDIRECT);
+}
+
+#[test]
+fn a_source_over_its_threshold_is_dropped_for_the_window_and_others_are_not() {
+    let world = world("ddos-rate");
+    configure(
+        &world,
+        &DdosState {
+            // Three packets per hour from one source of VPC A; VPC B has no threshold.
+            limits: [(VNI, (3, 3_600_000_000_000))].into(),
+            ..DdosState::default()
+        },
+    );
+    let from = |src: Ipv4Addr, vni| from_peer(vni).build(&inner_udp(src, LOCAL_EP));
+    let flood = from(SENDER_EP, VNI);
+    let verdicts: Vec<u32> = (0..5).map(|_| world.run(&flood).verdict).collect();
+    assert_eq!(
+        verdicts,
+        [XDP_REDIRECT, XDP_REDIRECT, XDP_REDIRECT, XDP_DROP, XDP_DROP]
+    );
+    assert_eq!(dropped(&world), [0, 2]);
+    // Another source of the same VPC, and the same source in another VPC, are not limited.
+    let other = Ipv4Addr::new(10, 0, 0, 9);
+    assert_eq!(world.run(&from(other, VNI)).verdict, XDP_REDIRECT);
+    for _ in 0..5 {
+        assert_eq!(world.run(&from(SENDER_EP, VNI_B)).verdict, XDP_REDIRECT);
+    }
+    // A default threshold (VNI 0) applies to a VPC without its own.
+    configure(
+        &world,
+        &DdosState {
+            limits: [(VNI, (3, 3_600_000_000_000)), (0, (1, 3_600_000_000_000))].into(),
+            ..DdosState::default()
+        },
+    );
+    let b_other = from(Ipv4Addr::new(10, 0, 0, 7), VNI_B);
+    assert_eq!(world.run(&b_other).verdict, XDP_REDIRECT);
+    assert_eq!(world.run(&b_other).verdict, XDP_DROP);
+}
+
+#[test]
+fn a_short_window_lets_a_source_back() {
+    let world = world("ddos-window");
+    configure(
+        &world,
+        &DdosState {
+            limits: [(VNI, (1, 20_000_000))].into(),
+            ..DdosState::default()
+        },
+    );
+    let flood = packet_to(VNI, LOCAL_EP);
+    assert_eq!(world.run(&flood).verdict, XDP_REDIRECT);
+    assert_eq!(world.run(&flood).verdict, XDP_DROP);
+    // The coarse clock ticks every few ms: well past the 20 ms window.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(
+        world.run(&flood).verdict,
+        XDP_REDIRECT,
+        "back after the window"
+    );
+}

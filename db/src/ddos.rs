@@ -1,0 +1,351 @@
+//! The ddos function's configuration: sources to drop and per-source packet-rate thresholds,
+//! each for one VPC or (no VPC) for every VPC. The data plane keys them by VNI (0: every VPC).
+
+use ipnet::Ipv4Net;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::{SqlContext, StoreError},
+    store::Store,
+};
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// A blocked source range.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DdosBlock {
+    /// None: every VPC (and the host's own traffic at ON_XDP_PASS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc: Option<String>,
+    #[serde(deserialize_with = "crate::model::cidr::deserialize")]
+    pub cidr: Ipv4Net,
+}
+
+/// A per-source packet-rate threshold: at most `packets` per `window_ms` from one source.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DdosLimit {
+    /// None: the default for every VPC without its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc: Option<String>,
+    pub packets: u64,
+    pub window_ms: u64,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DdosConfig {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocks: Vec<DdosBlock>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<DdosLimit>,
+}
+
+fn subject(vpc: Option<&str>) -> String {
+    match vpc {
+        Some(v) => format!("VPC {v:?}"),
+        None => "every VPC".to_owned(),
+    }
+}
+
+/// The VPC's id (None: every VPC), refusing an unknown one.
+fn vpc_id(tx: &Connection, vpc: Option<&str>) -> Result<Option<i64>> {
+    vpc.map(|name| crate::store::vpc_id(tx, name, || " (ddos rule)".to_owned()))
+        .transpose()
+}
+
+fn check_limit(vpc: Option<&str>, packets: u64, window_ms: u64) -> Result<()> {
+    if packets == 0 || !(10..=3_600_000).contains(&window_ms) {
+        return Err(StoreError::DdosLimitRange {
+            subject: subject(vpc),
+            packets,
+            window_ms,
+        });
+    }
+    Ok(())
+}
+
+fn check_cidr(vpc: Option<&str>, cidr: Ipv4Net) -> Result<()> {
+    if cidr.trunc() != cidr {
+        return Err(StoreError::HostBitsSet {
+            subject: format!("the ddos block of {}", subject(vpc)),
+            given: cidr,
+            suggested: cidr.trunc(),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn load_ddos(conn: &Connection) -> Result<DdosConfig> {
+    let ctx = "reading the ddos configuration";
+    let blocks = conn
+        .prepare_cached(
+            "SELECT v.name, b.cidr FROM ddos_blocks b LEFT JOIN vpcs v ON v.id = b.vpc_id \
+             ORDER BY v.name IS NOT NULL, v.name, b.cidr",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_map([], |row| {
+                Ok((row.get::<_, Option<String>>(0)?, row.get::<_, String>(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .ctx(ctx)?;
+    let limits = conn
+        .prepare_cached(
+            "SELECT v.name, l.packets, l.window_ms FROM ddos_limits l \
+             LEFT JOIN vpcs v ON v.id = l.vpc_id ORDER BY v.name IS NOT NULL, v.name",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_map([], |row| {
+                Ok(DdosLimit {
+                    vpc: row.get(0)?,
+                    packets: row.get::<_, i64>(1)? as u64,
+                    window_ms: row.get::<_, i64>(2)? as u64,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .ctx(ctx)?;
+    let blocks = blocks
+        .into_iter()
+        .map(|(vpc, cidr)| {
+            Ok(DdosBlock {
+                vpc,
+                cidr: cidr.parse().map_err(|_| StoreError::Corrupt {
+                    what: "ddos block CIDR",
+                    value: cidr.clone(),
+                })?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(DdosConfig { blocks, limits })
+}
+
+/// Makes the store's ddos configuration `config` (inside an apply's transaction).
+pub(crate) fn replace_ddos(tx: &Connection, config: &DdosConfig) -> Result<()> {
+    let mut seen = std::collections::BTreeSet::new();
+    for b in &config.blocks {
+        check_cidr(b.vpc.as_deref(), b.cidr)?;
+        if !seen.insert((b.vpc.clone(), b.cidr)) {
+            return Err(StoreError::DdosBlockExists {
+                subject: subject(b.vpc.as_deref()),
+                cidr: b.cidr,
+            });
+        }
+    }
+    let mut limited = std::collections::BTreeSet::new();
+    for l in &config.limits {
+        check_limit(l.vpc.as_deref(), l.packets, l.window_ms)?;
+        if !limited.insert(l.vpc.clone()) {
+            return Err(StoreError::Duplicate {
+                kind: crate::error::Kind::Chain,
+                name: "ddos limit".to_owned(),
+                scope: format!(" of {}", subject(l.vpc.as_deref())),
+            });
+        }
+    }
+    tx.execute("DELETE FROM ddos_blocks", [])
+        .ctx("replacing the ddos configuration")?;
+    tx.execute("DELETE FROM ddos_limits", [])
+        .ctx("replacing the ddos configuration")?;
+    for b in &config.blocks {
+        let id = vpc_id(tx, b.vpc.as_deref())?;
+        tx.execute(
+            "INSERT INTO ddos_blocks (vpc_id, cidr) VALUES (?1, ?2)",
+            params![id, b.cidr.to_string()],
+        )
+        .ctx("writing a ddos block")?;
+    }
+    for l in &config.limits {
+        let id = vpc_id(tx, l.vpc.as_deref())?;
+        tx.execute(
+            "INSERT INTO ddos_limits (vpc_id, packets, window_ms) VALUES (?1, ?2, ?3)",
+            params![id, l.packets as i64, l.window_ms as i64],
+        )
+        .ctx("writing a ddos limit")?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// The ddos function's configuration.
+    pub fn ddos(&self) -> Result<DdosConfig> {
+        self.read("reading the ddos configuration", load_ddos)
+    }
+
+    /// Blocks sources in `cidr`, for one VPC or (None) every VPC.
+    pub fn add_ddos_block(&mut self, vpc: Option<&str>, cidr: Ipv4Net) -> Result<()> {
+        check_cidr(vpc, cidr)?;
+        self.write("adding a ddos block", |tx| {
+            let id = vpc_id(tx, vpc)?;
+            let exists = tx
+                .query_row(
+                    "SELECT 1 FROM ddos_blocks WHERE vpc_id IS ?1 AND cidr = ?2",
+                    params![id, cidr.to_string()],
+                    |_| Ok(()),
+                )
+                .optional()
+                .ctx("reading the ddos blocks")?
+                .is_some();
+            if exists {
+                return Err(StoreError::DdosBlockExists {
+                    subject: subject(vpc),
+                    cidr,
+                });
+            }
+            tx.execute(
+                "INSERT INTO ddos_blocks (vpc_id, cidr) VALUES (?1, ?2)",
+                params![id, cidr.to_string()],
+            )
+            .ctx("adding a ddos block")?;
+            Ok(())
+        })
+    }
+
+    pub fn delete_ddos_block(&mut self, vpc: Option<&str>, cidr: Ipv4Net) -> Result<()> {
+        self.write("deleting a ddos block", |tx| {
+            let id = vpc_id(tx, vpc)?;
+            let n = tx
+                .execute(
+                    "DELETE FROM ddos_blocks WHERE vpc_id IS ?1 AND cidr = ?2",
+                    params![id, cidr.to_string()],
+                )
+                .ctx("deleting a ddos block")?;
+            if n == 0 {
+                return Err(StoreError::DdosBlockUnknown {
+                    subject: subject(vpc),
+                    cidr,
+                });
+            }
+            Ok(())
+        })
+    }
+
+    /// Sets the per-source threshold of one VPC or (None) the default.
+    pub fn set_ddos_limit(
+        &mut self,
+        vpc: Option<&str>,
+        packets: u64,
+        window_ms: u64,
+    ) -> Result<()> {
+        check_limit(vpc, packets, window_ms)?;
+        self.write("setting a ddos limit", |tx| {
+            let id = vpc_id(tx, vpc)?;
+            tx.execute("DELETE FROM ddos_limits WHERE vpc_id IS ?1", [id])
+                .ctx("setting a ddos limit")?;
+            tx.execute(
+                "INSERT INTO ddos_limits (vpc_id, packets, window_ms) VALUES (?1, ?2, ?3)",
+                params![id, packets as i64, window_ms as i64],
+            )
+            .ctx("setting a ddos limit")?;
+            Ok(())
+        })
+    }
+
+    pub fn delete_ddos_limit(&mut self, vpc: Option<&str>) -> Result<()> {
+        self.write("deleting a ddos limit", |tx| {
+            let id = vpc_id(tx, vpc)?;
+            let n = tx
+                .execute("DELETE FROM ddos_limits WHERE vpc_id IS ?1", [id])
+                .ctx("deleting a ddos limit")?;
+            if n == 0 {
+                return Err(StoreError::DdosLimitUnknown {
+                    subject: subject(vpc),
+                });
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Vpc;
+
+    fn store() -> Store {
+        let mut store = Store::open_in_memory().unwrap();
+        for (name, vni) in [("blue", 100), ("red", 200)] {
+            store
+                .add_vpc(&Vpc {
+                    name: name.into(),
+                    vni,
+                    cidr: "10.0.0.0/16".parse().unwrap(),
+                })
+                .unwrap();
+        }
+        store
+    }
+
+    #[test]
+    fn blocks_and_limits_per_vpc_and_for_every_vpc() {
+        let mut store = store();
+        let net = |s: &str| s.parse::<Ipv4Net>().unwrap();
+        store
+            .add_ddos_block(Some("blue"), net("10.0.1.0/24"))
+            .unwrap();
+        store.add_ddos_block(None, net("192.0.2.0/24")).unwrap();
+        store
+            .add_ddos_block(Some("red"), net("10.0.1.0/24"))
+            .unwrap();
+        store.set_ddos_limit(None, 1000, 1000).unwrap();
+        store.set_ddos_limit(Some("red"), 10, 100).unwrap();
+        store.set_ddos_limit(Some("red"), 20, 100).unwrap();
+        let config = store.ddos().unwrap();
+        assert_eq!(
+            config
+                .blocks
+                .iter()
+                .map(|b| (b.vpc.as_deref(), b.cidr.to_string()))
+                .collect::<Vec<_>>(),
+            [
+                (None, "192.0.2.0/24".to_owned()),
+                (Some("blue"), "10.0.1.0/24".to_owned()),
+                (Some("red"), "10.0.1.0/24".to_owned()),
+            ]
+        );
+        assert_eq!(config.limits.len(), 2);
+        assert_eq!(config.limits[1].packets, 20, "set replaces");
+
+        // Refused, and nothing changes.
+        let errors = [
+            store
+                .add_ddos_block(Some("blue"), net("10.0.1.0/24"))
+                .unwrap_err(),
+            store.add_ddos_block(None, net("192.0.2.0/24")).unwrap_err(),
+            store
+                .add_ddos_block(Some("green"), net("10.0.1.0/24"))
+                .unwrap_err(),
+            store.add_ddos_block(None, net("10.0.1.1/24")).unwrap_err(),
+            store
+                .delete_ddos_block(Some("red"), net("10.9.0.0/16"))
+                .unwrap_err(),
+            store.set_ddos_limit(Some("blue"), 0, 1000).unwrap_err(),
+            store.set_ddos_limit(Some("blue"), 10, 5).unwrap_err(),
+            store.delete_ddos_limit(Some("blue")).unwrap_err(),
+        ];
+        let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        for (message, wanted) in messages.iter().zip([
+            "VPC \"blue\" already blocks 10.0.1.0/24",
+            "every VPC already blocks 192.0.2.0/24",
+            "unknown VPC \"green\"",
+            "write the network address: 10.0.1.0/24",
+            "does not block 10.9.0.0/16",
+            "at least 1 packet per window",
+            "at least 1 packet per window",
+            "has no rate threshold",
+        ]) {
+            assert!(message.contains(wanted), "{message}");
+        }
+        assert_eq!(store.ddos().unwrap(), config);
+
+        // A VPC's rules go with it.
+        store.delete_vpc("red", true).unwrap();
+        let left = store.ddos().unwrap();
+        assert_eq!(left.blocks.len(), 2);
+        assert_eq!(left.limits.len(), 1);
+    }
+}
