@@ -293,4 +293,35 @@ fn the_ddos_function_blocks_and_limits_one_vpcs_sources_on_a_live_host() {
         exported.contains("ddos:") && exported.contains("window-ms: 60000"),
         "{exported}"
     );
+
+    // At ON_EGRESS, on the sender's own host, before encapsulation: blue's 10.0.1.11 (b-web2,
+    // on h1) may not send at all; nothing of it reaches the underlay.
+    let sender_host = fabric.endpoint("b-web2").host;
+    fabric
+        .mizar_ok(&sender_host, &["chain", "add", "--stage", "egress", "ddos"])
+        .unwrap();
+    fabric
+        .mizar_ok(
+            &sender_host,
+            &["ddos", "block", "add", "10.0.1.11/32", "--vpc", "blue"],
+        )
+        .unwrap();
+    let muted = ping(fabric.ns("b-web2"), b_db1, 3, Duration::from_millis(700)).unwrap();
+    assert!(muted.none_answered(), "{muted}");
+    let shown: serde_json::Value = serde_json::from_str(
+        &fabric
+            .mizar_ok(&sender_host, &["ddos", "show", "--json"])
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(shown["placed"][0], "ON_EGRESS#1", "{shown}");
+    assert_eq!(shown["dropped"]["blocked"], 3, "{shown}");
+    fabric
+        .mizar_ok(&sender_host, &["chain", "set", "--stage", "egress"])
+        .unwrap();
+    assert!(
+        ping(fabric.ns("b-web2"), b_db1, 2, wait)
+            .unwrap()
+            .all_answered()
+    );
 }

@@ -583,3 +583,81 @@ fn unconfigured_host_drops_endpoint_traffic() {
     assert_eq!(run.verdict, XDP_DROP);
     assert_only_reason(&run.delta, abi::MZ_EGRESS_DROP_NOT_CONFIGURED);
 }
+
+/// With functions at ON_EGRESS the frame meets them as the endpoint sent it, and the chain's
+/// exit then encapsulates or delivers exactly as an empty stage does; a function's drop keeps
+/// the frame from leaving (and from counting as sent).
+#[test]
+fn a_chain_at_on_egress_runs_before_encapsulation_and_the_exit_applies_the_decision() {
+    use mizar::dataplane::{ChainLink, Chains, DdosMaps, DdosState, Stage};
+    let mut plain = common::TestInstance::new("egress-chain-plain");
+    let mut chained = common::TestInstance::new("egress-chain");
+    host_a(plain.dataplane.maps_mut());
+    host_a(chained.dataplane.maps_mut());
+    let mut chains = Chains::open(chained.dataplane.pins()).unwrap();
+    let link = |instance, function: &str| ChainLink {
+        instance,
+        function: function.into(),
+    };
+    chains
+        .publish(Stage::OnEgress, &[link(1, "count"), link(2, "count")])
+        .unwrap();
+
+    let frames = [
+        (udp_from_ep(REMOTE, REMOTE_MAC), abi::MZ_EGRESS_TO_HOST),
+        (
+            udp_from_ep(PEER, MacAddr([0x02, 0x00, 10, 0, 0, 5])),
+            abi::MZ_EGRESS_LOCAL,
+        ),
+        (udp_from_ep(UNKNOWN, REMOTE_MAC), abi::MZ_EGRESS_TO_BOUNCER),
+    ];
+    for (i, (frame, reason)) in frames.iter().enumerate() {
+        let expected = run_egress(
+            plain.dataplane.egress(),
+            plain.dataplane.maps(),
+            frame,
+            LOOPBACK,
+        );
+        let got = run_egress(
+            chained.dataplane.egress(),
+            chained.dataplane.maps(),
+            frame,
+            LOOPBACK,
+        );
+        assert_eq!(got.verdict, XDP_REDIRECT, "frame {i}");
+        assert_only_reason(&got.delta, *reason);
+        assert_eq!(got.out, expected.out, "frame {i}: the same bytes out");
+        assert_eq!(
+            chains.function_stats(2).unwrap().passed,
+            i as u64 + 1,
+            "both functions saw frame {i}"
+        );
+    }
+    let maps = chained.dataplane.maps();
+    assert_eq!(maps.endpoint_stats(VNI, EP).unwrap().unwrap().tx_packets, 3);
+    assert_eq!(
+        maps.endpoint_stats(VNI, PEER).unwrap().unwrap().rx_packets,
+        1
+    );
+    assert_eq!(chains.chain_stats(Stage::OnEgress).unwrap().applied, 3);
+
+    // The ddos function at ON_EGRESS: a blocked endpoint cannot send, and is not counted as
+    // having sent.
+    chains.publish(Stage::OnEgress, &[link(3, "ddos")]).unwrap();
+    DdosMaps::open(chained.dataplane.pins())
+        .unwrap()
+        .sync(&DdosState {
+            blocks: [(VNI, Ipv4Net::new(EP, 32).unwrap())].into(),
+            ..DdosState::default()
+        })
+        .unwrap();
+    let run = run_egress(
+        chained.dataplane.egress(),
+        chained.dataplane.maps(),
+        &frames[0].0,
+        LOOPBACK,
+    );
+    assert_eq!(run.verdict, XDP_DROP);
+    assert_eq!(chains.function_stats(3).unwrap().dropped[0], 1);
+    assert_eq!(maps.endpoint_stats(VNI, EP).unwrap().unwrap().tx_packets, 3);
+}

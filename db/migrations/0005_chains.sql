@@ -8,7 +8,7 @@ CREATE TABLE chain_links (
     id       INTEGER PRIMARY KEY,
     host_id  INTEGER NOT NULL REFERENCES hosts (id) ON DELETE CASCADE,
     stage    TEXT NOT NULL CHECK (stage IN ('ON_XDP_TX', 'ON_XDP_PASS', 'ON_XDP_REDIRECT',
-                                            'ON_XDP_DROP', 'ON_XDP_SCALED_EP')),
+                                            'ON_XDP_DROP', 'ON_XDP_SCALED_EP', 'ON_EGRESS')),
     position INTEGER NOT NULL CHECK (position >= 1),
     instance INTEGER NOT NULL CHECK (instance BETWEEN 1 AND 1023),
     function TEXT NOT NULL,

@@ -22,12 +22,13 @@ use crate::{
 type Result<T> = std::result::Result<T, StoreError>;
 
 /// The stages a chain can sit at, in the data plane's slot order.
-pub const CHAIN_STAGES: [&str; 5] = [
+pub const CHAIN_STAGES: [&str; 6] = [
     "ON_XDP_TX",
     "ON_XDP_PASS",
     "ON_XDP_REDIRECT",
     "ON_XDP_DROP",
     "ON_XDP_SCALED_EP",
+    "ON_EGRESS",
 ];
 
 /// Functions one stage's chain holds: `MZ_MAX_CHAIN` in ebpf/include/mizar_abi.h.
@@ -78,7 +79,11 @@ pub fn parse_stage(input: &str) -> Result<&'static str> {
     let upper = input.trim().to_ascii_uppercase().replace('-', "_");
     CHAIN_STAGES
         .iter()
-        .find(|s| **s == upper || s.strip_prefix("ON_XDP_") == Some(upper.as_str()))
+        .find(|s| {
+            **s == upper
+                || s.strip_prefix("ON_XDP_") == Some(upper.as_str())
+                || s.strip_prefix("ON_") == Some(upper.as_str())
+        })
         .copied()
         .ok_or(StoreError::UnknownStage {
             input: input.to_owned(),

@@ -154,6 +154,55 @@ static __always_inline __u32 encapsulate(struct xdp_md *ctx, const struct mz_hos
 	return 0;
 }
 
+/* The packet's metadata for the ON_EGRESS chain: the decision and what a function may read. */
+static __always_inline struct mz_meta *egress_meta(__u32 reason, __u32 action, __u32 vni,
+						   const struct iphdr *ip, __u32 sender_slot,
+						   __u64 packet_len)
+{
+	struct mz_meta *m = mz_fn_meta();
+
+	if (!m)
+		return NULL;
+	m->d.stage = MZ_CHAIN_EGRESS;
+	m->d.verdict = XDP_REDIRECT;
+	m->d.reason = reason;
+	m->d.action = action;
+	m->d.vni = vni;
+	m->d.outer_src_be = 0;
+	m->d.inner_src_be = ip->saddr;
+	m->d.inner_dst_be = ip->daddr;
+	m->d.packet_len = packet_len;
+	m->d.sender_slot = sender_slot;
+	m->fn_reason = 0;
+	return m;
+}
+
+/* Same host, no tunnel: the endpoint's MAC, its counters, its veth. */
+static __always_inline __u32 deliver_here(struct ethhdr *eth, const __u8 *mac, __u32 ifindex,
+					  __u32 slot, __u64 len)
+{
+	struct mz_endpoint_stats *stats = endpoint_stats(slot);
+
+	mac_copy(eth->h_dest, mac);
+	if (stats) {
+		stats->rx_packets++;
+		stats->rx_bytes += len;
+	}
+	bpf_redirect(ifindex, 0);
+	return XDP_REDIRECT;
+}
+
+/* Whether the frame still fits the underlay once encapsulated (checked before any function
+ * runs, so the chain's exit cannot fail on it). */
+static __always_inline int fits_underlay(struct xdp_md *ctx, const struct mz_host_config *cfg)
+{
+	__u32 ip_len = ctx->data_end - ctx->data + MZ_ENCAP_OVERHEAD - sizeof(struct ethhdr);
+
+	return ip_len <= cfg->underlay_mtu;
+}
+
+#define ARMED (cfg->flags & MZ_HOST_STAGE_ARMED(MZ_CHAIN_EGRESS))
+
 SEC("xdp")
 int mz_egress(struct xdp_md *ctx)
 {
@@ -165,6 +214,7 @@ int mz_egress(struct xdp_md *ctx)
 	const struct mz_host *learned_host;
 	struct mz_endpoint_stats *stats, *sender_stats = NULL;
 	struct mz_endpoint_key key;
+	struct mz_meta *m;
 	struct cursor c;
 	struct ethhdr *eth;
 	struct iphdr *ip;
@@ -216,22 +266,35 @@ int mz_egress(struct xdp_md *ctx)
 	if (found == MZ_CHANGED)
 		DROP(MZ_EGRESS_DROP_ENTRY_CHANGED);
 	if (found == MZ_FOUND && (ep.flags & MZ_EP_LOCAL) && ep.type != MZ_EP_SCALED) {
-		stats = endpoint_stats(ep.stats_slot);
 		if (!(ep.flags & MZ_EP_BYPASS_DECAP)) {
 			/* Same host: no tunnel needed. */
-			mac_copy(eth->h_dest, ep.mac);
-			if (stats) {
-				stats->rx_packets++;
-				stats->rx_bytes += packet_len;
+			if (ARMED && (m = egress_meta(MZ_EGRESS_LOCAL, MZ_ACTION_LOCAL, vni, ip,
+						      iface.stats_slot, packet_len))) {
+				m->d.ifindex = ep.ifindex;
+				m->d.stats_slot = ep.stats_slot;
+				mac_copy(m->d.mac, ep.mac);
+				reason = MZ_EGRESS_LOCAL;
+				goto chain;
 			}
-			bpf_redirect(ep.ifindex, 0);
-			EXIT(XDP_REDIRECT, MZ_EGRESS_LOCAL);
+			verdict = deliver_here(eth, ep.mac, ep.ifindex, ep.stats_slot, packet_len);
+			EXIT(verdict, MZ_EGRESS_LOCAL);
 		}
 		/* A bypass-decap endpoint gets the tunnel packet, as if it had crossed the underlay. */
+		if (!fits_underlay(ctx, cfg))
+			DROP(MZ_EGRESS_DROP_MTU);
+		if (ARMED && (m = egress_meta(MZ_EGRESS_LOCAL_BYPASS, MZ_ACTION_ENCAP_LOCAL, vni, ip,
+					      iface.stats_slot, packet_len))) {
+			m->d.ifindex = ep.ifindex;
+			m->d.stats_slot = ep.stats_slot;
+			mac_copy(m->d.mac, ep.mac);
+			reason = MZ_EGRESS_LOCAL_BYPASS;
+			goto chain;
+		}
 		sport = encap_source_port(&c, ip);
 		err = encapsulate(ctx, cfg, vni, cfg->host_ip_be, ep.mac, sport);
 		if (err)
 			DROP(err);
+		stats = endpoint_stats(ep.stats_slot);
 		if (stats) {
 			stats->rx_packets++;
 			stats->rx_bytes += packet_len + MZ_ENCAP_OVERHEAD;
@@ -270,6 +333,13 @@ int mz_egress(struct xdp_md *ctx)
 	}
 	if (next_host == cfg->host_ip_be)
 		DROP(MZ_EGRESS_DROP_NO_ROUTE);
+	if (!fits_underlay(ctx, cfg))
+		DROP(MZ_EGRESS_DROP_MTU);
+	if (ARMED && (m = egress_meta(reason, MZ_ACTION_ENCAP, vni, ip, iface.stats_slot, packet_len))) {
+		m->d.next_hop_be = next_host;
+		mac_copy(m->d.mac, next_mac);
+		goto chain;
+	}
 	sport = encap_source_port(&c, ip);
 	err = encapsulate(ctx, cfg, vni, next_host, next_mac, sport);
 	if (err)
@@ -284,4 +354,76 @@ out:
 		sender_stats->tx_bytes += packet_len;
 	}
 	return verdict;
+
+chain:
+	/* Functions at ON_EGRESS see the frame as the endpoint sent it; the exit applies the
+	 * decision (and counts the sender's tx when it does). */
+	count(reason, packet_len);
+	bpf_tail_call(ctx, &mz_egress_stage, 0);
+	return mz_fn_chain_failed(ctx, m);
+}
+
+/* The end of the ON_EGRESS chain: applies the decision as the functions left it. */
+SEC("xdp")
+int mz_chain_exit_egress(struct xdp_md *ctx)
+{
+	const struct mz_host_config *cfg = host_config();
+	struct mz_meta *m = mz_fn_meta();
+	struct mz_endpoint_stats *stats;
+	struct mz_chain_stats *cs;
+	__u32 stage = MZ_CHAIN_EGRESS, verdict = XDP_DROP, err;
+	struct cursor c;
+	struct ethhdr *eth;
+	struct iphdr *ip;
+	__u64 len;
+
+	if (!m)
+		return XDP_DROP;
+	cs = bpf_map_lookup_elem(&mz_chain_stats, &stage);
+	if (m->d.verdict != XDP_REDIRECT || !cfg)
+		return m->d.verdict == XDP_PASS ? XDP_PASS : XDP_DROP;
+	cursor_init(&c, ctx);
+	len = c.end - c.pos;
+	eth = CURSOR_TAKE(&c, struct ethhdr);
+	ip = CURSOR_TAKE(&c, struct iphdr);
+	if (!eth || !ip || ip->ihl < 5)
+		goto failed;
+	switch (m->d.action) {
+	case MZ_ACTION_LOCAL:
+		verdict = deliver_here(eth, m->d.mac, m->d.ifindex, m->d.stats_slot, len);
+		break;
+	case MZ_ACTION_ENCAP_LOCAL:
+		err = encapsulate(ctx, cfg, m->d.vni, cfg->host_ip_be, m->d.mac, encap_source_port(&c, ip));
+		if (err)
+			goto failed;
+		stats = endpoint_stats(m->d.stats_slot);
+		if (stats) {
+			stats->rx_packets++;
+			stats->rx_bytes += len + MZ_ENCAP_OVERHEAD;
+		}
+		bpf_redirect(m->d.ifindex, 0);
+		verdict = XDP_REDIRECT;
+		break;
+	case MZ_ACTION_ENCAP:
+		err = encapsulate(ctx, cfg, m->d.vni, m->d.next_hop_be, m->d.mac, encap_source_port(&c, ip));
+		if (err)
+			goto failed;
+		bpf_redirect(cfg->underlay_ifindex, 0);
+		verdict = XDP_REDIRECT;
+		break;
+	default:
+		goto failed;
+	}
+	stats = endpoint_stats(m->d.sender_slot);
+	if (stats) {
+		stats->tx_packets++;
+		stats->tx_bytes += len;
+	}
+	if (cs)
+		cs->applied++;
+	return verdict;
+failed:
+	if (cs)
+		cs->failed++;
+	return XDP_DROP;
 }

@@ -258,7 +258,7 @@ static __always_inline int chain_entry(struct xdp_md *ctx, __u32 generation)
 	if (!m)
 		return XDP_DROP;
 	stage = m->d.stage;
-	if (stage >= MZ_STAGE_COUNT)
+	if (stage >= MZ_CHAIN_POINTS)
 		return XDP_DROP;
 	index = stage * MZ_CHAIN_GENERATIONS + generation;
 	plan = bpf_map_lookup_elem(&mz_chains, &index);
@@ -275,7 +275,7 @@ static __always_inline int chain_entry(struct xdp_md *ctx, __u32 generation)
 		bpf_tail_call(ctx, &mz_functions, m->chain[0]);
 		return mz_fn_chain_failed(ctx, m);
 	}
-	bpf_tail_call(ctx, &mz_stage_exit, 0);
+	bpf_tail_call(ctx, &mz_stage_exit, mz_fn_exit_slot(m));
 	return mz_fn_chain_failed(ctx, m);
 }
 

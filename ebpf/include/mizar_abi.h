@@ -286,25 +286,30 @@ struct mz_member {
 #define MZ_MEMBER_DIVIDER 4   /* divides the VPC */
 
 /*
- * Network functions: chains of XDP programs at the stages (see c/include/chain.h for the
- * protocol). At a stage, transit has decided (verdict, reason, and what applying it takes) but
+ * Network functions: chains of XDP programs at the stages (see mizar_fn.h for what a function
+ * does). At a stage, the pipeline has decided (verdict, reason, and what applying it takes) but
  * applied nothing; the decision travels to the functions in the per-CPU scratch mz_meta, the
- * functions run on the packet as it arrived, and the stage's exit program applies the decision
- * as it then stands.
+ * functions run on the packet as it arrived, and the exit program applies the decision as it
+ * then stands. Chain points: transit's five stages, and ON_EGRESS, the endpoint-egress
+ * program's single stage (before encapsulation).
  *
- * Whole generations: each stage has two chain plans, mz_chains[stage * 2 + g], and two entry
- * programs, mz_stage_entry_0 and _1, each reading its own. The live generation is the entry
- * program in mz_stages[stage]; a change writes the other generation's plan and program slots,
- * then swaps that one slot (a single atomic exchange). A packet copies its plan into mz_meta on
- * entry, so it runs all of one generation. The old generation is rewritten only after an RCU
- * grace period, when no packet still runs it.
+ * Whole generations: each point has two chain plans, mz_chains[point * 2 + g], and two entry
+ * programs, mz_chain_gen0 and mz_chain_gen1, each reading its own. The live generation is the
+ * entry program in mz_stages[stage] (mz_egress_stage[0] for ON_EGRESS); a change writes the
+ * other generation's plan and program slots, then swaps that one slot (a single atomic
+ * exchange). A packet copies its plan into mz_meta on entry, so it runs all of one generation.
+ * The old generation is rewritten only after an RCU grace period, when no packet still runs it.
  *
- * Tail calls per packet: transit -> entry -> MZ_MAX_CHAIN functions -> exit, within the
- * kernel's 33.
+ * Tail calls per packet: transit (or egress) -> entry -> MZ_MAX_CHAIN functions -> exit,
+ * within the kernel's 33.
  */
+#define MZ_CHAIN_EGRESS MZ_STAGE_COUNT  /* ON_EGRESS: the egress program's chain point */
+#define MZ_CHAIN_POINTS (MZ_STAGE_COUNT + 1)
+#define MZ_EXIT_TRANSIT 0               /* slots of mz_stage_exit */
+#define MZ_EXIT_EGRESS 1
 #define MZ_MAX_CHAIN 16
 #define MZ_CHAIN_GENERATIONS 2
-#define MZ_CHAIN_PLANS (MZ_STAGE_COUNT * MZ_CHAIN_GENERATIONS)
+#define MZ_CHAIN_PLANS (MZ_CHAIN_POINTS * MZ_CHAIN_GENERATIONS)
 /* mz_functions: the program of chain position p of plan n sits in slot n * MZ_MAX_CHAIN + p. */
 #define MZ_FN_PROG_SLOTS (MZ_CHAIN_PLANS * MZ_MAX_CHAIN)
 /* mz_fn_stats: one slot per function placed in a chain (its instance number; 0 is unused). */
@@ -318,11 +323,15 @@ enum mz_action {
 	MZ_ACTION_DELIVER = 1,        /* decapsulate, set the inner destination MAC, redirect */
 	MZ_ACTION_DELIVER_BYPASS = 2, /* redirect the tunnel packet whole (bypass-decap endpoint) */
 	MZ_ACTION_FORWARD = 3,        /* re-address the outer headers to the next hop, XDP_TX */
+	/* egress */
+	MZ_ACTION_ENCAP = 4,          /* encapsulate to next_hop (mac), redirect to the underlay */
+	MZ_ACTION_LOCAL = 5,          /* set the destination MAC (mac), redirect to ifindex */
+	MZ_ACTION_ENCAP_LOCAL = 6,    /* encapsulate to this host, redirect to ifindex (bypass-decap) */
 };
 
 /* The pipeline's decision at a stage, and what a function may read of the packet's context. */
 struct mz_decision {
-	__u32 stage;          /* enum mz_stage */
+	__u32 stage;          /* enum mz_stage, or MZ_CHAIN_EGRESS */
 	__u32 verdict;        /* XDP_PASS, XDP_DROP, XDP_TX, XDP_REDIRECT */
 	__u32 reason;         /* enum mz_counter */
 	__u32 action;         /* enum mz_action */
@@ -333,10 +342,12 @@ struct mz_decision {
 	__u32 ifindex;        /* deliver: the endpoint's veth */
 	__u32 next_hop_be;    /* forward: the next host's underlay address */
 	__u8 mac[6];          /* deliver: the endpoint's MAC; forward: the next host's */
-	__u16 stats_slot;     /* deliver: the endpoint's counter slot */
+	__u16 stats_slot;     /* deliver: the endpoint's counter slot; egress: the sender's */
 	__u16 inner_offset;   /* bytes before the inner Ethernet header (deliver) */
 	__u16 outer_l4_offset; /* bytes before the outer UDP header (forward) */
 	__u32 packet_len;     /* bytes as the packet arrived */
+	__u16 sender_slot;    /* egress: the sending endpoint's counter slot */
+	__u16 reserved;
 };
 
 /* mz_meta[0], per CPU: the packet at a stage. Functions must not move the packet's start or end

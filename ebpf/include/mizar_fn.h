@@ -43,9 +43,10 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mz_functions SEC(".maps");
 
+/* The exits: transit's (MZ_EXIT_TRANSIT) and egress's (MZ_EXIT_EGRESS). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -61,7 +62,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, MZ_STAGE_COUNT);
+	__uint(max_entries, MZ_CHAIN_POINTS);
 	__type(key, __u32);
 	__type(value, struct mz_chain_stats);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -98,6 +99,12 @@ static __always_inline void mz_fn_clock(struct mz_meta *m, struct mz_fn_stats *s
 	m->clock_ns = now;
 }
 
+/* The exit of the program the packet is in. */
+static __always_inline __u32 mz_fn_exit_slot(const struct mz_meta *m)
+{
+	return m->d.stage == MZ_CHAIN_EGRESS ? MZ_EXIT_EGRESS : MZ_EXIT_TRANSIT;
+}
+
 /* A tail call failed: counted for the stage; the exit applies the decision as it stands. */
 static __always_inline int mz_fn_chain_failed(struct xdp_md *ctx, const struct mz_meta *m)
 {
@@ -106,7 +113,7 @@ static __always_inline int mz_fn_chain_failed(struct xdp_md *ctx, const struct m
 
 	if (cs)
 		cs->failed++;
-	bpf_tail_call(ctx, &mz_stage_exit, 0);
+	bpf_tail_call(ctx, &mz_stage_exit, mz_fn_exit_slot(m));
 	/* Not even the exit: a verdict that needs no rewrite stands, anything else is dropped. */
 	return m->d.action == MZ_ACTION_VERDICT ? (int)m->d.verdict : XDP_DROP;
 }
@@ -127,7 +134,7 @@ static __always_inline int mz_fn_next(struct xdp_md *ctx, struct mz_meta *m)
 		bpf_tail_call(ctx, &mz_functions, m->chain[pos]);
 		return mz_fn_chain_failed(ctx, m);
 	}
-	bpf_tail_call(ctx, &mz_stage_exit, 0);
+	bpf_tail_call(ctx, &mz_stage_exit, mz_fn_exit_slot(m));
 	return mz_fn_chain_failed(ctx, m);
 }
 

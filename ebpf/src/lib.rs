@@ -52,6 +52,8 @@ pub const PASS_PROGRAM: &str = "mz_pass";
 /// The chain's entry programs, one per generation (in the transit object), and its exit.
 pub const CHAIN_ENTRY_PROGRAMS: [&str; 2] = ["mz_chain_gen0", "mz_chain_gen1"];
 pub const CHAIN_EXIT_PROGRAM: &str = "mz_chain_exit";
+/// The ON_EGRESS chain's exit (in the egress object).
+pub const CHAIN_EXIT_EGRESS_PROGRAM: &str = "mz_chain_exit_egress";
 
 /// A built-in network function: the name chains and the CLI use, its program in the functions
 /// object, what it does, and the names of the reasons it drops with (index = reason).
@@ -85,8 +87,8 @@ pub fn builtin_function(name: &str) -> Option<&'static BuiltinFunction> {
     BUILTIN_FUNCTIONS.iter().find(|f| f.name == name)
 }
 
-/// Chain plans: two generations per stage (`mz_chains[stage * 2 + generation]`).
-pub const CHAIN_PLANS: u32 = abi::MZ_STAGE_COUNT * abi::MZ_CHAIN_GENERATIONS;
+/// Chain plans: two generations per chain point (`mz_chains[point * 2 + generation]`).
+pub const CHAIN_PLANS: u32 = (abi::MZ_STAGE_COUNT + 1) * abi::MZ_CHAIN_GENERATIONS;
 /// Slots of `mz_functions`: `plan * MZ_MAX_CHAIN + position`.
 pub const FN_PROG_SLOTS: u32 = CHAIN_PLANS * abi::MZ_MAX_CHAIN;
 
@@ -111,6 +113,7 @@ pub mod maps {
     pub const FN_STATS: &str = "mz_fn_stats";
     pub const CHAIN_STATS: &str = "mz_chain_stats";
     pub const CHAINS: &str = "mz_chains";
+    pub const EGRESS_STAGE: &str = "mz_egress_stage";
     pub const DDOS_BLOCKS: &str = "mz_ddos_blocks";
     pub const DDOS_LIMITS: &str = "mz_ddos_limits";
     pub const DDOS_SOURCES: &str = "mz_ddos_sources";

@@ -32,7 +32,7 @@ use aya::{
 use aya_obj::programs::XdpAttachType;
 use mizar_ebpf::{
     CHAIN_ENTRY_PROGRAMS, FN_PROG_SLOTS, abi,
-    maps::{CHAIN_STATS, CHAINS, CONFIG, FN_STATS, FUNCTIONS, STAGES},
+    maps::{CHAIN_STATS, CHAINS, CONFIG, EGRESS_STAGE, FN_STATS, FUNCTIONS, STAGES},
 };
 
 use super::{DataplaneError, PinLayout, Stage, maps::open, rcu};
@@ -180,8 +180,11 @@ pub struct Chains {
     pins: PinLayout,
     stages: ProgramArray<MapData>,
     functions: ProgramArray<MapData>,
-    /// The same two maps, to read slots with (aya's ProgramArray cannot).
+    /// ON_EGRESS's entry slot (transit's stages have theirs in `stages`).
+    egress_stage: ProgramArray<MapData>,
+    /// The same maps, to read slots with (aya's ProgramArray cannot).
     stages_raw: MapData,
+    egress_stage_raw: MapData,
     functions_raw: MapData,
     plans: Array<MapData, abi::mz_chain>,
     config: Array<MapData, abi::mz_host_config>,
@@ -206,7 +209,9 @@ impl Chains {
             pins: pins.clone(),
             stages: open(pins, STAGES)?,
             functions: open(pins, FUNCTIONS)?,
+            egress_stage: open(pins, EGRESS_STAGE)?,
             stages_raw: open_raw(pins, STAGES)?,
+            egress_stage_raw: open_raw(pins, EGRESS_STAGE)?,
             functions_raw: open_raw(pins, FUNCTIONS)?,
             plans: open(pins, CHAINS)?,
             config: open(pins, CONFIG)?,
@@ -218,7 +223,10 @@ impl Chains {
 
     /// What runs at `stage`.
     pub fn live(&self, stage: Stage) -> Result<LiveChain, DataplaneError> {
-        let entry = program_in_slot(&self.stages_raw, stage.slot())?;
+        let entry = match stage {
+            Stage::OnEgress => program_in_slot(&self.egress_stage_raw, 0)?,
+            _ => program_in_slot(&self.stages_raw, stage.slot())?,
+        };
         let generation = match entry {
             None => None,
             Some(id) => match self.entry_ids.iter().position(|e| *e == id) {
@@ -341,9 +349,16 @@ impl Chains {
         let fd = entry
             .fd()
             .map_err(|err| DataplaneError::Invalid(format!("the chain entry program: {err}")))?;
-        self.stages
-            .set(stage.slot(), fd, 0)
-            .map_err(map_err(STAGES))?;
+        match stage {
+            Stage::OnEgress => self
+                .egress_stage
+                .set(0, fd, 0)
+                .map_err(map_err(EGRESS_STAGE))?,
+            _ => self
+                .stages
+                .set(stage.slot(), fd, 0)
+                .map_err(map_err(STAGES))?,
+        }
         self.arm(stage, !links.is_empty())?;
 
         // No packet runs the old generation once a grace period has passed.
@@ -416,7 +431,7 @@ impl Chains {
 
     /// Every stage's chain, as the kernel runs it.
     pub fn all_live(&self) -> Result<BTreeMap<&'static str, LiveChain>, DataplaneError> {
-        super::STAGES
+        super::CHAIN_POINTS
             .iter()
             .map(|s| Ok((s.name(), self.live(*s)?)))
             .collect()

@@ -17,7 +17,8 @@ pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;
 pub const XDP_REDIRECT: u32 = 4;
 
-/// A pipeline stage: a slot of the stage program array.
+/// A pipeline stage: a slot of the stage program array; and ON_EGRESS, the endpoint-egress
+/// program's single chain point (no stage counter of its own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     OnXdpTx,
@@ -25,14 +26,26 @@ pub enum Stage {
     OnXdpRedirect,
     OnXdpDrop,
     OnXdpScaledEp,
+    OnEgress,
 }
 
+/// Transit's stages.
 pub const STAGES: [Stage; 5] = [
     Stage::OnXdpTx,
     Stage::OnXdpPass,
     Stage::OnXdpRedirect,
     Stage::OnXdpDrop,
     Stage::OnXdpScaledEp,
+];
+
+/// Every point a function chain can sit at: transit's stages, then egress's.
+pub const CHAIN_POINTS: [Stage; 6] = [
+    Stage::OnXdpTx,
+    Stage::OnXdpPass,
+    Stage::OnXdpRedirect,
+    Stage::OnXdpDrop,
+    Stage::OnXdpScaledEp,
+    Stage::OnEgress,
 ];
 
 impl Stage {
@@ -43,6 +56,7 @@ impl Stage {
             Self::OnXdpRedirect => abi::MZ_STAGE_ON_XDP_REDIRECT,
             Self::OnXdpDrop => abi::MZ_STAGE_ON_XDP_DROP,
             Self::OnXdpScaledEp => abi::MZ_STAGE_ON_XDP_SCALED_EP,
+            Self::OnEgress => abi::MZ_STAGE_COUNT,
         }
     }
 
@@ -53,6 +67,7 @@ impl Stage {
             Self::OnXdpRedirect => "ON_XDP_REDIRECT",
             Self::OnXdpDrop => "ON_XDP_DROP",
             Self::OnXdpScaledEp => "ON_XDP_SCALED_EP",
+            Self::OnEgress => "ON_EGRESS",
         }
     }
 }

@@ -26,15 +26,15 @@ use aya::{
 };
 use aya_obj::programs::XdpAttachType;
 use mizar_ebpf::{
-    BUILTIN_FUNCTIONS, CHAIN_ENTRY_PROGRAMS, CHAIN_EXIT_PROGRAM, EGRESS_OBJECT, EGRESS_PROGRAM,
-    FUNCTIONS_OBJECT, TRANSIT_OBJECT, TRANSIT_PROGRAM,
+    BUILTIN_FUNCTIONS, CHAIN_ENTRY_PROGRAMS, CHAIN_EXIT_EGRESS_PROGRAM, CHAIN_EXIT_PROGRAM,
+    EGRESS_OBJECT, EGRESS_PROGRAM, FUNCTIONS_OBJECT, TRANSIT_OBJECT, TRANSIT_PROGRAM, abi,
 };
 
 pub use bpffs::{PinLayout, ensure_bpffs};
 pub use chains::{ChainLink, ChainStats, Chains, FunctionStats, LiveChain, function_pin};
 pub use counters::{
-    Counter, CounterValue, Counters, STAGES, Stage, XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT,
-    XDP_TX, reason_outcome,
+    CHAIN_POINTS, Counter, CounterValue, Counters, STAGES, Stage, XDP_ABORTED, XDP_DROP, XDP_PASS,
+    XDP_REDIRECT, XDP_TX, reason_outcome,
 };
 pub use ddos::{DdosMaps, DdosState};
 pub use maps::{
@@ -173,7 +173,12 @@ impl Dataplane {
             ],
             &pins,
         )?;
-        let mut egress = load_object("egress", EGRESS_OBJECT, &[EGRESS_PROGRAM], &pins)?;
+        let mut egress = load_object(
+            "egress",
+            EGRESS_OBJECT,
+            &[EGRESS_PROGRAM, CHAIN_EXIT_EGRESS_PROGRAM],
+            &pins,
+        )?;
         pin_program(program_mut(&mut egress, EGRESS_PROGRAM), "egress", &pins)?;
         // The chains' entries and exit: a chain change (another process) puts them in place.
         for name in [
@@ -192,7 +197,13 @@ impl Dataplane {
                 &pins,
             )?;
         }
-        set_chain_exit(&transit, &pins)?;
+        set_chain_exit(&transit, CHAIN_EXIT_PROGRAM, abi::MZ_EXIT_TRANSIT, &pins)?;
+        set_chain_exit(
+            &egress,
+            CHAIN_EXIT_EGRESS_PROGRAM,
+            abi::MZ_EXIT_EGRESS,
+            &pins,
+        )?;
         let maps = DataplaneMaps::open(&pins)?;
         Ok(Self {
             pins,
@@ -329,18 +340,23 @@ pub fn remove_all_pins(pins: &PinLayout) -> Result<(), DataplaneError> {
     Ok(())
 }
 
-/// Puts this load's chain exit in `mz_stage_exit` (one atomic slot exchange: chains running the
-/// previous load's exit finish with it).
-fn set_chain_exit(transit: &Ebpf, pins: &PinLayout) -> Result<(), DataplaneError> {
+/// Puts this load's chain exit `name` in slot `slot` of `mz_stage_exit` (one atomic slot
+/// exchange: chains running the previous load's exit finish with it).
+fn set_chain_exit(
+    object: &Ebpf,
+    name: &'static str,
+    slot: u32,
+    pins: &PinLayout,
+) -> Result<(), DataplaneError> {
     let mut exit: aya::maps::ProgramArray<aya::maps::MapData> =
         maps::open(pins, mizar_ebpf::maps::STAGE_EXIT)?;
-    let fd = program(transit, CHAIN_EXIT_PROGRAM)
+    let fd = program(object, name)
         .fd()
         .map_err(|source| DataplaneError::Program {
-            program: CHAIN_EXIT_PROGRAM,
+            program: name,
             source: Box::new(source),
         })?;
-    exit.set(0, fd, 0).map_err(|source| DataplaneError::Map {
+    exit.set(slot, fd, 0).map_err(|source| DataplaneError::Map {
         map: mizar_ebpf::maps::STAGE_EXIT,
         source: Box::new(source),
     })

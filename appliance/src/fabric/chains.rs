@@ -7,7 +7,7 @@ use mizar_ebpf::BUILTIN_FUNCTIONS;
 
 use super::{FabricError, Instance};
 use crate::dataplane::{
-    ChainLink, Chains, DataplaneError, DdosMaps, DdosState, FunctionStats, LiveChain, STAGES,
+    CHAIN_POINTS, ChainLink, Chains, DataplaneError, DdosMaps, DdosState, FunctionStats, LiveChain,
     Stage, function_pin,
 };
 
@@ -16,7 +16,7 @@ use crate::dataplane::{
 const _: () = {
     assert!(mizar_db::MAX_CHAIN == mizar_ebpf::abi::MZ_MAX_CHAIN as usize);
     assert!(mizar_db::MAX_FN_INSTANCES == mizar_ebpf::abi::MZ_MAX_FN_INSTANCES as usize - 1);
-    assert!(mizar_db::CHAIN_STAGES.len() == STAGES.len());
+    assert!(mizar_db::CHAIN_STAGES.len() == CHAIN_POINTS.len());
     assert!(mizar_db::BUILTIN_FUNCTIONS.len() == BUILTIN_FUNCTIONS.len());
     let mut i = 0;
     while i < BUILTIN_FUNCTIONS.len() {
@@ -154,7 +154,7 @@ impl Instance {
         let wanted = store.chains(None)?;
         let mut chains = Chains::open(&self.pins())?;
         let mut changed = 0;
-        for stage in STAGES {
+        for stage in CHAIN_POINTS {
             let rows = wanted.get(stage.name()).map(Vec::as_slice).unwrap_or(&[]);
             if chains.publish(stage, &links(rows))? {
                 changed += 1;
@@ -173,7 +173,7 @@ impl Instance {
             None
         };
         let mut out = Vec::new();
-        for stage in STAGES {
+        for stage in CHAIN_POINTS {
             let rows = wanted.get(stage.name()).cloned().unwrap_or_default();
             let mut links = Vec::new();
             for link in rows {

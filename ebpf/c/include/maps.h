@@ -113,7 +113,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mz_stages SEC(".maps");
 
-/* mz_chains[stage * 2 + generation]: the published chain plans (see mizar_abi.h). */
+/* mz_egress_stage[0]: the entry program of the ON_EGRESS chain's live generation (transit's
+ * stages have theirs in mz_stages). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mz_egress_stage SEC(".maps");
+
+/* mz_chains[point * 2 + generation]: the published chain plans (see mizar_abi.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, MZ_CHAIN_PLANS);

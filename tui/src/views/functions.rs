@@ -18,13 +18,15 @@ use crate::{
     model::{FunctionSample, Sample, Series, si},
 };
 
-/// Stages in the order the pipeline reaches them (as the Pipeline view lists them).
-const STAGE_ORDER: [&str; 5] = [
+/// Transit's stages in the order the pipeline reaches them (as the Pipeline view lists them),
+/// then the egress program's.
+const STAGE_ORDER: [&str; 6] = [
     "ON_XDP_PASS",
     "ON_XDP_REDIRECT",
     "ON_XDP_TX",
     "ON_XDP_SCALED_EP",
     "ON_XDP_DROP",
+    "ON_EGRESS",
 ];
 
 #[derive(Debug, Default)]

@@ -65,9 +65,9 @@ pub enum Command {
     #[command(subcommand)]
     Fn(FnCommand),
     /// Function chains at the pipeline's stages (ON_XDP_TX, ON_XDP_PASS, ON_XDP_REDIRECT,
-    /// ON_XDP_DROP, ON_XDP_SCALED_EP): the functions a packet meets there, in order, before the
-    /// pipeline's decision is applied. A change runs as a whole new generation: every packet
-    /// meets the old chain or the new one, never a mix
+    /// ON_XDP_DROP, ON_XDP_SCALED_EP, and ON_EGRESS on the sending side): the functions a packet
+    /// meets there, in order, before the pipeline's decision is applied. A change runs as a
+    /// whole new generation: every packet meets the old chain or the new one, never a mix
     #[command(subcommand)]
     Chain(ChainCommand),
     /// The ddos function's configuration: source ranges to drop and per-source packet-rate
@@ -498,8 +498,9 @@ pub enum FnCommand {
 /// The stage a chain command works on, and whose.
 #[derive(Debug, Args)]
 pub struct StageArg {
-    /// The stage: ON_XDP_TX, ON_XDP_PASS, ON_XDP_REDIRECT, ON_XDP_DROP or ON_XDP_SCALED_EP
-    /// (also tx, pass, redirect, drop, scaled-ep)
+    /// The stage: ON_XDP_TX, ON_XDP_PASS, ON_XDP_REDIRECT, ON_XDP_DROP, ON_XDP_SCALED_EP
+    /// (transit's), or ON_EGRESS (the endpoint-egress program's, before encapsulation); also
+    /// tx, pass, redirect, drop, scaled-ep, egress
     #[arg(long, short)]
     pub stage: String,
     /// Another host's chain (recorded for it; its own mizar runs it); default: this host's
