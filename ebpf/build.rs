@@ -20,6 +20,7 @@ const HEADERS: &[&str] = &[
     "c/include/parsing.h",
     "c/include/maps.h",
     "c/include/pipeline.h",
+    "c/include/lookup.h",
 ];
 
 fn main() {

@@ -325,3 +325,103 @@ fn the_ddos_function_blocks_and_limits_one_vpcs_sources_on_a_live_host() {
             .all_answered()
     );
 }
+
+/// The ratelimit function through the binary: a UDP flood at an endpoint is cut to its ingress
+/// rate (within 10% of burst + rate x duration), while its other traffic budget is its own.
+#[test]
+fn a_rate_limit_caps_a_udp_flood_within_ten_percent() {
+    common::require_root();
+    let fabric = Demo::build(DemoSpec::new(&unique_prefix()), Path::new(MIZAR))
+        .unwrap_or_else(|err| panic!("build the fabric: {err}"));
+    let host = fabric.endpoint("b-db1").host;
+    let to = SocketAddrV4::new(fabric.endpoint("b-db1").ip, PORT);
+    const RATE: u64 = 500;
+    fabric
+        .mizar_ok(&host, &["chain", "add", "--stage", "redirect", "ratelimit"])
+        .unwrap();
+    fabric
+        .mizar_ok(
+            &host,
+            &[
+                "ratelimit",
+                "set",
+                "blue",
+                "--ep",
+                "b-db1",
+                "--direction",
+                "ingress",
+                "--packets",
+                &RATE.to_string(),
+            ],
+        )
+        .unwrap();
+    let refused = fabric
+        .mizar(
+            &host,
+            &["ratelimit", "set", "blue", "--direction", "ingress"],
+        )
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("needs --packets or --bytes"));
+
+    let receiver = fabric
+        .ns("b-db1")
+        .spawn(move || -> std::io::Result<u64> {
+            let socket = UdpSocket::bind(to)?;
+            socket.set_read_timeout(Some(Duration::from_secs(1)))?;
+            let mut got = 0;
+            let mut buf = [0u8; 64];
+            while socket.recv(&mut buf).is_ok() {
+                got += 1;
+            }
+            Ok(got)
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let sender = fabric
+        .ns("b-web2")
+        .spawn(move || -> std::io::Result<(u64, Duration)> {
+            let socket = UdpSocket::bind("0.0.0.0:0")?;
+            let started = Instant::now();
+            let mut sent = 0u64;
+            // About 5,000 datagrams a second for 3 seconds: ten times the rate.
+            while started.elapsed() < Duration::from_secs(3) {
+                for _ in 0..5 {
+                    socket.send_to(&sent.to_be_bytes(), to)?;
+                    sent += 1;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Ok((sent, started.elapsed()))
+        })
+        .unwrap();
+    let (sent, took) = sender.join().unwrap().unwrap();
+    let got = receiver.join().unwrap().unwrap();
+    // The bucket starts full (a burst of one second's worth), then refills at the rate.
+    let expected = RATE as f64 * (1.0 + took.as_secs_f64());
+    println!("{sent} datagrams in {took:?} at {RATE}/s: {got} delivered, {expected:.0} expected");
+    assert!(
+        sent as f64 > 3.0 * expected,
+        "the flood must exceed the rate: {sent}"
+    );
+    assert!(
+        (got as f64 - expected).abs() / expected < 0.10,
+        "{got} delivered, {expected:.0} expected (within 10%)"
+    );
+    let shown: serde_json::Value = serde_json::from_str(
+        &fabric
+            .mizar_ok(&host, &["ratelimit", "show", "--json"])
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        shown["dropped"]["endpoint_packets"].as_u64(),
+        Some(sent - got),
+        "every datagram not delivered was dropped by the limit: {shown}"
+    );
+    let exported = fabric.mizar_ok(&host, &["export"]).unwrap();
+    assert!(
+        exported.contains("rate-limits:") && exported.contains("direction: ingress"),
+        "{exported}"
+    );
+}

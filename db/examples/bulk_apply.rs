@@ -98,6 +98,7 @@ fn document(endpoints: usize) -> Topology {
         vpcs: vec![vpc],
         chains: Vec::new(),
         ddos: None,
+        rate_limits: None,
     }
 }
 

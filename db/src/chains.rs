@@ -37,7 +37,7 @@ pub const MAX_CHAIN: usize = 16;
 pub const MAX_FN_INSTANCES: usize = 1023;
 /// The functions built into `mizar` (the appliance checks this list against the programs it
 /// embeds at compile time).
-pub const BUILTIN_FUNCTIONS: &[&str] = &["count", "ddos"];
+pub const BUILTIN_FUNCTIONS: &[&str] = &["count", "ddos", "ratelimit"];
 
 /// A function placed in a chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -491,6 +491,13 @@ mod tests {
             store.chains(None).unwrap().into_keys().collect::<Vec<_>>(),
             ["ON_XDP_PASS"]
         );
+        // An apply that changes a host (its MAC) replaces its row under the same id: its chains
+        // stay.
+        let mut doc = store.export().unwrap();
+        doc.hosts.iter_mut().find(|h| h.name == "h2").unwrap().mac = MacAddr([2, 0, 0, 0, 9, 9]);
+        let before = store.all_chains().unwrap();
+        store.apply(&doc, false).unwrap();
+        assert_eq!(store.all_chains().unwrap(), before);
         // A host's chains go with it.
         store.delete_host("h2", true).unwrap();
         assert!(store.all_chains().unwrap().iter().all(|r| r.host == "gw1"));

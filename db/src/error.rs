@@ -529,6 +529,21 @@ pub enum StoreError {
     #[error("{subject} has no rate threshold; see `mizar ddos show`")]
     DdosLimitUnknown { subject: String },
 
+    // --- The ratelimit function ---
+    #[error(
+        "the rate limit of {subject} needs --packets or --bytes (per second), and bursts of at \
+         least 1"
+    )]
+    RateLimitEmpty { subject: String },
+
+    #[error("{subject} has no {direction} rate limit; see `mizar ratelimit show`")]
+    RateLimitUnknown { subject: String, direction: String },
+
+    #[error(
+        "{input:?} is not a direction; use ingress (what an endpoint receives) or egress (what it sends)"
+    )]
+    InvalidDirection { input: String },
+
     // --- References and existence ---
     #[error("unknown {kind} {name:?}{scope}{used_by}; known: {known}; {fix}")]
     Unknown {

@@ -64,6 +64,7 @@ mod ddos;
 mod error;
 mod model;
 mod proposal;
+mod ratelimit;
 mod request;
 mod schema;
 mod state;
@@ -83,6 +84,7 @@ pub use model::{
     Vpc, VpcSpec, default_gateway, parse_cidr,
 };
 pub use proposal::{EndpointChange, Proposal};
+pub use ratelimit::{Direction, RateLimit};
 pub use request::{Request, chain_outcome};
 pub use schema::SCHEMA_VERSION;
 pub use store::{Bouncer, CommitGuard, Divider, Refusal, Store};

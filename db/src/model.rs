@@ -315,6 +315,10 @@ pub struct Topology {
     /// given: replaced by what it says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ddos: Option<crate::ddos::DdosConfig>,
+    /// The ratelimit function's rules. Omitted: left as they are (unless pruning); given:
+    /// replaced by what it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limits: Option<Vec<crate::ratelimit::RateLimit>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

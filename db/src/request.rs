@@ -77,6 +77,13 @@ pub enum Request {
     DeleteDdosLimit {
         vpc: Option<String>,
     },
+    /// Sets the ratelimit function's rule of a VPC or an endpoint, for one direction.
+    SetRateLimit(crate::ratelimit::RateLimit),
+    DeleteRateLimit {
+        vpc: String,
+        endpoint: Option<String>,
+        direction: crate::ratelimit::Direction,
+    },
     /// A change to a host's chain at a stage (host None: this host's).
     EditChain {
         host: Option<String>,
@@ -102,17 +109,20 @@ impl Request {
                 }
                 | Self::DeleteDdosBlock { .. }
                 | Self::DeleteDdosLimit { .. }
+                | Self::DeleteRateLimit { .. }
         )
     }
 
-    /// Whether the request changes the ddos function's configuration.
-    pub fn is_ddos(&self) -> bool {
+    /// Whether the request changes a function's configuration (ddos, ratelimit).
+    pub fn is_function_config(&self) -> bool {
         matches!(
             self,
             Self::AddDdosBlock { .. }
                 | Self::DeleteDdosBlock { .. }
                 | Self::SetDdosLimit { .. }
                 | Self::DeleteDdosLimit { .. }
+                | Self::SetRateLimit(_)
+                | Self::DeleteRateLimit { .. }
         )
     }
 }
@@ -179,6 +189,21 @@ impl fmt::Display for Request {
             Self::DeleteDdosLimit { vpc } => {
                 write!(f, "remove the rate threshold of {}", ddos_subject(vpc))
             }
+            Self::SetRateLimit(r) => write!(
+                f,
+                "limit the {} traffic of {}",
+                r.direction,
+                rate_subject(&r.vpc, r.endpoint.as_deref())
+            ),
+            Self::DeleteRateLimit {
+                vpc,
+                endpoint,
+                direction,
+            } => write!(
+                f,
+                "remove the {direction} rate limit of {}",
+                rate_subject(vpc, endpoint.as_deref())
+            ),
             Self::EditChain { stage, edit, .. } => {
                 use crate::chains::ChainEdit;
                 match edit {
@@ -204,6 +229,13 @@ impl fmt::Display for Request {
                 }
             }
         }
+    }
+}
+
+fn rate_subject(vpc: &str, endpoint: Option<&str>) -> String {
+    match endpoint {
+        Some(ep) => format!("endpoint {ep} of VPC {vpc}"),
+        None => format!("VPC {vpc}"),
     }
 }
 
@@ -323,6 +355,33 @@ impl Store {
             Request::DeleteDdosLimit { vpc } => {
                 self.delete_ddos_limit(vpc.as_deref())?;
                 format!("no rate threshold for {} any more", ddos_subject(vpc))
+            }
+            Request::SetRateLimit(rule) => {
+                self.set_rate_limit(rule)?;
+                let mut parts = Vec::new();
+                if let Some(p) = rule.packets {
+                    parts.push(format!("{p} packets/s"));
+                }
+                if let Some(b) = rule.bytes {
+                    parts.push(format!("{b} bytes/s"));
+                }
+                format!(
+                    "{} traffic of {} limited to {}",
+                    rule.direction,
+                    rate_subject(&rule.vpc, rule.endpoint.as_deref()),
+                    parts.join(" and ")
+                )
+            }
+            Request::DeleteRateLimit {
+                vpc,
+                endpoint,
+                direction,
+            } => {
+                self.delete_rate_limit(vpc, endpoint.as_deref(), *direction)?;
+                format!(
+                    "no {direction} rate limit for {} any more",
+                    rate_subject(vpc, endpoint.as_deref())
+                )
             }
             Request::EditChain { host, stage, edit } => {
                 chain_outcome(stage, &self.edit_chain(host.as_deref(), stage, edit)?)

@@ -25,6 +25,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_endpoint_netns.sql"),
     include_str!("../migrations/0005_chains.sql"),
     include_str!("../migrations/0006_ddos.sql"),
+    include_str!("../migrations/0007_rate_limits.sql"),
 ];
 
 /// The schema version this build writes: the number of migrations.
@@ -170,6 +171,7 @@ mod tests {
                 "hosts",
                 "network_bouncers",
                 "networks",
+                "rate_limits",
                 "vpc_dividers",
                 "vpcs"
             ]

@@ -558,6 +558,7 @@ impl State {
             vpcs,
             chains: Vec::new(),
             ddos: None,
+            rate_limits: None,
         }
     }
 }

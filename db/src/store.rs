@@ -112,6 +112,30 @@ fn vpc_row(tx: &Connection, name: &str, used_by: impl FnOnce() -> String) -> Res
     }
 }
 
+/// Removes the function rules of hosts, VPCs and endpoints that the transaction removed. Their
+/// tables have no ON DELETE action because apply replaces a changed object under the same id
+/// (delete, then insert), which must not take its rules along; an object that is really gone
+/// leaves rows no object owns, removed here, before the commit checks the foreign keys.
+fn sweep_orphans(tx: &Connection) -> Result<()> {
+    tx.execute_batch(
+        "DELETE FROM chain_links WHERE host_id NOT IN (SELECT id FROM hosts);
+         DELETE FROM ddos_blocks WHERE vpc_id IS NOT NULL AND vpc_id NOT IN (SELECT id FROM vpcs);
+         DELETE FROM ddos_limits WHERE vpc_id IS NOT NULL AND vpc_id NOT IN (SELECT id FROM vpcs);
+         DELETE FROM rate_limits WHERE vpc_id NOT IN (SELECT id FROM vpcs)
+             OR (endpoint_id IS NOT NULL AND endpoint_id NOT IN (SELECT id FROM endpoints));",
+    )
+    .ctx("removing the rules of removed objects")
+}
+
+/// An endpoint's id, refusing an unknown one with the names that exist.
+pub(crate) fn endpoint_id(tx: &Connection, vpc: &str, name: &str) -> Result<i64> {
+    let (vpc_id, _) = vpc_row(tx, vpc, String::new)?;
+    match endpoint_row(tx, vpc_id, name)? {
+        Some((id, _)) => Ok(id),
+        None => Err(endpoint_not_found(tx, vpc, vpc_id, name)?),
+    }
+}
+
 /// A VPC's id, refusing an unknown one with the names that exist.
 pub(crate) fn vpc_id(tx: &Connection, name: &str, used_by: impl FnOnce() -> String) -> Result<i64> {
     Ok(vpc_row(tx, name, used_by)?.0)
@@ -372,6 +396,7 @@ impl Store {
         change: Option<EndpointChange>,
         known: Option<Topology>,
     ) -> Result<()> {
+        sweep_orphans(&tx)?;
         if let Some(guard) = guard {
             guard(&Proposal::new(&tx, change, known)).map_err(StoreError::Refused)?;
         }
@@ -1187,6 +1212,7 @@ impl Store {
         let mut doc = self.snapshot()?;
         doc.chains = self.chain_specs()?;
         doc.ddos = Some(self.ddos()?).filter(|d| *d != crate::ddos::DdosConfig::default());
+        doc.rate_limits = Some(self.rate_limits()?).filter(|r| !r.is_empty());
         Ok(doc)
     }
 
@@ -1234,6 +1260,11 @@ impl Store {
         match (&doc.ddos, prune) {
             (Some(ddos), _) => crate::ddos::replace_ddos(&tx, ddos)?,
             (None, true) => crate::ddos::replace_ddos(&tx, &crate::ddos::DdosConfig::default())?,
+            (None, false) => {}
+        }
+        match (&doc.rate_limits, prune) {
+            (Some(rules), _) => crate::ratelimit::replace_rate_limits(&tx, rules)?,
+            (None, true) => crate::ratelimit::replace_rate_limits(&tx, &[])?,
             (None, false) => {}
         }
         if commit {

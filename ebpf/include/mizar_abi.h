@@ -423,6 +423,43 @@ struct mz_ddos_source {
 	__u64 packets;
 };
 
+/*
+ * The ratelimit function (functions.c): per endpoint and per VPC, per direction (ingress: the
+ * function at ON_XDP_REDIRECT, the endpoint receiving; egress: at ON_EGRESS, the endpoint
+ * sending), at most so many packets and bytes per second with a burst. Each rule is a GCRA
+ * (the virtual-scheduling form of a token bucket): one theoretical arrival time per measure,
+ * advanced by compare-and-swap, so CPUs share a bucket without a lock. Rules are found by key
+ * (copied and checked), their state lives in an array slot the appliance assigns, so a state is
+ * never another rule's.
+ */
+#define MZ_MAX_RATE_LIMITS 4096
+#define MZ_RL_INGRESS 0
+#define MZ_RL_EGRESS 1
+#define MZ_RL_DROP_ENDPOINT_PACKETS 0   /* the function's drop reasons */
+#define MZ_RL_DROP_ENDPOINT_BYTES 1
+#define MZ_RL_DROP_VPC_PACKETS 2
+#define MZ_RL_DROP_VPC_BYTES 3
+
+struct mz_rl_key {
+	__u32 vni;
+	__u32 ip_be;          /* the endpoint; 0: the VPC as a whole */
+	__u32 direction;      /* MZ_RL_INGRESS or MZ_RL_EGRESS */
+};
+
+struct mz_rl_rule {
+	struct mz_rl_key key; /* copy of the key */
+	__u32 slot;           /* its state: mz_rl_state[slot] */
+	__u64 ns_per_packet;  /* 0: no packet rate */
+	__u64 packet_tolerance_ns; /* the burst: (burst - 1) * ns_per_packet */
+	__u64 ps_per_byte;    /* 0: no byte rate */
+	__u64 byte_tolerance_ns;
+};
+
+struct mz_rl_state {
+	__u64 packets_tat;    /* theoretical arrival time of the next packet (ns, monotonic) */
+	__u64 bytes_tat;
+};
+
 /* mz_bench_packet[0]: the bytes the benchmark wrapper restores before every repetition. */
 #define MZ_BENCH_MAX_PACKET 256
 struct mz_bench_packet {

@@ -80,6 +80,18 @@ pub const BUILTIN_FUNCTIONS: &[BuiltinFunction] = &[
                       (mizar ddos)",
         drop_reasons: &["blocked", "rate"],
     },
+    BuiltinFunction {
+        name: "ratelimit",
+        program: "mz_fn_ratelimit",
+        description: "token buckets per endpoint and per VPC, per direction: packets and bytes per \
+                      second with a burst (mizar ratelimit)",
+        drop_reasons: &[
+            "endpoint_packets",
+            "endpoint_bytes",
+            "vpc_packets",
+            "vpc_bytes",
+        ],
+    },
 ];
 
 /// The built-in function called `name`.
@@ -117,6 +129,8 @@ pub mod maps {
     pub const DDOS_BLOCKS: &str = "mz_ddos_blocks";
     pub const DDOS_LIMITS: &str = "mz_ddos_limits";
     pub const DDOS_SOURCES: &str = "mz_ddos_sources";
+    pub const RL_RULES: &str = "mz_rl_rules";
+    pub const RL_STATE: &str = "mz_rl_state";
     pub const BENCH_PACKET: &str = "mz_bench_packet";
     pub const BENCH_TARGET: &str = "mz_bench_target";
     pub const BENCH_SUNK: &str = "mz_bench_sunk";
@@ -147,6 +161,9 @@ unsafe impl aya::Pod for abi::mz_ddos_block_key {}
 unsafe impl aya::Pod for abi::mz_ddos_limit {}
 unsafe impl aya::Pod for abi::mz_ddos_source_key {}
 unsafe impl aya::Pod for abi::mz_ddos_source {}
+unsafe impl aya::Pod for abi::mz_rl_key {}
+unsafe impl aya::Pod for abi::mz_rl_rule {}
+unsafe impl aya::Pod for abi::mz_rl_state {}
 
 /// The data plane's symmetric flow hash (`mz_flow_hash` in `c/include/pipeline.h`), used to
 /// predict which bouncer or divider a flow takes. Arguments are IPv4 addresses as the program

@@ -9,6 +9,7 @@ mod ddos;
 mod link;
 mod maps;
 mod netlink;
+mod ratelimit;
 mod rcu;
 mod reconcile;
 
@@ -42,6 +43,7 @@ pub use maps::{
     MacAddr, MemberKey, MemberRoles, NetworkEntry, NetworkKey, VpcEntry,
 };
 pub use netlink::{XdpLink, xdp_attachment, xdp_attachments};
+pub use ratelimit::{RateDirection, RateKey, RateLimitMaps, RateRule};
 pub use reconcile::{
     Changes, DesiredState, PreparedReconcile, ReconcileReport, Scope, plan_reconcile,
     prepare_reconcile, prepare_scoped_reconcile, reconcile,

@@ -274,6 +274,7 @@ impl DemoSpec {
                 vpcs,
                 chains: Vec::new(),
                 ddos: None,
+                rate_limits: None,
             },
             state_root: Path::new(STATE_ROOT).join(prefix),
         }

@@ -8,7 +8,7 @@ use mizar_ebpf::BUILTIN_FUNCTIONS;
 use super::{FabricError, Instance};
 use crate::dataplane::{
     CHAIN_POINTS, ChainLink, Chains, DataplaneError, DdosMaps, DdosState, FunctionStats, LiveChain,
-    Stage, function_pin,
+    RateKey, RateLimitMaps, RateRule, Stage, function_pin,
 };
 
 // The store refuses what the data plane could not hold: its limits must be the ABI's, and the
@@ -80,6 +80,41 @@ pub fn desired_ddos(store: &Store) -> Result<DdosState, FabricError> {
     })
 }
 
+/// The ratelimit function's rules as the data plane keys them. A burst left out is one
+/// second's worth.
+pub fn desired_rate_limits(
+    store: &Store,
+) -> Result<std::collections::BTreeMap<RateKey, RateRule>, FabricError> {
+    let vnis: std::collections::BTreeMap<String, u32> =
+        store.vpcs()?.into_iter().map(|v| (v.name, v.vni)).collect();
+    let mut out = std::collections::BTreeMap::new();
+    for rule in store.rate_limits()? {
+        let Some(&vni) = vnis.get(&rule.vpc) else {
+            continue;
+        };
+        let ep = match &rule.endpoint {
+            Some(name) => Some(store.endpoint(&rule.vpc, name)?.ip),
+            None => None,
+        };
+        let direction = match rule.direction {
+            mizar_db::Direction::Ingress => mizar_ebpf::abi::MZ_RL_INGRESS,
+            mizar_db::Direction::Egress => mizar_ebpf::abi::MZ_RL_EGRESS,
+        };
+        let packets = rule.packets.unwrap_or(0);
+        let bytes = rule.bytes.unwrap_or(0);
+        out.insert(
+            (vni, ep, direction),
+            RateRule {
+                packets,
+                burst_packets: rule.burst_packets.unwrap_or(packets),
+                bytes,
+                burst_bytes: rule.burst_bytes.unwrap_or(bytes),
+            },
+        );
+    }
+    Ok(out)
+}
+
 /// One stage: its functions from the store with their counters, and what the kernel runs there
 /// (None while the data plane is down).
 #[derive(Debug, Clone)]
@@ -131,21 +166,27 @@ impl Instance {
         Ok(chain)
     }
 
-    /// A change to the ddos function's configuration; with the data plane up, its maps follow.
-    pub fn change_ddos(&self, request: &mizar_db::Request) -> Result<String, FabricError> {
+    /// A change to a function's configuration (ddos, ratelimit); with the data plane up, the
+    /// function's maps follow.
+    pub fn change_function_config(
+        &self,
+        request: &mizar_db::Request,
+    ) -> Result<String, FabricError> {
         let _lock = self.lock()?;
         let mut store = self.existing_store()?;
         let outcome = store.make(request)?;
         if self.is_up() {
-            self.sync_ddos(&store)
+            self.sync_function_maps(&store)
                 .map_err(|err| FabricError::Behind(Box::new(err)))?;
         }
         Ok(outcome)
     }
 
-    /// Writes the ddos function's maps from the store (what differs only).
-    pub(super) fn sync_ddos(&self, store: &Store) -> Result<usize, FabricError> {
-        Ok(DdosMaps::open(&self.pins())?.sync(&desired_ddos(store)?)?)
+    /// Writes the functions' maps (ddos, ratelimit) from the store, what differs only.
+    pub(super) fn sync_function_maps(&self, store: &Store) -> Result<usize, FabricError> {
+        let ddos = DdosMaps::open(&self.pins())?.sync(&desired_ddos(store)?)?;
+        let rates = RateLimitMaps::open(&self.pins())?.sync(&desired_rate_limits(store)?)?;
+        Ok(ddos + rates)
     }
 
     /// Publishes every stage's chain the store holds (only stages whose chain differs from what

@@ -146,6 +146,10 @@ impl Instance {
                     .map_err(behind)?,
             ),
         };
+        // A VPC's new VNI or an endpoint's new address moves the function rules keyed by them.
+        if dataplane.is_some() && !options.dry_run {
+            self.sync_function_maps(&store).map_err(behind)?;
+        }
         Ok(Changed {
             outcome,
             dataplane,
@@ -410,8 +414,8 @@ impl Instance {
             Request::DeleteEndpoint { vpc, name } => Ok(self
                 .delete_endpoint(vpc, name)?
                 .map(|report| report.summary())),
-            request if request.is_ddos() => Ok(Changed {
-                outcome: self.change_ddos(request)?,
+            request if request.is_function_config() => Ok(Changed {
+                outcome: self.change_function_config(request)?,
                 dataplane: None,
                 scope: None,
                 dry_run: false,

@@ -269,7 +269,7 @@ impl Instance {
         }
         // The chains run this load's programs from now on (a whole new generation each).
         report.chains_published = self.publish_chains(store)?;
-        self.sync_ddos(store)?;
+        self.sync_function_maps(store)?;
         report.waiting = desired.waiting;
         Ok(report)
     }

@@ -348,7 +348,7 @@ impl Instance {
                 let store = self.existing_store()?;
                 let published = self
                     .publish_chains(&store)
-                    .and_then(|published| self.sync_ddos(&store).map(|_| published))
+                    .and_then(|published| self.sync_function_maps(&store).map(|_| published))
                     .map_err(|err| FabricError::Behind(Box::new(err)))?;
                 if let Some(sync) = changed.dataplane.as_mut() {
                     sync.chains_published += published;

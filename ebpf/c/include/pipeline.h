@@ -6,6 +6,7 @@
 
 #include "parsing.h"
 #include "maps.h"
+#include "lookup.h"
 
 static __always_inline void count(__u32 slot, __u64 bytes)
 {
@@ -16,32 +17,6 @@ static __always_inline void count(__u32 slot, __u64 bytes)
 		v->bytes += bytes;
 	}
 }
-
-/*
- * Copy-and-check lookups of the maps whose elements the kernel may reuse for another key while
- * we hold them (see "Reused entries" in mizar_abi.h). The value is copied to the stack, then its
- * key copy is checked in the copy and, after a compiler barrier, in the live element: a reuse
- * that began before our copy finished has rewritten the live key copy by then.
- */
-enum mz_lookup {
-	MZ_FOUND = 0,
-	MZ_MISSING = 1,
-	MZ_CHANGED = 2, /* reused for another key while read: count and drop */
-};
-
-#define READ_KEY_ONCE(x) (*(const volatile __u32 *)&(x))
-
-#define LOOKUP_COPY(map, key, out, same_key)                                                   \
-	({                                                                                     \
-		const typeof(*(out)) *__live = bpf_map_lookup_elem(map, key);                  \
-		enum mz_lookup __r = MZ_MISSING;                                               \
-		if (__live) {                                                                  \
-			__builtin_memcpy(out, __live, sizeof(*(out)));                         \
-			asm volatile("" ::: "memory");                                         \
-			__r = same_key(out, key) && same_key(__live, key) ? MZ_FOUND : MZ_CHANGED;    \
-		}                                                                              \
-		__r;                                                                           \
-	})
 
 #define SAME_ENDPOINT_KEY(v, k)                                                                \
 	(READ_KEY_ONCE((v)->key.vni) == (k)->vni && READ_KEY_ONCE((v)->key.ip_be) == (k)->ip_be)

@@ -75,6 +75,11 @@ pub enum Command {
     /// add --stage redirect ddos`)
     #[command(subcommand)]
     Ddos(DdosCommand),
+    /// The ratelimit function's rules: per VPC or per endpoint, per direction, packets and/or
+    /// bytes per second with a burst. Ingress acts where `ratelimit` is at ON_XDP_REDIRECT,
+    /// egress where it is at ON_EGRESS (`mizar chain add --stage egress ratelimit`)
+    #[command(subcommand)]
+    Ratelimit(RatelimitCommand),
     /// Make the store match a YAML or JSON topology (idempotent)
     Apply(ApplyArgs),
     /// Print the store as a topology document that `apply` takes back
@@ -564,6 +569,43 @@ pub enum DdosCommand {
     /// window ends
     #[command(subcommand)]
     Limit(DdosLimitCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RatelimitCommand {
+    /// The rules, and what the function dropped for each reason
+    Show(OutputArgs),
+    /// Set (add or replace) the rule of a VPC, or of one of its endpoints, for one direction
+    Set {
+        /// The VPC
+        vpc: String,
+        /// Only this endpoint of it (default: the VPC's traffic as a whole)
+        #[arg(long = "ep", value_name = "ENDPOINT")]
+        endpoint: Option<String>,
+        /// ingress (what the endpoint receives) or egress (what it sends)
+        #[arg(long)]
+        direction: mizar_db::Direction,
+        /// Packets per second
+        #[arg(long)]
+        packets: Option<u64>,
+        /// Packets that may come at once (default: one second's worth)
+        #[arg(long)]
+        burst_packets: Option<u64>,
+        /// Bytes per second
+        #[arg(long)]
+        bytes: Option<u64>,
+        /// Bytes that may come at once (default: one second's worth)
+        #[arg(long)]
+        burst_bytes: Option<u64>,
+    },
+    /// Remove a rule
+    Del {
+        vpc: String,
+        #[arg(long = "ep", value_name = "ENDPOINT")]
+        endpoint: Option<String>,
+        #[arg(long)]
+        direction: mizar_db::Direction,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,7 +14,8 @@ use serde::Serialize;
 
 use crate::cli::{
     BouncerCommand, ChainCommand, Cli, Command, DdosBlockCommand, DdosCommand, DdosLimitCommand,
-    DividerCommand, EpCommand, FnCommand, Format, HostCommand, NetCommand, OutputArgs, VpcCommand,
+    DividerCommand, EpCommand, FnCommand, Format, HostCommand, NetCommand, OutputArgs,
+    RatelimitCommand, VpcCommand,
 };
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -110,6 +111,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fn(cmd) => function(&instance, cmd)?,
         Command::Chain(cmd) => chain(&instance, cmd)?,
         Command::Ddos(cmd) => ddos(&instance, cmd)?,
+        Command::Ratelimit(cmd) => ratelimit(&instance, cmd)?,
         Command::Apply(args) => {
             let text = if args.file.as_os_str() == "-" {
                 let mut text = String::new();
@@ -659,6 +661,134 @@ fn ddos(instance: &Instance, cmd: DdosCommand) -> anyhow::Result<()> {
         DdosCommand::Limit(DdosLimitCommand::Del { vpc }) => Request::DeleteDdosLimit { vpc },
     };
     println!("{}", instance.make(&request)?.outcome);
+    Ok(())
+}
+
+fn ratelimit(instance: &Instance, cmd: RatelimitCommand) -> anyhow::Result<()> {
+    let request = match cmd {
+        RatelimitCommand::Show(output) => return ratelimit_show(instance, &output),
+        RatelimitCommand::Set {
+            vpc,
+            endpoint,
+            direction,
+            packets,
+            burst_packets,
+            bytes,
+            burst_bytes,
+        } => Request::SetRateLimit(mizar_db::RateLimit {
+            vpc,
+            endpoint,
+            direction,
+            packets,
+            burst_packets,
+            bytes,
+            burst_bytes,
+        }),
+        RatelimitCommand::Del {
+            vpc,
+            endpoint,
+            direction,
+        } => Request::DeleteRateLimit {
+            vpc,
+            endpoint,
+            direction,
+        },
+    };
+    println!("{}", instance.make(&request)?.outcome);
+    Ok(())
+}
+
+/// What a function dropped by reason (summed over its places in the chains), and where it is.
+fn function_drops(
+    instance: &Instance,
+    store: &mizar_db::Store,
+    function: &str,
+) -> anyhow::Result<(Vec<String>, [u64; 8])> {
+    let mut dropped = [0u64; 8];
+    let mut placed = Vec::new();
+    for chain in instance.chain_status(store)? {
+        for l in chain.links.iter().filter(|l| l.link.function == function) {
+            placed.push(format!("{}#{}", chain.stage.name(), l.link.position));
+            if let Some(s) = l.stats {
+                for (total, d) in dropped.iter_mut().zip(s.dropped) {
+                    *total += d;
+                }
+            }
+        }
+    }
+    Ok((placed, dropped))
+}
+
+fn ratelimit_show(instance: &Instance, output: &OutputArgs) -> anyhow::Result<()> {
+    let store = instance.existing_store()?;
+    let rules = store.rate_limits()?;
+    let (placed, dropped) = function_drops(instance, &store, "ratelimit")?;
+    let reasons = mizar_ebpf::builtin_function("ratelimit")
+        .map(|f| f.drop_reasons)
+        .unwrap_or_default();
+    let dropped_by: serde_json::Map<String, serde_json::Value> = reasons
+        .iter()
+        .zip(dropped)
+        .map(|(name, n)| ((*name).to_owned(), n.into()))
+        .collect();
+    if output.json {
+        return print_json(&serde_json::json!({
+            "rules": rules,
+            "placed": placed,
+            "dropped": dropped_by,
+        }));
+    }
+    let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+    let rows: Vec<Vec<String>> = rules
+        .iter()
+        .map(|r| {
+            vec![
+                r.vpc.clone(),
+                r.endpoint
+                    .clone()
+                    .unwrap_or_else(|| "(whole VPC)".to_owned()),
+                r.direction.to_string(),
+                opt(r.packets),
+                opt(r.burst_packets),
+                opt(r.bytes),
+                opt(r.burst_bytes),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        println!(
+            "no rate limit; add one with `mizar ratelimit set VPC --direction ingress --packets N`"
+        );
+    } else {
+        print!(
+            "{}",
+            table(
+                &[
+                    "VPC",
+                    "ENDPOINT",
+                    "DIRECTION",
+                    "PKTS/S",
+                    "BURST",
+                    "BYTES/S",
+                    "BURST"
+                ],
+                &rows
+            )
+        );
+    }
+    if placed.is_empty() {
+        println!(
+            "the ratelimit function is in no chain: it acts once placed (ingress: `mizar chain \
+             add --stage redirect ratelimit`; egress: `--stage egress`)"
+        );
+    } else {
+        let counts: Vec<String> = dropped_by.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        println!(
+            "placed at {}; dropped: {}",
+            placed.join(", "),
+            counts.join(", ")
+        );
+    }
     Ok(())
 }
 
