@@ -10,29 +10,11 @@ mod fixture;
 use std::net::Ipv4Addr;
 
 use fixture::*;
-use mizar::{
-    dataplane::{ChainLink, Chains, DdosMaps, DdosState, Ipv4Net, Stage},
-    packet::MacAddr,
-};
+use mizar::dataplane::{DdosMaps, DdosState, Ipv4Net, Stage};
 use mizar_ebpf::abi;
 
-/// A bouncer with the same endpoint address in two VPCs, and ddos in the delivery chain.
 fn world(name: &str) -> World {
-    let mut world = World::bouncer(name);
-    world.vpc(VNI_B, false, &DIVIDERS);
-    world.network(VNI_B, true, &[SELF]);
-    world.local_endpoint(VNI_B, LOCAL_EP, MacAddr([2, 0xbb, 0, 0, 0, 3]), 8, false);
-    Chains::open(world.instance.dataplane.pins())
-        .unwrap()
-        .publish(
-            Stage::OnXdpRedirect,
-            &[ChainLink {
-                instance: 1,
-                function: "ddos".into(),
-            }],
-        )
-        .unwrap();
-    world
+    World::two_vpcs_with_function(name, "ddos")
 }
 
 fn configure(world: &World, state: &DdosState) {
@@ -43,13 +25,10 @@ fn configure(world: &World, state: &DdosState) {
 }
 
 fn dropped(world: &World) -> [u64; 2] {
-    let stats = Chains::open(world.instance.dataplane.pins())
-        .unwrap()
-        .function_stats(1)
-        .unwrap();
+    let d = world.function_drops();
     [
-        stats.dropped[abi::MZ_DDOS_DROP_BLOCKED as usize],
-        stats.dropped[abi::MZ_DDOS_DROP_RATE as usize],
+        d[abi::MZ_DDOS_DROP_BLOCKED as usize],
+        d[abi::MZ_DDOS_DROP_RATE as usize],
     ]
 }
 

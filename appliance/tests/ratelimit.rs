@@ -10,28 +10,11 @@ mod fixture;
 use std::{collections::BTreeMap, time::Duration};
 
 use fixture::*;
-use mizar::{
-    dataplane::{ChainLink, Chains, RateKey, RateLimitMaps, RateRule, Stage},
-    packet::MacAddr,
-};
+use mizar::dataplane::{RateKey, RateLimitMaps, RateRule};
 use mizar_ebpf::abi;
 
 fn world(name: &str) -> World {
-    let mut world = World::bouncer(name);
-    world.vpc(VNI_B, false, &DIVIDERS);
-    world.network(VNI_B, true, &[SELF]);
-    world.local_endpoint(VNI_B, LOCAL_EP, MacAddr([2, 0xbb, 0, 0, 0, 3]), 8, false);
-    Chains::open(world.instance.dataplane.pins())
-        .unwrap()
-        .publish(
-            Stage::OnXdpRedirect,
-            &[ChainLink {
-                instance: 1,
-                function: "ratelimit".into(),
-            }],
-        )
-        .unwrap();
-    world
+    World::two_vpcs_with_function(name, "ratelimit")
 }
 
 fn configure(world: &World, rules: &[(RateKey, RateRule)]) {
@@ -42,11 +25,8 @@ fn configure(world: &World, rules: &[(RateKey, RateRule)]) {
 }
 
 fn dropped(world: &World) -> [u64; 4] {
-    let s = Chains::open(world.instance.dataplane.pins())
-        .unwrap()
-        .function_stats(1)
-        .unwrap();
-    [s.dropped[0], s.dropped[1], s.dropped[2], s.dropped[3]]
+    let d = world.function_drops();
+    [d[0], d[1], d[2], d[3]]
 }
 
 fn packets(per_second: u64, burst: u64) -> RateRule {

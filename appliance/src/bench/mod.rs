@@ -31,9 +31,10 @@ use mizar_ebpf::{
 };
 
 use crate::dataplane::{
-    ChainLink, Chains, Counter, Counters, Dataplane, DataplaneError, DesiredState, EndpointEntry,
-    EndpointKind, HostConfig, Ipv4Net, MacAddr, MemberRoles, NetworkEntry, PinLayout, Stage,
-    VpcEntry, ensure_bpffs, reconcile, remove_all_pins,
+    ChainLink, Chains, Counter, Counters, Dataplane, DataplaneError, DdosMaps, DdosState,
+    DesiredState, EndpointEntry, EndpointKind, HostConfig, Ipv4Net, MacAddr, MemberRoles,
+    NetworkEntry, PinLayout, RateLimitMaps, RateRule, Stage, VpcEntry, ensure_bpffs, reconcile,
+    remove_all_pins,
 };
 
 pub mod live;
@@ -402,9 +403,16 @@ pub const CHAIN_FUNCTION_TARGET: f64 = 1.0;
 /// The local-delivery path with a chain of `functions` no-op (`count`) functions at its stage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChainResult {
+    /// The function the chain repeats.
+    pub function: &'static str,
     pub functions: usize,
     pub samples_ns: Vec<f64>,
 }
+
+/// The built-in functions measured alone in the chain, configured so that every packet goes on
+/// (ddos: a block that does not match, no threshold; ratelimit: a rule on the packet's endpoint
+/// it always conforms to): the cost of their lookups and, for ratelimit, its bucket update.
+pub const CHAIN_FUNCTIONS: [&str; 2] = ["ddos", "ratelimit"];
 
 impl ChainResult {
     pub fn ns(&self) -> f64 {
@@ -525,6 +533,7 @@ impl BenchReport {
         let judged: Vec<f64> = self
             .chains
             .iter()
+            .filter(|c| c.function == "count")
             .filter_map(|c| self.chain_per_function_floors(c))
             .collect();
         (!judged.is_empty()).then(|| judged.iter().all(|r| meets(*r, CHAIN_FUNCTION_TARGET)))
@@ -587,6 +596,7 @@ impl BenchReport {
             "chains": self.chains.iter().map(|c| serde_json::json!({
                 "stage": "ON_XDP_REDIRECT",
                 "path": Path::TransitLocal.id(),
+                "function": c.function,
                 "functions": c.functions,
                 "ns": num(Some(c.ns())),
                 "samples_ns": nums(&c.samples_ns),
@@ -734,19 +744,21 @@ impl fmt::Display for BenchReport {
         if !self.chains.is_empty() {
             writeln!(
                 f,
-                "\nchains: transit local delivery with N no-op functions (count) at ON_XDP_REDIRECT \
-                 (transit -> entry -> N functions -> exit)"
+                "\nchains: transit local delivery with N functions at ON_XDP_REDIRECT (transit -> \
+                 entry -> N functions -> exit); count is a no-op, ddos and ratelimit let every \
+                 packet through"
             )?;
             writeln!(
                 f,
-                "{:>9}  {:>8}  {:>8}  {:>17}",
-                "functions", "ns/pkt", "added", "per function"
+                "{:>9}  {:>3}  {:>8}  {:>8}  {:>17}",
+                "function", "N", "ns/pkt", "added", "per function"
             )?;
             for c in &self.chains {
                 let per = self.chain_per_function_floors(c);
                 writeln!(
                     f,
-                    "{:>9}  {:>8}  {:>8}  {:>17}",
+                    "{:>9}  {:>3}  {:>8}  {:>8}  {:>17}",
+                    c.function,
                     c.functions,
                     fmt_ns(Some(c.ns())),
                     fmt_ns(self.chain_added_ns(c)),
@@ -1204,15 +1216,37 @@ impl Harness {
         })
     }
 
-    /// Puts `functions` no-op functions in the chain at ON_XDP_REDIRECT (0: none).
-    fn set_chain(&mut self, functions: usize) -> Result<(), BenchError> {
+    /// Puts `functions` copies of `function` in the chain at ON_XDP_REDIRECT (0: none).
+    fn set_chain(&mut self, function: &str, functions: usize) -> Result<(), BenchError> {
         let links: Vec<ChainLink> = (1..=functions as u16)
             .map(|instance| ChainLink {
                 instance,
-                function: "count".to_owned(),
+                function: function.to_owned(),
             })
             .collect();
         Chains::open(self.dataplane.pins())?.publish(Stage::OnXdpRedirect, &links)?;
+        Ok(())
+    }
+
+    /// ddos: a block that the benchmark's packets do not match; ratelimit: a rule on the
+    /// local endpoint they always conform to (a billion packets a second).
+    fn configure_functions(&mut self) -> Result<(), BenchError> {
+        let pins = self.dataplane.pins();
+        DdosMaps::open(pins)?.sync(&DdosState {
+            blocks: [(VNI_A, "192.0.2.0/24".parse().expect("a prefix"))].into(),
+            ..DdosState::default()
+        })?;
+        RateLimitMaps::open(pins)?.sync(
+            &[(
+                (VNI_A, Some(LOCAL_EP), abi::MZ_RL_INGRESS),
+                RateRule {
+                    packets: 1_000_000_000,
+                    burst_packets: 1_000_000_000,
+                    ..RateRule::default()
+                },
+            )]
+            .into(),
+        )?;
         Ok(())
     }
 
@@ -1383,11 +1417,15 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         .expect("the local-delivery path is measured");
     let mut chains: Vec<ChainResult> = CHAIN_LENGTHS
         .iter()
-        .map(|&functions| ChainResult {
+        .map(|&functions| ("count", functions))
+        .chain(CHAIN_FUNCTIONS.iter().map(|&f| (f, 1)))
+        .map(|(function, functions)| ChainResult {
+            function,
             functions,
             samples_ns: Vec::new(),
         })
         .collect();
+    harness.configure_functions()?;
     // How much each wrapped path changes the packet's length, for the resize calibration.
     let mut resizes = Vec::with_capacity(PATHS.len());
     for (result, packet) in paths.iter_mut().zip(&packets) {
@@ -1429,7 +1467,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         }
         // The same local-delivery path with chains of no-op functions at its stage.
         for chain in &mut chains {
-            harness.set_chain(chain.functions)?;
+            harness.set_chain(chain.function, chain.functions)?;
             let run = harness.run_checked(
                 Subject::Path(Path::TransitLocal),
                 &packets[local],
@@ -1437,7 +1475,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
             )?;
             chain.samples_ns.push(run.ns);
         }
-        harness.set_chain(0)?;
+        harness.set_chain("count", 0)?;
         tracing::info!(round = round + 1, of = options.runs, "round done");
     }
 
@@ -1531,14 +1569,17 @@ mod tests {
             ],
             chains: vec![
                 ChainResult {
+                    function: "count",
                     functions: 0,
                     samples_ns: vec![50.0, 50.0, 50.0],
                 },
                 ChainResult {
+                    function: "count",
                     functions: 2,
                     samples_ns: vec![70.0, 70.0, 71.0],
                 },
                 ChainResult {
+                    function: "count",
                     functions: 4,
                     samples_ns: vec![100.0, 100.0, 100.0],
                 },

@@ -103,39 +103,20 @@ fn syscall_error(what: &str, err: io::Error) -> DataplaneError {
 
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 
-#[repr(C)]
-struct ElemAttr {
-    map_fd: u32,
-    pad: u32,
-    key: u64,
-    value: u64,
-    flags: u64,
-}
-
 /// The id of the program in slot `index` of a program array (None: empty). aya 0.14 can set and
 /// clear program-array slots but not read them; the kernel answers a lookup with the id.
 fn program_in_slot(array: &MapData, index: u32) -> Result<Option<u32>, DataplaneError> {
     let fd = array.fd().as_fd().as_raw_fd();
     let mut id = 0u32;
-    let attr = ElemAttr {
+    // The key and value point at live u32s, the sizes of a program array's key and
+    // (user-visible) value.
+    let mut attr = rcu::ElemAttr {
         map_fd: fd as u32,
-        pad: 0,
         key: &raw const index as u64,
         value: &raw mut id as u64,
-        flags: 0,
+        ..rcu::ElemAttr::default()
     };
-    // SAFETY: a valid BPF_MAP_LOOKUP_ELEM attribute whose key and value point at live u32s, the
-    // sizes of a program array's key and (user-visible) value.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_MAP_LOOKUP_ELEM,
-            &raw const attr,
-            size_of::<ElemAttr>(),
-        )
-    };
-    if ret < 0 {
-        let err = io::Error::last_os_error();
+    if let Err(err) = rcu::bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) {
         return match err.raw_os_error() {
             Some(libc::ENOENT) => Ok(None),
             _ => Err(syscall_error("reading a program-array slot", err)),

@@ -37,15 +37,15 @@ struct MapCreateAttr {
 /// The element-access member of `union bpf_attr`.
 #[repr(C)]
 #[derive(Default)]
-struct ElemAttr {
-    map_fd: u32,
-    pad: u32,
-    key: u64,
-    value: u64,
-    flags: u64,
+pub(super) struct ElemAttr {
+    pub map_fd: u32,
+    pub pad: u32,
+    pub key: u64,
+    pub value: u64,
+    pub flags: u64,
 }
 
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
+pub(super) fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
     // SAFETY: `attr` is a valid prefix of union bpf_attr for `cmd`, its pointers (if any)
     // address live buffers of the sizes the map was created with.
     let ret = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, size_of::<T>()) };

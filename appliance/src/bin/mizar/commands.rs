@@ -795,18 +795,7 @@ fn ratelimit_show(instance: &Instance, output: &OutputArgs) -> anyhow::Result<()
 fn ddos_show(instance: &Instance, output: &OutputArgs) -> anyhow::Result<()> {
     let store = instance.existing_store()?;
     let config = store.ddos()?;
-    // What the function dropped, summed over the places it holds in the chains.
-    let mut dropped = [0u64; 2];
-    let mut placed = Vec::new();
-    for chain in instance.chain_status(&store)? {
-        for l in chain.links.iter().filter(|l| l.link.function == "ddos") {
-            placed.push(format!("{}#{}", chain.stage.name(), l.link.position));
-            if let Some(s) = l.stats {
-                dropped[0] += s.dropped[0];
-                dropped[1] += s.dropped[1];
-            }
-        }
-    }
+    let (placed, dropped) = function_drops(instance, &store, "ddos")?;
     if output.json {
         return print_json(&serde_json::json!({
             "blocks": config.blocks,
