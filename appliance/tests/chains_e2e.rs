@@ -26,6 +26,14 @@ const STREAM_MIN: u64 = 100_000;
 /// Chain changes made while it flows.
 const CHANGES: usize = 100;
 
+/// The tests here count packets against rates and losses: one fabric at a time, so that three
+/// demo fabrics sharing two cores do not drop what a test counts.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn show(fabric: &Demo, host: &str) -> Vec<serde_json::Value> {
     let out = fabric
         .mizar_ok(host, &["chain", "show", "--stage", "redirect", "--json"])
@@ -36,6 +44,7 @@ fn show(fabric: &Demo, host: &str) -> Vec<serde_json::Value> {
 #[test]
 fn a_chain_changed_a_hundred_times_under_a_stream_loses_nothing_and_runs_whole_generations() {
     common::require_root();
+    let _one = one_at_a_time();
     let fabric = Demo::build(DemoSpec::new(&unique_prefix()), Path::new(MIZAR))
         .unwrap_or_else(|err| panic!("build the fabric: {err}"));
     // b-web2 (h1) → b-web1 (h2): every datagram is delivered on h2 through ON_XDP_REDIRECT.
@@ -198,6 +207,7 @@ fn a_chain_changed_a_hundred_times_under_a_stream_loses_nothing_and_runs_whole_g
 #[test]
 fn the_ddos_function_blocks_and_limits_one_vpcs_sources_on_a_live_host() {
     common::require_root();
+    let _one = one_at_a_time();
     let fabric = Demo::build(DemoSpec::new(&unique_prefix()), Path::new(MIZAR))
         .unwrap_or_else(|err| panic!("build the fabric: {err}"));
     // h3 hosts b-db1 (blue) and r-web1 (red); b-web2 (blue, on h1) and r-web2 (red, on h2)
@@ -286,6 +296,20 @@ fn the_ddos_function_blocks_and_limits_one_vpcs_sources_on_a_live_host() {
     assert_eq!(shown["dropped"]["blocked"], 3, "{shown}");
     assert_eq!(shown["dropped"]["rate"], 5, "{shown}");
     assert_eq!(shown["placed"][0], "ON_XDP_REDIRECT#1", "{shown}");
+    let function: serde_json::Value = serde_json::from_str(
+        &fabric
+            .mizar_ok(&host, &["fn", "show", "ddos", "--json"])
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        function["placed"][0]["stage"], "ON_XDP_REDIRECT",
+        "{function}"
+    );
+    assert_eq!(function["placed"][0]["dropped"]["blocked"], 3, "{function}");
+    let unknown = fabric.mizar(&host, &["fn", "show", "nat"]).unwrap();
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown function \"nat\""));
 
     // The configuration goes through the topology document and back.
     let exported = fabric.mizar_ok(&host, &["export"]).unwrap();
@@ -331,6 +355,7 @@ fn the_ddos_function_blocks_and_limits_one_vpcs_sources_on_a_live_host() {
 #[test]
 fn a_rate_limit_caps_a_udp_flood_within_ten_percent() {
     common::require_root();
+    let _one = one_at_a_time();
     let fabric = Demo::build(DemoSpec::new(&unique_prefix()), Path::new(MIZAR))
         .unwrap_or_else(|err| panic!("build the fabric: {err}"));
     let host = fabric.endpoint("b-db1").host;

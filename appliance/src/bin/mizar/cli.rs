@@ -498,6 +498,14 @@ pub enum DividerCommand {
 pub enum FnCommand {
     /// The functions chains can hold, what each does, and where each is placed
     List(OutputArgs),
+    /// One function: what it does, the reasons it drops with, and where it is placed with
+    /// its counters
+    Show {
+        /// The function (see `mizar fn list`)
+        name: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
 }
 
 /// The stage a chain command works on, and whose.

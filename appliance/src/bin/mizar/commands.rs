@@ -573,7 +573,10 @@ fn divider(instance: &Instance, cmd: DividerCommand) -> anyhow::Result<()> {
 }
 
 fn function(instance: &Instance, cmd: FnCommand) -> anyhow::Result<()> {
-    let FnCommand::List(output) = cmd;
+    let output = match cmd {
+        FnCommand::List(output) => output,
+        FnCommand::Show { name, output } => return function_show(instance, &name, &output),
+    };
     let chains = instance.existing_store()?.chains(None)?;
     let placed = |name: &str| -> Vec<String> {
         chains
@@ -617,6 +620,68 @@ fn function(instance: &Instance, cmd: FnCommand) -> anyhow::Result<()> {
             ]
         },
     )
+}
+
+fn function_show(instance: &Instance, name: &str, output: &OutputArgs) -> anyhow::Result<()> {
+    let Some(f) = mizar_ebpf::builtin_function(name) else {
+        anyhow::bail!(
+            "unknown function {name:?}; functions: {} (see `mizar fn list`)",
+            mizar_db::BUILTIN_FUNCTIONS.join(", ")
+        );
+    };
+    let store = instance.existing_store()?;
+    let mut placed = Vec::new();
+    for chain in instance.chain_status(&store)? {
+        for l in chain.links.iter().filter(|l| l.link.function == name) {
+            let dropped: serde_json::Map<String, serde_json::Value> = l
+                .stats
+                .map(|s| {
+                    f.drop_reasons
+                        .iter()
+                        .zip(s.dropped)
+                        .map(|(r, n)| ((*r).to_owned(), n.into()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            placed.push(serde_json::json!({
+                "stage": chain.stage.name(),
+                "position": l.link.position,
+                "instance": l.link.instance,
+                "packets": l.stats.map(|s| s.packets()),
+                "dropped": dropped,
+                "ns_per_packet": l.stats.and_then(|s| s.ns_per_packet()),
+            }));
+        }
+    }
+    let shown = serde_json::json!({
+        "name": f.name,
+        "kind": "built-in",
+        "program": f.program,
+        "description": f.description,
+        "drop_reasons": f.drop_reasons,
+        "placed": placed,
+    });
+    if output.json {
+        return print_json(&shown);
+    }
+    println!("{}: {}", f.name, f.description);
+    if !f.drop_reasons.is_empty() {
+        println!("drops with: {}", f.drop_reasons.join(", "));
+    }
+    if placed.is_empty() {
+        println!("placed nowhere: `mizar chain add --stage STAGE {}`", f.name);
+    }
+    for p in &placed {
+        println!(
+            "at {}#{} (instance {}): {} packets, dropped {}",
+            p["stage"].as_str().unwrap_or_default(),
+            p["position"],
+            p["instance"],
+            p["packets"],
+            p["dropped"]
+        );
+    }
+    Ok(())
 }
 
 fn chain(instance: &Instance, cmd: ChainCommand) -> anyhow::Result<()> {
