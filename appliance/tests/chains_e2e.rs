@@ -174,9 +174,13 @@ fn a_chain_changed_a_hundred_times_under_a_stream_loses_nothing_and_runs_whole_g
         "the document's chain is edited: {exported}"
     );
     std::fs::write(&doc, &three).unwrap();
-    fabric
+    let applied = fabric
         .mizar_ok(&host, &["apply", "-f", doc.to_str().unwrap()])
         .unwrap();
+    assert!(
+        applied.contains("function chains: 1 stage(s) published"),
+        "{applied}"
+    );
     assert_eq!(
         show(&fabric, &host).len(),
         3,
@@ -306,7 +310,11 @@ fn the_ddos_function_blocks_and_limits_one_vpcs_sources_on_a_live_host() {
         function["placed"][0]["stage"], "ON_XDP_REDIRECT",
         "{function}"
     );
-    assert_eq!(function["placed"][0]["dropped"]["blocked"], 3, "{function}");
+    assert_eq!(function["placed"][0]["drops"]["blocked"], 3, "{function}");
+    assert_eq!(
+        function["placed"][0]["dropped"], 8,
+        "blocked and rate: {function}"
+    );
     let unknown = fabric.mizar(&host, &["fn", "show", "nat"]).unwrap();
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown function \"nat\""));

@@ -12,6 +12,18 @@ use crate::{
 
 type Result<T> = std::result::Result<T, StoreError>;
 
+/// Blocks the data plane holds: `MZ_MAX_DDOS_BLOCKS` in ebpf/include/mizar_abi.h.
+pub const MAX_DDOS_BLOCKS: usize = 65_536;
+
+fn check_block_count(count: usize) -> Result<()> {
+    crate::validate::too_many(
+        "the ddos function".to_owned(),
+        "blocks",
+        count,
+        MAX_DDOS_BLOCKS,
+    )
+}
+
 /// A blocked source range.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -126,6 +138,7 @@ pub(crate) fn load_ddos(conn: &Connection) -> Result<DdosConfig> {
 
 /// Makes the store's ddos configuration `config` (inside an apply's transaction).
 pub(crate) fn replace_ddos(tx: &Connection, config: &DdosConfig) -> Result<()> {
+    check_block_count(config.blocks.len())?;
     let mut seen = std::collections::BTreeSet::new();
     for b in &config.blocks {
         check_cidr(b.vpc.as_deref(), b.cidr)?;
@@ -141,9 +154,9 @@ pub(crate) fn replace_ddos(tx: &Connection, config: &DdosConfig) -> Result<()> {
         check_limit(l.vpc.as_deref(), l.packets, l.window_ms)?;
         if !limited.insert(l.vpc.clone()) {
             return Err(StoreError::Duplicate {
-                kind: crate::error::Kind::Chain,
-                name: "ddos limit".to_owned(),
-                scope: format!(" of {}", subject(l.vpc.as_deref())),
+                kind: crate::error::Kind::DdosLimit,
+                name: l.vpc.clone().unwrap_or_else(|| "(every VPC)".to_owned()),
+                scope: String::new(),
             });
         }
     }
@@ -196,6 +209,10 @@ impl Store {
                     cidr,
                 });
             }
+            let count: i64 = tx
+                .query_row("SELECT count(*) FROM ddos_blocks", [], |row| row.get(0))
+                .ctx("counting the ddos blocks")?;
+            check_block_count(count as usize + 1)?;
             tx.execute(
                 "INSERT INTO ddos_blocks (vpc_id, cidr) VALUES (?1, ?2)",
                 params![id, cidr.to_string()],
@@ -347,5 +364,26 @@ mod tests {
         let left = store.ddos().unwrap();
         assert_eq!(left.blocks.len(), 2);
         assert_eq!(left.limits.len(), 1);
+    }
+
+    #[test]
+    fn more_blocks_than_the_data_plane_holds_are_refused_before_anything_is_written() {
+        let mut store = store();
+        let mut doc = store.export().unwrap();
+        doc.ddos = Some(DdosConfig {
+            blocks: (0..=MAX_DDOS_BLOCKS as u32)
+                .map(|i| DdosBlock {
+                    vpc: None,
+                    cidr: Ipv4Net::new((0x0a00_0000 + i).into(), 32).unwrap(),
+                })
+                .collect(),
+            limits: Vec::new(),
+        });
+        let err = store.apply(&doc, false).unwrap_err().to_string();
+        assert!(
+            err.contains("65537 blocks, but the data plane supports at most 65536"),
+            "{err}"
+        );
+        assert_eq!(store.ddos().unwrap(), DdosConfig::default());
     }
 }

@@ -21,6 +21,8 @@ pub enum Kind {
     Divider,
     Backend,
     Chain,
+    DdosLimit,
+    RateLimit,
 }
 
 impl Kind {
@@ -35,6 +37,8 @@ impl Kind {
             Kind::Bouncer => "bouncer",
             Kind::Divider => "divider",
             Kind::Chain => "chain",
+            Kind::DdosLimit => "ddos",
+            Kind::RateLimit => "ratelimit",
         }
     }
 }
@@ -51,6 +55,8 @@ impl fmt::Display for Kind {
             Kind::Divider => "divider",
             Kind::Backend => "backend",
             Kind::Chain => "chain",
+            Kind::DdosLimit => "ddos limit",
+            Kind::RateLimit => "rate limit",
         })
     }
 }

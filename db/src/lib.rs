@@ -76,7 +76,7 @@ pub use chains::{
     BUILTIN_FUNCTIONS, CHAIN_STAGES, ChainEdit, ChainLinkRow, ChainSpec, MAX_CHAIN,
     MAX_FN_INSTANCES, parse_stage,
 };
-pub use ddos::{DdosBlock, DdosConfig, DdosLimit};
+pub use ddos::{DdosBlock, DdosConfig, DdosLimit, MAX_DDOS_BLOCKS};
 pub use error::{Kind, Names, Problems, StoreError};
 pub use ipnet::Ipv4Net;
 pub use model::{
@@ -84,7 +84,7 @@ pub use model::{
     Vpc, VpcSpec, default_gateway, parse_cidr,
 };
 pub use proposal::{EndpointChange, Proposal};
-pub use ratelimit::{Direction, RateLimit};
+pub use ratelimit::{Direction, MAX_RATE_LIMITS, RateLimit};
 pub use request::{Request, chain_outcome};
 pub use schema::SCHEMA_VERSION;
 pub use store::{Bouncer, CommitGuard, Divider, Refusal, Store};

@@ -14,6 +14,9 @@ use crate::{
 
 type Result<T> = std::result::Result<T, StoreError>;
 
+/// Rules the data plane holds: `MZ_MAX_RATE_LIMITS` in ebpf/include/mizar_abi.h.
+pub const MAX_RATE_LIMITS: usize = 4096;
+
 /// Which way the traffic goes, seen from the endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -122,6 +125,15 @@ fn insert(tx: &Connection, rule: &RateLimit) -> Result<()> {
         params![vpc_id, ep_id, rule.direction.as_str()],
     )
     .ctx("setting a rate limit")?;
+    let count: i64 = tx
+        .query_row("SELECT count(*) FROM rate_limits", [], |row| row.get(0))
+        .ctx("counting the rate limits")?;
+    crate::validate::too_many(
+        "the ratelimit function".to_owned(),
+        "rules",
+        count as usize + 1,
+        MAX_RATE_LIMITS,
+    )?;
     tx.execute(
         "INSERT INTO rate_limits (vpc_id, endpoint_id, direction, packets, burst_packets, bytes, \
          burst_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -188,8 +200,8 @@ pub(crate) fn replace_rate_limits(tx: &Connection, rules: &[RateLimit]) -> Resul
     for rule in rules {
         if !seen.insert((&rule.vpc, &rule.endpoint, rule.direction)) {
             return Err(StoreError::Duplicate {
-                kind: crate::error::Kind::Chain,
-                name: format!("{} rate limit", rule.direction),
+                kind: crate::error::Kind::RateLimit,
+                name: rule.direction.to_string(),
                 scope: format!(" of {}", rule.subject()),
             });
         }

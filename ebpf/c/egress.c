@@ -166,8 +166,8 @@ struct egress_target {
  * read (the frame is parsed again here, so that nothing extra stays live on the way). Returns 0
  * when the metadata is ready.
  */
-static __always_inline int egress_meta(struct xdp_md *ctx, __u32 reason_and_slot, __u32 vni, __u32 action,
-				  const struct egress_target *to)
+static __always_inline int egress_meta(struct xdp_md *ctx, __u32 reason, __u32 sender_slot, __u32 vni,
+				       __u32 action, const struct egress_target *to)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -178,14 +178,14 @@ static __always_inline int egress_meta(struct xdp_md *ctx, __u32 reason_and_slot
 		return -1;
 	m->d.stage = MZ_CHAIN_EGRESS;
 	m->d.verdict = XDP_REDIRECT;
-	m->d.reason = reason_and_slot & 0xffff;
+	m->d.reason = reason;
 	m->d.action = action;
 	m->d.vni = vni;
 	m->d.outer_src_be = 0;
 	m->d.inner_src_be = ip->saddr;
 	m->d.inner_dst_be = ip->daddr;
 	m->d.packet_len = data_end - data;
-	m->d.sender_slot = reason_and_slot >> 16;
+	m->d.sender_slot = sender_slot;
 	m->fn_reason = 0;
 	if (action == MZ_ACTION_ENCAP) {
 		m->d.next_hop_be = to->addr;
@@ -212,6 +212,25 @@ static __always_inline __u32 deliver_here(struct ethhdr *eth, const __u8 *mac, _
 	return XDP_REDIRECT;
 }
 
+/* Encapsulates to `dst_host` and redirects to `ifindex`: the underlay, or (rx_slot >= 0) the
+ * veth of a bypass-decap endpoint here, whose counters count it. Returns 0 or a drop reason. */
+static __always_inline __u32 encap_and_send(struct xdp_md *ctx, const struct mz_host_config *cfg, __u32 vni,
+					    __u32 dst_host, const __u8 *dst_mac, __u16 sport, __u32 ifindex,
+					    int rx_slot)
+{
+	struct mz_endpoint_stats *stats;
+	__u32 err = encapsulate(ctx, cfg, vni, dst_host, dst_mac, sport);
+
+	if (err)
+		return err;
+	if (rx_slot >= 0 && (stats = endpoint_stats(rx_slot))) {
+		stats->rx_packets++;
+		stats->rx_bytes += ctx->data_end - ctx->data;
+	}
+	bpf_redirect(ifindex, 0);
+	return 0;
+}
+
 /* Whether the frame still fits the underlay once encapsulated: checked before the chain runs,
  * so that its exit cannot fail on it (encapsulate checks it again for the plain path). */
 static __always_inline int fits_underlay(struct xdp_md *ctx, const struct mz_host_config *cfg)
@@ -233,7 +252,7 @@ static __always_inline int egress(struct xdp_md *ctx, const struct mz_host_confi
 	struct mz_learned_host learned;
 	struct mz_next_hop hop;
 	const struct mz_host *learned_host;
-	struct mz_endpoint_stats *stats, *sender_stats = NULL;
+	struct mz_endpoint_stats *sender_stats = NULL;
 	struct mz_endpoint_key key;
 	struct egress_target to __attribute__((aligned(4)));
 	struct mz_meta *m;
@@ -244,7 +263,7 @@ static __always_inline int egress(struct xdp_md *ctx, const struct mz_host_confi
 	enum mz_lookup found;
 	__u8 next_mac[ETH_ALEN] __attribute__((aligned(2))); /* mac_copy moves 16 bits at a time */
 	__u64 packet_len;
-	__u16 sport;
+	int bypass;
 
 	cursor_init(&c, ctx);
 	packet_len = c.end - c.pos;
@@ -288,43 +307,29 @@ static __always_inline int egress(struct xdp_md *ctx, const struct mz_host_confi
 	if (found == MZ_CHANGED)
 		DROP(MZ_EGRESS_DROP_ENTRY_CHANGED);
 	if (found == MZ_FOUND && (ep.flags & MZ_EP_LOCAL) && ep.type != MZ_EP_SCALED) {
-		if (!(ep.flags & MZ_EP_BYPASS_DECAP)) {
-			/* Same host: no tunnel needed. */
-			if (armed) {
-				to.addr = ep.ifindex;
-				to.stats_slot = ep.stats_slot;
-				mac_copy(to.mac, ep.mac);
-				reason = MZ_EGRESS_LOCAL;
-				if (!egress_meta(ctx, reason | (__u32)iface.stats_slot << 16, vni,
-						 MZ_ACTION_LOCAL, &to))
-					goto chain;
-			}
-			verdict = deliver_here(eth, ep.mac, ep.ifindex, ep.stats_slot, packet_len);
-			EXIT(verdict, MZ_EGRESS_LOCAL);
-		}
-		/* A bypass-decap endpoint gets the tunnel packet, as if it had crossed the underlay. */
+		/* Same host: no tunnel needed, except that a bypass-decap endpoint gets the tunnel
+		 * packet, as if it had crossed the underlay. */
+		bypass = ep.flags & MZ_EP_BYPASS_DECAP;
+		reason = bypass ? MZ_EGRESS_LOCAL_BYPASS : MZ_EGRESS_LOCAL;
 		if (armed) {
-			if (!fits_underlay(ctx, cfg))
+			if (bypass && !fits_underlay(ctx, cfg))
 				DROP(MZ_EGRESS_DROP_MTU);
 			to.addr = ep.ifindex;
 			to.stats_slot = ep.stats_slot;
 			mac_copy(to.mac, ep.mac);
-			reason = MZ_EGRESS_LOCAL_BYPASS;
-			if (!egress_meta(ctx, reason | (__u32)iface.stats_slot << 16, vni,
-					 MZ_ACTION_ENCAP_LOCAL, &to))
+			if (!egress_meta(ctx, reason, iface.stats_slot, vni,
+					 bypass ? MZ_ACTION_ENCAP_LOCAL : MZ_ACTION_LOCAL, &to))
 				goto chain;
 		}
-		sport = encap_source_port(&c, ip);
-		err = encapsulate(ctx, cfg, vni, cfg->host_ip_be, ep.mac, sport);
+		if (!bypass) {
+			verdict = deliver_here(eth, ep.mac, ep.ifindex, ep.stats_slot, packet_len);
+			EXIT(verdict, reason);
+		}
+		err = encap_and_send(ctx, cfg, vni, cfg->host_ip_be, ep.mac, encap_source_port(&c, ip),
+				     ep.ifindex, ep.stats_slot);
 		if (err)
 			DROP(err);
-		stats = endpoint_stats(ep.stats_slot);
-		if (stats) {
-			stats->rx_packets++;
-			stats->rx_bytes += packet_len + MZ_ENCAP_OVERHEAD;
-		}
-		bpf_redirect(ep.ifindex, 0);
-		EXIT(XDP_REDIRECT, MZ_EGRESS_LOCAL_BYPASS);
+		EXIT(XDP_REDIRECT, reason);
 	}
 
 	if (found == MZ_FOUND) {
@@ -363,14 +368,13 @@ static __always_inline int egress(struct xdp_md *ctx, const struct mz_host_confi
 		to.addr = next_host;
 		to.stats_slot = 0;
 		mac_copy(to.mac, next_mac);
-		if (!egress_meta(ctx, reason | (__u32)iface.stats_slot << 16, vni, MZ_ACTION_ENCAP, &to))
+		if (!egress_meta(ctx, reason, iface.stats_slot, vni, MZ_ACTION_ENCAP, &to))
 			goto chain;
 	}
-	sport = encap_source_port(&c, ip);
-	err = encapsulate(ctx, cfg, vni, next_host, next_mac, sport);
+	err = encap_and_send(ctx, cfg, vni, next_host, next_mac, encap_source_port(&c, ip),
+			     cfg->underlay_ifindex, -1);
 	if (err)
 		DROP(err);
-	bpf_redirect(cfg->underlay_ifindex, 0);
 	verdict = XDP_REDIRECT;
 
 out:
@@ -387,16 +391,9 @@ chain:
 	count(reason, packet_len);
 	/* A constant index: the JIT patches a direct jump. */
 	bpf_tail_call(ctx, &mz_egress_stage, 0);
-	/* The entry is missing: counted, and the frame dropped (the decision needs the exit). */
+	/* The entry is missing: counted, and the exit applies the decision, as in transit. */
 	m = mz_fn_meta();
-	if (m) {
-		__u32 point = MZ_CHAIN_EGRESS;
-		struct mz_chain_stats *cs = bpf_map_lookup_elem(&mz_chain_stats, &point);
-
-		if (cs)
-			cs->failed++;
-	}
-	return XDP_DROP;
+	return m ? mz_fn_chain_failed(ctx, m) : XDP_DROP;
 }
 
 SEC("xdp")
@@ -417,7 +414,7 @@ int mz_chain_exit_egress(struct xdp_md *ctx)
 	struct mz_meta *m = mz_fn_meta();
 	struct mz_endpoint_stats *stats;
 	struct mz_chain_stats *cs;
-	__u32 stage = MZ_CHAIN_EGRESS, verdict = XDP_DROP, err;
+	__u32 stage = MZ_CHAIN_EGRESS, verdict = XDP_DROP;
 	struct cursor c;
 	struct ethhdr *eth;
 	struct iphdr *ip;
@@ -439,22 +436,15 @@ int mz_chain_exit_egress(struct xdp_md *ctx)
 		verdict = deliver_here(eth, m->d.mac, m->d.ifindex, m->d.stats_slot, len);
 		break;
 	case MZ_ACTION_ENCAP_LOCAL:
-		err = encapsulate(ctx, cfg, m->d.vni, cfg->host_ip_be, m->d.mac, encap_source_port(&c, ip));
-		if (err)
+		if (encap_and_send(ctx, cfg, m->d.vni, cfg->host_ip_be, m->d.mac, encap_source_port(&c, ip),
+				   m->d.ifindex, m->d.stats_slot))
 			goto failed;
-		stats = endpoint_stats(m->d.stats_slot);
-		if (stats) {
-			stats->rx_packets++;
-			stats->rx_bytes += len + MZ_ENCAP_OVERHEAD;
-		}
-		bpf_redirect(m->d.ifindex, 0);
 		verdict = XDP_REDIRECT;
 		break;
 	case MZ_ACTION_ENCAP:
-		err = encapsulate(ctx, cfg, m->d.vni, m->d.next_hop_be, m->d.mac, encap_source_port(&c, ip));
-		if (err)
+		if (encap_and_send(ctx, cfg, m->d.vni, m->d.next_hop_be, m->d.mac, encap_source_port(&c, ip),
+				   cfg->underlay_ifindex, -1))
 			goto failed;
-		bpf_redirect(cfg->underlay_ifindex, 0);
 		verdict = XDP_REDIRECT;
 		break;
 	default:

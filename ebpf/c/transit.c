@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Transit XDP: on the host's underlay interface, plays bouncer and divider for Geneve traffic
- * (the seed design's procedure, steps 1 to 5). The procedure decides (verdict, stage, reason,
- * and what applying it takes) and applies nothing; every packet leaves through `out:`, which
- * counts the reason and either hands the decision to the stage's function chain (when the stage
- * is armed) or applies it at once.
+ * (the seed design's procedure, steps 1 to 5). Where the procedure decides to deliver or
+ * forward, it either applies the decision at once or, when the stage is armed (functions sit
+ * there), hands it untouched to the stage's chain (`chain:`), whose exit applies it. Passes and
+ * drops leave through `out:`, which hands them to their stage's chain the same way. Either way
+ * the reason is counted once.
  */
 #include "pipeline.h"
 

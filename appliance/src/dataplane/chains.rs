@@ -259,7 +259,11 @@ impl Chains {
 
     /// Whether `stage` runs exactly `links` with the programs pinned now.
     pub fn is_live(&self, stage: Stage, links: &[ChainLink]) -> Result<bool, DataplaneError> {
-        let live = self.live(stage)?;
+        self.runs(&self.live(stage)?, links)
+    }
+
+    /// Whether what runs (`live`) is `links` with the programs pinned now.
+    fn runs(&self, live: &LiveChain, links: &[ChainLink]) -> Result<bool, DataplaneError> {
         let entry_current = live.generation.is_some() || links.is_empty();
         Ok(entry_current
             && live.armed != links.is_empty()
@@ -287,10 +291,10 @@ impl Chains {
                 abi::MZ_MAX_FN_INSTANCES
             )));
         }
-        if self.is_live(stage, links)? {
+        let live = self.live(stage)?;
+        if self.runs(&live, links)? {
             return Ok(false);
         }
-        let live = self.live(stage)?;
         let next = match live.generation {
             Some(0) => 1,
             _ => 0,

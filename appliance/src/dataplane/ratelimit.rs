@@ -46,7 +46,8 @@ impl RateRule {
             key: raw_key(key),
             slot,
             ns_per_packet,
-            packet_tolerance_ns: ns_per_packet * self.burst_packets.max(1).saturating_sub(1),
+            packet_tolerance_ns: ns_per_packet
+                .saturating_mul(self.burst_packets.max(1).saturating_sub(1)),
             ps_per_byte,
             // A burst of B bytes: B bytes may arrive at once (in ns of the byte rate).
             byte_tolerance_ns: ps_per_byte.saturating_mul(self.burst_bytes) / 1000,

@@ -18,6 +18,8 @@ const _: () = {
     assert!(mizar_db::MAX_FN_INSTANCES == mizar_ebpf::abi::MZ_MAX_FN_INSTANCES as usize - 1);
     assert!(mizar_db::CHAIN_STAGES.len() == CHAIN_POINTS.len());
     assert!(mizar_db::BUILTIN_FUNCTIONS.len() == BUILTIN_FUNCTIONS.len());
+    assert!(mizar_db::MAX_DDOS_BLOCKS == mizar_ebpf::abi::MZ_MAX_DDOS_BLOCKS as usize);
+    assert!(mizar_db::MAX_RATE_LIMITS == mizar_ebpf::abi::MZ_MAX_RATE_LIMITS as usize);
     let mut i = 0;
     while i < BUILTIN_FUNCTIONS.len() {
         assert!(same(
@@ -62,20 +64,22 @@ pub fn desired_ddos(store: &Store) -> Result<DdosState, FabricError> {
     let config = store.ddos()?;
     let vnis: std::collections::BTreeMap<String, u32> =
         store.vpcs()?.into_iter().map(|v| (v.name, v.vni)).collect();
-    let vni = |vpc: &Option<String>| {
-        vpc.as_ref()
-            .map_or(0, |v| vnis.get(v).copied().unwrap_or(0))
+    // VNI 0 means every VPC: only a rule without a VPC may get it, never one whose VPC is
+    // missing (the store's keys forbid that; a rule is left out rather than widened).
+    let vni = |vpc: &Option<String>| match vpc {
+        None => Some(0),
+        Some(v) => vnis.get(v).copied(),
     };
     Ok(DdosState {
         blocks: config
             .blocks
             .iter()
-            .map(|b| (vni(&b.vpc), b.cidr))
+            .filter_map(|b| Some((vni(&b.vpc)?, b.cidr)))
             .collect(),
         limits: config
             .limits
             .iter()
-            .map(|l| (vni(&l.vpc), (l.packets, l.window_ms * 1_000_000)))
+            .filter_map(|l| Some((vni(&l.vpc)?, (l.packets, l.window_ms * 1_000_000))))
             .collect(),
     })
 }

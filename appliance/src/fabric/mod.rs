@@ -54,7 +54,9 @@ pub use desired::{
     Desired, Interfaces, NamedInterfaces, SystemInterfaces, WaitingEndpoint, desired_state,
 };
 use desired::{forget_contradicted, local_veths, underlay_interface};
-pub use status::{AttachedStatus, Counts, Drift, EndpointWithCounters, Status, StatusCounter};
+pub use status::{
+    AttachedStatus, Counts, Drift, EndpointWithCounters, FunctionStatus, Status, StatusCounter,
+};
 pub use wiring::{FALLBACK_ENDPOINT_MTU, Wired, Wiring, unwire};
 
 use crate::dataplane::{

@@ -1,10 +1,12 @@
 //! The status model: what `mizar status`, `mizar ep list` and the dashboard show, computed once
 //! here so every front end shows the same thing.
 
+use std::collections::BTreeMap;
+
 use mizar_db::{Endpoint, Store};
 use serde::Serialize;
 
-use super::{FabricError, Instance, SystemInterfaces, WaitingEndpoint, desired_state};
+use super::{FabricError, Instance, StageChain, SystemInterfaces, WaitingEndpoint, desired_state};
 use crate::dataplane::{EndpointStats, STAGES, plan_reconcile};
 
 /// This instance as a whole.
@@ -32,8 +34,9 @@ pub struct Status {
     pub warnings: Vec<String>,
 }
 
-/// A function placed in a chain.
-#[derive(Debug, Serialize)]
+/// A function placed in a chain, as every front end shows it (status, `chain show`, `fn show`,
+/// the functions' own `show`).
+#[derive(Debug, Clone, Serialize)]
 pub struct FunctionStatus {
     pub stage: String,
     pub position: usize,
@@ -42,8 +45,49 @@ pub struct FunctionStatus {
     /// Packets the function took (None while the data plane is down).
     pub packets: Option<u64>,
     pub dropped: Option<u64>,
+    /// Drops by the function's reason names (those it counted); None while down.
+    pub drops: Option<BTreeMap<String, u64>>,
     /// Mean time in the function over the packets sampled for timing.
     pub ns_per_packet: Option<f64>,
+}
+
+impl FunctionStatus {
+    /// Every function of `chains`, in stage and chain order.
+    pub fn of(chains: &[StageChain]) -> Vec<Self> {
+        chains
+            .iter()
+            .flat_map(|chain| {
+                chain.links.iter().map(|l| {
+                    let names = mizar_ebpf::builtin_function(&l.link.function)
+                        .map(|f| f.drop_reasons)
+                        .unwrap_or_default();
+                    let drops = l.stats.map(|s| {
+                        s.dropped
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, n)| **n > 0 || *i < names.len())
+                            .map(|(i, n)| {
+                                let name = names
+                                    .get(i)
+                                    .map_or_else(|| format!("reason_{i}"), |n| (*n).to_owned());
+                                (name, *n)
+                            })
+                            .collect()
+                    });
+                    Self {
+                        stage: chain.stage.name().to_owned(),
+                        position: l.link.position,
+                        function: l.link.function.clone(),
+                        instance: l.link.instance,
+                        packets: l.stats.map(|s| s.packets()),
+                        dropped: l.stats.map(|s| s.drops()),
+                        drops,
+                        ns_per_packet: l.stats.and_then(|s| s.ns_per_packet()),
+                    }
+                })
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -112,19 +156,7 @@ impl Instance {
             warnings: Vec::new(),
         };
         let chains = self.chain_status(store)?;
-        for chain in &chains {
-            for l in &chain.links {
-                status.functions.push(FunctionStatus {
-                    stage: chain.stage.name().to_owned(),
-                    position: l.link.position,
-                    function: l.link.function.clone(),
-                    instance: l.link.instance,
-                    packets: l.stats.map(|s| s.packets()),
-                    dropped: l.stats.map(|s| s.drops()),
-                    ns_per_packet: l.stats.and_then(|s| s.ns_per_packet()),
-                });
-            }
-        }
+        status.functions = FunctionStatus::of(&chains);
         let Some(maps) = self.maps()? else {
             return Ok(status);
         };

@@ -150,8 +150,19 @@ pub struct TuiArgs {
     pub period: std::time::Duration,
 }
 
-/// "1s", "500ms", "2.5s", or plain seconds.
+/// "1s", "500ms", "2.5s", or plain seconds, between 50 ms and an hour (a sampling period).
 fn parse_period(text: &str) -> Result<std::time::Duration, String> {
+    let period = parse_duration(text)?;
+    if !(0.05..=3600.0).contains(&period.as_secs_f64()) {
+        return Err(format!(
+            "{text} is out of range: the period must be between 50ms and 3600s"
+        ));
+    }
+    Ok(period)
+}
+
+/// "1s", "500ms", "2.5s", or plain seconds (what the value is for checks its range).
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
         (ms, 1e-3)
     } else if let Some(s) = text.strip_suffix('s') {
@@ -165,12 +176,8 @@ fn parse_period(text: &str) -> Result<std::time::Duration, String> {
         .ok()
         .filter(|v| v.is_finite())
         .map(|v| v * scale)
-        .ok_or_else(|| format!("{text:?} is not a period: write it as 1s, 500ms or 2.5s"))?;
-    if !(0.05..=3600.0).contains(&seconds) {
-        return Err(format!(
-            "{text} is out of range: the period must be between 50ms and 3600s"
-        ));
-    }
+        .filter(|v| *v >= 0.0)
+        .ok_or_else(|| format!("{text:?} is not a duration: write it as 1s, 500ms or 2.5s"))?;
     Ok(std::time::Duration::from_secs_f64(seconds))
 }
 
@@ -645,7 +652,7 @@ pub enum DdosLimitCommand {
         #[arg(long)]
         packets: u64,
         /// The window: 1s, 100ms, ... (10 ms to 1 hour)
-        #[arg(long, default_value = "1s", value_parser = parse_period, value_name = "WINDOW")]
+        #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "WINDOW")]
         window: std::time::Duration,
         /// For this VPC (default: for every VPC without its own)
         #[arg(long)]

@@ -1,13 +1,13 @@
 //! What each command does: validate and write the store in one transaction, then bring the
 //! kernel to what the store implies (when the data plane is up), then say what happened.
 
-use std::{fmt::Write as _, io::Read as _, process::ExitCode};
+use std::{collections::BTreeMap, fmt::Write as _, io::Read as _, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::CommandFactory as _;
 use mizar::{
     bench,
-    fabric::{ChangeOptions, Changed, EndpointWithCounters, Instance, SyncReport},
+    fabric::{ChangeOptions, Changed, EndpointWithCounters, FunctionStatus, Instance, SyncReport},
 };
 use mizar_db::{ChainEdit, Endpoint, Host, Network, Request, StoreError, Topology, Vpc};
 use serde::Serialize;
@@ -236,6 +236,12 @@ fn print_sync(report: &SyncReport) {
         println!("{role} detached from {ifname}");
     }
     println!("data plane: {}", report.maps);
+    if report.chains_published > 0 {
+        println!(
+            "function chains: {} stage(s) published as a new generation",
+            report.chains_published
+        );
+    }
     print_waiting(report);
 }
 
@@ -577,28 +583,32 @@ fn function(instance: &Instance, cmd: FnCommand) -> anyhow::Result<()> {
         FnCommand::List(output) => output,
         FnCommand::Show { name, output } => return function_show(instance, &name, &output),
     };
+    /// A built-in function and where this host's chains place it.
+    #[derive(serde::Serialize)]
+    struct Listed {
+        name: &'static str,
+        kind: &'static str,
+        description: &'static str,
+        drop_reasons: &'static [&'static str],
+        placed: Vec<String>,
+    }
     let chains = instance.existing_store()?.chains(None)?;
-    let placed = |name: &str| -> Vec<String> {
-        chains
-            .iter()
-            .flat_map(|(stage, links)| {
-                links
-                    .iter()
-                    .filter(move |l| l.function == name)
-                    .map(move |l| format!("{stage}#{}", l.position))
-            })
-            .collect()
-    };
-    let rows: Vec<serde_json::Value> = mizar_ebpf::BUILTIN_FUNCTIONS
+    let rows: Vec<Listed> = mizar_ebpf::BUILTIN_FUNCTIONS
         .iter()
-        .map(|f| {
-            serde_json::json!({
-                "name": f.name,
-                "kind": "built-in",
-                "description": f.description,
-                "drop_reasons": f.drop_reasons,
-                "placed": placed(f.name),
-            })
+        .map(|f| Listed {
+            name: f.name,
+            kind: "built-in",
+            description: f.description,
+            drop_reasons: f.drop_reasons,
+            placed: chains
+                .iter()
+                .flat_map(|(stage, links)| {
+                    links
+                        .iter()
+                        .filter(|l| l.function == f.name)
+                        .map(move |l| format!("{stage}#{}", l.position))
+                })
+                .collect(),
         })
         .collect();
     list(
@@ -606,17 +616,15 @@ fn function(instance: &Instance, cmd: FnCommand) -> anyhow::Result<()> {
         &output,
         &["FUNCTION", "KIND", "PLACED", "DESCRIPTION"],
         |r| {
-            let placed: Vec<String> =
-                serde_json::from_value(r["placed"].clone()).unwrap_or_default();
             vec![
-                r["name"].as_str().unwrap_or_default().to_owned(),
-                r["kind"].as_str().unwrap_or_default().to_owned(),
-                if placed.is_empty() {
+                r.name.to_owned(),
+                r.kind.to_owned(),
+                if r.placed.is_empty() {
                     "-".to_owned()
                 } else {
-                    placed.join(",")
+                    r.placed.join(",")
                 },
-                r["description"].as_str().unwrap_or_default().to_owned(),
+                r.description.to_owned(),
             ]
         },
     )
@@ -630,39 +638,17 @@ fn function_show(instance: &Instance, name: &str, output: &OutputArgs) -> anyhow
         );
     };
     let store = instance.existing_store()?;
-    let mut placed = Vec::new();
-    for chain in instance.chain_status(&store)? {
-        for l in chain.links.iter().filter(|l| l.link.function == name) {
-            let dropped: serde_json::Map<String, serde_json::Value> = l
-                .stats
-                .map(|s| {
-                    f.drop_reasons
-                        .iter()
-                        .zip(s.dropped)
-                        .map(|(r, n)| ((*r).to_owned(), n.into()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            placed.push(serde_json::json!({
-                "stage": chain.stage.name(),
-                "position": l.link.position,
-                "instance": l.link.instance,
-                "packets": l.stats.map(|s| s.packets()),
-                "dropped": dropped,
-                "ns_per_packet": l.stats.and_then(|s| s.ns_per_packet()),
-            }));
-        }
-    }
-    let shown = serde_json::json!({
-        "name": f.name,
-        "kind": "built-in",
-        "program": f.program,
-        "description": f.description,
-        "drop_reasons": f.drop_reasons,
-        "placed": placed,
-    });
+    let mut placed = FunctionStatus::of(&instance.chain_status(&store)?);
+    placed.retain(|p| p.function == name);
     if output.json {
-        return print_json(&shown);
+        return print_json(&serde_json::json!({
+            "name": f.name,
+            "kind": "built-in",
+            "program": f.program,
+            "description": f.description,
+            "drop_reasons": f.drop_reasons,
+            "placed": placed,
+        }));
     }
     println!("{}: {}", f.name, f.description);
     if !f.drop_reasons.is_empty() {
@@ -670,16 +656,8 @@ fn function_show(instance: &Instance, name: &str, output: &OutputArgs) -> anyhow
     }
     if placed.is_empty() {
         println!("placed nowhere: `mizar chain add --stage STAGE {}`", f.name);
-    }
-    for p in &placed {
-        println!(
-            "at {}#{} (instance {}): {} packets, dropped {}",
-            p["stage"].as_str().unwrap_or_default(),
-            p["position"],
-            p["instance"],
-            p["packets"],
-            p["dropped"]
-        );
+    } else {
+        print!("{}", function_table(&placed));
     }
     Ok(())
 }
@@ -763,22 +741,26 @@ fn ratelimit(instance: &Instance, cmd: RatelimitCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What a function dropped by reason (summed over its places in the chains), and where it is.
+/// Where a function is placed ("STAGE#POSITION") and what it dropped there, by reason, summed.
 fn function_drops(
     instance: &Instance,
     store: &mizar_db::Store,
     function: &str,
-) -> anyhow::Result<(Vec<String>, [u64; 8])> {
-    let mut dropped = [0u64; 8];
+) -> anyhow::Result<(Vec<String>, BTreeMap<String, u64>)> {
     let mut placed = Vec::new();
-    for chain in instance.chain_status(store)? {
-        for l in chain.links.iter().filter(|l| l.link.function == function) {
-            placed.push(format!("{}#{}", chain.stage.name(), l.link.position));
-            if let Some(s) = l.stats {
-                for (total, d) in dropped.iter_mut().zip(s.dropped) {
-                    *total += d;
-                }
-            }
+    let mut dropped: BTreeMap<String, u64> = mizar_ebpf::builtin_function(function)
+        .map(|f| f.drop_reasons)
+        .unwrap_or_default()
+        .iter()
+        .map(|r| ((*r).to_owned(), 0))
+        .collect();
+    for f in FunctionStatus::of(&instance.chain_status(store)?) {
+        if f.function != function {
+            continue;
+        }
+        placed.push(format!("{}#{}", f.stage, f.position));
+        for (reason, n) in f.drops.into_iter().flatten() {
+            *dropped.entry(reason).or_default() += n;
         }
     }
     Ok((placed, dropped))
@@ -788,19 +770,11 @@ fn ratelimit_show(instance: &Instance, output: &OutputArgs) -> anyhow::Result<()
     let store = instance.existing_store()?;
     let rules = store.rate_limits()?;
     let (placed, dropped) = function_drops(instance, &store, "ratelimit")?;
-    let reasons = mizar_ebpf::builtin_function("ratelimit")
-        .map(|f| f.drop_reasons)
-        .unwrap_or_default();
-    let dropped_by: serde_json::Map<String, serde_json::Value> = reasons
-        .iter()
-        .zip(dropped)
-        .map(|(name, n)| ((*name).to_owned(), n.into()))
-        .collect();
     if output.json {
         return print_json(&serde_json::json!({
             "rules": rules,
             "placed": placed,
-            "dropped": dropped_by,
+            "dropped": dropped,
         }));
     }
     let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
@@ -841,20 +815,27 @@ fn ratelimit_show(instance: &Instance, output: &OutputArgs) -> anyhow::Result<()
             )
         );
     }
+    print_placement(
+        "ratelimit",
+        "`mizar chain add --stage redirect ratelimit` for ingress, `--stage egress` for egress",
+        &placed,
+        &dropped,
+    );
+    Ok(())
+}
+
+/// Where a function with rules is placed and what it dropped, or how to place it.
+fn print_placement(function: &str, how: &str, placed: &[String], dropped: &BTreeMap<String, u64>) {
     if placed.is_empty() {
-        println!(
-            "the ratelimit function is in no chain: it acts once placed (ingress: `mizar chain \
-             add --stage redirect ratelimit`; egress: `--stage egress`)"
-        );
+        println!("the {function} function is in no chain: it acts once placed ({how})");
     } else {
-        let counts: Vec<String> = dropped_by.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        let counts: Vec<String> = dropped.iter().map(|(k, v)| format!("{v} {k}")).collect();
         println!(
             "placed at {}; dropped: {}",
             placed.join(", "),
             counts.join(", ")
         );
     }
-    Ok(())
 }
 
 fn ddos_show(instance: &Instance, output: &OutputArgs) -> anyhow::Result<()> {
@@ -866,7 +847,7 @@ fn ddos_show(instance: &Instance, output: &OutputArgs) -> anyhow::Result<()> {
             "blocks": config.blocks,
             "limits": config.limits,
             "placed": placed,
-            "dropped": { "blocked": dropped[0], "rate": dropped[1] },
+            "dropped": dropped,
         }));
     }
     let every = |vpc: &Option<String>| vpc.clone().unwrap_or_else(|| "(every VPC)".to_owned());
@@ -887,19 +868,12 @@ fn ddos_show(instance: &Instance, output: &OutputArgs) -> anyhow::Result<()> {
     } else {
         print!("{}", table(&["RULE", "VPC", ""], &rows));
     }
-    if placed.is_empty() {
-        println!(
-            "the ddos function is in no chain: it acts once placed (`mizar chain add --stage \
-             redirect ddos`)"
-        );
-    } else {
-        println!(
-            "placed at {}; dropped: {} blocked, {} over a threshold",
-            placed.join(", "),
-            dropped[0],
-            dropped[1]
-        );
-    }
+    print_placement(
+        "ddos",
+        "`mizar chain add --stage redirect ddos`",
+        &placed,
+        &dropped,
+    );
     Ok(())
 }
 
@@ -910,30 +884,8 @@ fn chain_show(
 ) -> anyhow::Result<()> {
     let only = stage.as_deref().map(mizar_db::parse_stage).transpose()?;
     let store = instance.existing_store()?;
-    let mut rows = Vec::new();
-    for mizar::fabric::StageChain {
-        stage, links, live, ..
-    } in instance.chain_status(&store)?
-    {
-        if only.is_some_and(|o| o != stage.name()) {
-            continue;
-        }
-        for l in links {
-            let s = l.stats;
-            rows.push(serde_json::json!({
-                "stage": stage.name(),
-                "position": l.link.position,
-                "instance": l.link.instance,
-                "function": l.link.function,
-                "packets": s.map(|s| s.packets()),
-                "passed": s.map(|s| s.passed),
-                "dropped": s.map(|s| s.drops()),
-                "ns_per_packet": s.and_then(|s| s.ns_per_packet()),
-                "generation": live.as_ref().and_then(|l| l.generation),
-                "seq": live.as_ref().map(|l| l.seq),
-            }));
-        }
-    }
+    let mut rows = FunctionStatus::of(&instance.chain_status(&store)?);
+    rows.retain(|f| only.is_none_or(|o| o == f.stage));
     if output.json {
         return print_json(&rows);
     }
@@ -941,33 +893,34 @@ fn chain_show(
         println!("no function in any chain; add one with `mizar chain add --stage STAGE FUNCTION`");
         return Ok(());
     }
-    let text = |v: &serde_json::Value| match v {
-        serde_json::Value::Null => "-".to_owned(),
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Number(n) => n
-            .as_f64()
-            .filter(|_| n.is_f64())
-            .map_or(n.to_string(), |f| format!("{f:.1}")),
-        other => other.to_string(),
-    };
-    let headers = [
-        "STAGE", "#", "FUNCTION", "INSTANCE", "PACKETS", "DROPPED", "NS/PKT",
-    ];
-    let keys = [
-        "stage",
-        "position",
-        "function",
-        "instance",
-        "packets",
-        "dropped",
-        "ns_per_packet",
-    ];
-    let table_rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| keys.iter().map(|k| text(&r[*k])).collect())
-        .collect();
-    print!("{}", table(&headers, &table_rows));
+    print!("{}", function_table(&rows));
     Ok(())
+}
+
+/// The functions as `chain show` and `status` print them.
+fn function_table(functions: &[FunctionStatus]) -> String {
+    let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+    let rows: Vec<Vec<String>> = functions
+        .iter()
+        .map(|f| {
+            vec![
+                f.stage.clone(),
+                f.position.to_string(),
+                f.function.clone(),
+                f.instance.to_string(),
+                opt(f.packets),
+                opt(f.dropped),
+                f.ns_per_packet
+                    .map_or("-".to_owned(), |n| format!("{n:.1}")),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "STAGE", "#", "FUNCTION", "INSTANCE", "PACKETS", "DROPPED", "NS/PKT",
+        ],
+        &rows,
+    )
 }
 
 fn status(instance: &Instance, output: &OutputArgs) -> anyhow::Result<()> {
@@ -1030,29 +983,7 @@ fn status(instance: &Instance, output: &OutputArgs) -> anyhow::Result<()> {
         table(&["REASON", "PACKETS", "BYTES", ""], &rows)
     );
     if !status.functions.is_empty() {
-        let rows: Vec<Vec<String>> = status
-            .functions
-            .iter()
-            .map(|f| {
-                vec![
-                    f.stage.clone(),
-                    f.position.to_string(),
-                    f.function.clone(),
-                    f.packets.map_or("-".to_owned(), |p| p.to_string()),
-                    f.dropped.map_or("-".to_owned(), |d| d.to_string()),
-                    f.ns_per_packet
-                        .map_or("-".to_owned(), |n| format!("{n:.1}")),
-                ]
-            })
-            .collect();
-        let _ = write!(
-            out,
-            "\n{}",
-            table(
-                &["CHAIN", "#", "FUNCTION", "PACKETS", "DROPPED", "NS/PKT"],
-                &rows
-            )
-        );
+        let _ = write!(out, "\n{}", function_table(&status.functions));
     }
     if !status.warnings.is_empty() {
         out.push('\n');
