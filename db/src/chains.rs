@@ -37,7 +37,7 @@ pub const MAX_CHAIN: usize = 16;
 pub const MAX_FN_INSTANCES: usize = 1023;
 /// The functions built into `mizar` (the appliance checks this list against the programs it
 /// embeds at compile time).
-pub const BUILTIN_FUNCTIONS: &[&str] = &["count", "ddos", "ratelimit"];
+pub const BUILTIN_FUNCTIONS: &[&str] = &["count", "ddos", "ratelimit", "acl"];
 
 /// A function placed in a chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

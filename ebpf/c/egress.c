@@ -184,6 +184,7 @@ static __always_inline int egress_meta(struct xdp_md *ctx, __u32 reason, __u32 s
 	m->d.outer_src_be = 0;
 	m->d.inner_src_be = ip->saddr;
 	m->d.inner_dst_be = ip->daddr;
+	m->d.inner_ip_offset = sizeof(struct ethhdr);
 	m->d.packet_len = data_end - data;
 	m->d.sender_slot = sender_slot;
 	m->fn_reason = 0;

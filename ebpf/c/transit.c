@@ -218,6 +218,7 @@ static __always_inline struct mz_meta *chain_meta(struct xdp_md *ctx, __u32 stag
 	m->d.outer_src_be = 0;
 	m->d.inner_src_be = 0;
 	m->d.inner_dst_be = 0;
+	m->d.inner_ip_offset = 0;
 	eth = CURSOR_TAKE(&c, struct ethhdr);
 	if (!eth || eth->h_proto != bpf_htons(ETH_P_IP))
 		return m;
@@ -244,6 +245,7 @@ static __always_inline struct mz_meta *chain_meta(struct xdp_md *ctx, __u32 stag
 		return m;
 	m->d.inner_src_be = inner_ip->saddr;
 	m->d.inner_dst_be = inner_ip->daddr;
+	m->d.inner_ip_offset = (void *)inner_ip - (void *)eth;
 	return m;
 }
 

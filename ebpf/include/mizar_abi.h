@@ -347,7 +347,7 @@ struct mz_decision {
 	__u16 outer_l4_offset; /* bytes before the outer UDP header (forward) */
 	__u32 packet_len;     /* bytes as the packet arrived */
 	__u16 sender_slot;    /* egress: the sending endpoint's counter slot */
-	__u16 reserved;
+	__u16 inner_ip_offset; /* bytes before the inner IPv4 header (0: none reached) */
 };
 
 /* mz_meta[0], per CPU: the packet at a stage. Functions must not move the packet's start or end
@@ -459,6 +459,106 @@ struct mz_rl_state {
 	__u64 packets_tat;    /* theoretical arrival time of the next packet (ns, monotonic) */
 	__u64 bytes_tat;
 };
+
+/*
+ * The acl function (functions.c): ordered allow/deny rules per VPC and direction (ingress: the
+ * function at a transit stage, the destination receiving; egress: at ON_EGRESS, the source
+ * sending), first match wins, else the VPC's default for that direction. A VPC without an
+ * mz_acl_vpcs entry has no ACL: its packets pass. The appliance compiles the rules into
+ * lookups whose number does not grow with the rules:
+ *   1. mz_acl_addrs (LPM): the source, then the destination, to its address class: which of
+ *      the rules' address matchers (CIDRs, label groups) of that side it falls in; 0: none;
+ *   2. mz_acl_rules (LPM): (classes, protocol, destination port) to the first matching rule's
+ *      verdict, port ranges split into prefixes. A pair of classes whose rules are those of
+ *      (source class, 0) has no entries of its own, nor a (source class, 0) whose rules are
+ *      those of (0, 0): a miss tries (source class, 0), then (0, 0), then the default.
+ * Stateful: a packet allowed by the rules opens a flow in mz_acl_flows (LRU, keyed with the
+ * VNI, the two ends in a fixed order); later packets of either way pass on it without the
+ * rules, until it expires (TCP: 60 s until the other end answers, 6 h open, 10 s once closed
+ * by RST or FIN both ways; other protocols 60 s). ICMP echo is tracked by its identifier;
+ * other ICMP messages are judged by the rules every time. A change made with "cut" raises
+ * the VPC's epoch: flows opened before it are judged again on their next packet.
+ * Generations: a VPC's entries carry a generation bit in their tag; the appliance writes the
+ * other generation, flips mz_acl_vpcs[vni] (one update), waits an RCU grace period, then
+ * removes the old one: a packet uses one whole rule set.
+ */
+#define MZ_MAX_ACL_VPCS 4096
+#define MZ_MAX_ACL_ADDRS 262144     /* address prefixes of all VPCs' rules */
+#define MZ_MAX_ACL_ENTRIES 1048576  /* compiled (classes, protocol, port) entries */
+#define MZ_MAX_ACL_RULES 65536      /* rules of all VPCs (their hit counters) */
+#define MZ_MAX_ACL_FLOWS 131072     /* tracked flows (LRU) */
+#define MZ_ACL_INGRESS 0
+#define MZ_ACL_EGRESS 1
+#define MZ_ACL_DENY 0
+#define MZ_ACL_ALLOW 1
+#define MZ_ACL_DROP_RULE 0          /* the function's drop reasons */
+#define MZ_ACL_DROP_DEFAULT 1
+#define MZ_ACL_DROP_CUT 2           /* a flow opened before a "cut" change, denied by the new rules */
+#define MZ_ACL_DROP_MALFORMED 3     /* inner IPv4 or transport header truncated */
+#define MZ_ACL_TCP_SYN_NS 60000000000ULL
+#define MZ_ACL_TCP_OPEN_NS 21600000000000ULL
+#define MZ_ACL_TCP_CLOSED_NS 10000000000ULL
+#define MZ_ACL_OTHER_NS 60000000000ULL
+
+/* The tag that starts every compiled key: VNI, generation, direction, side (0: source). */
+#define MZ_ACL_TAG(vni, generation, direction, side)                                           \
+	(((vni) << 3) | ((generation) << 2) | ((direction) << 1) | (side))
+
+struct mz_acl_vpc {
+	__u32 generation;     /* which generation of entries is live (0 or 1) */
+	__u32 epoch;          /* flows opened under another epoch are judged again */
+	__u8 default_action[2]; /* per direction: MZ_ACL_ALLOW or MZ_ACL_DENY */
+	__u8 pad[2];
+	__u32 reserved;
+	__u64 digest;         /* the appliance's hash of what it compiled, to skip unchanged VPCs */
+};
+
+/* mz_acl_addrs: prefixlen = 32 + CIDR length. */
+struct mz_acl_addr_key {
+	__u32 prefixlen;
+	__u32 tag_be;         /* MZ_ACL_TAG(vni, generation, direction, side) */
+	__u32 ip_be;
+};
+
+/* mz_acl_rules: prefixlen = 96 (any protocol), 104 (one protocol), 104 + n (n port bits). */
+struct mz_acl_rule_key {
+	__u32 prefixlen;
+	__u32 tag_be;         /* MZ_ACL_TAG(vni, generation, direction, 0) */
+	__u32 src_class_be;
+	__u32 dst_class_be;
+	__u8 proto;
+	__u8 port_be[2];      /* destination port (ICMP echo: 0) */
+	__u8 pad;
+};
+
+struct mz_acl_decision {
+	__u32 action;         /* MZ_ACL_ALLOW or MZ_ACL_DENY */
+	__u32 rule;           /* the rule's id (its hit counter in mz_acl_hits) */
+};
+
+/* mz_acl_flows: the end with the lower (address, port) is a. */
+struct mz_acl_flow_key {
+	__u32 vni;
+	__u32 a_ip_be;
+	__u32 b_ip_be;
+	__u16 a_port_be;
+	__u16 b_port_be;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct mz_acl_flow {
+	__u64 last_seen_ns;
+	__u32 epoch;
+	__u8 origin;          /* 0: a opened the flow; 1: b */
+	__u8 direction;       /* the direction its first packet was judged in */
+	__u8 seen;            /* MZ_ACL_SEEN_* */
+	__u8 pad;
+};
+#define MZ_ACL_SEEN_REPLY 1   /* the answering end has sent */
+#define MZ_ACL_SEEN_FIN_A 2
+#define MZ_ACL_SEEN_FIN_B 4
+#define MZ_ACL_SEEN_RST 8
 
 /* mz_bench_packet[0]: the bytes the benchmark wrapper restores before every repetition. */
 #define MZ_BENCH_MAX_PACKET 256

@@ -92,6 +92,13 @@ pub const BUILTIN_FUNCTIONS: &[BuiltinFunction] = &[
             "vpc_bytes",
         ],
     },
+    BuiltinFunction {
+        name: "acl",
+        program: "mz_fn_acl",
+        description: "ordered allow/deny rules per VPC and direction, with connection tracking: \
+                      replies of an allowed flow pass (mizar acl)",
+        drop_reasons: &["denied_by_rule", "denied_by_default", "cut", "malformed"],
+    },
 ];
 
 /// The built-in function called `name`.
@@ -131,6 +138,11 @@ pub mod maps {
     pub const DDOS_SOURCES: &str = "mz_ddos_sources";
     pub const RL_RULES: &str = "mz_rl_rules";
     pub const RL_STATE: &str = "mz_rl_state";
+    pub const ACL_VPCS: &str = "mz_acl_vpcs";
+    pub const ACL_ADDRS: &str = "mz_acl_addrs";
+    pub const ACL_RULES: &str = "mz_acl_rules";
+    pub const ACL_HITS: &str = "mz_acl_hits";
+    pub const ACL_FLOWS: &str = "mz_acl_flows";
     pub const BENCH_PACKET: &str = "mz_bench_packet";
     pub const BENCH_TARGET: &str = "mz_bench_target";
     pub const BENCH_SUNK: &str = "mz_bench_sunk";
@@ -164,6 +176,12 @@ unsafe impl aya::Pod for abi::mz_ddos_source {}
 unsafe impl aya::Pod for abi::mz_rl_key {}
 unsafe impl aya::Pod for abi::mz_rl_rule {}
 unsafe impl aya::Pod for abi::mz_rl_state {}
+unsafe impl aya::Pod for abi::mz_acl_vpc {}
+unsafe impl aya::Pod for abi::mz_acl_addr_key {}
+unsafe impl aya::Pod for abi::mz_acl_rule_key {}
+unsafe impl aya::Pod for abi::mz_acl_decision {}
+unsafe impl aya::Pod for abi::mz_acl_flow_key {}
+unsafe impl aya::Pod for abi::mz_acl_flow {}
 
 /// The data plane's symmetric flow hash (`mz_flow_hash` in `c/include/pipeline.h`), used to
 /// predict which bouncer or divider a flow takes. Arguments are IPv4 addresses as the program

@@ -2,6 +2,7 @@
 //! per-instance bpffs directory (so forwarding goes on after the process exits and several
 //! instances coexist), and writes the configuration into the maps.
 
+mod acl;
 mod bpffs;
 mod chains;
 mod counters;
@@ -31,6 +32,10 @@ use mizar_ebpf::{
     EGRESS_OBJECT, EGRESS_PROGRAM, FUNCTIONS_OBJECT, TRANSIT_OBJECT, TRANSIT_PROGRAM, abi,
 };
 
+pub use acl::{
+    AclAddrs, AclDecision, AclDirection, AclHits, AclMaps, AclRule, AclVpc, CompiledAcl,
+    compile as compile_acl, judge_in_order as acl_judge_in_order,
+};
 pub use bpffs::{PinLayout, ensure_bpffs};
 pub use chains::{ChainLink, ChainStats, Chains, FunctionStats, LiveChain, function_pin};
 pub use counters::{
