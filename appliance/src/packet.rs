@@ -23,7 +23,7 @@ use std::net::Ipv4Addr;
 
 use etherparse::{
     EtherType, Ethernet2Header, IcmpEchoHeader, Icmpv4Header, Icmpv4Type, IpFragOffset, IpNumber,
-    Ipv4Header, Ipv4Options, UdpHeader,
+    Ipv4Header, Ipv4Options, TcpHeader, UdpHeader,
 };
 use mizar_ebpf::abi;
 
@@ -107,6 +107,42 @@ pub enum L4 {
     },
     /// An ICMP echo request.
     IcmpEcho { id: u16, seq: u16, payload: Vec<u8> },
+    /// A TCP segment without payload, with the flags given.
+    Tcp {
+        src_port: u16,
+        dst_port: u16,
+        flags: TcpFlags,
+    },
+}
+
+/// TCP flags of a test segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpFlags {
+    pub syn: bool,
+    pub ack: bool,
+    pub fin: bool,
+    pub rst: bool,
+}
+
+impl TcpFlags {
+    pub const SYN: Self = Self {
+        syn: true,
+        ack: false,
+        fin: false,
+        rst: false,
+    };
+    pub const SYN_ACK: Self = Self {
+        syn: true,
+        ack: true,
+        fin: false,
+        rst: false,
+    };
+    pub const ACK: Self = Self {
+        syn: false,
+        ack: true,
+        fin: false,
+        rst: false,
+    };
 }
 
 /// An endpoint's frame: Ethernet + IPv4 + UDP or ICMP echo, all checksums valid.
@@ -159,6 +195,23 @@ impl InnerFrame {
         }
     }
 
+    pub fn tcp(
+        src_ip: Ipv4Addr,
+        dst_ip: Ipv4Addr,
+        src_port: u16,
+        dst_port: u16,
+        flags: TcpFlags,
+    ) -> Self {
+        Self {
+            l4: L4::Tcp {
+                src_port,
+                dst_port,
+                flags,
+            },
+            ..Self::udp(src_ip, dst_ip, 0, 0, &[])
+        }
+    }
+
     /// Sets the Ethernet addresses.
     pub fn macs(mut self, src: MacAddr, dst: MacAddr) -> Self {
         self.src_mac = src;
@@ -189,6 +242,21 @@ impl InnerFrame {
                     payload,
                 );
                 (IpNumber::ICMP, [&icmp.to_bytes()[..], payload].concat())
+            }
+            L4::Tcp {
+                src_port,
+                dst_port,
+                flags,
+            } => {
+                let mut tcp = TcpHeader::new(*src_port, *dst_port, 1, 64240);
+                tcp.syn = flags.syn;
+                tcp.ack = flags.ack;
+                tcp.fin = flags.fin;
+                tcp.rst = flags.rst;
+                tcp.checksum = tcp
+                    .calc_checksum_ipv4(&self.ipv4(IpNumber::TCP, tcp.header_len()), &[])
+                    .expect("a TCP header fits");
+                (IpNumber::TCP, tcp.to_bytes().to_vec())
             }
         };
         let ip = self.ipv4(protocol, l4.len());

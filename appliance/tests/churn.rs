@@ -145,6 +145,7 @@ fn document(spec: &DemoSpec, config: &Config) -> String {
                 Place::Elsewhere => ("h3", None),
             };
             web.endpoints.push(EndpointSpec {
+                labels: Vec::new(),
                 name: format!("{}-{}", vpc.name, ip.octets()[3]),
                 ip: *ip,
                 mac: mac(*vni, *ip),

@@ -728,6 +728,7 @@ fn bad_input_is_refused_with_the_reason_and_changes_nothing() {
     let fabric = fabric();
     let host = "edge";
     let extra = |ip: &str| EndpointSpec {
+        labels: Vec::new(),
         name: "extra".into(),
         ip: ip.parse().unwrap(),
         mac: "02:ee:00:64:01:63".parse().unwrap(),

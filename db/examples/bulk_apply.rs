@@ -81,6 +81,7 @@ fn document(endpoints: usize) -> Topology {
             (EndpointKind::Simple, host, None, vec![])
         };
         vpc.networks[i / PER_NETWORK].endpoints.push(EndpointSpec {
+            labels: Vec::new(),
             name: format!("ep{i}"),
             ip: endpoint_ip(i),
             mac: MacAddr([2, 1, 0, a, b, c]),
@@ -93,6 +94,7 @@ fn document(endpoints: usize) -> Topology {
         });
     }
     Topology {
+        acls: None,
         this_host: Some("gw1".into()),
         hosts,
         vpcs: vec![vpc],

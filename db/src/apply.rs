@@ -195,15 +195,22 @@ fn insert_endpoints(
     for chunk in rows.chunks(PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO endpoints (id, vpc_id, network_id, name, ip, mac, kind, bypass_decap, \
-             host_id, veth) VALUES {}",
-            vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+             host_id, veth, labels) VALUES {}",
+            vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
         );
-        let texts: Vec<(String, String, &str)> = chunk
+        let texts: Vec<(String, String, &str, String)> = chunk
             .iter()
-            .map(|(_, _, ep)| (ep.ip.to_string(), ep.mac.to_string(), ep.kind.as_str()))
+            .map(|(_, _, ep)| {
+                (
+                    ep.ip.to_string(),
+                    ep.mac.to_string(),
+                    ep.kind.as_str(),
+                    ep.labels.join(","),
+                )
+            })
             .collect();
-        let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 10);
-        for ((id, refs, ep), (ip, mac, kind)) in chunk.iter().zip(&texts) {
+        let mut params: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 11);
+        for ((id, refs, ep), (ip, mac, kind, labels)) in chunk.iter().zip(&texts) {
             params.extend([
                 id as &dyn rusqlite::ToSql,
                 &refs.vpc_id,
@@ -215,6 +222,7 @@ fn insert_endpoints(
                 &ep.bypass_decap,
                 &refs.host_id,
                 &ep.veth,
+                labels,
             ]);
         }
         tx.prepare_cached(&sql)

@@ -23,6 +23,7 @@ pub enum Kind {
     Chain,
     DdosLimit,
     RateLimit,
+    Acl,
 }
 
 impl Kind {
@@ -39,6 +40,7 @@ impl Kind {
             Kind::Chain => "chain",
             Kind::DdosLimit => "ddos",
             Kind::RateLimit => "ratelimit",
+            Kind::Acl => "acl",
         }
     }
 }
@@ -57,6 +59,7 @@ impl fmt::Display for Kind {
             Kind::Chain => "chain",
             Kind::DdosLimit => "ddos limit",
             Kind::RateLimit => "rate limit",
+            Kind::Acl => "ACL",
         })
     }
 }
@@ -549,6 +552,60 @@ pub enum StoreError {
         "{input:?} is not a direction; use ingress (what an endpoint receives) or egress (what it sends)"
     )]
     InvalidDirection { input: String },
+
+    // --- The acl function ---
+    #[error("{input:?} is not an ACL action; use allow or deny")]
+    AclBadAction { input: String },
+
+    #[error(
+        "{input:?} is not an ACL address ({reason}); use any, a CIDR such as 10.0.1.0/24, an \
+         address, label:key=value (the VPC's endpoints with that label) or ep:NAME"
+    )]
+    AclBadAddress { input: String, reason: String },
+
+    #[error("{input:?} is not a protocol; use any, tcp, udp, icmp, sctp or a number 0-255")]
+    AclBadProto { input: String },
+
+    #[error("{input:?} is not a port range ({reason}); use a port (80) or a range (8000-8100)")]
+    AclBadPorts { input: String, reason: String },
+
+    #[error("ports need a protocol with ports; {proto} has none: give --proto tcp, udp or sctp")]
+    AclPortsWithoutProto { proto: String },
+
+    #[error(
+        "no endpoint of VPC {vpc:?} has the label {label:?}; labels in use: {}; label an \
+         endpoint first (mizar ep set NAME --vpc {vpc} --label {label})",
+        if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+    )]
+    AclUnknownLabel {
+        vpc: String,
+        label: String,
+        known: Vec<String>,
+    },
+
+    #[error(
+        "the {direction} rules of VPC {vpc:?} have no position {position} (they are {count}); \
+         see mizar acl show --vpc {vpc}"
+    )]
+    AclBadPosition {
+        vpc: String,
+        direction: String,
+        position: u32,
+        count: u32,
+    },
+
+    #[error("VPC {vpc:?} has no ACL; see mizar acl show")]
+    AclNone { vpc: String },
+
+    #[error(
+        "label {label:?} of {subject} is not key=value ({reason}); keys and values are letters, \
+         digits, '.', '_' and '-', at most 63 characters each, one value per key"
+    )]
+    BadLabel {
+        subject: String,
+        label: String,
+        reason: &'static str,
+    },
 
     // --- References and existence ---
     #[error("unknown {kind} {name:?}{scope}{used_by}; known: {known}; {fix}")]

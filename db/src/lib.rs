@@ -58,6 +58,7 @@
 //! # Ok::<(), mizar_db::StoreError>(())
 //! ```
 
+mod acl;
 mod apply;
 mod chains;
 mod ddos;
@@ -71,6 +72,9 @@ mod state;
 mod store;
 mod validate;
 
+pub use acl::{
+    Acl, AclAction, AclAddr, AclProto, AclRule, AclRuleRow, AclState, MAX_ACL_RULES, PortRange,
+};
 pub use apply::{Action, ApplyReport, Change};
 pub use chains::{
     BUILTIN_FUNCTIONS, CHAIN_STAGES, ChainEdit, ChainLinkRow, ChainSpec, MAX_CHAIN,
@@ -81,7 +85,7 @@ pub use error::{Kind, Names, Problems, StoreError};
 pub use ipnet::Ipv4Net;
 pub use model::{
     Endpoint, EndpointKind, EndpointSpec, Host, HostRoles, MacAddr, Network, NetworkSpec, Topology,
-    Vpc, VpcSpec, default_gateway, parse_cidr,
+    Vpc, VpcSpec, default_gateway, parse_cidr, sorted_labels,
 };
 pub use proposal::{EndpointChange, Proposal};
 pub use ratelimit::{Direction, MAX_RATE_LIMITS, RateLimit};

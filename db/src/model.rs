@@ -227,6 +227,9 @@ pub struct Endpoint {
     /// Endpoint names of the same VPC serving a scaled endpoint; sorted.
     #[serde(default)]
     pub backends: Vec<String>,
+    /// `key=value` labels, sorted: the groups ACL rules name (`label:key=value`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
 }
 
 impl Endpoint {
@@ -243,6 +246,7 @@ impl Endpoint {
             host: spec.host.clone(),
             veth: spec.veth.clone(),
             backends: spec.backends.clone(),
+            labels: sorted_labels(&spec.labels),
         }
     }
 
@@ -266,8 +270,17 @@ impl Endpoint {
             host: host.into(),
             veth: None,
             backends: Vec::new(),
+            labels: Vec::new(),
         }
     }
+}
+
+/// Labels in the order the store keeps them (sorted, without repeats).
+pub fn sorted_labels(labels: &[String]) -> Vec<String> {
+    let mut out = labels.to_vec();
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn is_false(value: &bool) -> bool {
@@ -319,6 +332,10 @@ pub struct Topology {
     /// replaced by what it says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limits: Option<Vec<crate::ratelimit::RateLimit>>,
+    /// The acl function's rules, per VPC. Omitted: left as they are (unless pruning); given:
+    /// replaced by what it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acls: Option<Vec<crate::acl::Acl>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -379,6 +396,9 @@ pub struct EndpointSpec {
     /// stays as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<String>,
+    /// `key=value` labels: the groups ACL rules name (`label:key=value`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
 }
 
 /// What a host does in the fabric, derived from the assignments rather than stored beside

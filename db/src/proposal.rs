@@ -47,6 +47,11 @@ impl<'a> Proposal<'a> {
         }
     }
 
+    /// Every VPC's ACL as the write leaves them.
+    pub fn acls(&self) -> Result<Vec<crate::acl::AclState>, StoreError> {
+        crate::acl::load_acls(self.tx)
+    }
+
     /// When the write changed only endpoints of one VPC: which, and their neighbourhood.
     pub fn endpoint_change(&self) -> Option<&EndpointChange> {
         self.endpoints.as_ref()

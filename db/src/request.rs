@@ -84,6 +84,30 @@ pub enum Request {
         endpoint: Option<String>,
         direction: crate::ratelimit::Direction,
     },
+    /// Adds an ACL rule at a position of its VPC's rules of its direction (None: last); with
+    /// `cut`, flows already open are judged again by the new rules.
+    AddAclRule {
+        vpc: String,
+        rule: crate::acl::AclRule,
+        position: Option<u32>,
+        cut: bool,
+    },
+    DeleteAclRule {
+        vpc: String,
+        direction: crate::ratelimit::Direction,
+        position: u32,
+        cut: bool,
+    },
+    SetAclDefault {
+        vpc: String,
+        direction: crate::ratelimit::Direction,
+        action: crate::acl::AclAction,
+        cut: bool,
+    },
+    /// Removes a VPC's ACL: its traffic is no longer filtered.
+    ClearAcl {
+        vpc: String,
+    },
     /// A change to a host's chain at a stage (host None: this host's).
     EditChain {
         host: Option<String>,
@@ -110,10 +134,12 @@ impl Request {
                 | Self::DeleteDdosBlock { .. }
                 | Self::DeleteDdosLimit { .. }
                 | Self::DeleteRateLimit { .. }
+                | Self::DeleteAclRule { .. }
+                | Self::ClearAcl { .. }
         )
     }
 
-    /// Whether the request changes a function's configuration (ddos, ratelimit).
+    /// Whether the request changes a function's configuration (ddos, ratelimit, acl).
     pub fn is_function_config(&self) -> bool {
         matches!(
             self,
@@ -123,6 +149,10 @@ impl Request {
                 | Self::DeleteDdosLimit { .. }
                 | Self::SetRateLimit(_)
                 | Self::DeleteRateLimit { .. }
+                | Self::AddAclRule { .. }
+                | Self::DeleteAclRule { .. }
+                | Self::SetAclDefault { .. }
+                | Self::ClearAcl { .. }
         )
     }
 }
@@ -204,6 +234,28 @@ impl fmt::Display for Request {
                 "remove the {direction} rate limit of {}",
                 rate_subject(vpc, endpoint.as_deref())
             ),
+            Self::AddAclRule {
+                vpc,
+                rule,
+                position,
+                ..
+            } => match position {
+                Some(p) => write!(f, "add ACL rule {rule} at position {p} in VPC {vpc}"),
+                None => write!(f, "add ACL rule {rule} in VPC {vpc}"),
+            },
+            Self::DeleteAclRule {
+                vpc,
+                direction,
+                position,
+                ..
+            } => write!(f, "delete {direction} ACL rule {position} of VPC {vpc}"),
+            Self::SetAclDefault {
+                vpc,
+                direction,
+                action,
+                ..
+            } => write!(f, "make the {direction} ACL default of VPC {vpc} {action}"),
+            Self::ClearAcl { vpc } => write!(f, "remove the ACL of VPC {vpc}"),
             Self::EditChain { stage, edit, .. } => {
                 use crate::chains::ChainEdit;
                 match edit {
@@ -382,6 +434,55 @@ impl Store {
                     "no {direction} rate limit for {} any more",
                     rate_subject(vpc, endpoint.as_deref())
                 )
+            }
+            Request::AddAclRule {
+                vpc,
+                rule,
+                position,
+                cut,
+            } => {
+                let at = self.add_acl_rule(vpc, rule, *position, *cut)?;
+                let cut = if *cut {
+                    "; open flows judged again"
+                } else {
+                    ""
+                };
+                format!(
+                    "ACL rule added to VPC {vpc} at {} position {at}: {rule}{cut}",
+                    rule.direction
+                )
+            }
+            Request::DeleteAclRule {
+                vpc,
+                direction,
+                position,
+                cut,
+            } => {
+                let rule = self.delete_acl_rule(vpc, *direction, *position, *cut)?;
+                let cut = if *cut {
+                    "; open flows judged again"
+                } else {
+                    ""
+                };
+                format!("ACL rule {position} of VPC {vpc} deleted: {rule}{cut}")
+            }
+            Request::SetAclDefault {
+                vpc,
+                direction,
+                action,
+                cut,
+            } => {
+                self.set_acl_default(vpc, *direction, *action, *cut)?;
+                let cut = if *cut {
+                    "; open flows judged again"
+                } else {
+                    ""
+                };
+                format!("VPC {vpc}'s {direction} traffic matching no rule: {action}{cut}")
+            }
+            Request::ClearAcl { vpc } => {
+                self.clear_acl(vpc)?;
+                format!("VPC {vpc} has no ACL any more: its traffic is not filtered")
             }
             Request::EditChain { host, stage, edit } => {
                 chain_outcome(stage, &self.edit_chain(host.as_deref(), stage, edit)?)

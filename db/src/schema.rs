@@ -26,6 +26,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_chains.sql"),
     include_str!("../migrations/0006_ddos.sql"),
     include_str!("../migrations/0007_rate_limits.sql"),
+    include_str!("../migrations/0008_acl.sql"),
 ];
 
 /// The schema version this build writes: the number of migrations.
@@ -162,6 +163,8 @@ mod tests {
         assert_eq!(
             tables(&conn),
             [
+                "acl_rules",
+                "acl_vpcs",
                 "chain_links",
                 "ddos_blocks",
                 "ddos_limits",

@@ -189,7 +189,7 @@ pub(crate) fn select_endpoints(
     const ACTION: &str = "reading endpoints";
     let sql = format!(
         "SELECT e.id, v.name, n.name, e.name, e.ip, e.mac, e.kind, e.bypass_decap, h.name, \
-         e.veth FROM endpoints e JOIN vpcs v ON v.id = e.vpc_id \
+         e.veth, e.labels FROM endpoints e JOIN vpcs v ON v.id = e.vpc_id \
          JOIN networks n ON n.id = e.network_id JOIN hosts h ON h.id = e.host_id \
          {clause} ORDER BY v.name, n.name, e.name"
     );
@@ -209,13 +209,14 @@ pub(crate) fn select_endpoints(
                 r.get::<_, bool>(7)?,
                 r.get::<_, String>(8)?,
                 r.get::<_, Option<String>>(9)?,
+                r.get::<_, String>(10)?,
             ))
         })
         .ctx(ACTION)?;
     let mut out = Vec::new();
     let mut index = HashMap::default();
     for row in rows {
-        let (id, [vpc, network, name, ip, mac, kind], bypass_decap, host, veth) =
+        let (id, [vpc, network, name, ip, mac, kind], bypass_decap, host, veth, labels) =
             row.ctx(ACTION)?;
         index.insert(id, out.len());
         out.push((
@@ -231,6 +232,11 @@ pub(crate) fn select_endpoints(
                 host,
                 veth,
                 backends: Vec::new(),
+                labels: labels
+                    .split(',')
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
             },
         ));
     }
@@ -538,6 +544,7 @@ impl State {
                                 veth: ep.veth.clone(),
                                 backends: ep.backends.clone(),
                                 netns: self.netns.get(&(ep.vpc.clone(), ep.name.clone())).cloned(),
+                                labels: ep.labels.clone(),
                             })
                             .collect();
                         endpoints.sort_by(|a, b| a.name.cmp(&b.name));
@@ -559,6 +566,7 @@ impl State {
             chains: Vec::new(),
             ddos: None,
             rate_limits: None,
+            acls: None,
         }
     }
 }

@@ -122,7 +122,9 @@ fn sweep_orphans(tx: &Connection) -> Result<()> {
          DELETE FROM ddos_blocks WHERE vpc_id IS NOT NULL AND vpc_id NOT IN (SELECT id FROM vpcs);
          DELETE FROM ddos_limits WHERE vpc_id IS NOT NULL AND vpc_id NOT IN (SELECT id FROM vpcs);
          DELETE FROM rate_limits WHERE vpc_id NOT IN (SELECT id FROM vpcs)
-             OR (endpoint_id IS NOT NULL AND endpoint_id NOT IN (SELECT id FROM endpoints));",
+             OR (endpoint_id IS NOT NULL AND endpoint_id NOT IN (SELECT id FROM endpoints));
+         DELETE FROM acl_rules WHERE vpc_id NOT IN (SELECT id FROM vpcs);
+         DELETE FROM acl_vpcs WHERE vpc_id NOT IN (SELECT id FROM vpcs);",
     )
     .ctx("removing the rules of removed objects")
 }
@@ -1213,6 +1215,7 @@ impl Store {
         doc.chains = self.chain_specs()?;
         doc.ddos = Some(self.ddos()?).filter(|d| *d != crate::ddos::DdosConfig::default());
         doc.rate_limits = Some(self.rate_limits()?).filter(|r| !r.is_empty());
+        doc.acls = Some(crate::acl::export_acls(&self.acls()?)).filter(|a| !a.is_empty());
         Ok(doc)
     }
 
@@ -1265,6 +1268,11 @@ impl Store {
         match (&doc.rate_limits, prune) {
             (Some(rules), _) => crate::ratelimit::replace_rate_limits(&tx, rules)?,
             (None, true) => crate::ratelimit::replace_rate_limits(&tx, &[])?,
+            (None, false) => {}
+        }
+        match (&doc.acls, prune) {
+            (Some(acls), _) => crate::acl::replace_acls(&tx, acls)?,
+            (None, true) => crate::acl::replace_acls(&tx, &[])?,
             (None, false) => {}
         }
         if commit {

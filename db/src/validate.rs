@@ -39,6 +39,26 @@ pub const MAX_PREFIX: u8 = 30;
 
 type Check = Result<(), StoreError>;
 
+/// A label's syntax: `key=value`; Err holds the reason.
+pub(crate) fn check_label(label: &str) -> Result<(), &'static str> {
+    let Some((key, value)) = label.split_once('=') else {
+        return Err("no '='");
+    };
+    let part = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    if !part(key) {
+        return Err("bad key");
+    }
+    if !part(value) {
+        return Err("bad value");
+    }
+    Ok(())
+}
+
 pub(crate) fn check_name(kind: Kind, name: &str) -> Check {
     let reason = if name.is_empty() {
         "it is empty"
@@ -215,6 +235,18 @@ pub(crate) fn check_endpoint(ep: &Endpoint) -> Check {
     check_name(Kind::Endpoint, &ep.name)?;
     let subject = || endpoint_subject(&ep.vpc, &ep.name);
     check_mac(subject, ep.mac)?;
+    let mut keys = std::collections::BTreeSet::new();
+    for label in &ep.labels {
+        let bad = |reason| StoreError::BadLabel {
+            subject: endpoint_subject(&ep.vpc, &ep.name),
+            label: label.clone(),
+            reason,
+        };
+        check_label(label).map_err(bad)?;
+        if !keys.insert(label.split('=').next()) {
+            return Err(bad("its key has a value already"));
+        }
+    }
     if ep.bypass_decap && ep.kind != EndpointKind::Function {
         return Err(StoreError::BypassDecapNotAllowed {
             vpc: ep.vpc.clone(),

@@ -842,6 +842,7 @@ fn many_endpoints_are_written_whole_and_changed_whole() {
     let mut store = base_store();
     let mut doc = store.export().unwrap();
     let bulk = |i: u8| mizar_db::EndpointSpec {
+        labels: Vec::new(),
         name: format!("bulk{i:03}"),
         ip: std::net::Ipv4Addr::new(10, 0, 1, 101 + i),
         mac: common::mac(0x1000 + u16::from(i)),

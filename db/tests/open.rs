@@ -233,6 +233,7 @@ fn base_vpc_spec() -> mizar_db::VpcSpec {
 
 fn spec_of(ep: &Endpoint) -> mizar_db::EndpointSpec {
     mizar_db::EndpointSpec {
+        labels: Vec::new(),
         name: ep.name.clone(),
         ip: ep.ip,
         mac: ep.mac,

@@ -18,9 +18,7 @@ use std::{
     hash::{Hash, Hasher},
 };
 
-use aya::maps::{
-    HashMap, LpmTrie, MapData, PerCpuHashMap, PerCpuValues, lpm_trie::Key,
-};
+use aya::maps::{HashMap, LpmTrie, MapData, PerCpuHashMap, PerCpuValues, lpm_trie::Key};
 use mizar_ebpf::{
     abi, ip_be,
     maps::{ACL_ADDRS, ACL_FLOWS, ACL_HITS, ACL_RULES, ACL_VPCS},

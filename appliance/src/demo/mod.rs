@@ -228,6 +228,7 @@ impl DemoSpec {
                     let ip = Ipv4Addr::from(ip);
                     let mac = endpoint_mac(vni, ip);
                     endpoints.push(StoreEndpoint {
+                        labels: Vec::new(),
                         name: name.to_owned(),
                         ip,
                         mac,
@@ -269,6 +270,7 @@ impl DemoSpec {
         Self {
             lab,
             topology: Topology {
+                acls: None,
                 this_host: None,
                 hosts,
                 vpcs,

@@ -20,6 +20,7 @@ const _: () = {
     assert!(mizar_db::BUILTIN_FUNCTIONS.len() == BUILTIN_FUNCTIONS.len());
     assert!(mizar_db::MAX_DDOS_BLOCKS == mizar_ebpf::abi::MZ_MAX_DDOS_BLOCKS as usize);
     assert!(mizar_db::MAX_RATE_LIMITS == mizar_ebpf::abi::MZ_MAX_RATE_LIMITS as usize);
+    assert!(mizar_db::MAX_ACL_RULES == mizar_ebpf::abi::MZ_MAX_ACL_RULES as usize);
     let mut i = 0;
     while i < BUILTIN_FUNCTIONS.len() {
         assert!(same(
@@ -178,6 +179,16 @@ impl Instance {
     ) -> Result<String, FabricError> {
         let _lock = self.lock()?;
         let mut store = self.existing_store()?;
+        if matches!(
+            request,
+            mizar_db::Request::AddAclRule { .. }
+                | mizar_db::Request::DeleteAclRule { .. }
+                | mizar_db::Request::SetAclDefault { .. }
+        ) {
+            store.set_commit_guard(Box::new(|proposal| {
+                super::acl::check_acls(&proposal.acls()?, &proposal.topology()?)
+            }));
+        }
         let outcome = store.make(request)?;
         if self.is_up() {
             self.sync_function_maps(&store)
@@ -186,11 +197,12 @@ impl Instance {
         Ok(outcome)
     }
 
-    /// Writes the functions' maps (ddos, ratelimit) from the store, what differs only.
+    /// Writes the functions' maps (ddos, ratelimit, acl) from the store, what differs only.
     pub(super) fn sync_function_maps(&self, store: &Store) -> Result<usize, FabricError> {
         let ddos = DdosMaps::open(&self.pins())?.sync(&desired_ddos(store)?)?;
         let rates = RateLimitMaps::open(&self.pins())?.sync(&desired_rate_limits(store)?)?;
-        Ok(ddos + rates)
+        let acls = self.sync_acls(store)?;
+        Ok(ddos + rates + acls)
     }
 
     /// Publishes every stage's chain the store holds (only stages whose chain differs from what

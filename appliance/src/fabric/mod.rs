@@ -34,6 +34,7 @@
 //! write, so the maps only change under the lock and a plan made inside the transaction is what
 //! reconcile then does.
 
+mod acl;
 mod chains;
 mod change;
 mod desired;
@@ -48,6 +49,7 @@ use std::{
 
 use mizar_db::{Store, StoreError, Topology};
 
+pub use acl::{acl_inputs, check_acls, desired_acls};
 pub use chains::{ChainLinkStatus, StageChain, known_functions};
 pub use change::{ChangeOptions, Changed};
 pub use desired::{

@@ -80,6 +80,12 @@ pub enum Command {
     /// egress where it is at ON_EGRESS (`mizar chain add --stage egress ratelimit`)
     #[command(subcommand)]
     Ratelimit(RatelimitCommand),
+    /// The acl function's rules: per VPC and direction, in order, first match wins, else the
+    /// VPC's default. Stateful: the replies of an allowed flow pass without a rule. Ingress
+    /// acts where `acl` is at a transit stage (ON_XDP_REDIRECT: what endpoints here receive),
+    /// egress where it is at ON_EGRESS (what they send). A VPC without an ACL is not filtered
+    #[command(subcommand)]
+    Acl(AclCommand),
     /// Make the store match a YAML or JSON topology (idempotent)
     Apply(ApplyArgs),
     /// Print the store as a topology document that `apply` takes back
@@ -394,6 +400,9 @@ pub enum EpCommand {
         /// For scaled endpoints: names of the endpoints serving it
         #[arg(long = "backend")]
         backends: Vec<String>,
+        /// A key=value label (repeat it): the groups ACL rules name (label:key=value)
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
     },
     /// Delete an endpoint (and the veth pair `ep add --netns` made for it)
     Del {
@@ -440,6 +449,17 @@ pub enum EpCommand {
         /// It has no backends any more
         #[arg(long, group = "change")]
         no_backends: bool,
+        /// Its labels, replacing the list (repeat it)
+        #[arg(
+            long = "label",
+            value_name = "KEY=VALUE",
+            group = "change",
+            conflicts_with = "no_labels"
+        )]
+        labels: Vec<String>,
+        /// It has no labels any more
+        #[arg(long, group = "change")]
+        no_labels: bool,
     },
     /// List the endpoints, with their counters when hosted here and the data plane is up
     List {
@@ -584,6 +604,72 @@ pub enum DdosCommand {
     /// window ends
     #[command(subcommand)]
     Limit(DdosLimitCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AclCommand {
+    /// The rules in order with the packets each decided, the defaults, the flows tracked, and
+    /// what the function dropped for each reason
+    Show {
+        /// Only this VPC's ACL
+        #[arg(long)]
+        vpc: Option<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Add a rule (last, or at --at)
+    Add {
+        /// The VPC
+        vpc: String,
+        /// allow or deny
+        action: mizar_db::AclAction,
+        /// ingress (what the VPC's endpoints receive) or egress (what they send)
+        #[arg(long)]
+        direction: mizar_db::Direction,
+        /// Source: any, a CIDR, an address, label:KEY=VALUE or ep:NAME
+        #[arg(long, default_value = "any")]
+        src: mizar_db::AclAddr,
+        /// Destination: any, a CIDR, an address, label:KEY=VALUE or ep:NAME
+        #[arg(long, default_value = "any")]
+        dst: mizar_db::AclAddr,
+        /// any, tcp, udp, icmp, sctp or a protocol number
+        #[arg(long, default_value = "any")]
+        proto: mizar_db::AclProto,
+        /// Destination port or range (tcp, udp, sctp): 80 or 8000-8100
+        #[arg(long)]
+        port: Option<mizar_db::PortRange>,
+        /// Position among the VPC's rules of that direction (1: first; default: last)
+        #[arg(long)]
+        at: Option<u32>,
+        /// Judge flows already open again by the new rules (default: the change applies to
+        /// new flows)
+        #[arg(long)]
+        cut: bool,
+    },
+    /// Delete the rule at a position of a VPC's rules of one direction
+    Del {
+        vpc: String,
+        /// Its position (see mizar acl show)
+        position: u32,
+        #[arg(long)]
+        direction: mizar_db::Direction,
+        /// Judge flows already open again by the remaining rules
+        #[arg(long)]
+        cut: bool,
+    },
+    /// What a VPC's packets that match no rule of a direction get (allow until set)
+    Default {
+        vpc: String,
+        /// allow or deny
+        action: mizar_db::AclAction,
+        #[arg(long)]
+        direction: mizar_db::Direction,
+        /// Judge flows already open again
+        #[arg(long)]
+        cut: bool,
+    },
+    /// Remove a VPC's ACL, rules and defaults: its traffic is not filtered any more
+    Clear { vpc: String },
 }
 
 #[derive(Debug, Subcommand)]

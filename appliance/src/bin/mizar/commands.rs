@@ -13,9 +13,9 @@ use mizar_db::{ChainEdit, Endpoint, Host, Network, Request, StoreError, Topology
 use serde::Serialize;
 
 use crate::cli::{
-    BouncerCommand, ChainCommand, Cli, Command, DdosBlockCommand, DdosCommand, DdosLimitCommand,
-    DividerCommand, EpCommand, FnCommand, Format, HostCommand, NetCommand, OutputArgs,
-    RatelimitCommand, VpcCommand,
+    AclCommand, BouncerCommand, ChainCommand, Cli, Command, DdosBlockCommand, DdosCommand,
+    DdosLimitCommand, DividerCommand, EpCommand, FnCommand, Format, HostCommand, NetCommand,
+    OutputArgs, RatelimitCommand, VpcCommand,
 };
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -112,6 +112,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Chain(cmd) => chain(&instance, cmd)?,
         Command::Ddos(cmd) => ddos(&instance, cmd)?,
         Command::Ratelimit(cmd) => ratelimit(&instance, cmd)?,
+        Command::Acl(cmd) => acl(&instance, cmd)?,
         Command::Apply(args) => {
             let text = if args.file.as_os_str() == "-" {
                 let mut text = String::new();
@@ -448,12 +449,14 @@ fn ep(instance: &Instance, cmd: EpCommand) -> anyhow::Result<()> {
             kind,
             bypass_decap,
             backends,
+            labels,
         } => {
             let mut ep = Endpoint::simple(vpc, network.unwrap_or_default(), name, ip, mac, host);
             ep.kind = kind;
             ep.bypass_decap = bypass_decap;
             ep.veth = veth;
             ep.backends = backends;
+            ep.labels = mizar_db::sorted_labels(&labels);
             make(
                 instance,
                 Request::AddEndpoint {
@@ -476,6 +479,8 @@ fn ep(instance: &Instance, cmd: EpCommand) -> anyhow::Result<()> {
             bypass_decap,
             backends,
             no_backends,
+            labels,
+            no_labels,
         } => {
             let mut ep = instance.existing_store()?.endpoint(&vpc, &name)?;
             if let Some(ip) = ip {
@@ -496,6 +501,12 @@ fn ep(instance: &Instance, cmd: EpCommand) -> anyhow::Result<()> {
             }
             if !backends.is_empty() {
                 ep.backends = backends;
+            }
+            if no_labels {
+                ep.labels.clear();
+            }
+            if !labels.is_empty() {
+                ep.labels = mizar_db::sorted_labels(&labels);
             }
             make(instance, Request::ChangeEndpoint(ep))
         }
@@ -738,6 +749,171 @@ fn ratelimit(instance: &Instance, cmd: RatelimitCommand) -> anyhow::Result<()> {
         },
     };
     println!("{}", instance.make(&request)?.outcome);
+    Ok(())
+}
+
+fn acl(instance: &Instance, cmd: AclCommand) -> anyhow::Result<()> {
+    let request = match cmd {
+        AclCommand::Show { vpc, output } => return acl_show(instance, vpc.as_deref(), &output),
+        AclCommand::Add {
+            vpc,
+            action,
+            direction,
+            src,
+            dst,
+            proto,
+            port,
+            at,
+            cut,
+        } => Request::AddAclRule {
+            vpc,
+            rule: mizar_db::AclRule {
+                direction,
+                action,
+                src,
+                dst,
+                proto,
+                ports: port,
+            },
+            position: at,
+            cut,
+        },
+        AclCommand::Del {
+            vpc,
+            position,
+            direction,
+            cut,
+        } => Request::DeleteAclRule {
+            vpc,
+            direction,
+            position,
+            cut,
+        },
+        AclCommand::Default {
+            vpc,
+            action,
+            direction,
+            cut,
+        } => Request::SetAclDefault {
+            vpc,
+            direction,
+            action,
+            cut,
+        },
+        AclCommand::Clear { vpc } => Request::ClearAcl { vpc },
+    };
+    println!("{}", instance.make(&request)?.outcome);
+    Ok(())
+}
+
+fn acl_show(instance: &Instance, vpc: Option<&str>, output: &OutputArgs) -> anyhow::Result<()> {
+    let store = instance.existing_store()?;
+    let mut acls = store.acls()?;
+    if let Some(name) = vpc {
+        store.vpc(name)?;
+        acls.retain(|a| a.vpc == name);
+    }
+    let counters = instance.acl_counters()?;
+    let vnis: BTreeMap<String, u32> = store.vpcs()?.into_iter().map(|v| (v.name, v.vni)).collect();
+    let (placed, dropped) = function_drops(instance, &store, "acl")?;
+    let hits = |id: u32| {
+        counters
+            .as_ref()
+            .map(|(h, _)| h.get(&id).copied().unwrap_or(0))
+    };
+    let flows = |vpc: &str| {
+        counters
+            .as_ref()
+            .map(|(_, f)| vnis.get(vpc).and_then(|v| f.get(v)).copied().unwrap_or(0))
+    };
+    if output.json {
+        let acls: Vec<serde_json::Value> = acls
+            .iter()
+            .map(|a| {
+                let rules: Vec<serde_json::Value> = a
+                    .rules
+                    .iter()
+                    .map(|r| {
+                        let mut v = serde_json::to_value(r).unwrap_or_default();
+                        v["hits"] = serde_json::json!(hits(r.id));
+                        v
+                    })
+                    .collect();
+                serde_json::json!({
+                    "vpc": a.vpc,
+                    "ingress-default": a.ingress_default,
+                    "egress-default": a.egress_default,
+                    "epoch": a.epoch,
+                    "flows": flows(&a.vpc),
+                    "rules": rules,
+                })
+            })
+            .collect();
+        return print_json(&serde_json::json!({
+            "acls": acls,
+            "placed": placed,
+            "dropped": dropped,
+        }));
+    }
+    if acls.is_empty() {
+        println!(
+            "no ACL{}; add a rule with `mizar acl add VPC allow --direction ingress --proto tcp \
+             --port 80`",
+            vpc.map(|v| format!(" for VPC {v}")).unwrap_or_default()
+        );
+    }
+    let count = |n: Option<u64>| n.map_or("-".to_owned(), |n| n.to_string());
+    for a in &acls {
+        println!(
+            "VPC {}: ingress default {}, egress default {}, {} flows tracked",
+            a.vpc,
+            a.ingress_default,
+            a.egress_default,
+            count(flows(&a.vpc))
+        );
+        let rows: Vec<Vec<String>> = a
+            .rules
+            .iter()
+            .map(|r| {
+                vec![
+                    r.rule.direction.to_string(),
+                    r.position.to_string(),
+                    r.rule.action.to_string(),
+                    r.rule.src.to_string(),
+                    r.rule.dst.to_string(),
+                    r.rule.proto.to_string(),
+                    r.rule.ports.map_or("-".to_owned(), |p| p.to_string()),
+                    count(hits(r.id)),
+                ]
+            })
+            .collect();
+        if !rows.is_empty() {
+            print!(
+                "{}",
+                table(
+                    &[
+                        "DIRECTION",
+                        "#",
+                        "ACTION",
+                        "SRC",
+                        "DST",
+                        "PROTO",
+                        "PORTS",
+                        "HITS"
+                    ],
+                    &rows
+                )
+            );
+        }
+    }
+    if !acls.is_empty() {
+        print_placement(
+            "acl",
+            "`mizar chain add --stage redirect acl` for ingress, `--stage egress acl` for egress",
+            &placed,
+            &dropped,
+        );
+    }
     Ok(())
 }
 
