@@ -54,23 +54,36 @@ fn quick_bench_measures_every_path_on_its_path() {
     }
 
     // The chains: every length of no-op functions and each function alone, with figures.
-    let chains: Vec<(&str, usize)> = report
+    let chains: Vec<(&str, usize, String)> = report
         .chains
         .iter()
-        .map(|c| (c.function, c.functions))
+        .map(|c| {
+            (
+                c.function,
+                c.functions,
+                c.acl.map(|a| a.label()).unwrap_or_default(),
+            )
+        })
         .collect();
+    let plain = |f, n| (f, n, String::new());
+    let acl = |case: &str| ("acl", 1, case.to_owned());
     assert_eq!(
         chains,
         [
-            ("count", 0),
-            ("count", 1),
-            ("count", 2),
-            ("count", 4),
-            ("count", 8),
-            ("ddos", 1),
-            ("ratelimit", 1)
+            plain("count", 0),
+            plain("count", 1),
+            plain("count", 2),
+            plain("count", 4),
+            plain("count", 8),
+            plain("ddos", 1),
+            plain("ratelimit", 1),
+            acl("1 rule, flow hit"),
+            acl("1 rule, judged"),
+            acl("100 rules, judged"),
+            acl("10000 rules, judged"),
         ]
     );
+    assert!(report.acl_scale().is_some(), "the acl's scaling is judged");
     for c in &report.chains {
         assert_eq!(
             c.samples_ns.len(),

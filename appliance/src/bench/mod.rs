@@ -31,10 +31,10 @@ use mizar_ebpf::{
 };
 
 use crate::dataplane::{
-    ChainLink, Chains, Counter, Counters, Dataplane, DataplaneError, DdosMaps, DdosState,
-    DesiredState, EndpointEntry, EndpointKind, HostConfig, Ipv4Net, MacAddr, MemberRoles,
-    NetworkEntry, PinLayout, RateLimitMaps, RateRule, Stage, VpcEntry, ensure_bpffs, reconcile,
-    remove_all_pins,
+    AclAddrs, AclMaps, AclRule, AclVpc, ChainLink, Chains, Counter, Counters, Dataplane,
+    DataplaneError, DdosMaps, DdosState, DesiredState, EndpointEntry, EndpointKind, HostConfig,
+    Ipv4Net, MacAddr, MemberRoles, NetworkEntry, PinLayout, RateLimitMaps, RateRule, Stage,
+    VpcEntry, ensure_bpffs, reconcile, remove_all_pins,
 };
 
 pub mod live;
@@ -406,7 +406,51 @@ pub struct ChainResult {
     /// The function the chain repeats.
     pub function: &'static str,
     pub functions: usize,
+    /// For the acl function: the case measured (see [`ACL_CASES`]).
+    pub acl: Option<AclCase>,
     pub samples_ns: Vec<f64>,
+}
+
+/// The acl function measured alone in the chain: with this many rules (default deny; the
+/// packet allowed by the last rule), its flow tracked (a hit: the rules are not read) or not
+/// (an ICMP error, judged by the rules every time: the cost a new flow pays for its lookups).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AclCase {
+    pub rules: usize,
+    pub flow_hit: bool,
+}
+
+pub const ACL_CASES: [AclCase; 4] = [
+    AclCase {
+        rules: 1,
+        flow_hit: true,
+    },
+    AclCase {
+        rules: 1,
+        flow_hit: false,
+    },
+    AclCase {
+        rules: 100,
+        flow_hit: false,
+    },
+    AclCase {
+        rules: 10_000,
+        flow_hit: false,
+    },
+];
+
+/// The target: the acl function with 10,000 rules costs at most this many times its cost with 1.
+pub const ACL_SCALE_TARGET: f64 = 2.0;
+
+impl AclCase {
+    pub fn label(&self) -> String {
+        format!(
+            "{} rule{}, {}",
+            self.rules,
+            if self.rules == 1 { "" } else { "s" },
+            if self.flow_hit { "flow hit" } else { "judged" }
+        )
+    }
 }
 
 /// The built-in functions measured alone in the chain, configured so that every packet goes on
@@ -539,6 +583,20 @@ impl BenchReport {
         (!judged.is_empty()).then(|| judged.iter().all(|r| meets(*r, CHAIN_FUNCTION_TARGET)))
     }
 
+    /// What the acl function adds with 10,000 rules over what it adds with 1 (both judged), and
+    /// whether that is within [`ACL_SCALE_TARGET`].
+    pub fn acl_scale(&self) -> Option<(f64, bool)> {
+        let added = |rules: usize| {
+            let c = self
+                .chains
+                .iter()
+                .find(|c| c.acl.is_some_and(|a| a.rules == rules && !a.flow_hit))?;
+            self.chain_added_ns(c)
+        };
+        let ratio = added(10_000)? / added(1)?;
+        Some((ratio, meets(ratio, ACL_SCALE_TARGET)))
+    }
+
     /// Whether every path with a target meets it.
     pub fn targets_met(&self) -> bool {
         self.rows().iter().all(|r| r.met != Some(false))
@@ -598,12 +656,18 @@ impl BenchReport {
                 "path": Path::TransitLocal.id(),
                 "function": c.function,
                 "functions": c.functions,
+                "case": c.acl.map(|a| a.label()),
                 "ns": num(Some(c.ns())),
                 "samples_ns": nums(&c.samples_ns),
                 "added_ns": num(self.chain_added_ns(c)),
                 "per_function_floors": num(self.chain_per_function_floors(c)),
             })).collect::<Vec<_>>(),
             "chain_target_met": self.chain_target_met(),
+            "acl_scale": self.acl_scale().map(|(ratio, met)| serde_json::json!({
+                "ratio": num(Some(ratio)),
+                "target": ACL_SCALE_TARGET,
+                "met": met,
+            })),
         })
         .to_string()
     }
@@ -746,19 +810,20 @@ impl fmt::Display for BenchReport {
                 f,
                 "\nchains: transit local delivery with N functions at ON_XDP_REDIRECT (transit -> \
                  entry -> N functions -> exit); count is a no-op, ddos and ratelimit let every \
-                 packet through"
+                 packet through, acl allows it by its last rule"
             )?;
             writeln!(
                 f,
-                "{:>9}  {:>3}  {:>8}  {:>8}  {:>17}",
-                "function", "N", "ns/pkt", "added", "per function"
+                "{:>9}  {:>25}  {:>3}  {:>8}  {:>8}  {:>17}",
+                "function", "case", "N", "ns/pkt", "added", "per function"
             )?;
             for c in &self.chains {
                 let per = self.chain_per_function_floors(c);
                 writeln!(
                     f,
-                    "{:>9}  {:>3}  {:>8}  {:>8}  {:>17}",
+                    "{:>9}  {:>25}  {:>3}  {:>8}  {:>8}  {:>17}",
                     c.function,
+                    c.acl.map(|a| a.label()).unwrap_or_default(),
                     c.functions,
                     fmt_ns(Some(c.ns())),
                     fmt_ns(self.chain_added_ns(c)),
@@ -773,6 +838,14 @@ impl fmt::Display for BenchReport {
                 writeln!(
                     f,
                     "target: each no-op function adds at most {CHAIN_FUNCTION_TARGET:.0} floor: {}",
+                    if met { "met" } else { "MISSED" }
+                )?;
+            }
+            if let Some((ratio, met)) = self.acl_scale() {
+                writeln!(
+                    f,
+                    "target: acl with 10,000 rules adds at most {ACL_SCALE_TARGET:.0}x what it adds \
+                     with 1 (judged): {ratio:.2}x, {}",
                     if met { "met" } else { "MISSED" }
                 )?;
             }
@@ -938,6 +1011,17 @@ fn inner_udp(src: Ipv4Addr, dst: Ipv4Addr, dst_mac: MacAddr) -> Vec<u8> {
     InnerFrame::udp(src, dst, 40000, 7000, &[0x5a; PAYLOAD_LEN])
         .macs(endpoint_mac(src), dst_mac)
         .build()
+}
+
+/// The local-delivery packet with its inner datagram turned into an ICMP port-unreachable
+/// (type 3): delivered alike, but the acl function tracks no flow for it, so its rules judge
+/// every repetition.
+fn acl_untracked_packet() -> Vec<u8> {
+    let mut inner = InnerFrame::icmp_echo(REMOTE_SENDER, LOCAL_EP, 1, 1, &[0; PAYLOAD_LEN])
+        .macs(endpoint_mac(REMOTE_SENDER), proxy_mac(LOCAL_EP))
+        .build();
+    inner[14 + 20] = 3; // ICMP type: destination unreachable
+    tunnel(VNI_A, &inner)
 }
 
 /// A tunnel packet from SENDER_HOST to this host around `inner`.
@@ -1250,6 +1334,46 @@ impl Harness {
         Ok(())
     }
 
+    /// The acl function with `rules` rules in VNI_A: ingress default deny; rules 1..N-1 allow
+    /// TCP 443 from their own /32 (the first from the packets' source, which gives it an
+    /// address class); the last allows everything from anywhere.
+    fn configure_acl(&mut self, rules: usize) -> Result<(), BenchError> {
+        let mut list: Vec<AclRule> = (1..rules as u32)
+            .map(|i| {
+                let src = if i == 1 {
+                    REMOTE_SENDER
+                } else {
+                    Ipv4Addr::from(u32::from(Ipv4Addr::new(172, 16, 0, 0)) + i)
+                };
+                AclRule {
+                    id: i,
+                    direction: abi::MZ_ACL_INGRESS,
+                    allow: true,
+                    src: AclAddrs::Prefixes(vec![Ipv4Net::from(src)]),
+                    dst: AclAddrs::Any,
+                    proto: Some(6),
+                    ports: Some((443, 443)),
+                }
+            })
+            .collect();
+        list.push(AclRule {
+            id: rules as u32,
+            direction: abi::MZ_ACL_INGRESS,
+            allow: true,
+            src: AclAddrs::Any,
+            dst: AclAddrs::Any,
+            proto: None,
+            ports: None,
+        });
+        let vpc = AclVpc {
+            default_allow: [false, true],
+            epoch: 0,
+            rules: list,
+        };
+        AclMaps::open(self.dataplane.pins())?.sync(&[(VNI_A, ("bench".to_owned(), vpc))].into())?;
+        Ok(())
+    }
+
     fn counters(&self) -> Result<Counters, BenchError> {
         Ok(self.dataplane.maps().counters()?)
     }
@@ -1422,9 +1546,17 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         .map(|(function, functions)| ChainResult {
             function,
             functions,
+            acl: None,
             samples_ns: Vec::new(),
         })
+        .chain(ACL_CASES.iter().map(|&case| ChainResult {
+            function: "acl",
+            functions: 1,
+            acl: Some(case),
+            samples_ns: Vec::new(),
+        }))
         .collect();
+    let untracked = acl_untracked_packet();
     harness.configure_functions()?;
     // How much each wrapped path changes the packet's length, for the resize calibration.
     let mut resizes = Vec::with_capacity(PATHS.len());
@@ -1468,11 +1600,19 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         // The same local-delivery path with chains of no-op functions at its stage.
         for chain in &mut chains {
             harness.set_chain(chain.function, chain.functions)?;
-            let run = harness.run_checked(
-                Subject::Path(Path::TransitLocal),
-                &packets[local],
-                options.repeat,
-            )?;
+            let packet = match chain.acl {
+                Some(case) => {
+                    harness.configure_acl(case.rules)?;
+                    if case.flow_hit {
+                        &packets[local]
+                    } else {
+                        &untracked
+                    }
+                }
+                None => &packets[local],
+            };
+            let run =
+                harness.run_checked(Subject::Path(Path::TransitLocal), packet, options.repeat)?;
             chain.samples_ns.push(run.ns);
         }
         harness.set_chain("count", 0)?;
@@ -1571,17 +1711,32 @@ mod tests {
                 ChainResult {
                     function: "count",
                     functions: 0,
+                    acl: None,
                     samples_ns: vec![50.0, 50.0, 50.0],
                 },
                 ChainResult {
                     function: "count",
                     functions: 2,
+                    acl: None,
                     samples_ns: vec![70.0, 70.0, 71.0],
                 },
                 ChainResult {
                     function: "count",
                     functions: 4,
+                    acl: None,
                     samples_ns: vec![100.0, 100.0, 100.0],
+                },
+                ChainResult {
+                    function: "acl",
+                    functions: 1,
+                    acl: Some(ACL_CASES[1]),
+                    samples_ns: vec![60.0, 60.0, 60.0],
+                },
+                ChainResult {
+                    function: "acl",
+                    functions: 1,
+                    acl: Some(ACL_CASES[3]),
+                    samples_ns: vec![75.0, 75.0, 75.0],
                 },
             ],
         }
@@ -1611,6 +1766,16 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
         assert_eq!(json["chains"][1]["per_function_floors"], 1.0);
         assert_eq!(json["chain_target_met"], false);
+        // acl: 1 rule adds 10 ns, 10,000 add 25: 2.5x, over the 2x target.
+        assert_eq!(report.acl_scale(), Some((2.5, false)));
+        assert!(
+            text.contains(
+                "10,000 rules adds at most 2x what it adds with 1 (judged): 2.50x, MISSED"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("10000 rules, judged"), "{text}");
+        assert_eq!(json["acl_scale"]["met"], false);
     }
 
     #[test]
