@@ -458,3 +458,133 @@ fn a_rate_limit_caps_a_udp_flood_within_ten_percent() {
         "{exported}"
     );
 }
+
+/// Sends `count` TCP SYNs from the namespace's own address to `to` through a raw socket (new
+/// source ports, no handshake ever finished): a SYN flood.
+fn syn_flood(src: std::net::Ipv4Addr, to: SocketAddrV4, count: u16) -> std::io::Result<u16> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: plain socket(2); the descriptor is owned below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_TCP) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(to.ip().octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    let mut sent = 0;
+    for i in 0..count {
+        let mut tcp = etherparse::TcpHeader::new(20000 + i, to.port(), u32::from(i), 1024);
+        tcp.syn = true;
+        tcp.checksum = tcp
+            .calc_checksum_ipv4_raw(src.octets(), to.ip().octets(), &[])
+            .expect("a bare header");
+        let bytes = tcp.to_bytes();
+        // SAFETY: the buffer and address outlive the call.
+        let n = unsafe {
+            libc::sendto(
+                socket.as_raw_fd(),
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                0,
+                std::ptr::from_ref(&addr).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        sent += 1;
+        if i % 50 == 49 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    Ok(sent)
+}
+
+#[test]
+fn a_syn_flood_from_one_source_is_cut_while_an_established_client_keeps_connecting() {
+    common::require_root();
+    let _one = one_at_a_time();
+    let fabric = Demo::build(DemoSpec::new(&unique_prefix()), Path::new(MIZAR))
+        .unwrap_or_else(|err| panic!("build the fabric: {err}"));
+    // b-db1 on h3 is attacked by b-web2 (h1); b-web1 (h2) is its regular client.
+    let host = fabric.endpoint("b-db1").host;
+    let db = fabric.endpoint("b-db1").ip;
+    let flooder = fabric.endpoint("b-web2").ip;
+    let service = SocketAddrV4::new(db, 8080);
+    fabric
+        .mizar_ok(&host, &["chain", "add", "--stage", "redirect", "ddos"])
+        .unwrap();
+    fabric
+        .mizar_ok(
+            &host,
+            &[
+                "ddos", "syn", "set", "--syns", "20", "--window", "1s", "--vpc", "blue",
+            ],
+        )
+        .unwrap();
+    let refused = fabric
+        .mizar(
+            &host,
+            &["ddos", "syn", "set", "--syns", "0", "--vpc", "blue"],
+        )
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("at least 1 SYN"));
+
+    let accepted = fabric
+        .ns("b-db1")
+        .spawn(move || -> std::io::Result<usize> {
+            let listener = std::net::TcpListener::bind(SocketAddrV4::new(
+                std::net::Ipv4Addr::UNSPECIFIED,
+                8080,
+            ))?;
+            listener.set_nonblocking(true)?;
+            let (mut n, start) = (0, Instant::now());
+            while start.elapsed() < Duration::from_secs(8) {
+                if listener.accept().is_ok() {
+                    n += 1;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Ok(n)
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let connect = move || {
+        std::net::TcpStream::connect_timeout(&service.into(), Duration::from_secs(2)).is_ok()
+    };
+    // The client connects once before the flood: its handshake makes it established.
+    assert!(fabric.ns("b-web1").spawn(connect).unwrap().join().unwrap());
+    let flood = fabric
+        .ns("b-web2")
+        .spawn(move || syn_flood(flooder, SocketAddrV4::new(db, 9999), 3000))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let during: Vec<bool> = (0..5)
+        .map(|_| fabric.ns("b-web1").spawn(connect).unwrap().join().unwrap())
+        .collect();
+    let sent = flood.join().unwrap().unwrap();
+    assert_eq!(accepted.join().unwrap().unwrap(), 6);
+    let shown: serde_json::Value =
+        serde_json::from_str(&fabric.mizar_ok(&host, &["ddos", "show", "--json"]).unwrap())
+            .unwrap();
+    let cut = shown["dropped"]["syn_flood"].as_u64().unwrap();
+    println!("{sent} SYNs flooded at 20/s allowed: {cut} dropped; the client connected {during:?}");
+    assert!(
+        during.iter().all(|c| *c),
+        "the established client keeps connecting: {during:?}"
+    );
+    assert!(
+        cut >= u64::from(sent) * 9 / 10,
+        "most of the flood is cut: {cut} of {sent}"
+    );
+    assert_eq!(shown["syn-limits"][0]["syns"], 20, "{shown}");
+}

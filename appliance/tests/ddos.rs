@@ -144,3 +144,73 @@ fn a_short_window_lets_a_source_back() {
         "back after the window"
     );
 }
+
+/// The SYN-flood guard: above a destination's new-connection threshold, SYNs from sources
+/// without an established connection are dropped; a source that completed a handshake keeps
+/// connecting; another VPC with the same addresses is not guarded.
+#[test]
+fn syns_over_a_destinations_threshold_are_dropped_unless_the_source_is_established() {
+    use mizar::packet::{InnerFrame, TcpFlags};
+    let world = world("ddos-syn");
+    configure(
+        &world,
+        &DdosState {
+            syn_limits: [(VNI, (2, 60_000_000_000))].into(),
+            ..DdosState::default()
+        },
+    );
+    let segment = |vni: u32, src: Ipv4Addr, sport: u16, flags: TcpFlags| {
+        from_peer(vni).build(&InnerFrame::tcp(src, LOCAL_EP, sport, 80, flags).build())
+    };
+    let known = Ipv4Addr::new(10, 0, 0, 50);
+    // A client that finishes its handshake: its ACK marks it established with LOCAL_EP.
+    assert_eq!(
+        world.run(&segment(VNI, known, 1000, TcpFlags::SYN)).verdict,
+        XDP_REDIRECT
+    );
+    assert_eq!(
+        world.run(&segment(VNI, known, 1000, TcpFlags::ACK)).verdict,
+        XDP_REDIRECT
+    );
+    // A flood from SENDER_EP: one more SYN fits the threshold of 2, the rest are dropped.
+    let verdicts: Vec<u32> = (0..5)
+        .map(|i| {
+            world
+                .run(&segment(VNI, SENDER_EP, 2000 + i, TcpFlags::SYN))
+                .verdict
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [XDP_REDIRECT, XDP_DROP, XDP_DROP, XDP_DROP, XDP_DROP]
+    );
+    assert_eq!(
+        world.function_drops()[abi::MZ_DDOS_DROP_SYN_FLOOD as usize],
+        4
+    );
+    // The established client still connects; its other segments were never limited.
+    assert_eq!(
+        world.run(&segment(VNI, known, 1001, TcpFlags::SYN)).verdict,
+        XDP_REDIRECT
+    );
+    // A SYN-ACK (the answer of a client's own connection) is not a new connection.
+    assert_eq!(
+        world
+            .run(&segment(VNI, SENDER_EP, 3000, TcpFlags::SYN_ACK))
+            .verdict,
+        XDP_REDIRECT
+    );
+    // VPC B has no guard: the same source floods freely there.
+    for i in 0..5 {
+        assert_eq!(
+            world
+                .run(&segment(VNI_B, SENDER_EP, 4000 + i, TcpFlags::SYN))
+                .verdict,
+            XDP_REDIRECT
+        );
+    }
+    assert_eq!(
+        world.function_drops()[abi::MZ_DDOS_DROP_SYN_FLOOD as usize],
+        4
+    );
+}

@@ -46,6 +46,43 @@ pub struct DdosLimit {
     pub window_ms: u64,
 }
 
+/// The SYN-flood guard: per destination, at most `syns` new TCP connections per `window_ms`;
+/// above it, SYNs from sources without an established connection to it are dropped.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DdosSynLimit {
+    /// None: the default for every VPC without its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc: Option<String>,
+    pub syns: u64,
+    pub window_ms: u64,
+}
+
+/// The two kinds of threshold, each a table of (VPC or default, count, window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threshold {
+    /// Packets per source.
+    SourcePackets,
+    /// New TCP connections per destination.
+    DestinationSyns,
+}
+
+impl Threshold {
+    fn table(self) -> &'static str {
+        match self {
+            Self::SourcePackets => "ddos_limits",
+            Self::DestinationSyns => "ddos_syn_limits",
+        }
+    }
+
+    fn count_column(self) -> &'static str {
+        match self {
+            Self::SourcePackets => "packets",
+            Self::DestinationSyns => "syns",
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -54,6 +91,8 @@ pub struct DdosConfig {
     pub blocks: Vec<DdosBlock>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub limits: Vec<DdosLimit>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub syn_limits: Vec<DdosSynLimit>,
 }
 
 fn subject(vpc: Option<&str>) -> String {
@@ -70,10 +109,22 @@ fn vpc_id(tx: &Connection, vpc: Option<&str>) -> Result<Option<i64>> {
 }
 
 fn check_limit(vpc: Option<&str>, packets: u64, window_ms: u64) -> Result<()> {
-    if packets == 0 || !(10..=3_600_000).contains(&window_ms) {
+    check_threshold(Threshold::SourcePackets, vpc, packets, window_ms)
+}
+
+fn check_threshold(kind: Threshold, vpc: Option<&str>, count: u64, window_ms: u64) -> Result<()> {
+    if count == 0 || !(10..=3_600_000).contains(&window_ms) {
         return Err(StoreError::DdosLimitRange {
             subject: subject(vpc),
-            packets,
+            what: match kind {
+                Threshold::SourcePackets => "rate threshold",
+                Threshold::DestinationSyns => "SYN threshold",
+            },
+            unit: match kind {
+                Threshold::SourcePackets => "packet",
+                Threshold::DestinationSyns => "SYN",
+            },
+            packets: count,
             window_ms,
         });
     }
@@ -121,6 +172,22 @@ pub(crate) fn load_ddos(conn: &Connection) -> Result<DdosConfig> {
             .collect::<rusqlite::Result<Vec<_>>>()
         })
         .ctx(ctx)?;
+    let syn_limits = conn
+        .prepare_cached(
+            "SELECT v.name, l.syns, l.window_ms FROM ddos_syn_limits l \
+             LEFT JOIN vpcs v ON v.id = l.vpc_id ORDER BY v.name IS NOT NULL, v.name",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_map([], |row| {
+                Ok(DdosSynLimit {
+                    vpc: row.get(0)?,
+                    syns: row.get::<_, i64>(1)? as u64,
+                    window_ms: row.get::<_, i64>(2)? as u64,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .ctx(ctx)?;
     let blocks = blocks
         .into_iter()
         .map(|(vpc, cidr)| {
@@ -133,7 +200,11 @@ pub(crate) fn load_ddos(conn: &Connection) -> Result<DdosConfig> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(DdosConfig { blocks, limits })
+    Ok(DdosConfig {
+        blocks,
+        limits,
+        syn_limits,
+    })
 }
 
 /// Makes the store's ddos configuration `config` (inside an apply's transaction).
@@ -160,7 +231,25 @@ pub(crate) fn replace_ddos(tx: &Connection, config: &DdosConfig) -> Result<()> {
             });
         }
     }
+    let mut syn_limited = std::collections::BTreeSet::new();
+    for l in &config.syn_limits {
+        check_threshold(
+            Threshold::DestinationSyns,
+            l.vpc.as_deref(),
+            l.syns,
+            l.window_ms,
+        )?;
+        if !syn_limited.insert(l.vpc.clone()) {
+            return Err(StoreError::Duplicate {
+                kind: crate::error::Kind::DdosLimit,
+                name: l.vpc.clone().unwrap_or_else(|| "(every VPC)".to_owned()),
+                scope: " (SYN thresholds)".to_owned(),
+            });
+        }
+    }
     tx.execute("DELETE FROM ddos_blocks", [])
+        .ctx("replacing the ddos configuration")?;
+    tx.execute("DELETE FROM ddos_syn_limits", [])
         .ctx("replacing the ddos configuration")?;
     tx.execute("DELETE FROM ddos_limits", [])
         .ctx("replacing the ddos configuration")?;
@@ -173,13 +262,50 @@ pub(crate) fn replace_ddos(tx: &Connection, config: &DdosConfig) -> Result<()> {
         .ctx("writing a ddos block")?;
     }
     for l in &config.limits {
-        let id = vpc_id(tx, l.vpc.as_deref())?;
-        tx.execute(
-            "INSERT INTO ddos_limits (vpc_id, packets, window_ms) VALUES (?1, ?2, ?3)",
-            params![id, l.packets as i64, l.window_ms as i64],
-        )
-        .ctx("writing a ddos limit")?;
+        insert_threshold(
+            tx,
+            Threshold::SourcePackets,
+            l.vpc.as_deref(),
+            l.packets,
+            l.window_ms,
+        )?;
     }
+    for l in &config.syn_limits {
+        insert_threshold(
+            tx,
+            Threshold::DestinationSyns,
+            l.vpc.as_deref(),
+            l.syns,
+            l.window_ms,
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes (replacing) the threshold of one VPC or (None) the default.
+fn insert_threshold(
+    tx: &Connection,
+    kind: Threshold,
+    vpc: Option<&str>,
+    count: u64,
+    window_ms: u64,
+) -> Result<()> {
+    let id = vpc_id(tx, vpc)?;
+    tx.execute(
+        &format!("DELETE FROM {} WHERE vpc_id IS ?1", kind.table()),
+        [id],
+    )
+    .and_then(|_| {
+        tx.execute(
+            &format!(
+                "INSERT INTO {} (vpc_id, {}, window_ms) VALUES (?1, ?2, ?3)",
+                kind.table(),
+                kind.count_column()
+            ),
+            params![id, count as i64, window_ms as i64],
+        )
+    })
+    .ctx("writing a ddos threshold")?;
     Ok(())
 }
 
@@ -248,29 +374,43 @@ impl Store {
         packets: u64,
         window_ms: u64,
     ) -> Result<()> {
-        check_limit(vpc, packets, window_ms)?;
-        self.write("setting a ddos limit", |tx| {
-            let id = vpc_id(tx, vpc)?;
-            tx.execute("DELETE FROM ddos_limits WHERE vpc_id IS ?1", [id])
-                .ctx("setting a ddos limit")?;
-            tx.execute(
-                "INSERT INTO ddos_limits (vpc_id, packets, window_ms) VALUES (?1, ?2, ?3)",
-                params![id, packets as i64, window_ms as i64],
-            )
-            .ctx("setting a ddos limit")?;
-            Ok(())
-        })
+        self.set_ddos_threshold(Threshold::SourcePackets, vpc, packets, window_ms)
     }
 
     pub fn delete_ddos_limit(&mut self, vpc: Option<&str>) -> Result<()> {
-        self.write("deleting a ddos limit", |tx| {
+        self.delete_ddos_threshold(Threshold::SourcePackets, vpc)
+    }
+
+    /// Sets a threshold of one VPC or (None) the default.
+    pub fn set_ddos_threshold(
+        &mut self,
+        kind: Threshold,
+        vpc: Option<&str>,
+        count: u64,
+        window_ms: u64,
+    ) -> Result<()> {
+        check_threshold(kind, vpc, count, window_ms)?;
+        self.write("setting a ddos threshold", |tx| {
+            insert_threshold(tx, kind, vpc, count, window_ms)
+        })
+    }
+
+    pub fn delete_ddos_threshold(&mut self, kind: Threshold, vpc: Option<&str>) -> Result<()> {
+        self.write("deleting a ddos threshold", |tx| {
             let id = vpc_id(tx, vpc)?;
             let n = tx
-                .execute("DELETE FROM ddos_limits WHERE vpc_id IS ?1", [id])
-                .ctx("deleting a ddos limit")?;
+                .execute(
+                    &format!("DELETE FROM {} WHERE vpc_id IS ?1", kind.table()),
+                    [id],
+                )
+                .ctx("deleting a ddos threshold")?;
             if n == 0 {
                 return Err(StoreError::DdosLimitUnknown {
                     subject: subject(vpc),
+                    what: match kind {
+                        Threshold::SourcePackets => "rate threshold",
+                        Threshold::DestinationSyns => "SYN threshold",
+                    },
                 });
             }
             Ok(())
@@ -367,6 +507,55 @@ mod tests {
     }
 
     #[test]
+    fn syn_thresholds_are_set_replaced_refused_and_round_trip() {
+        let mut store = store();
+        let syn = Threshold::DestinationSyns;
+        store
+            .set_ddos_threshold(syn, Some("blue"), 100, 1000)
+            .unwrap();
+        store
+            .set_ddos_threshold(syn, Some("blue"), 50, 1000)
+            .unwrap();
+        store.set_ddos_threshold(syn, None, 500, 1000).unwrap();
+        let config = store.ddos().unwrap();
+        assert_eq!(config.syn_limits.len(), 2);
+        assert_eq!(config.syn_limits[1].syns, 50, "set replaces");
+        assert!(
+            config.limits.is_empty(),
+            "a SYN threshold is not a rate threshold"
+        );
+        let errors = [
+            store
+                .set_ddos_threshold(syn, Some("blue"), 0, 1000)
+                .unwrap_err(),
+            store.delete_ddos_threshold(syn, Some("red")).unwrap_err(),
+            store
+                .set_ddos_threshold(syn, Some("green"), 1, 1000)
+                .unwrap_err(),
+        ];
+        for (err, wanted) in errors.iter().zip([
+            "the SYN threshold of VPC \"blue\" must allow at least 1 SYN",
+            "VPC \"red\" has no SYN threshold",
+            "unknown VPC \"green\"",
+        ]) {
+            assert!(err.to_string().contains(wanted), "{err}");
+        }
+        let doc = store.export().unwrap();
+        let yaml = doc.to_yaml().unwrap();
+        assert!(yaml.contains("syn-limits:"), "{yaml}");
+        store
+            .apply(&crate::model::Topology::from_yaml(&yaml).unwrap(), true)
+            .unwrap();
+        assert_eq!(store.ddos().unwrap(), config);
+        store.delete_vpc("blue", true).unwrap();
+        assert_eq!(
+            store.ddos().unwrap().syn_limits.len(),
+            1,
+            "a VPC's threshold goes with it"
+        );
+    }
+
+    #[test]
     fn more_blocks_than_the_data_plane_holds_are_refused_before_anything_is_written() {
         let mut store = store();
         let mut doc = store.export().unwrap();
@@ -378,6 +567,7 @@ mod tests {
                 })
                 .collect(),
             limits: Vec::new(),
+            syn_limits: Vec::new(),
         });
         let err = store.apply(&doc, false).unwrap_err().to_string();
         assert!(

@@ -520,11 +520,13 @@ pub enum StoreError {
 
     // --- The ddos function ---
     #[error(
-        "the rate threshold of {subject} must allow at least 1 packet per window of 10 ms to 1 \
-         hour (got {packets} per {window_ms} ms)"
+        "the {what} of {subject} must allow at least 1 {unit} per window of 10 ms to 1 hour \
+         (got {packets} per {window_ms} ms)"
     )]
     DdosLimitRange {
         subject: String,
+        what: &'static str,
+        unit: &'static str,
         packets: u64,
         window_ms: u64,
     },
@@ -535,8 +537,8 @@ pub enum StoreError {
     #[error("{subject} does not block {cidr}; see `mizar ddos show`")]
     DdosBlockUnknown { subject: String, cidr: Ipv4Net },
 
-    #[error("{subject} has no rate threshold; see `mizar ddos show`")]
-    DdosLimitUnknown { subject: String },
+    #[error("{subject} has no {what}; see `mizar ddos show`")]
+    DdosLimitUnknown { subject: String, what: &'static str },
 
     // --- The ratelimit function ---
     #[error(

@@ -80,7 +80,7 @@ pub use chains::{
     BUILTIN_FUNCTIONS, CHAIN_STAGES, ChainEdit, ChainLinkRow, ChainSpec, MAX_CHAIN,
     MAX_FN_INSTANCES, parse_stage,
 };
-pub use ddos::{DdosBlock, DdosConfig, DdosLimit, MAX_DDOS_BLOCKS};
+pub use ddos::{DdosBlock, DdosConfig, DdosLimit, DdosSynLimit, MAX_DDOS_BLOCKS, Threshold};
 pub use error::{Kind, Names, Problems, StoreError};
 pub use ipnet::Ipv4Net;
 pub use model::{

@@ -77,6 +77,16 @@ pub enum Request {
     DeleteDdosLimit {
         vpc: Option<String>,
     },
+    /// The SYN-flood guard: at most `syns` new TCP connections per `window_ms` to one
+    /// destination of a VPC (None: the default).
+    SetDdosSynLimit {
+        vpc: Option<String>,
+        syns: u64,
+        window_ms: u64,
+    },
+    DeleteDdosSynLimit {
+        vpc: Option<String>,
+    },
     /// Sets the ratelimit function's rule of a VPC or an endpoint, for one direction.
     SetRateLimit(crate::ratelimit::RateLimit),
     DeleteRateLimit {
@@ -133,6 +143,7 @@ impl Request {
                 }
                 | Self::DeleteDdosBlock { .. }
                 | Self::DeleteDdosLimit { .. }
+                | Self::DeleteDdosSynLimit { .. }
                 | Self::DeleteRateLimit { .. }
                 | Self::DeleteAclRule { .. }
                 | Self::ClearAcl { .. }
@@ -147,6 +158,8 @@ impl Request {
                 | Self::DeleteDdosBlock { .. }
                 | Self::SetDdosLimit { .. }
                 | Self::DeleteDdosLimit { .. }
+                | Self::SetDdosSynLimit { .. }
+                | Self::DeleteDdosSynLimit { .. }
                 | Self::SetRateLimit(_)
                 | Self::DeleteRateLimit { .. }
                 | Self::AddAclRule { .. }
@@ -218,6 +231,18 @@ impl fmt::Display for Request {
             ),
             Self::DeleteDdosLimit { vpc } => {
                 write!(f, "remove the rate threshold of {}", ddos_subject(vpc))
+            }
+            Self::SetDdosSynLimit {
+                vpc,
+                syns,
+                window_ms,
+            } => write!(
+                f,
+                "guard each destination of {} above {syns} new TCP connections per {window_ms} ms",
+                ddos_subject(vpc)
+            ),
+            Self::DeleteDdosSynLimit { vpc } => {
+                write!(f, "remove the SYN threshold of {}", ddos_subject(vpc))
             }
             Self::SetRateLimit(r) => write!(
                 f,
@@ -407,6 +432,30 @@ impl Store {
             Request::DeleteDdosLimit { vpc } => {
                 self.delete_ddos_limit(vpc.as_deref())?;
                 format!("no rate threshold for {} any more", ddos_subject(vpc))
+            }
+            Request::SetDdosSynLimit {
+                vpc,
+                syns,
+                window_ms,
+            } => {
+                self.set_ddos_threshold(
+                    crate::ddos::Threshold::DestinationSyns,
+                    vpc.as_deref(),
+                    *syns,
+                    *window_ms,
+                )?;
+                format!(
+                    "each destination of {} guarded above {syns} new TCP connections per \
+                     {window_ms} ms (then only sources with an established connection)",
+                    ddos_subject(vpc)
+                )
+            }
+            Request::DeleteDdosSynLimit { vpc } => {
+                self.delete_ddos_threshold(
+                    crate::ddos::Threshold::DestinationSyns,
+                    vpc.as_deref(),
+                )?;
+                format!("no SYN threshold for {} any more", ddos_subject(vpc))
             }
             Request::SetRateLimit(rule) => {
                 self.set_rate_limit(rule)?;

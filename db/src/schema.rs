@@ -27,6 +27,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0006_ddos.sql"),
     include_str!("../migrations/0007_rate_limits.sql"),
     include_str!("../migrations/0008_acl.sql"),
+    include_str!("../migrations/0009_ddos_syn.sql"),
 ];
 
 /// The schema version this build writes: the number of migrations.
@@ -168,6 +169,7 @@ mod tests {
                 "chain_links",
                 "ddos_blocks",
                 "ddos_limits",
+                "ddos_syn_limits",
                 "endpoint_backends",
                 "endpoint_netns",
                 "endpoints",

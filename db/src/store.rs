@@ -121,6 +121,7 @@ fn sweep_orphans(tx: &Connection) -> Result<()> {
         "DELETE FROM chain_links WHERE host_id NOT IN (SELECT id FROM hosts);
          DELETE FROM ddos_blocks WHERE vpc_id IS NOT NULL AND vpc_id NOT IN (SELECT id FROM vpcs);
          DELETE FROM ddos_limits WHERE vpc_id IS NOT NULL AND vpc_id NOT IN (SELECT id FROM vpcs);
+         DELETE FROM ddos_syn_limits WHERE vpc_id IS NOT NULL AND vpc_id NOT IN (SELECT id FROM vpcs);
          DELETE FROM rate_limits WHERE vpc_id NOT IN (SELECT id FROM vpcs)
              OR (endpoint_id IS NOT NULL AND endpoint_id NOT IN (SELECT id FROM endpoints));
          DELETE FROM acl_rules WHERE vpc_id NOT IN (SELECT id FROM vpcs);

@@ -64,6 +64,23 @@ static __always_inline int ddos_blocked(__u32 vni, __u32 src)
 	return vni && bpf_map_lookup_elem(&mz_ddos_blocks, &key);
 }
 
+/* Counts one event in `key`'s window of `limit`; whether it went over. Shared by the CPUs (see
+ * ddos_over_rate). */
+static __always_inline int window_over(void *windows, const void *key,
+				       const struct mz_ddos_limit *limit, __u64 now)
+{
+	struct mz_ddos_source *seen, fresh;
+
+	seen = bpf_map_lookup_elem(windows, key);
+	if (!seen || now - seen->window_start_ns >= limit->window_ns) {
+		fresh.window_start_ns = now;
+		fresh.packets = 1;
+		bpf_map_update_elem(windows, key, &fresh, BPF_ANY);
+		return 0;
+	}
+	return __sync_fetch_and_add(&seen->packets, 1) + 1 > limit->packets;
+}
+
 /* Whether `src` went over its VPC's threshold in the current window. The count is shared by
  * the CPUs (an atomic add: only sources of a VPC with a threshold pay it), so a source spread
  * over several receive queues gets no more; two CPUs opening a window at once may each count
@@ -72,9 +89,7 @@ static __always_inline int ddos_over_rate(__u32 vni, __u32 src)
 {
 	struct mz_ddos_source_key key = { .vni = vni, .ip_be = src };
 	const struct mz_ddos_limit *limit;
-	struct mz_ddos_source *seen, fresh;
 	__u32 any = 0;
-	__u64 now;
 
 	limit = bpf_map_lookup_elem(&mz_ddos_limits, &vni);
 	if (!limit)
@@ -82,21 +97,93 @@ static __always_inline int ddos_over_rate(__u32 vni, __u32 src)
 	if (!limit || !limit->packets)
 		return 0;
 	/* The coarse clock: a tick's precision is plenty for windows of 10 ms and more. */
+	return window_over(&mz_ddos_sources, &key, limit, bpf_ktime_get_coarse_ns());
+}
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MZ_MAX_DDOS_LIMITS);
+	__type(key, __u32); /* VNI; 0 = the default */
+	__type(value, struct mz_ddos_limit); /* packets: SYNs per window, per destination */
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mz_ddos_syn_limits SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MZ_MAX_DDOS_SYN_DESTS);
+	__type(key, struct mz_ddos_source_key); /* the destination */
+	__type(value, struct mz_ddos_source);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mz_ddos_syn_dests SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MZ_MAX_DDOS_ESTABLISHED);
+	__type(key, struct mz_ddos_pair_key);
+	__type(value, __u64); /* when last seen (ns) */
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mz_ddos_established SEC(".maps");
+
+/* The TCP flags of the inner packet (FIN 1, SYN 2, RST 4, ACK 16), or -1 if it is not a
+ * first fragment of TCP with its header there. */
+static __always_inline int inner_tcp_flags(struct xdp_md *ctx, __u32 offset)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct iphdr *ip;
+	__u8 *tcp;
+
+	if (!offset || offset > 512)
+		return -1;
+	ip = data + offset;
+	if ((void *)(ip + 1) > end || ip->ihl < 5 || ip->protocol != IPPROTO_TCP ||
+	    ip->frag_off & bpf_htons(0x1fff))
+		return -1;
+	tcp = (__u8 *)ip + ip->ihl * 4;
+	if ((void *)(tcp + 14) > end)
+		return -1;
+	return tcp[13];
+}
+
+/* The SYN-flood guard: whether this packet is a SYN to drop. Remembers sources that complete
+ * handshakes with a destination of a guarded VPC. */
+static __always_inline int syn_flood(struct xdp_md *ctx, const struct mz_meta *m, __u32 vni,
+				     __u32 src)
+{
+	struct mz_ddos_pair_key pair = { .vni = vni, .src_be = src, .dst_be = m->d.inner_dst_be };
+	struct mz_ddos_source_key dest = { .vni = vni, .ip_be = m->d.inner_dst_be };
+	const struct mz_ddos_limit *limit;
+	__u32 any = 0;
+	__u64 now, *known;
+	int flags;
+
+	limit = bpf_map_lookup_elem(&mz_ddos_syn_limits, &vni);
+	if (!limit)
+		limit = bpf_map_lookup_elem(&mz_ddos_syn_limits, &any);
+	if (!limit || !limit->packets)
+		return 0;
+	flags = inner_tcp_flags(ctx, m->d.inner_ip_offset);
+	if (flags < 0)
+		return 0;
 	now = bpf_ktime_get_coarse_ns();
-	seen = bpf_map_lookup_elem(&mz_ddos_sources, &key);
-	if (!seen || now - seen->window_start_ns >= limit->window_ns) {
-		fresh.window_start_ns = now;
-		fresh.packets = 1;
-		bpf_map_update_elem(&mz_ddos_sources, &key, &fresh, BPF_ANY);
+	if ((flags & 0x12) == 0x10) {
+		known = bpf_map_lookup_elem(&mz_ddos_established, &pair);
+		if (!known || now - *known >= MZ_DDOS_ESTABLISHED_REFRESH_NS)
+			bpf_map_update_elem(&mz_ddos_established, &pair, &now, BPF_ANY);
 		return 0;
 	}
-	return __sync_fetch_and_add(&seen->packets, 1) + 1 > limit->packets;
+	if ((flags & 0x12) != 0x02 || !window_over(&mz_ddos_syn_dests, &dest, limit, now))
+		return 0;
+	known = bpf_map_lookup_elem(&mz_ddos_established, &pair);
+	return !known || now - *known >= MZ_DDOS_ESTABLISHED_NS;
 }
 
 /*
- * mz_fn_ddos: drops packets from blocked sources (reason 0) and from sources over their VPC's
- * packet-rate threshold (reason 1, until their window ends). Tenants are kept apart: a VPC's
- * rules match its own VNI only, and a source is tracked per VPC.
+ * mz_fn_ddos: drops packets from blocked sources (reason 0), from sources over their VPC's
+ * packet-rate threshold (reason 1, until their window ends), and SYNs over a destination's
+ * new-connection threshold from sources without an established connection to it (reason 2).
+ * Tenants are kept apart: a VPC's rules match its own VNI only, and sources and destinations
+ * are tracked per VPC.
  */
 SEC("xdp")
 int mz_fn_ddos(struct xdp_md *ctx)
@@ -114,6 +201,8 @@ int mz_fn_ddos(struct xdp_md *ctx)
 		return mz_fn_drop(m, MZ_DDOS_DROP_BLOCKED);
 	if (ddos_over_rate(vni, src))
 		return mz_fn_drop(m, MZ_DDOS_DROP_RATE);
+	if (vni && syn_flood(ctx, m, vni, src))
+		return mz_fn_drop(m, MZ_DDOS_DROP_SYN_FLOOD);
 	return mz_fn_next(ctx, m);
 }
 

@@ -397,6 +397,26 @@ struct mz_chain_stats {
 #define MZ_MAX_DDOS_SOURCES 65536   /* sources whose rate is tracked (LRU) */
 #define MZ_DDOS_DROP_BLOCKED 0      /* the function's drop reasons */
 #define MZ_DDOS_DROP_RATE 1
+#define MZ_DDOS_DROP_SYN_FLOOD 2
+
+/*
+ * The SYN-flood guard (same function): mz_ddos_syn_limits, keyed by VNI (0: the default), allows
+ * each destination (VNI, address) at most `syns` new TCP connections (SYN without ACK) per
+ * window (counted in mz_ddos_syn_dests, LRU); above it, a SYN is dropped unless its source has
+ * an established connection to that destination: it sent the destination a segment with ACK
+ * and without SYN (a handshake's last step) in the last MZ_DDOS_ESTABLISHED_NS, remembered in
+ * mz_ddos_established (LRU, only for VPCs with a guard).
+ */
+#define MZ_MAX_DDOS_SYN_DESTS 65536
+#define MZ_MAX_DDOS_ESTABLISHED 131072
+#define MZ_DDOS_ESTABLISHED_NS 600000000000ULL   /* 10 minutes */
+#define MZ_DDOS_ESTABLISHED_REFRESH_NS 1000000000ULL /* a known pair is rewritten once a second */
+
+struct mz_ddos_pair_key {
+	__u32 vni;
+	__u32 src_be;
+	__u32 dst_be;
+};
 
 /* mz_ddos_blocks: longest-prefix match over VNI then source (prefixlen = 32 + CIDR length). */
 struct mz_ddos_block_key {

@@ -76,9 +76,10 @@ pub const BUILTIN_FUNCTIONS: &[BuiltinFunction] = &[
     BuiltinFunction {
         name: "ddos",
         program: "mz_fn_ddos",
-        description: "drops blocked sources and sources over their VPC's packet-rate threshold \
-                      (mizar ddos)",
-        drop_reasons: &["blocked", "rate"],
+        description: "drops blocked sources, sources over their VPC's packet-rate threshold, and \
+                      SYNs over a destination's new-connection threshold from sources without an \
+                      established connection (mizar ddos)",
+        drop_reasons: &["blocked", "rate", "syn_flood"],
     },
     BuiltinFunction {
         name: "ratelimit",
@@ -136,6 +137,7 @@ pub mod maps {
     pub const DDOS_BLOCKS: &str = "mz_ddos_blocks";
     pub const DDOS_LIMITS: &str = "mz_ddos_limits";
     pub const DDOS_SOURCES: &str = "mz_ddos_sources";
+    pub const DDOS_SYN_LIMITS: &str = "mz_ddos_syn_limits";
     pub const RL_RULES: &str = "mz_rl_rules";
     pub const RL_STATE: &str = "mz_rl_state";
     pub const ACL_VPCS: &str = "mz_acl_vpcs";

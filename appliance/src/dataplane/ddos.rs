@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use aya::maps::{HashMap, LpmTrie, MapData, lpm_trie::Key};
 use mizar_ebpf::{
     abi, ip_be, ip_from_be,
-    maps::{DDOS_BLOCKS, DDOS_LIMITS},
+    maps::{DDOS_BLOCKS, DDOS_LIMITS, DDOS_SYN_LIMITS},
 };
 
 use super::{DataplaneError, Ipv4Net, PinLayout, maps::open};
@@ -19,6 +19,8 @@ pub struct DdosState {
     pub blocks: BTreeSet<(u32, Ipv4Net)>,
     /// VNI (0: the default) → (packets, window in ns).
     pub limits: BTreeMap<u32, (u64, u64)>,
+    /// The SYN-flood guard: VNI (0: the default) → (SYNs per destination, window in ns).
+    pub syn_limits: BTreeMap<u32, (u64, u64)>,
 }
 
 fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError {
@@ -31,6 +33,7 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError 
 pub struct DdosMaps {
     blocks: LpmTrie<MapData, [u32; 2], u32>,
     limits: HashMap<MapData, u32, abi::mz_ddos_limit>,
+    syn_limits: HashMap<MapData, u32, abi::mz_ddos_limit>,
 }
 
 /// The trie's key data after the prefix length: the VNI (network order) then the address.
@@ -46,6 +49,7 @@ impl DdosMaps {
         Ok(Self {
             blocks: open(pins, DDOS_BLOCKS)?,
             limits: open(pins, DDOS_LIMITS)?,
+            syn_limits: open(pins, DDOS_SYN_LIMITS)?,
         })
     }
 
@@ -63,6 +67,12 @@ impl DdosMaps {
         for entry in self.limits.iter() {
             let (vni, limit) = entry.map_err(map_err(DDOS_LIMITS))?;
             state.limits.insert(vni, (limit.packets, limit.window_ns));
+        }
+        for entry in self.syn_limits.iter() {
+            let (vni, limit) = entry.map_err(map_err(DDOS_SYN_LIMITS))?;
+            state
+                .syn_limits
+                .insert(vni, (limit.packets, limit.window_ns));
         }
         Ok(state)
     }
@@ -83,28 +93,45 @@ impl DdosMaps {
                 .map_err(map_err(DDOS_BLOCKS))?;
             changed += 1;
         }
-        for (vni, (packets, window_ns)) in &wanted.limits {
-            if current.limits.get(vni) != Some(&(*packets, *window_ns)) {
-                let value = abi::mz_ddos_limit {
-                    window_ns: *window_ns,
-                    packets: *packets,
-                };
-                self.limits
-                    .insert(vni, value, 0)
-                    .map_err(map_err(DDOS_LIMITS))?;
-                changed += 1;
-            }
-        }
-        for vni in current
-            .limits
-            .keys()
-            .filter(|v| !wanted.limits.contains_key(v))
-        {
-            self.limits.remove(vni).map_err(map_err(DDOS_LIMITS))?;
-            changed += 1;
-        }
+        changed += sync_thresholds(
+            &mut self.limits,
+            DDOS_LIMITS,
+            &current.limits,
+            &wanted.limits,
+        )?;
+        changed += sync_thresholds(
+            &mut self.syn_limits,
+            DDOS_SYN_LIMITS,
+            &current.syn_limits,
+            &wanted.syn_limits,
+        )?;
         Ok(changed)
     }
+}
+
+/// Brings a threshold map (VNI → count per window) from `current` to `wanted`.
+fn sync_thresholds(
+    map: &mut HashMap<MapData, u32, abi::mz_ddos_limit>,
+    name: &'static str,
+    current: &BTreeMap<u32, (u64, u64)>,
+    wanted: &BTreeMap<u32, (u64, u64)>,
+) -> Result<usize, DataplaneError> {
+    let mut changed = 0;
+    for (vni, (packets, window_ns)) in wanted {
+        if current.get(vni) != Some(&(*packets, *window_ns)) {
+            let value = abi::mz_ddos_limit {
+                window_ns: *window_ns,
+                packets: *packets,
+            };
+            map.insert(vni, value, 0).map_err(map_err(name))?;
+            changed += 1;
+        }
+    }
+    for vni in current.keys().filter(|v| !wanted.contains_key(v)) {
+        map.remove(vni).map_err(map_err(name))?;
+        changed += 1;
+    }
+    Ok(changed)
 }
 
 // The key layout above is the ABI's mz_ddos_block_key after its prefix length.

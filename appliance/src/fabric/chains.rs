@@ -82,6 +82,11 @@ pub fn desired_ddos(store: &Store) -> Result<DdosState, FabricError> {
             .iter()
             .filter_map(|l| Some((vni(&l.vpc)?, (l.packets, l.window_ms * 1_000_000))))
             .collect(),
+        syn_limits: config
+            .syn_limits
+            .iter()
+            .filter_map(|l| Some((vni(&l.vpc)?, (l.syns, l.window_ms * 1_000_000))))
+            .collect(),
     })
 }
 

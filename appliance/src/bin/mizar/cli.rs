@@ -604,6 +604,33 @@ pub enum DdosCommand {
     /// window ends
     #[command(subcommand)]
     Limit(DdosLimitCommand),
+    /// The SYN-flood guard: above SYNS new TCP connections per window to one destination, SYNs
+    /// from sources without an established connection to it are dropped until the window ends
+    #[command(subcommand)]
+    Syn(DdosSynCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DdosSynCommand {
+    /// At most SYNS new connections per window to any one destination, then only sources that
+    /// completed a handshake with it in the last 10 minutes
+    Set {
+        /// New TCP connections (SYNs) a destination may receive per window
+        #[arg(long)]
+        syns: u64,
+        /// The window: 1s, 100ms, ... (10 ms to 1 hour)
+        #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "WINDOW")]
+        window: std::time::Duration,
+        /// For this VPC (default: for every VPC without its own)
+        #[arg(long)]
+        vpc: Option<String>,
+    },
+    /// Remove a SYN threshold
+    Del {
+        /// The VPC whose threshold goes (default: the one for every VPC)
+        #[arg(long)]
+        vpc: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,8 +14,8 @@ use serde::Serialize;
 
 use crate::cli::{
     AclCommand, BouncerCommand, ChainCommand, Cli, Command, DdosBlockCommand, DdosCommand,
-    DdosLimitCommand, DividerCommand, EpCommand, FnCommand, Format, HostCommand, NetCommand,
-    OutputArgs, RatelimitCommand, VpcCommand,
+    DdosLimitCommand, DdosSynCommand, DividerCommand, EpCommand, FnCommand, Format, HostCommand,
+    NetCommand, OutputArgs, RatelimitCommand, VpcCommand,
 };
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -713,6 +713,12 @@ fn ddos(instance: &Instance, cmd: DdosCommand) -> anyhow::Result<()> {
             window_ms: window.as_millis() as u64,
         },
         DdosCommand::Limit(DdosLimitCommand::Del { vpc }) => Request::DeleteDdosLimit { vpc },
+        DdosCommand::Syn(DdosSynCommand::Set { syns, window, vpc }) => Request::SetDdosSynLimit {
+            vpc,
+            syns,
+            window_ms: window.as_millis() as u64,
+        },
+        DdosCommand::Syn(DdosSynCommand::Del { vpc }) => Request::DeleteDdosSynLimit { vpc },
     };
     println!("{}", instance.make(&request)?.outcome);
     Ok(())
@@ -1022,6 +1028,7 @@ fn ddos_show(instance: &Instance, output: &OutputArgs) -> anyhow::Result<()> {
         return print_json(&serde_json::json!({
             "blocks": config.blocks,
             "limits": config.limits,
+            "syn-limits": config.syn_limits,
             "placed": placed,
             "dropped": dropped,
         }));
@@ -1036,6 +1043,16 @@ fn ddos_show(instance: &Instance, output: &OutputArgs) -> anyhow::Result<()> {
                 "limit".to_owned(),
                 every(&l.vpc),
                 format!("{} packets per {} ms per source", l.packets, l.window_ms),
+            ]
+        }))
+        .chain(config.syn_limits.iter().map(|l| {
+            vec![
+                "syn".to_owned(),
+                every(&l.vpc),
+                format!(
+                    "{} new TCP connections per {} ms per destination, then established sources only",
+                    l.syns, l.window_ms
+                ),
             ]
         }))
         .collect();
