@@ -94,6 +94,7 @@ fn document(endpoints: usize) -> Topology {
         });
     }
     Topology {
+        scoped_chains: Vec::new(),
         acls: None,
         this_host: Some("gw1".into()),
         hosts,

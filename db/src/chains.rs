@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -31,7 +31,17 @@ pub const CHAIN_STAGES: [&str; 6] = [
     "ON_EGRESS",
 ];
 
-/// Functions one stage's chain holds: `MZ_MAX_CHAIN` in ebpf/include/mizar_abi.h.
+/// The stages a VPC's or an endpoint's chain can sit at: where the packet's VPC is known and
+/// checked (ON_XDP_PASS and ON_XDP_DROP can be reached before: host chains only).
+pub const SCOPED_STAGES: [&str; 4] = [
+    "ON_XDP_TX",
+    "ON_XDP_REDIRECT",
+    "ON_XDP_SCALED_EP",
+    "ON_EGRESS",
+];
+
+/// Functions one packet's chain at a stage holds, the host's, its VPC's and its endpoint's
+/// together: `MZ_MAX_CHAIN` in ebpf/include/mizar_abi.h.
 pub const MAX_CHAIN: usize = 16;
 /// Instance numbers run 1 ..= this: `MZ_MAX_FN_INSTANCES - 1` in ebpf/include/mizar_abi.h.
 pub const MAX_FN_INSTANCES: usize = 1023;
@@ -48,6 +58,32 @@ pub struct ChainLinkRow {
     pub position: usize,
     pub instance: u16,
     pub function: String,
+}
+
+/// A function placed in a VPC's chain (endpoint None) or an endpoint's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScopedChainLinkRow {
+    pub vpc: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    pub stage: String,
+    /// 1-based.
+    pub position: usize,
+    pub instance: u16,
+    pub function: String,
+}
+
+/// A VPC's chain (or one of its endpoints') at one stage, as a topology document writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ScopedChainSpec {
+    pub vpc: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    pub stage: String,
+    /// In order; empty: no function there.
+    #[serde(default)]
+    pub functions: Vec<String>,
 }
 
 /// One host's chain at one stage, as a topology document writes it.
@@ -169,12 +205,45 @@ fn write_chain(
     order: &[(Option<u16>, String)],
 ) -> Result<()> {
     let mut used: BTreeSet<u16> = conn
-        .prepare_cached("SELECT instance FROM chain_links WHERE host_id = ?1 AND stage <> ?2")
+        .prepare_cached(
+            "SELECT instance FROM chain_links WHERE host_id = ?1 AND stage <> ?2 \
+             UNION SELECT instance FROM scoped_chain_links",
+        )
         .and_then(|mut stmt| {
             stmt.query_map(params![host_id, stage], |row| row.get(0))?
                 .collect()
         })
         .ctx("reading the chains")?;
+    insert_links(
+        &mut used,
+        order,
+        |position, instance, function| {
+            conn.execute(
+                "INSERT INTO chain_links (host_id, stage, position, instance, function) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![host_id, stage, position, instance, function],
+            )
+            .map(|_| ())
+        },
+        || {
+            conn.execute(
+                "DELETE FROM chain_links WHERE host_id = ?1 AND stage = ?2",
+                params![host_id, stage],
+            )
+            .map(|_| ())
+        },
+    )?;
+    check_budget(conn)
+}
+
+/// Writes a chain's links in `order` (clearing the old ones first), giving new functions the
+/// smallest instance numbers not in `used`.
+fn insert_links(
+    used: &mut BTreeSet<u16>,
+    order: &[(Option<u16>, String)],
+    mut insert: impl FnMut(i64, u16, &str) -> rusqlite::Result<()>,
+    clear: impl FnOnce() -> rusqlite::Result<()>,
+) -> Result<()> {
     used.extend(order.iter().filter_map(|(i, _)| *i));
     let new = order.iter().filter(|(i, _)| i.is_none()).count();
     if used.len() + new > MAX_FN_INSTANCES {
@@ -183,18 +252,8 @@ fn write_chain(
             max: MAX_FN_INSTANCES,
         });
     }
-    conn.execute(
-        "DELETE FROM chain_links WHERE host_id = ?1 AND stage = ?2",
-        params![host_id, stage],
-    )
-    .ctx("changing a chain")?;
+    clear().ctx("changing a chain")?;
     let mut next_free = 1u16;
-    let mut insert = conn
-        .prepare_cached(
-            "INSERT INTO chain_links (host_id, stage, position, instance, function) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .ctx("changing a chain")?;
     for (index, (instance, function)) in order.iter().enumerate() {
         let instance = match instance {
             Some(i) => *i,
@@ -206,17 +265,195 @@ fn write_chain(
                 next_free
             }
         };
-        insert
-            .execute(params![
-                host_id,
-                stage,
-                index as i64 + 1,
-                instance,
-                function
-            ])
-            .ctx("changing a chain")?;
+        insert(index as i64 + 1, instance, function).ctx("changing a chain")?;
     }
     Ok(())
+}
+
+/// The VPC's id and the endpoint's (None: the VPC's own chain).
+fn scope_ids(conn: &Connection, vpc: &str, endpoint: Option<&str>) -> Result<(i64, Option<i64>)> {
+    let vpc_id = crate::store::vpc_id(conn, vpc, || " (chain)".to_owned())?;
+    let ep_id = endpoint
+        .map(|e| crate::store::endpoint_id(conn, vpc, e))
+        .transpose()?;
+    Ok((vpc_id, ep_id))
+}
+
+/// Writes a VPC's or an endpoint's chain at one stage (see [`write_chain`]). Its new
+/// functions take numbers no host chain and no other scoped chain uses.
+fn write_scoped_chain(
+    conn: &Connection,
+    (vpc_id, ep_id): (i64, Option<i64>),
+    stage: &str,
+    order: &[(Option<u16>, String)],
+) -> Result<()> {
+    if !SCOPED_STAGES.contains(&stage) {
+        return Err(StoreError::StageNotScoped {
+            stage: stage.to_owned(),
+        });
+    }
+    let mut used: BTreeSet<u16> = conn
+        .prepare_cached(
+            "SELECT instance FROM chain_links UNION SELECT instance FROM scoped_chain_links \
+             WHERE NOT (vpc_id = ?1 AND endpoint_id IS ?2 AND stage = ?3)",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_map(params![vpc_id, ep_id, stage], |row| row.get(0))?
+                .collect()
+        })
+        .ctx("reading the chains")?;
+    insert_links(
+        &mut used,
+        order,
+        |position, instance, function| {
+            conn.execute(
+                "INSERT INTO scoped_chain_links (vpc_id, endpoint_id, stage, position, instance, \
+             function) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![vpc_id, ep_id, stage, position, instance, function],
+            )
+            .map(|_| ())
+        },
+        || {
+            conn.execute(
+            "DELETE FROM scoped_chain_links WHERE vpc_id = ?1 AND endpoint_id IS ?2 AND stage = ?3",
+            params![vpc_id, ep_id, stage],
+        )
+        .map(|_| ())
+        },
+    )?;
+    check_budget(conn)
+}
+
+/// Refuses chains that a packet could meet more than [`MAX_CHAIN`] functions of at one stage:
+/// the longest host chain, plus the longest VPC chain with the longest endpoint chain of that
+/// VPC.
+fn check_budget(conn: &Connection) -> Result<()> {
+    let ctx = "checking the chains' length";
+    for stage in SCOPED_STAGES {
+        let host: (i64, String) = conn
+            .query_row(
+                "SELECT count(*) AS n, ifnull(h.name, '') FROM chain_links c JOIN hosts h \
+                 ON h.id = c.host_id WHERE c.stage = ?1 GROUP BY c.host_id \
+                 UNION ALL SELECT 0, '' ORDER BY n DESC LIMIT 1",
+                [stage],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .ctx(ctx)?;
+        let scoped: Option<(i64, String, i64, Option<String>)> = conn
+            .query_row(
+                "WITH own AS (SELECT vpc_id, endpoint_id, count(*) AS n FROM scoped_chain_links \
+                 WHERE stage = ?1 GROUP BY vpc_id, endpoint_id), \
+                 vpc AS (SELECT vpc_id, n FROM own WHERE endpoint_id IS NULL), \
+                 ep AS (SELECT vpc_id, endpoint_id, n FROM own WHERE endpoint_id IS NOT NULL) \
+                 SELECT ifnull(v.n, 0) + ifnull(e.n, 0) AS total, p.name, ifnull(v.n, 0), \
+                 (SELECT name FROM endpoints WHERE id = e.endpoint_id) \
+                 FROM (SELECT vpc_id FROM own GROUP BY vpc_id) o \
+                 JOIN vpcs p ON p.id = o.vpc_id \
+                 LEFT JOIN vpc v ON v.vpc_id = o.vpc_id \
+                 LEFT JOIN ep e ON e.vpc_id = o.vpc_id \
+                 ORDER BY total DESC LIMIT 1",
+                [stage],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+            .ctx(ctx)?;
+        let Some((scoped_len, vpc, vpc_len, endpoint)) = scoped else {
+            continue;
+        };
+        let total = host.0 + scoped_len;
+        if total as usize > MAX_CHAIN {
+            return Err(StoreError::ChainBudget {
+                stage: stage.to_owned(),
+                host: host.1,
+                host_len: host.0 as usize,
+                vpc,
+                vpc_len: vpc_len as usize,
+                endpoint: endpoint.unwrap_or_default(),
+                endpoint_len: (scoped_len - vpc_len) as usize,
+                max: MAX_CHAIN,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Every scoped chain row, in VPC, endpoint (the VPC's own first), stage and chain order.
+pub(crate) fn load_scoped_chains(conn: &Connection) -> Result<Vec<ScopedChainLinkRow>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT v.name, e.name, c.stage, c.position, c.instance, c.function \
+             FROM scoped_chain_links c JOIN vpcs v ON v.id = c.vpc_id \
+             LEFT JOIN endpoints e ON e.id = c.endpoint_id \
+             ORDER BY v.name, e.name IS NOT NULL, e.name, c.stage, c.position",
+        )
+        .ctx("reading the chains")?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok(ScopedChainLinkRow {
+                vpc: row.get(0)?,
+                endpoint: row.get(1)?,
+                stage: row.get(2)?,
+                position: row.get::<_, i64>(3)? as usize,
+                instance: row.get(4)?,
+                function: row.get(5)?,
+            })
+        })
+        .ctx("reading the chains")?;
+    rows.collect::<rusqlite::Result<Vec<_>>>()
+        .ctx("reading the chains")
+}
+
+/// The order of a chain after `edit`: (kept instance, function) pairs.
+fn edited(
+    stage: &str,
+    current: &[(u16, String)],
+    edit: &ChainEdit,
+) -> Result<Vec<(Option<u16>, String)>> {
+    let mut order: Vec<(Option<u16>, String)> =
+        current.iter().map(|(i, f)| (Some(*i), f.clone())).collect();
+    let position = |p: usize, len: usize| -> Result<usize> {
+        if p == 0 || p > len {
+            return Err(StoreError::ChainPosition {
+                stage: stage.to_owned(),
+                position: p,
+                len: current.len(),
+            });
+        }
+        Ok(p - 1)
+    };
+    match edit {
+        ChainEdit::Set(functions) => {
+            let rows: Vec<ChainLinkRow> = current
+                .iter()
+                .map(|(i, f)| ChainLinkRow {
+                    host: String::new(),
+                    stage: stage.to_owned(),
+                    position: 0,
+                    instance: *i,
+                    function: f.clone(),
+                })
+                .collect();
+            order = keep_instances(&rows, functions);
+        }
+        ChainEdit::Add { function, at } => {
+            let index = match at {
+                None => order.len(),
+                Some(p) => position(*p, order.len() + 1)?,
+            };
+            order.insert(index, (None, function.clone()));
+        }
+        ChainEdit::Remove { position: p } => {
+            order.remove(position(*p, order.len())?);
+        }
+        ChainEdit::Move { from, to } => {
+            let link = order.remove(position(*from, order.len())?);
+            let to = position(*to, order.len() + 1)?;
+            order.insert(to, link);
+        }
+    }
+    let functions: Vec<String> = order.iter().map(|(_, f)| f.clone()).collect();
+    check_functions(stage, &functions)?;
+    Ok(order)
 }
 
 /// `functions` with the instances of `current` kept for the functions that stay.
@@ -353,45 +590,143 @@ impl Store {
     ) -> Result<Vec<ChainLinkRow>> {
         let stage = parse_stage(stage)?;
         let host = self.chain_host(host)?;
-        let current = self.chains(Some(&host))?.remove(stage).unwrap_or_default();
-        let mut order: Vec<(Option<u16>, String)> = current
-            .iter()
-            .map(|l| (Some(l.instance), l.function.clone()))
+        let current: Vec<(u16, String)> = self
+            .chains(Some(&host))?
+            .remove(stage)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|l| (l.instance, l.function))
             .collect();
-        let position = |p: usize, len: usize| -> Result<usize> {
-            if p == 0 || p > len {
-                return Err(StoreError::ChainPosition {
-                    stage: stage.to_owned(),
-                    position: p,
-                    len: current.len(),
-                });
-            }
-            Ok(p - 1)
-        };
-        match edit {
-            ChainEdit::Set(functions) => order = keep_instances(&current, functions),
-            ChainEdit::Add { function, at } => {
-                let index = match at {
-                    None => order.len(),
-                    Some(p) => position(*p, order.len() + 1)?,
-                };
-                order.insert(index, (None, function.clone()));
-            }
-            ChainEdit::Remove { position: p } => {
-                order.remove(position(*p, order.len())?);
-            }
-            ChainEdit::Move { from, to } => {
-                let link = order.remove(position(*from, order.len())?);
-                let to = position(*to, order.len() + 1)?;
-                order.insert(to, link);
-            }
-        }
-        let functions: Vec<String> = order.iter().map(|(_, f)| f.clone()).collect();
-        check_functions(stage, &functions)?;
+        let order = edited(stage, &current, edit)?;
         self.write("changing a chain", |tx| {
             write_chain(tx, host_id(tx, &host)?, stage, &order)
         })?;
         Ok(self.chains(Some(&host))?.remove(stage).unwrap_or_default())
+    }
+
+    /// Every VPC's and endpoint's chain.
+    pub fn scoped_chains(&self) -> Result<Vec<ScopedChainLinkRow>> {
+        self.read("reading the chains", load_scoped_chains)
+    }
+
+    /// Changes a VPC's chain (endpoint None) or one of its endpoints' at one stage; returns it
+    /// as it now is.
+    pub fn edit_scoped_chain(
+        &mut self,
+        vpc: &str,
+        endpoint: Option<&str>,
+        stage: &str,
+        edit: &ChainEdit,
+    ) -> Result<Vec<ScopedChainLinkRow>> {
+        let stage = parse_stage(stage)?;
+        let mine = |r: &ScopedChainLinkRow| {
+            r.vpc == vpc && r.endpoint.as_deref() == endpoint && r.stage == stage
+        };
+        let current: Vec<(u16, String)> = self
+            .scoped_chains()?
+            .into_iter()
+            .filter(mine)
+            .map(|l| (l.instance, l.function))
+            .collect();
+        let order = edited(stage, &current, edit)?;
+        self.write("changing a chain", |tx| {
+            let ids = scope_ids(tx, vpc, endpoint)?;
+            write_scoped_chain(tx, ids, stage, &order)
+        })?;
+        Ok(self.scoped_chains()?.into_iter().filter(mine).collect())
+    }
+
+    /// The scoped chains as a topology document writes them.
+    pub fn scoped_chain_specs(&self) -> Result<Vec<ScopedChainSpec>> {
+        let mut specs: Vec<ScopedChainSpec> = Vec::new();
+        for row in self.scoped_chains()? {
+            match specs.last_mut() {
+                Some(s)
+                    if s.vpc == row.vpc && s.endpoint == row.endpoint && s.stage == row.stage =>
+                {
+                    s.functions.push(row.function);
+                }
+                _ => specs.push(ScopedChainSpec {
+                    vpc: row.vpc,
+                    endpoint: row.endpoint,
+                    stage: row.stage,
+                    functions: vec![row.function],
+                }),
+            }
+        }
+        Ok(specs)
+    }
+}
+
+/// Applies a document's scoped chains inside its transaction, as [`apply_chains`] does.
+pub(crate) fn apply_scoped_chains(
+    tx: &Connection,
+    chains: &[ScopedChainSpec],
+    prune: bool,
+    report: &mut ApplyReport,
+) -> Result<()> {
+    let current = load_scoped_chains(tx)?;
+    type Key = (String, Option<String>, &'static str);
+    let mut wanted: BTreeMap<Key, Vec<String>> = BTreeMap::new();
+    for spec in chains {
+        let stage = parse_stage(&spec.stage)?;
+        check_functions(stage, &spec.functions)?;
+        let key = (spec.vpc.clone(), spec.endpoint.clone(), stage);
+        if wanted.insert(key, spec.functions.clone()).is_some() {
+            return Err(StoreError::Duplicate {
+                kind: Kind::Chain,
+                name: stage.to_owned(),
+                scope: scope_words(&spec.vpc, spec.endpoint.as_deref()),
+            });
+        }
+    }
+    if prune {
+        for row in &current {
+            let key = (
+                row.vpc.clone(),
+                row.endpoint.clone(),
+                parse_stage(&row.stage)?,
+            );
+            wanted.entry(key).or_default();
+        }
+    }
+    for ((vpc, endpoint, stage), functions) in wanted {
+        let now: Vec<ChainLinkRow> = current
+            .iter()
+            .filter(|r| r.vpc == vpc && r.endpoint == endpoint && r.stage == stage)
+            .map(|r| ChainLinkRow {
+                host: String::new(),
+                stage: r.stage.clone(),
+                position: r.position,
+                instance: r.instance,
+                function: r.function.clone(),
+            })
+            .collect();
+        let now_names: Vec<&str> = now.iter().map(|r| r.function.as_str()).collect();
+        if now_names == functions.iter().map(String::as_str).collect::<Vec<_>>() {
+            continue;
+        }
+        let ids = scope_ids(tx, &vpc, endpoint.as_deref())?;
+        write_scoped_chain(tx, ids, stage, &keep_instances(&now, &functions))?;
+        let action = match (now.is_empty(), functions.is_empty()) {
+            (true, _) => Action::Create,
+            (false, true) => Action::Delete,
+            (false, false) => Action::Update,
+        };
+        let name = match &endpoint {
+            Some(e) => format!("{vpc}/{e}:{stage}"),
+            None => format!("{vpc}:{stage}"),
+        };
+        report.push(action, Kind::Chain, name);
+    }
+    Ok(())
+}
+
+/// " of VPC blue" or " of endpoint web1 of VPC blue".
+pub fn scope_words(vpc: &str, endpoint: Option<&str>) -> String {
+    match endpoint {
+        Some(e) => format!(" of endpoint {e:?} of VPC {vpc:?}"),
+        None => format!(" of VPC {vpc:?}"),
     }
 }
 
@@ -421,6 +756,86 @@ mod tests {
         }
         store.set_this_host("gw1", "eth0").unwrap();
         store
+    }
+
+    #[test]
+    fn vpc_and_endpoint_chains_keep_their_own_instances_and_the_budget() {
+        use crate::model::{Endpoint, Network, Vpc};
+        let mut store = store();
+        store
+            .add_vpc(&Vpc {
+                name: "blue".into(),
+                vni: 100,
+                cidr: "10.0.0.0/16".parse().unwrap(),
+            })
+            .unwrap();
+        store
+            .add_network(&Network {
+                vpc: "blue".into(),
+                name: "web".into(),
+                cidr: "10.0.1.0/24".parse().unwrap(),
+                gateway: "10.0.1.1".parse().unwrap(),
+            })
+            .unwrap();
+        let mut ep = Endpoint::simple(
+            "blue",
+            "web",
+            "web1",
+            "10.0.1.10".parse().unwrap(),
+            MacAddr([2, 0, 0, 0, 1, 10]),
+            "h2",
+        );
+        ep.labels = vec!["role=web".into()];
+        store.add_endpoint(&ep).unwrap();
+        let set = |n: usize| ChainEdit::Set(vec!["count".to_owned(); n]);
+        store.edit_chain(None, "redirect", &set(2)).unwrap();
+        let vpc = store
+            .edit_scoped_chain("blue", None, "redirect", &set(3))
+            .unwrap();
+        let ep_chain = store
+            .edit_scoped_chain("blue", Some("web1"), "redirect", &set(2))
+            .unwrap();
+        let instances: Vec<u16> = vpc.iter().chain(&ep_chain).map(|l| l.instance).collect();
+        assert_eq!(instances, [3, 4, 5, 6, 7], "never a host chain's (1, 2)");
+        // A host chain added later skips the scoped chains' numbers.
+        let tx = store.edit_chain(Some("h2"), "tx", &set(1)).unwrap();
+        assert_eq!(
+            tx[0].instance, 1,
+            "another host's own numbering, below the scoped ones"
+        );
+        let more = store.edit_chain(None, "tx", &set(1)).unwrap();
+        assert_eq!(more[0].instance, 8);
+
+        let refusals = [
+            (
+                store
+                    .edit_scoped_chain("blue", None, "pass", &set(1))
+                    .unwrap_err(),
+                "cannot sit at ON_XDP_PASS",
+            ),
+            (
+                store.edit_chain(None, "redirect", &set(12)).unwrap_err(),
+                "12 functions of host \"gw1\"'s chain, 3 of VPC \"blue\"'s and 2 of endpoint \"web1\"'s",
+            ),
+            (
+                store
+                    .edit_scoped_chain("blue", Some("web9"), "redirect", &set(1))
+                    .unwrap_err(),
+                "unknown endpoint \"web9\"",
+            ),
+        ];
+        for (err, wanted) in refusals {
+            assert!(err.to_string().contains(wanted), "{err}");
+        }
+        let before = store.scoped_chains().unwrap();
+        assert_eq!(before.len(), 5);
+        // Round trip through a document; the endpoint's chain goes with it.
+        let doc = store.export().unwrap();
+        assert_eq!(doc.scoped_chains.len(), 2);
+        store.apply(&doc, true).unwrap();
+        assert_eq!(store.scoped_chains().unwrap(), before);
+        store.delete_endpoint("blue", "web1", false).unwrap();
+        assert_eq!(store.scoped_chains().unwrap().len(), 3);
     }
 
     #[test]

@@ -518,6 +518,28 @@ pub enum StoreError {
     )]
     TooManyFunctionInstances { count: usize, max: usize },
 
+    #[error(
+        "a VPC's or an endpoint's chain cannot sit at {stage}: a packet's VPC is not known there \
+         yet; use ON_XDP_TX, ON_XDP_REDIRECT, ON_XDP_SCALED_EP or ON_EGRESS (or a host chain)"
+    )]
+    StageNotScoped { stage: String },
+
+    #[error(
+        "a packet at {stage} could meet {host_len} functions of host {host:?}'s chain, {vpc_len} \
+         of VPC {vpc:?}'s and {endpoint_len} of endpoint {endpoint:?}'s: more than the {max} a \
+         packet's chain holds (the kernel allows 33 tail calls); shorten one of them"
+    )]
+    ChainBudget {
+        stage: String,
+        host: String,
+        host_len: usize,
+        vpc: String,
+        vpc_len: usize,
+        endpoint: String,
+        endpoint_len: usize,
+        max: usize,
+    },
+
     // --- The ddos function ---
     #[error(
         "the {what} of {subject} must allow at least 1 {unit} per window of 10 ms to 1 hour \

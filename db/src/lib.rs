@@ -78,7 +78,7 @@ pub use acl::{
 pub use apply::{Action, ApplyReport, Change};
 pub use chains::{
     BUILTIN_FUNCTIONS, CHAIN_STAGES, ChainEdit, ChainLinkRow, ChainSpec, MAX_CHAIN,
-    MAX_FN_INSTANCES, parse_stage,
+    MAX_FN_INSTANCES, SCOPED_STAGES, ScopedChainLinkRow, ScopedChainSpec, parse_stage, scope_words,
 };
 pub use ddos::{DdosBlock, DdosConfig, DdosLimit, DdosSynLimit, MAX_DDOS_BLOCKS, Threshold};
 pub use error::{Kind, Names, Problems, StoreError};

@@ -324,6 +324,10 @@ pub struct Topology {
     /// leaves the chains as they are (unless pruning).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chains: Vec<crate::chains::ChainSpec>,
+    /// Function chains of VPCs and endpoints (after the host's at a stage). A document that
+    /// lists none leaves them as they are (unless pruning).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scoped_chains: Vec<crate::chains::ScopedChainSpec>,
     /// The ddos function's blocks and thresholds. Omitted: left as they are (unless pruning);
     /// given: replaced by what it says.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -118,6 +118,13 @@ pub enum Request {
     ClearAcl {
         vpc: String,
     },
+    /// A change to a VPC's chain (endpoint None) or one of its endpoints' at a stage.
+    EditScopedChain {
+        vpc: String,
+        endpoint: Option<String>,
+        stage: String,
+        edit: crate::chains::ChainEdit,
+    },
     /// A change to a host's chain at a stage (host None: this host's).
     EditChain {
         host: Option<String>,
@@ -138,6 +145,10 @@ impl Request {
                 | Self::DeleteBouncer { .. }
                 | Self::DeleteDivider { .. }
                 | Self::EditChain {
+                    edit: crate::chains::ChainEdit::Remove { .. },
+                    ..
+                }
+                | Self::EditScopedChain {
                     edit: crate::chains::ChainEdit::Remove { .. },
                     ..
                 }
@@ -281,6 +292,23 @@ impl fmt::Display for Request {
                 ..
             } => write!(f, "make the {direction} ACL default of VPC {vpc} {action}"),
             Self::ClearAcl { vpc } => write!(f, "remove the ACL of VPC {vpc}"),
+            Self::EditScopedChain {
+                vpc,
+                endpoint,
+                stage,
+                edit,
+            } => {
+                let scope = crate::chains::scope_words(vpc, endpoint.as_deref());
+                write!(
+                    f,
+                    "{}{scope}",
+                    Self::EditChain {
+                        host: None,
+                        stage: stage.clone(),
+                        edit: edit.clone(),
+                    }
+                )
+            }
             Self::EditChain { stage, edit, .. } => {
                 use crate::chains::ChainEdit;
                 match edit {
@@ -324,6 +352,11 @@ fn ddos_subject(vpc: &Option<String>) -> String {
 }
 
 /// "chain at ON_XDP_TX: count -> count", as the CLI prints a chain after a change.
+/// The stage's canonical name, or the input if it is none.
+fn parse_stage_or(stage: &str) -> &str {
+    crate::chains::parse_stage(stage).unwrap_or(stage)
+}
+
 pub fn chain_outcome(stage: &str, chain: &[crate::chains::ChainLinkRow]) -> String {
     let stage = chain.first().map_or(stage, |l| l.stage.as_str());
     if chain.is_empty() {
@@ -535,6 +568,25 @@ impl Store {
             }
             Request::EditChain { host, stage, edit } => {
                 chain_outcome(stage, &self.edit_chain(host.as_deref(), stage, edit)?)
+            }
+            Request::EditScopedChain {
+                vpc,
+                endpoint,
+                stage,
+                edit,
+            } => {
+                let chain = self.edit_scoped_chain(vpc, endpoint.as_deref(), stage, edit)?;
+                let names: Vec<&str> = chain.iter().map(|l| l.function.as_str()).collect();
+                let stage = parse_stage_or(stage);
+                format!(
+                    "chain{} at {stage}: {}",
+                    crate::chains::scope_words(vpc, endpoint.as_deref()),
+                    if names.is_empty() {
+                        "empty".to_owned()
+                    } else {
+                        names.join(" -> ")
+                    }
+                )
             }
         })
     }

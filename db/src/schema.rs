@@ -28,6 +28,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0007_rate_limits.sql"),
     include_str!("../migrations/0008_acl.sql"),
     include_str!("../migrations/0009_ddos_syn.sql"),
+    include_str!("../migrations/0010_scoped_chains.sql"),
 ];
 
 /// The schema version this build writes: the number of migrations.
@@ -177,6 +178,7 @@ mod tests {
                 "network_bouncers",
                 "networks",
                 "rate_limits",
+                "scoped_chain_links",
                 "vpc_dividers",
                 "vpcs"
             ]

@@ -560,6 +560,7 @@ impl State {
             })
             .collect();
         Topology {
+            scoped_chains: Vec::new(),
             this_host: self.this_host.clone(),
             hosts: self.hosts.values().cloned().collect(),
             vpcs,

@@ -125,6 +125,8 @@ fn sweep_orphans(tx: &Connection) -> Result<()> {
          DELETE FROM rate_limits WHERE vpc_id NOT IN (SELECT id FROM vpcs)
              OR (endpoint_id IS NOT NULL AND endpoint_id NOT IN (SELECT id FROM endpoints));
          DELETE FROM acl_rules WHERE vpc_id NOT IN (SELECT id FROM vpcs);
+         DELETE FROM scoped_chain_links WHERE vpc_id NOT IN (SELECT id FROM vpcs)
+             OR (endpoint_id IS NOT NULL AND endpoint_id NOT IN (SELECT id FROM endpoints));
          DELETE FROM acl_vpcs WHERE vpc_id NOT IN (SELECT id FROM vpcs);",
     )
     .ctx("removing the rules of removed objects")
@@ -1214,6 +1216,7 @@ impl Store {
     pub fn export(&self) -> Result<Topology> {
         let mut doc = self.snapshot()?;
         doc.chains = self.chain_specs()?;
+        doc.scoped_chains = self.scoped_chain_specs()?;
         doc.ddos = Some(self.ddos()?).filter(|d| *d != crate::ddos::DdosConfig::default());
         doc.rate_limits = Some(self.rate_limits()?).filter(|r| !r.is_empty());
         doc.acls = Some(crate::acl::export_acls(&self.acls()?)).filter(|a| !a.is_empty());
@@ -1261,6 +1264,7 @@ impl Store {
         }
         let mut report = write_diff(&tx, &current, &mut ids, &desired)?;
         crate::chains::apply_chains(&tx, &doc.chains, prune, &mut report)?;
+        crate::chains::apply_scoped_chains(&tx, &doc.scoped_chains, prune, &mut report)?;
         match (&doc.ddos, prune) {
             (Some(ddos), _) => crate::ddos::replace_ddos(&tx, ddos)?,
             (None, true) => crate::ddos::replace_ddos(&tx, &crate::ddos::DdosConfig::default())?,

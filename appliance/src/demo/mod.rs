@@ -270,6 +270,7 @@ impl DemoSpec {
         Self {
             lab,
             topology: Topology {
+                scoped_chains: Vec::new(),
                 acls: None,
                 this_host: None,
                 hosts,
