@@ -238,3 +238,80 @@ fn a_reload_of_the_programs_is_republished_to_the_new_ones() {
         "kept across the reload"
     );
 }
+
+/// Chains of a VPC and of an endpoint run after the host's, in that order, for that VPC's (and
+/// endpoint's) packets only; a stage with scoped chains alone is armed, and disarmed when they
+/// go.
+#[test]
+fn vpc_and_endpoint_chains_run_after_the_hosts_for_their_packets_only() {
+    use mizar::dataplane::{DdosMaps, DdosState};
+    use std::collections::BTreeMap;
+
+    let mut world = World::bouncer("chains-scoped");
+    world.vpc(VNI_B, false, &DIVIDERS);
+    world.network(VNI_B, true, &[SELF]);
+    world.local_endpoint(
+        VNI_B,
+        LOCAL_EP,
+        mizar::packet::MacAddr([2, 0xbb, 0, 0, 0, 3]),
+        8,
+        false,
+    );
+    let mut c = chains(&world);
+    let stage = Stage::OnXdpRedirect;
+    // Scoped chains only: VPC A's (count, instance 2), LOCAL_EP's of A (ddos, instance 3).
+    let scoped: BTreeMap<_, _> = [
+        ((stage, VNI, None), links(&[2])),
+        (
+            (stage, VNI, Some(LOCAL_EP)),
+            vec![ChainLink {
+                instance: 3,
+                function: "ddos".into(),
+            }],
+        ),
+    ]
+    .into();
+    assert_eq!(c.publish_scoped(&scoped).unwrap(), 2);
+    assert!(
+        c.publish(stage, &[]).unwrap(),
+        "armed for the scoped chains"
+    );
+    assert!(c.live(stage).unwrap().armed);
+    let packets = |c: &Chains, i: u16| c.function_stats(i).unwrap().packets();
+
+    // A's packet to LOCAL_EP meets both; B's, with the same addresses, neither.
+    world
+        .run(&packet_to(VNI, LOCAL_EP))
+        .expect(XDP_REDIRECT, abi::MZ_DELIVER_LOCAL, stage);
+    world
+        .run(&packet_to(VNI_B, LOCAL_EP))
+        .expect(XDP_REDIRECT, abi::MZ_DELIVER_LOCAL, stage);
+    assert_eq!((packets(&c, 2), packets(&c, 3)), (1, 1));
+
+    // With a host chain (instance 1) too, the order is host, VPC, endpoint: the endpoint's
+    // ddos drops what the two before it counted.
+    assert!(c.publish(stage, &links(&[1])).unwrap());
+    DdosMaps::open(world.instance.dataplane.pins())
+        .unwrap()
+        .sync(&DdosState {
+            blocks: [(VNI, format!("{SENDER_EP}/32").parse().unwrap())].into(),
+            ..DdosState::default()
+        })
+        .unwrap();
+    assert_eq!(world.run(&packet_to(VNI, LOCAL_EP)).verdict, XDP_DROP);
+    assert_eq!((packets(&c, 1), packets(&c, 2), packets(&c, 3)), (1, 2, 2));
+    assert_eq!(c.function_stats(3).unwrap().drops(), 1);
+    assert_eq!(world.run(&packet_to(VNI_B, LOCAL_EP)).verdict, XDP_REDIRECT);
+    assert_eq!(
+        (packets(&c, 1), packets(&c, 2)),
+        (2, 2),
+        "B: the host's chain only"
+    );
+
+    // The scoped chains go; with the host's emptied too, the stage is disarmed.
+    assert_eq!(c.publish_scoped(&BTreeMap::new()).unwrap(), 2);
+    assert!(c.publish(stage, &[]).unwrap());
+    assert!(!c.live(stage).unwrap().armed);
+    assert_eq!(world.run(&packet_to(VNI, LOCAL_EP)).verdict, XDP_REDIRECT);
+    assert_eq!(packets(&c, 2), 2);
+}

@@ -588,3 +588,103 @@ fn a_syn_flood_from_one_source_is_cut_while_an_established_client_keeps_connecti
     );
     assert_eq!(shown["syn-limits"][0]["syns"], 20, "{shown}");
 }
+
+#[test]
+fn an_endpoints_chain_acts_on_its_packets_only_and_chain_show_gives_the_effective_chain() {
+    common::require_root();
+    let _one = one_at_a_time();
+    let fabric = Demo::build(DemoSpec::new(&unique_prefix()), Path::new(MIZAR))
+        .unwrap_or_else(|err| panic!("build the fabric: {err}"));
+    // h3 hosts b-db1 (blue) and r-web1 (red); the pingers b-web2 and r-web2 share 10.0.1.11.
+    let host = fabric.endpoint("b-db1").host;
+    let wait = Duration::from_secs(2);
+    let b_db1 = fabric.endpoint("b-db1").ip;
+    let r_web1 = fabric.endpoint("r-web1").ip;
+    let ok = |args: &[&str]| fabric.mizar_ok(&host, args).unwrap();
+    ok(&["chain", "add", "--stage", "redirect", "count"]);
+    ok(&[
+        "chain", "add", "--stage", "redirect", "--vpc", "blue", "count",
+    ]);
+    ok(&[
+        "chain", "add", "--stage", "redirect", "--vpc", "blue", "--ep", "b-db1", "ddos",
+    ]);
+    ok(&["ddos", "block", "add", "10.0.1.11/32", "--vpc", "blue"]);
+
+    let blocked = ping(fabric.ns("b-web2"), b_db1, 3, Duration::from_millis(700)).unwrap();
+    assert!(
+        blocked.none_answered(),
+        "b-db1's chain drops blue's 10.0.1.11: {blocked}"
+    );
+    let red = ping(fabric.ns("r-web2"), r_web1, 3, wait).unwrap();
+    assert!(
+        red.all_answered(),
+        "red's endpoint has no such chain: {red}"
+    );
+
+    let shown: Vec<serde_json::Value> = serde_json::from_str(&ok(&[
+        "chain", "show", "--stage", "redirect", "--vpc", "blue", "--ep", "b-db1", "--json",
+    ]))
+    .unwrap();
+    let order: Vec<(String, u64, String)> = shown
+        .iter()
+        .map(|f| {
+            (
+                f["scope"].as_str().unwrap().to_owned(),
+                f["position"].as_u64().unwrap(),
+                f["function"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("host".to_owned(), 1, "count".to_owned()),
+            ("vpc:blue".to_owned(), 2, "count".to_owned()),
+            ("ep:blue/b-db1".to_owned(), 3, "ddos".to_owned()),
+        ],
+        "host, then VPC, then endpoint"
+    );
+    assert!(shown[2]["dropped"].as_u64().unwrap() >= 3, "{shown:?}");
+
+    // The budget: 15 more on the host would make 18 for b-db1's packets; a stage before the
+    // VPC is known takes no VPC chain.
+    let sixteen: Vec<&str> = ["chain", "set", "--stage", "redirect"]
+        .into_iter()
+        .chain(["count"; 16])
+        .collect();
+    for (args, wanted) in [
+        (sixteen, "more than the 16 a packet's chain holds"),
+        (
+            vec!["chain", "add", "--stage", "pass", "--vpc", "blue", "count"],
+            "cannot sit at ON_XDP_PASS",
+        ),
+        (
+            vec![
+                "chain", "add", "--stage", "redirect", "--vpc", "blue", "--ep", "nope", "count",
+            ],
+            "unknown endpoint \"nope\"",
+        ),
+    ] {
+        let out = fabric.mizar(&host, &args).unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(wanted),
+            "{args:?}: {stderr}"
+        );
+    }
+    let exported = ok(&["export"]);
+    assert!(
+        exported.contains("scoped-chains:") && exported.contains("endpoint: b-db1"),
+        "{exported}"
+    );
+
+    ok(&[
+        "chain", "del", "--stage", "redirect", "--vpc", "blue", "--ep", "b-db1", "1",
+    ]);
+    assert!(
+        ping(fabric.ns("b-web2"), b_db1, 2, wait)
+            .unwrap()
+            .all_answered(),
+        "the endpoint's chain is gone"
+    );
+}

@@ -364,12 +364,14 @@ fn check_budget(conn: &Connection) -> Result<()> {
         if total as usize > MAX_CHAIN {
             return Err(StoreError::ChainBudget {
                 stage: stage.to_owned(),
-                host: host.1,
-                host_len: host.0 as usize,
-                vpc,
-                vpc_len: vpc_len as usize,
-                endpoint: endpoint.unwrap_or_default(),
-                endpoint_len: (scoped_len - vpc_len) as usize,
+                counts: format!(
+                    "{} functions of host {:?}'s chain, {vpc_len} of VPC {vpc:?}'s and {} of \
+                     endpoint {:?}'s",
+                    host.0,
+                    host.1,
+                    scoped_len - vpc_len,
+                    endpoint.unwrap_or_default()
+                ),
                 max: MAX_CHAIN,
             });
         }

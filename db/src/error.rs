@@ -525,18 +525,13 @@ pub enum StoreError {
     StageNotScoped { stage: String },
 
     #[error(
-        "a packet at {stage} could meet {host_len} functions of host {host:?}'s chain, {vpc_len} \
-         of VPC {vpc:?}'s and {endpoint_len} of endpoint {endpoint:?}'s: more than the {max} a \
-         packet's chain holds (the kernel allows 33 tail calls); shorten one of them"
+        "a packet at {stage} could meet {counts}: more than the {max} a packet's chain holds \
+         (the kernel allows 33 tail calls); shorten one of them"
     )]
     ChainBudget {
         stage: String,
-        host: String,
-        host_len: usize,
-        vpc: String,
-        vpc_len: usize,
-        endpoint: String,
-        endpoint_len: usize,
+        /// "N functions of host H's chain, N of VPC V's and N of endpoint E's".
+        counts: String,
         max: usize,
     },
 

@@ -249,8 +249,27 @@ static __always_inline struct mz_meta *chain_meta(struct xdp_md *ctx, __u32 stag
 	return m;
 }
 
+/* Appends a scoped plan to the packet's chain (the appliance keeps the sum within
+ * MZ_MAX_CHAIN; what would go past it is left out). */
+static __always_inline void append_plan(struct mz_meta *m, const struct mz_chain *plan)
+{
+	__u32 len = m->chain_len;
+
+	if (!plan)
+		return;
+#pragma unroll
+	for (__u32 i = 0; i < MZ_MAX_CHAIN; i++) {
+		if (i >= plan->len || len >= MZ_MAX_CHAIN)
+			break;
+		m->chain[len & (MZ_MAX_CHAIN - 1)] = plan->slots[i];
+		m->instance[len & (MZ_MAX_CHAIN - 1)] = plan->instance[i];
+		len++;
+	}
+	m->chain_len = len;
+}
+
 /* The chain's entry, one per generation: copies the stage's plan of that generation into the
- * packet's metadata and starts it. */
+ * packet's metadata, then the plans of the packet's VPC and endpoint, and starts it. */
 static __always_inline int chain_entry(struct xdp_md *ctx, __u32 generation)
 {
 	struct mz_meta *m = mz_fn_meta();
@@ -274,8 +293,19 @@ static __always_inline int chain_entry(struct xdp_md *ctx, __u32 generation)
 		m->chain_len = plan->len;
 		__builtin_memcpy(m->chain, plan->slots, sizeof(m->chain));
 		__builtin_memcpy(m->instance, plan->instance, sizeof(m->instance));
+	}
+	/* Then the VPC's chain, then the endpoint's, where the VPC is known and checked. */
+	if (m->d.vni && stage != MZ_STAGE_ON_XDP_PASS && stage != MZ_STAGE_ON_XDP_DROP) {
+		struct mz_scope_key key = { .point = stage, .vni = m->d.vni, .ip_be = 0 };
+
+		append_plan(m, bpf_map_lookup_elem(&mz_scoped_chains, &key));
+		key.ip_be = stage == MZ_CHAIN_EGRESS ? m->d.inner_src_be : m->d.inner_dst_be;
+		if (key.ip_be)
+			append_plan(m, bpf_map_lookup_elem(&mz_scoped_chains, &key));
+	}
+	if (m->chain_len > 0) {
 		m->clock_ns = (++m->sample_tick & (MZ_FN_SAMPLE_EVERY - 1)) ? 0 : bpf_ktime_get_ns();
-		bpf_tail_call(ctx, &mz_functions, m->chain[0]);
+		mz_fn_call(ctx, m->chain[0]);
 		return mz_fn_chain_failed(ctx, m);
 	}
 	bpf_tail_call(ctx, &mz_stage_exit, mz_fn_exit_slot(m));

@@ -317,6 +317,27 @@ struct mz_member {
 #define MZ_FN_DROP_REASONS 8     /* reasons a function may drop with: 0 .. 7, named by the function */
 #define MZ_FN_SAMPLE_EVERY 64    /* 1 packet in this many, per CPU, has its functions timed */
 
+/*
+ * Chains of VPCs and endpoints: mz_scoped_chains, keyed by (point, VNI, endpoint address; 0:
+ * the VPC's own), holds plans whose slots are in mz_fn_programs (flagged MZ_FN_SHARED_SLOT):
+ * one slot per function program, shared by every scoped chain. At a chain's entry the packet's
+ * plan is the host's, then its VPC's, then its endpoint's (the destination's at transit's
+ * stages, the sender's at ON_EGRESS): MZ_MAX_CHAIN functions at most in all (the appliance
+ * refuses more). A scoped plan is replaced as a whole (one update of a map whose elements are
+ * freed after a grace period), and the packet copies it on entry: it runs one version.
+ * Points where the VNI is not known or checked yet (ON_XDP_PASS, ON_XDP_DROP) run the host's
+ * chain only.
+ */
+#define MZ_MAX_SCOPED_CHAINS 16384
+#define MZ_FN_PROGRAMS 64
+#define MZ_FN_SHARED_SLOT 0x8000
+
+struct mz_scope_key {
+	__u32 point;          /* enum mz_stage, or MZ_CHAIN_EGRESS */
+	__u32 vni;
+	__u32 ip_be;          /* the endpoint; 0: the VPC */
+};
+
 /* What applying the decision takes (besides returning the verdict). */
 enum mz_action {
 	MZ_ACTION_VERDICT = 0,        /* nothing: XDP_PASS or XDP_DROP as it stands */

@@ -43,6 +43,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mz_functions SEC(".maps");
 
+/* One slot per function program, for the chains of VPCs and endpoints (slots flagged
+ * MZ_FN_SHARED_SLOT in a plan). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, MZ_FN_PROGRAMS);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mz_fn_programs SEC(".maps");
+
 /* The exits: transit's (MZ_EXIT_TRANSIT) and egress's (MZ_EXIT_EGRESS). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
@@ -118,6 +128,15 @@ static __always_inline int mz_fn_chain_failed(struct xdp_md *ctx, const struct m
 	return m->d.action == MZ_ACTION_VERDICT ? (int)m->d.verdict : XDP_DROP;
 }
 
+/* Tail-calls the function in `slot` of a plan (returns only if that fails). */
+static __always_inline void mz_fn_call(struct xdp_md *ctx, __u32 slot)
+{
+	if (slot & MZ_FN_SHARED_SLOT)
+		bpf_tail_call(ctx, &mz_fn_programs, slot & (MZ_FN_SHARED_SLOT - 1));
+	else
+		bpf_tail_call(ctx, &mz_functions, slot);
+}
+
 /* Hands the packet to the next function of the chain, or to the stage's exit after the last. */
 static __always_inline int mz_fn_next(struct xdp_md *ctx, struct mz_meta *m)
 {
@@ -131,7 +150,7 @@ static __always_inline int mz_fn_next(struct xdp_md *ctx, struct mz_meta *m)
 	pos = m->chain_pos + 1;
 	m->chain_pos = pos;
 	if (pos < m->chain_len && pos < MZ_MAX_CHAIN) {
-		bpf_tail_call(ctx, &mz_functions, m->chain[pos]);
+		mz_fn_call(ctx, m->chain[pos]);
 		return mz_fn_chain_failed(ctx, m);
 	}
 	bpf_tail_call(ctx, &mz_stage_exit, mz_fn_exit_slot(m));

@@ -133,6 +133,8 @@ pub mod maps {
     pub const FN_STATS: &str = "mz_fn_stats";
     pub const CHAIN_STATS: &str = "mz_chain_stats";
     pub const CHAINS: &str = "mz_chains";
+    pub const SCOPED_CHAINS: &str = "mz_scoped_chains";
+    pub const FN_PROGRAMS: &str = "mz_fn_programs";
     pub const EGRESS_STAGE: &str = "mz_egress_stage";
     pub const DDOS_BLOCKS: &str = "mz_ddos_blocks";
     pub const DDOS_LIMITS: &str = "mz_ddos_limits";
@@ -168,6 +170,7 @@ unsafe impl aya::Pod for abi::mz_learned_cache_entry {}
 unsafe impl aya::Pod for abi::mz_member_key {}
 unsafe impl aya::Pod for abi::mz_member {}
 unsafe impl aya::Pod for abi::mz_chain {}
+unsafe impl aya::Pod for abi::mz_scope_key {}
 unsafe impl aya::Pod for abi::mz_fn_stats {}
 unsafe impl aya::Pod for abi::mz_chain_stats {}
 unsafe impl aya::Pod for abi::mz_meta {}

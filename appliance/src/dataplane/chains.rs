@@ -18,22 +18,46 @@
 //! `mz_config` (`MZ_HOST_STAGE_ARMED`): an empty stage costs one test of a loaded word. The bit
 //! is set after the first plan is live and cleared before the last is removed; in between, an
 //! armed stage with an empty plan goes straight to the exit, which applies the decision.
+//!
+//! # Chains of VPCs and endpoints
+//!
+//! Their plans live in `mz_scoped_chains` by (stage, VNI, endpoint address or 0) and name
+//! program slots of `mz_fn_programs`, one per built-in function, shared by all of them: the
+//! entry program appends the packet's VPC plan and endpoint plan to the host's. A scoped plan
+//! is replaced by one map update (the map is not preallocated: the old value is freed after a
+//! grace period) and copied by the packet on entry, so it too runs one version. A stage with
+//! scoped plans is armed even when its host chain is empty.
 
 use std::{
     collections::BTreeMap,
     io,
+    net::Ipv4Addr,
     os::fd::{AsFd, AsRawFd},
 };
 
 use aya::{
-    maps::{Array, MapData, PerCpuArray, ProgramArray},
+    maps::{Array, HashMap, MapData, PerCpuArray, ProgramArray},
     programs::Xdp,
 };
 use aya_obj::programs::XdpAttachType;
 use mizar_ebpf::{
-    CHAIN_ENTRY_PROGRAMS, FN_PROG_SLOTS, abi,
-    maps::{CHAIN_STATS, CHAINS, CONFIG, EGRESS_STAGE, FN_STATS, FUNCTIONS, STAGES},
+    BUILTIN_FUNCTIONS, CHAIN_ENTRY_PROGRAMS, FN_PROG_SLOTS, abi, ip_be,
+    maps::{
+        CHAIN_STATS, CHAINS, CONFIG, EGRESS_STAGE, FN_PROGRAMS, FN_STATS, FUNCTIONS, SCOPED_CHAINS,
+        STAGES,
+    },
 };
+
+/// A scoped chain's place: its stage, its VPC's VNI, and its endpoint (None: the VPC's own).
+pub type ScopeKey = (Stage, u32, Option<Ipv4Addr>);
+
+fn raw_scope((stage, vni, ep): &ScopeKey) -> abi::mz_scope_key {
+    abi::mz_scope_key {
+        point: stage.slot(),
+        vni: *vni,
+        ip_be: ep.map_or(0, ip_be),
+    }
+}
 
 use super::{DataplaneError, PinLayout, Stage, maps::open, rcu};
 
@@ -171,6 +195,8 @@ pub struct Chains {
     config: Array<MapData, abi::mz_host_config>,
     fn_stats: PerCpuArray<MapData, abi::mz_fn_stats>,
     chain_stats: PerCpuArray<MapData, abi::mz_chain_stats>,
+    fn_programs: ProgramArray<MapData>,
+    scoped: HashMap<MapData, abi::mz_scope_key, abi::mz_chain>,
     entry_ids: [u32; 2],
 }
 
@@ -198,6 +224,8 @@ impl Chains {
             config: open(pins, CONFIG)?,
             fn_stats: open(pins, FN_STATS)?,
             chain_stats: open(pins, CHAIN_STATS)?,
+            fn_programs: open(pins, FN_PROGRAMS)?,
+            scoped: open(pins, SCOPED_CHAINS)?,
             entry_ids,
         })
     }
@@ -259,15 +287,103 @@ impl Chains {
 
     /// Whether `stage` runs exactly `links` with the programs pinned now.
     pub fn is_live(&self, stage: Stage, links: &[ChainLink]) -> Result<bool, DataplaneError> {
-        self.runs(&self.live(stage)?, links)
+        let armed = !links.is_empty() || self.scoped_at(stage)?;
+        self.runs(&self.live(stage)?, links, armed)
     }
 
-    /// Whether what runs (`live`) is `links` with the programs pinned now.
-    fn runs(&self, live: &LiveChain, links: &[ChainLink]) -> Result<bool, DataplaneError> {
-        let entry_current = live.generation.is_some() || links.is_empty();
-        Ok(entry_current
-            && live.armed != links.is_empty()
-            && live.links == self.wanted_ids(links)?)
+    /// Whether what runs (`live`) is `links` with the programs pinned now, armed or not.
+    fn runs(
+        &self,
+        live: &LiveChain,
+        links: &[ChainLink],
+        armed: bool,
+    ) -> Result<bool, DataplaneError> {
+        let entry_current = live.generation.is_some() || !armed;
+        Ok(entry_current && live.armed == armed && live.links == self.wanted_ids(links)?)
+    }
+
+    /// The scoped plans the kernel holds.
+    pub fn scoped_live(&self) -> Result<BTreeMap<ScopeKey, abi::mz_chain>, DataplaneError> {
+        let mut out = BTreeMap::new();
+        for entry in self.scoped.iter() {
+            let (k, plan) = entry.map_err(map_err(SCOPED_CHAINS))?;
+            let Some(stage) = super::CHAIN_POINTS.iter().find(|s| s.slot() == k.point) else {
+                continue;
+            };
+            let ep = (k.ip_be != 0).then(|| mizar_ebpf::ip_from_be(k.ip_be));
+            out.insert((*stage, k.vni, ep), plan);
+        }
+        Ok(out)
+    }
+
+    /// Whether a VPC or an endpoint has a chain at `stage`.
+    fn scoped_at(&self, stage: Stage) -> Result<bool, DataplaneError> {
+        Ok(self.scoped_live()?.keys().any(|(s, _, _)| *s == stage))
+    }
+
+    /// Makes the chains of VPCs and endpoints `wanted` (each replaced as a whole); returns how
+    /// many changed. Stages are armed or disarmed by [`Self::publish`], which runs after.
+    pub fn publish_scoped(
+        &mut self,
+        wanted: &BTreeMap<ScopeKey, Vec<ChainLink>>,
+    ) -> Result<usize, DataplaneError> {
+        // One slot per built-in program; written before any plan names it.
+        for (index, f) in BUILTIN_FUNCTIONS.iter().enumerate() {
+            let role = function_pin(f.name);
+            let prog = pinned_program(&self.pins, &role)?;
+            let fd = prog
+                .fd()
+                .map_err(|err| DataplaneError::Invalid(format!("the {role} program: {err}")))?;
+            self.fn_programs
+                .set(index as u32, fd, 0)
+                .map_err(map_err(FN_PROGRAMS))?;
+        }
+        let current = self.scoped_live()?;
+        let mut changed = 0;
+        for (key, links) in wanted {
+            let mut plan = abi::mz_chain {
+                len: links.len().min(abi::MZ_MAX_CHAIN as usize) as u32,
+                seq: current.get(key).map_or(1, |p| p.seq.wrapping_add(1)),
+                ..abi::mz_chain::default()
+            };
+            for (position, link) in links.iter().take(abi::MZ_MAX_CHAIN as usize).enumerate() {
+                let index = BUILTIN_FUNCTIONS
+                    .iter()
+                    .position(|f| f.name == link.function)
+                    .ok_or_else(|| {
+                        DataplaneError::Invalid(format!("unknown function {:?}", link.function))
+                    })?;
+                plan.slots[position] = index as u16 | abi::MZ_FN_SHARED_SLOT as u16;
+                plan.instance[position] = link.instance;
+            }
+            if let Some(old) = current.get(key) {
+                let same =
+                    old.len == plan.len && old.slots == plan.slots && old.instance == plan.instance;
+                if same {
+                    continue;
+                }
+            }
+            let before: Vec<u16> = current
+                .get(key)
+                .map(|p| p.instance[..p.len.min(abi::MZ_MAX_CHAIN) as usize].to_vec())
+                .unwrap_or_default();
+            for link in links {
+                if !before.contains(&link.instance) {
+                    self.reset_stats(link.instance)?;
+                }
+            }
+            self.scoped
+                .insert(raw_scope(key), plan, 0)
+                .map_err(map_err(SCOPED_CHAINS))?;
+            changed += 1;
+        }
+        for key in current.keys().filter(|k| !wanted.contains_key(k)) {
+            self.scoped
+                .remove(&raw_scope(key))
+                .map_err(map_err(SCOPED_CHAINS))?;
+            changed += 1;
+        }
+        Ok(changed)
     }
 
     /// Makes `stage` run `links`, as a whole new generation (see the module documentation).
@@ -292,7 +408,8 @@ impl Chains {
             )));
         }
         let live = self.live(stage)?;
-        if self.runs(&live, links)? {
+        let armed = !links.is_empty() || self.scoped_at(stage)?;
+        if self.runs(&live, links, armed)? {
             return Ok(false);
         }
         let next = match live.generation {
@@ -344,7 +461,7 @@ impl Chains {
                 .set(stage.slot(), fd, 0)
                 .map_err(map_err(STAGES))?,
         }
-        self.arm(stage, !links.is_empty())?;
+        self.arm(stage, armed)?;
 
         // No packet runs the old generation once a grace period has passed.
         rcu::synchronize()?;

@@ -19,7 +19,7 @@ pub const XDP_REDIRECT: u32 = 4;
 
 /// A pipeline stage: a slot of the stage program array; and ON_EGRESS, the endpoint-egress
 /// program's single chain point (no stage counter of its own).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Stage {
     OnXdpTx,
     OnXdpPass,

@@ -37,7 +37,7 @@ pub use acl::{
     compile as compile_acl, judge_in_order as acl_judge_in_order,
 };
 pub use bpffs::{PinLayout, ensure_bpffs};
-pub use chains::{ChainLink, ChainStats, Chains, FunctionStats, LiveChain, function_pin};
+pub use chains::{ChainLink, ChainStats, Chains, FunctionStats, LiveChain, ScopeKey, function_pin};
 pub use counters::{
     CHAIN_POINTS, Counter, CounterValue, Counters, STAGES, Stage, XDP_ABORTED, XDP_DROP, XDP_PASS,
     XDP_REDIRECT, XDP_TX, reason_outcome,

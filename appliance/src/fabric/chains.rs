@@ -2,13 +2,13 @@
 //! plane publishes it as a whole generation (`dataplane::chains`). A change is checked against
 //! what the data plane can run before the store commits it.
 
-use mizar_db::{ChainEdit, ChainLinkRow, Store};
+use mizar_db::{ChainEdit, ChainLinkRow, ScopedChainLinkRow, Store};
 use mizar_ebpf::BUILTIN_FUNCTIONS;
 
 use super::{FabricError, Instance};
 use crate::dataplane::{
     CHAIN_POINTS, ChainLink, Chains, DataplaneError, DdosMaps, DdosState, FunctionStats, LiveChain,
-    RateKey, RateLimitMaps, RateRule, Stage, function_pin,
+    RateKey, RateLimitMaps, RateRule, ScopeKey, Stage, function_pin,
 };
 
 // The store refuses what the data plane could not hold: its limits must be the ABI's, and the
@@ -125,15 +125,51 @@ pub fn desired_rate_limits(
     Ok(out)
 }
 
+/// The chains of VPCs and endpoints as the data plane keys them (a VPC or endpoint that is
+/// gone is left out).
+pub fn desired_scoped_chains(
+    store: &Store,
+) -> Result<std::collections::BTreeMap<ScopeKey, Vec<ChainLink>>, FabricError> {
+    let vnis: std::collections::BTreeMap<String, u32> =
+        store.vpcs()?.into_iter().map(|v| (v.name, v.vni)).collect();
+    let mut out: std::collections::BTreeMap<ScopeKey, Vec<ChainLink>> = Default::default();
+    for row in store.scoped_chains()? {
+        let Some(&vni) = vnis.get(&row.vpc) else {
+            continue;
+        };
+        let Some(stage) = CHAIN_POINTS.iter().copied().find(|s| s.name() == row.stage) else {
+            continue;
+        };
+        let ep = match &row.endpoint {
+            Some(name) => Some(store.endpoint(&row.vpc, name)?.ip),
+            None => None,
+        };
+        out.entry((stage, vni, ep)).or_default().push(ChainLink {
+            instance: row.instance,
+            function: row.function,
+        });
+    }
+    Ok(out)
+}
+
 /// One stage: its functions from the store with their counters, and what the kernel runs there
 /// (None while the data plane is down).
 #[derive(Debug, Clone)]
 pub struct StageChain {
     pub stage: Stage,
     pub links: Vec<ChainLinkStatus>,
+    /// The chains of VPCs and endpoints at this stage, run after the host's.
+    pub scoped: Vec<ScopedLinkStatus>,
     pub live: Option<LiveChain>,
     /// Packets whose chain could not run to its end (a failed tail call).
     pub failed: u64,
+}
+
+/// One function of a VPC's or an endpoint's chain, with its counters when the data plane is up.
+#[derive(Debug, Clone)]
+pub struct ScopedLinkStatus {
+    pub link: ScopedChainLinkRow,
+    pub stats: Option<FunctionStats>,
 }
 
 /// One function of a chain as it runs: the store's row, and its counters when the data plane
@@ -169,6 +205,25 @@ impl Instance {
             }
         }
         let chain = store.edit_chain(host, stage, edit)?;
+        if self.is_up() {
+            self.publish_chains(&store)
+                .map_err(|err| FabricError::Behind(Box::new(err)))?;
+        }
+        Ok(chain)
+    }
+
+    /// Changes a VPC's or an endpoint's chain at one stage and, with the data plane up,
+    /// publishes the chains.
+    pub fn edit_scoped_chain(
+        &self,
+        vpc: &str,
+        endpoint: Option<&str>,
+        stage: &str,
+        edit: &ChainEdit,
+    ) -> Result<Vec<ScopedChainLinkRow>, FabricError> {
+        let _lock = self.lock()?;
+        let mut store = self.existing_store()?;
+        let chain = store.edit_scoped_chain(vpc, endpoint, stage, edit)?;
         if self.is_up() {
             self.publish_chains(&store)
                 .map_err(|err| FabricError::Behind(Box::new(err)))?;
@@ -215,7 +270,8 @@ impl Instance {
     pub(super) fn publish_chains(&self, store: &Store) -> Result<usize, FabricError> {
         let wanted = store.chains(None)?;
         let mut chains = Chains::open(&self.pins())?;
-        let mut changed = 0;
+        // Scoped plans first: whether a stage is armed depends on them too.
+        let mut changed = chains.publish_scoped(&desired_scoped_chains(store)?)?;
         for stage in CHAIN_POINTS {
             let rows = wanted.get(stage.name()).map(Vec::as_slice).unwrap_or(&[]);
             if chains.publish(stage, &links(rows))? {
@@ -229,6 +285,7 @@ impl Instance {
     /// runs there (None while the data plane is down).
     pub fn chain_status(&self, store: &Store) -> Result<Vec<StageChain>, FabricError> {
         let wanted = store.chains(None)?;
+        let scoped_rows = store.scoped_chains()?;
         let chains = if self.is_up() {
             Some(Chains::open(&self.pins())?)
         } else {
@@ -253,9 +310,21 @@ impl Instance {
                 Some(c) => c.chain_stats(stage)?.failed,
                 None => 0,
             };
+            let mut scoped = Vec::new();
+            for link in scoped_rows.iter().filter(|r| r.stage == stage.name()) {
+                let stats = match &chains {
+                    Some(c) => Some(c.function_stats(link.instance)?),
+                    None => None,
+                };
+                scoped.push(ScopedLinkStatus {
+                    link: link.clone(),
+                    stats,
+                });
+            }
             out.push(StageChain {
                 stage,
                 links,
+                scoped,
                 live,
                 failed,
             });

@@ -149,6 +149,8 @@ impl Instance {
         // A VPC's new VNI or an endpoint's new address moves the function rules keyed by them.
         if dataplane.is_some() && !options.dry_run {
             self.sync_function_maps(&store).map_err(behind)?;
+            // ... and the chains of VPCs and endpoints keyed by them.
+            self.publish_chains(&store).map_err(behind)?;
         }
         Ok(Changed {
             outcome,
@@ -424,6 +426,30 @@ impl Instance {
                 let chain = self.edit_chain(host.as_deref(), stage, edit)?;
                 Ok(Changed {
                     outcome: mizar_db::chain_outcome(stage, &chain),
+                    dataplane: None,
+                    scope: None,
+                    dry_run: false,
+                })
+            }
+            Request::EditScopedChain {
+                vpc,
+                endpoint,
+                stage,
+                edit,
+            } => {
+                let chain = self.edit_scoped_chain(vpc, endpoint.as_deref(), stage, edit)?;
+                let names: Vec<&str> = chain.iter().map(|l| l.function.as_str()).collect();
+                let stage = mizar_db::parse_stage(stage)?;
+                Ok(Changed {
+                    outcome: format!(
+                        "chain{} at {stage}: {}",
+                        mizar_db::scope_words(vpc, endpoint.as_deref()),
+                        if names.is_empty() {
+                            "empty".to_owned()
+                        } else {
+                            names.join(" -> ")
+                        }
+                    ),
                     dataplane: None,
                     scope: None,
                     dry_run: false,

@@ -39,6 +39,8 @@ pub struct Status {
 #[derive(Debug, Clone, Serialize)]
 pub struct FunctionStatus {
     pub stage: String,
+    /// "host", "vpc:NAME" or "ep:VPC/NAME": whose chain it is in.
+    pub scope: String,
     pub position: usize,
     pub function: String,
     pub instance: u16,
@@ -57,36 +59,71 @@ impl FunctionStatus {
         chains
             .iter()
             .flat_map(|chain| {
-                chain.links.iter().map(|l| {
-                    let names = mizar_ebpf::builtin_function(&l.link.function)
-                        .map(|f| f.drop_reasons)
-                        .unwrap_or_default();
-                    let drops = l.stats.map(|s| {
-                        s.dropped
-                            .iter()
-                            .enumerate()
-                            .filter(|(i, n)| **n > 0 || *i < names.len())
-                            .map(|(i, n)| {
-                                let name = names
-                                    .get(i)
-                                    .map_or_else(|| format!("reason_{i}"), |n| (*n).to_owned());
-                                (name, *n)
-                            })
-                            .collect()
-                    });
-                    Self {
-                        stage: chain.stage.name().to_owned(),
-                        position: l.link.position,
-                        function: l.link.function.clone(),
-                        instance: l.link.instance,
-                        packets: l.stats.map(|s| s.packets()),
-                        dropped: l.stats.map(|s| s.drops()),
-                        drops,
-                        ns_per_packet: l.stats.and_then(|s| s.ns_per_packet()),
-                    }
-                })
+                let stage = chain.stage.name();
+                let host = chain.links.iter().map(move |l| {
+                    Self::new(
+                        stage,
+                        "host".to_owned(),
+                        l.link.position,
+                        &l.link.function,
+                        l.link.instance,
+                        l.stats,
+                    )
+                });
+                let scoped = chain.scoped.iter().map(move |l| {
+                    let scope = match &l.link.endpoint {
+                        Some(e) => format!("ep:{}/{e}", l.link.vpc),
+                        None => format!("vpc:{}", l.link.vpc),
+                    };
+                    Self::new(
+                        stage,
+                        scope,
+                        l.link.position,
+                        &l.link.function,
+                        l.link.instance,
+                        l.stats,
+                    )
+                });
+                host.chain(scoped)
             })
             .collect()
+    }
+
+    fn new(
+        stage: &str,
+        scope: String,
+        position: usize,
+        function: &str,
+        instance: u16,
+        stats: Option<crate::dataplane::FunctionStats>,
+    ) -> Self {
+        let names = mizar_ebpf::builtin_function(function)
+            .map(|f| f.drop_reasons)
+            .unwrap_or_default();
+        let drops = stats.map(|s| {
+            s.dropped
+                .iter()
+                .enumerate()
+                .filter(|(i, n)| **n > 0 || *i < names.len())
+                .map(|(i, n)| {
+                    let name = names
+                        .get(i)
+                        .map_or_else(|| format!("reason_{i}"), |n| (*n).to_owned());
+                    (name, *n)
+                })
+                .collect()
+        });
+        Self {
+            stage: stage.to_owned(),
+            scope,
+            position,
+            function: function.to_owned(),
+            instance,
+            packets: stats.map(|s| s.packets()),
+            dropped: stats.map(|s| s.drops()),
+            drops,
+            ns_per_packet: stats.and_then(|s| s.ns_per_packet()),
+        }
     }
 }
 

@@ -132,4 +132,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mz_chains SEC(".maps");
 
+/* mz_scoped_chains: the chains of VPCs and endpoints (see mizar_abi.h). Not preallocated: a
+ * replaced plan is freed after a grace period, never reused under a reader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MZ_MAX_SCOPED_CHAINS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct mz_scope_key);
+	__type(value, struct mz_chain);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mz_scoped_chains SEC(".maps");
+
 #endif /* MZ_MAPS_H */

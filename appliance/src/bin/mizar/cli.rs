@@ -544,17 +544,32 @@ pub struct StageArg {
     #[arg(long, short)]
     pub stage: String,
     /// Another host's chain (recorded for it; its own mizar runs it); default: this host's
-    #[arg(long)]
+    #[arg(long, conflicts_with = "vpc")]
     pub host: Option<String>,
+    /// A VPC's chain (on every host, after the host's; at tx, redirect, scaled-ep, egress)
+    #[arg(long)]
+    pub vpc: Option<String>,
+    /// An endpoint's chain (after its VPC's): the packets it receives at transit's stages, the
+    /// ones it sends at egress
+    #[arg(long = "ep", value_name = "ENDPOINT", requires = "vpc")]
+    pub endpoint: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ChainCommand {
-    /// Every stage's chain (or one stage's) with each function's packets, drops and ns/packet
+    /// Every stage's chain (or one stage's) with each function's packets, drops and ns/packet;
+    /// with --vpc, the host's and that VPC's; with --ep too, the chain that endpoint's packets
+    /// run, in order (the host's, its VPC's, its own)
     Show {
         /// Only this stage
         #[arg(long, short)]
         stage: Option<String>,
+        /// The host's chains and this VPC's (its own and its endpoints')
+        #[arg(long)]
+        vpc: Option<String>,
+        /// The effective chain of this endpoint of --vpc
+        #[arg(long = "ep", value_name = "ENDPOINT", requires = "vpc")]
+        endpoint: Option<String>,
         #[command(flatten)]
         output: OutputArgs,
     },

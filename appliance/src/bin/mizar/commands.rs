@@ -675,7 +675,20 @@ fn function_show(instance: &Instance, name: &str, output: &OutputArgs) -> anyhow
 
 fn chain(instance: &Instance, cmd: ChainCommand) -> anyhow::Result<()> {
     let (stage, edit) = match cmd {
-        ChainCommand::Show { stage, output } => return chain_show(instance, stage, &output),
+        ChainCommand::Show {
+            stage,
+            vpc,
+            endpoint,
+            output,
+        } => {
+            return chain_show(
+                instance,
+                stage,
+                vpc.as_deref(),
+                endpoint.as_deref(),
+                &output,
+            );
+        }
         ChainCommand::Set { stage, functions } => (stage, ChainEdit::Set(functions)),
         ChainCommand::Add {
             stage,
@@ -685,10 +698,18 @@ fn chain(instance: &Instance, cmd: ChainCommand) -> anyhow::Result<()> {
         ChainCommand::Del { stage, position } => (stage, ChainEdit::Remove { position }),
         ChainCommand::Move { stage, from, to } => (stage, ChainEdit::Move { from, to }),
     };
-    let request = Request::EditChain {
-        host: stage.host,
-        stage: stage.stage,
-        edit,
+    let request = match stage.vpc {
+        Some(vpc) => Request::EditScopedChain {
+            vpc,
+            endpoint: stage.endpoint,
+            stage: stage.stage,
+            edit,
+        },
+        None => Request::EditChain {
+            host: stage.host,
+            stage: stage.stage,
+            edit,
+        },
     };
     println!("{}", instance.make(&request)?.outcome);
     Ok(())
@@ -940,7 +961,10 @@ fn function_drops(
         if f.function != function {
             continue;
         }
-        placed.push(format!("{}#{}", f.stage, f.position));
+        placed.push(match f.scope.as_str() {
+            "host" => format!("{}#{}", f.stage, f.position),
+            scope => format!("{}#{} ({scope})", f.stage, f.position),
+        });
         for (reason, n) in f.drops.into_iter().flatten() {
             *dropped.entry(reason).or_default() += n;
         }
@@ -1073,12 +1097,45 @@ fn ddos_show(instance: &Instance, output: &OutputArgs) -> anyhow::Result<()> {
 fn chain_show(
     instance: &Instance,
     stage: Option<String>,
+    vpc: Option<&str>,
+    endpoint: Option<&str>,
     output: &OutputArgs,
 ) -> anyhow::Result<()> {
     let only = stage.as_deref().map(mizar_db::parse_stage).transpose()?;
     let store = instance.existing_store()?;
+    if let Some(vpc) = vpc {
+        store.vpc(vpc)?;
+        if let Some(ep) = endpoint {
+            store.endpoint(vpc, ep)?;
+        }
+    }
     let mut rows = FunctionStatus::of(&instance.chain_status(&store)?);
     rows.retain(|f| only.is_none_or(|o| o == f.stage));
+    if let Some(vpc) = vpc {
+        let vpc_scope = format!("vpc:{vpc}");
+        let ep_prefix = format!("ep:{vpc}/");
+        rows.retain(|f| {
+            f.scope == "host"
+                || f.scope == vpc_scope
+                || match endpoint {
+                    Some(ep) => f.scope == format!("{ep_prefix}{ep}"),
+                    None => f.scope.starts_with(&ep_prefix),
+                }
+        });
+        if endpoint.is_some() {
+            // The effective chain: where a packet's VPC is not known, the host's only.
+            rows.retain(|f| {
+                f.scope == "host" || mizar_db::SCOPED_STAGES.contains(&f.stage.as_str())
+            });
+            // Positions as the packet meets them.
+            let mut at: std::collections::BTreeMap<String, usize> = Default::default();
+            for f in &mut rows {
+                let n = at.entry(f.stage.clone()).or_default();
+                *n += 1;
+                f.position = *n;
+            }
+        }
+    }
     if output.json {
         return print_json(&rows);
     }
@@ -1098,6 +1155,7 @@ fn function_table(functions: &[FunctionStatus]) -> String {
         .map(|f| {
             vec![
                 f.stage.clone(),
+                f.scope.clone(),
                 f.position.to_string(),
                 f.function.clone(),
                 f.instance.to_string(),
@@ -1110,7 +1168,7 @@ fn function_table(functions: &[FunctionStatus]) -> String {
         .collect();
     table(
         &[
-            "STAGE", "#", "FUNCTION", "INSTANCE", "PACKETS", "DROPPED", "NS/PKT",
+            "STAGE", "SCOPE", "#", "FUNCTION", "INSTANCE", "PACKETS", "DROPPED", "NS/PKT",
         ],
         &rows,
     )
