@@ -13,6 +13,9 @@ const OBJECTS: &[(&str, &str)] = &[
     ("bench", "c/bench.c"),
     ("pass", "c/pass.c"),
     ("functions", "c/functions.c"),
+    // Built as a function writer would, against include/ only (the tests load them).
+    ("example_port_drop", "examples/port_drop.c"),
+    ("example_out_of_bounds", "examples/out_of_bounds.c"),
 ];
 const HEADERS: &[&str] = &[
     "include/mizar_abi.h",

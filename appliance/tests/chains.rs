@@ -271,7 +271,12 @@ fn vpc_and_endpoint_chains_run_after_the_hosts_for_their_packets_only() {
         ),
     ]
     .into();
-    assert_eq!(c.publish_scoped(&scoped).unwrap(), 2);
+    let slots: BTreeMap<String, u32> = mizar_ebpf::BUILTIN_FUNCTIONS
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.name.to_owned(), i as u32))
+        .collect();
+    assert_eq!(c.publish_scoped(&scoped, &slots).unwrap(), 2);
     assert!(
         c.publish(stage, &[]).unwrap(),
         "armed for the scoped chains"
@@ -309,7 +314,7 @@ fn vpc_and_endpoint_chains_run_after_the_hosts_for_their_packets_only() {
     );
 
     // The scoped chains go; with the host's emptied too, the stage is disarmed.
-    assert_eq!(c.publish_scoped(&BTreeMap::new()).unwrap(), 2);
+    assert_eq!(c.publish_scoped(&BTreeMap::new(), &slots).unwrap(), 2);
     assert!(c.publish(stage, &[]).unwrap());
     assert!(!c.live(stage).unwrap().armed);
     assert_eq!(world.run(&packet_to(VNI, LOCAL_EP)).verdict, XDP_REDIRECT);

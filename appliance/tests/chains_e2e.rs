@@ -688,3 +688,147 @@ fn an_endpoints_chain_acts_on_its_packets_only_and_chain_show_gives_the_effectiv
         "the endpoint's chain is gone"
     );
 }
+
+/// Datagrams from `from`'s namespace to `to`: how many of `count` arrive.
+fn udp_through(fabric: &Demo, from: &str, to_ns: &str, to: SocketAddrV4, count: u64) -> u64 {
+    let receiver = fabric
+        .ns(to_ns)
+        .spawn(move || -> std::io::Result<u64> {
+            let socket = UdpSocket::bind(to)?;
+            socket.set_read_timeout(Some(Duration::from_millis(700)))?;
+            let (mut got, mut buf) = (0, [0u8; 16]);
+            while socket.recv(&mut buf).is_ok() {
+                got += 1;
+            }
+            Ok(got)
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    fabric
+        .ns(from)
+        .spawn(move || -> std::io::Result<()> {
+            let socket = UdpSocket::bind("0.0.0.0:0")?;
+            for i in 0..count {
+                socket.send_to(&i.to_be_bytes(), to)?;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Ok(())
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+        .unwrap();
+    receiver.join().unwrap().unwrap()
+}
+
+#[test]
+fn a_users_function_is_verified_loaded_placed_reloaded_by_up_and_unloaded() {
+    common::require_root();
+    let _one = one_at_a_time();
+    let fabric = Demo::build(DemoSpec::new(&unique_prefix()), Path::new(MIZAR))
+        .unwrap_or_else(|err| panic!("build the fabric: {err}"));
+    let host = fabric.endpoint("b-db1").host;
+    let db = fabric.endpoint("b-db1").ip;
+    let ok = |args: &[&str]| fabric.mizar_ok(&host, args).unwrap();
+    let dir = std::env::temp_dir().join(format!("mizar-fn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("port_drop.o");
+    let broken = dir.join("out_of_bounds.o");
+    std::fs::write(&good, mizar_ebpf::EXAMPLE_FUNCTION_OBJECT).unwrap();
+    std::fs::write(&broken, mizar_ebpf::EXAMPLE_BROKEN_FUNCTION_OBJECT).unwrap();
+    let programs = fabric.spec().pin_dir(&host).join("programs");
+
+    // Refused objects change nothing: one the verifier rejects, one that is no object, a
+    // built-in name.
+    let before = ok(&["fn", "list", "--json"]);
+    for (args, wanted) in [
+        (
+            vec!["fn", "load", broken.to_str().unwrap(), "--name", "broken"],
+            "verifier rejects out_of_bounds",
+        ),
+        (
+            vec!["fn", "load", "/etc/hostname", "--name", "text"],
+            "not an ELF object",
+        ),
+        (
+            vec!["fn", "load", good.to_str().unwrap(), "--name", "acl"],
+            "is a built-in function",
+        ),
+    ] {
+        let out = fabric.mizar(&host, &args).unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(wanted),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert_eq!(ok(&["fn", "list", "--json"]), before);
+    assert!(!programs.join("fn-broken").exists());
+
+    let loaded = ok(&[
+        "fn",
+        "load",
+        good.to_str().unwrap(),
+        "--name",
+        "port-drop",
+        "--reasons",
+        "blocked_port",
+    ]);
+    assert!(loaded.contains("verified by the kernel"), "{loaded}");
+    assert!(programs.join("fn-port-drop").exists(), "pinned where chains find it");
+    // Placed in b-db1's own chain (a scoped chain: the shared program slots).
+    ok(&[
+        "chain",
+        "add",
+        "--stage",
+        "redirect",
+        "--vpc",
+        "blue",
+        "--ep",
+        "b-db1",
+        "port-drop",
+    ]);
+    let mut ports: aya::maps::HashMap<_, u16, u8> =
+        aya::maps::HashMap::try_from(aya::maps::Map::HashMap(
+            aya::maps::MapData::from_pin(fabric.spec().pin_dir(&host).join("maps/port_drop_ports"))
+                .unwrap(),
+        ))
+        .unwrap();
+    ports
+        .insert(u16::from_ne_bytes(7100u16.to_be_bytes()), 1, 0)
+        .unwrap();
+    let blocked = udp_through(&fabric, "b-web2", "b-db1", SocketAddrV4::new(db, 7100), 20);
+    let open = udp_through(&fabric, "b-web2", "b-db1", SocketAddrV4::new(db, 7101), 20);
+    println!("port 7100: {blocked} of 20 delivered; port 7101: {open} of 20");
+    assert_eq!((blocked, open), (0, 20));
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(&["fn", "show", "port-drop", "--json"])).unwrap();
+    assert_eq!(shown["kind"], "loaded", "{shown}");
+    assert_eq!(shown["placed"][0]["drops"]["blocked_port"], 20, "{shown}");
+
+    // `up` loads it again from the store; the chain keeps dropping.
+    ok(&["up"]);
+    assert_eq!(
+        udp_through(&fabric, "b-web2", "b-db1", SocketAddrV4::new(db, 7100), 10),
+        0,
+        "after up"
+    );
+
+    let refused = fabric.mizar(&host, &["fn", "unload", "port-drop"]).unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success()
+            && stderr.contains("endpoint b-db1 of VPC blue at ON_XDP_REDIRECT"),
+        "{stderr}"
+    );
+    ok(&[
+        "chain", "del", "--stage", "redirect", "--vpc", "blue", "--ep", "b-db1", "1",
+    ]);
+    ok(&["fn", "unload", "port-drop"]);
+    assert!(!programs.join("fn-port-drop").exists());
+    assert_eq!(
+        udp_through(&fabric, "b-web2", "b-db1", SocketAddrV4::new(db, 7100), 10),
+        10
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -126,14 +126,12 @@ pub fn parse_stage(input: &str) -> Result<&'static str> {
         })
 }
 
-fn check_functions(stage: &str, functions: &[String]) -> Result<()> {
-    if let Some(unknown) = functions
-        .iter()
-        .find(|f| !BUILTIN_FUNCTIONS.contains(&f.as_str()))
-    {
+fn check_functions(conn: &Connection, stage: &str, functions: &[String]) -> Result<()> {
+    let known = crate::functions::known_functions(conn)?;
+    if let Some(unknown) = functions.iter().find(|f| !known.contains(f)) {
         return Err(StoreError::UnknownFunction {
             name: unknown.clone(),
-            known: BUILTIN_FUNCTIONS.join(", "),
+            known: known.join(", "),
         });
     }
     if functions.len() > MAX_CHAIN {
@@ -407,6 +405,7 @@ pub(crate) fn load_scoped_chains(conn: &Connection) -> Result<Vec<ScopedChainLin
 
 /// The order of a chain after `edit`: (kept instance, function) pairs.
 fn edited(
+    conn: &Connection,
     stage: &str,
     current: &[(u16, String)],
     edit: &ChainEdit,
@@ -454,7 +453,7 @@ fn edited(
         }
     }
     let functions: Vec<String> = order.iter().map(|(_, f)| f.clone()).collect();
-    check_functions(stage, &functions)?;
+    check_functions(conn, stage, &functions)?;
     Ok(order)
 }
 
@@ -489,7 +488,7 @@ pub(crate) fn apply_chains(
     let mut listed: BTreeMap<(String, &'static str), &ChainSpec> = BTreeMap::new();
     for spec in chains {
         let stage = parse_stage(&spec.stage)?;
-        check_functions(stage, &spec.functions)?;
+        check_functions(tx, stage, &spec.functions)?;
         if listed.insert((spec.host.clone(), stage), spec).is_some() {
             return Err(StoreError::Duplicate {
                 kind: Kind::Chain,
@@ -599,7 +598,9 @@ impl Store {
             .into_iter()
             .map(|l| (l.instance, l.function))
             .collect();
-        let order = edited(stage, &current, edit)?;
+        let order = self.read("reading the functions", |conn| {
+            edited(conn, stage, &current, edit)
+        })?;
         self.write("changing a chain", |tx| {
             write_chain(tx, host_id(tx, &host)?, stage, &order)
         })?;
@@ -630,7 +631,9 @@ impl Store {
             .filter(mine)
             .map(|l| (l.instance, l.function))
             .collect();
-        let order = edited(stage, &current, edit)?;
+        let order = self.read("reading the functions", |conn| {
+            edited(conn, stage, &current, edit)
+        })?;
         self.write("changing a chain", |tx| {
             let ids = scope_ids(tx, vpc, endpoint)?;
             write_scoped_chain(tx, ids, stage, &order)
@@ -672,7 +675,7 @@ pub(crate) fn apply_scoped_chains(
     let mut wanted: BTreeMap<Key, Vec<String>> = BTreeMap::new();
     for spec in chains {
         let stage = parse_stage(&spec.stage)?;
-        check_functions(stage, &spec.functions)?;
+        check_functions(tx, stage, &spec.functions)?;
         let key = (spec.vpc.clone(), spec.endpoint.clone(), stage);
         if wanted.insert(key, spec.functions.clone()).is_some() {
             return Err(StoreError::Duplicate {

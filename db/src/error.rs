@@ -24,6 +24,7 @@ pub enum Kind {
     DdosLimit,
     RateLimit,
     Acl,
+    Function,
 }
 
 impl Kind {
@@ -41,6 +42,7 @@ impl Kind {
             Kind::DdosLimit => "ddos",
             Kind::RateLimit => "ratelimit",
             Kind::Acl => "acl",
+            Kind::Function => "fn",
         }
     }
 }
@@ -60,6 +62,7 @@ impl fmt::Display for Kind {
             Kind::DdosLimit => "ddos limit",
             Kind::RateLimit => "rate limit",
             Kind::Acl => "ACL",
+            Kind::Function => "function",
         })
     }
 }
@@ -523,6 +526,23 @@ pub enum StoreError {
          yet; use ON_XDP_TX, ON_XDP_REDIRECT, ON_XDP_SCALED_EP or ON_EGRESS (or a host chain)"
     )]
     StageNotScoped { stage: String },
+
+    #[error("{name:?} is a built-in function; load yours under another name")]
+    FunctionBuiltIn { name: String },
+
+    #[error(
+        "a function {name:?} is loaded already; unload it first (mizar fn unload {name}) or \
+         give --replace"
+    )]
+    FunctionAlreadyLoaded { name: String },
+
+    #[error("no function {name:?} is loaded; loaded: {known} (see mizar fn list)")]
+    FunctionNotLoaded { name: String, known: String },
+
+    #[error(
+        "function {name:?} is placed in chains ({places}); take it out with mizar chain del first"
+    )]
+    FunctionPlaced { name: String, places: String },
 
     #[error(
         "a packet at {stage} could meet {counts}: more than the {max} a packet's chain holds \

@@ -63,6 +63,7 @@ mod apply;
 mod chains;
 mod ddos;
 mod error;
+mod functions;
 mod model;
 mod proposal;
 mod ratelimit;
@@ -82,6 +83,7 @@ pub use chains::{
 };
 pub use ddos::{DdosBlock, DdosConfig, DdosLimit, DdosSynLimit, MAX_DDOS_BLOCKS, Threshold};
 pub use error::{Kind, Names, Problems, StoreError};
+pub use functions::{FN_PROGRAM_SLOTS, LoadedFunction, MAX_LOADED_FUNCTIONS};
 pub use ipnet::Ipv4Net;
 pub use model::{
     Endpoint, EndpointKind, EndpointSpec, Host, HostRoles, MacAddr, Network, NetworkSpec, Topology,

@@ -29,6 +29,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0008_acl.sql"),
     include_str!("../migrations/0009_ddos_syn.sql"),
     include_str!("../migrations/0010_scoped_chains.sql"),
+    include_str!("../migrations/0011_loaded_functions.sql"),
 ];
 
 /// The schema version this build writes: the number of migrations.
@@ -175,6 +176,7 @@ mod tests {
                 "endpoint_netns",
                 "endpoints",
                 "hosts",
+                "loaded_functions",
                 "network_bouncers",
                 "networks",
                 "rate_limits",

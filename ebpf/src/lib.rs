@@ -42,6 +42,13 @@ pub static PASS_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 pub static FUNCTIONS_OBJECT: &[u8] =
     include_bytes_aligned!(concat!(env!("OUT_DIR"), "/functions.o"));
 
+/// The example external function (`examples/port_drop.c`, program `port_drop`), as
+/// `mizar fn load` takes it; and one the verifier refuses (`examples/out_of_bounds.c`).
+pub static EXAMPLE_FUNCTION_OBJECT: &[u8] =
+    include_bytes_aligned!(concat!(env!("OUT_DIR"), "/example_port_drop.o"));
+pub static EXAMPLE_BROKEN_FUNCTION_OBJECT: &[u8] =
+    include_bytes_aligned!(concat!(env!("OUT_DIR"), "/example_out_of_bounds.o"));
+
 pub const TRANSIT_PROGRAM: &str = "mz_transit";
 pub const EGRESS_PROGRAM: &str = "mz_egress";
 pub const FLOOR_PROGRAM: &str = "mz_floor";

@@ -41,7 +41,7 @@ use aya::{
 };
 use aya_obj::programs::XdpAttachType;
 use mizar_ebpf::{
-    BUILTIN_FUNCTIONS, CHAIN_ENTRY_PROGRAMS, FN_PROG_SLOTS, abi, ip_be,
+    CHAIN_ENTRY_PROGRAMS, FN_PROG_SLOTS, abi, ip_be,
     maps::{
         CHAIN_STATS, CHAINS, CONFIG, EGRESS_STAGE, FN_PROGRAMS, FN_STATS, FUNCTIONS, SCOPED_CHAINS,
         STAGES,
@@ -321,22 +321,38 @@ impl Chains {
         Ok(self.scoped_live()?.keys().any(|(s, _, _)| *s == stage))
     }
 
-    /// Makes the chains of VPCs and endpoints `wanted` (each replaced as a whole); returns how
-    /// many changed. Stages are armed or disarmed by [`Self::publish`], which runs after.
+    /// Puts function `name`'s pinned program in shared slot `index` (None: empties it).
+    pub fn set_shared_program(
+        &mut self,
+        index: u32,
+        name: Option<&str>,
+    ) -> Result<(), DataplaneError> {
+        match name {
+            Some(name) => {
+                let role = function_pin(name);
+                let prog = pinned_program(&self.pins, &role)?;
+                let fd = prog
+                    .fd()
+                    .map_err(|err| DataplaneError::Invalid(format!("the {role} program: {err}")))?;
+                self.fn_programs
+                    .set(index, fd, 0)
+                    .map_err(map_err(FN_PROGRAMS))
+            }
+            None => clear_slot(&mut self.fn_programs, index),
+        }
+    }
+
+    /// Makes the chains of VPCs and endpoints `wanted` (each replaced as a whole), their
+    /// functions in the shared slots `slots` gives (name → slot); returns how many changed.
+    /// Stages are armed or disarmed by [`Self::publish`], which runs after.
     pub fn publish_scoped(
         &mut self,
         wanted: &BTreeMap<ScopeKey, Vec<ChainLink>>,
+        slots: &BTreeMap<String, u32>,
     ) -> Result<usize, DataplaneError> {
-        // One slot per built-in program; written before any plan names it.
-        for (index, f) in BUILTIN_FUNCTIONS.iter().enumerate() {
-            let role = function_pin(f.name);
-            let prog = pinned_program(&self.pins, &role)?;
-            let fd = prog
-                .fd()
-                .map_err(|err| DataplaneError::Invalid(format!("the {role} program: {err}")))?;
-            self.fn_programs
-                .set(index as u32, fd, 0)
-                .map_err(map_err(FN_PROGRAMS))?;
+        // The programs first: written before any plan names their slots.
+        for (name, index) in slots {
+            self.set_shared_program(*index, Some(name))?;
         }
         let current = self.scoped_live()?;
         let mut changed = 0;
@@ -347,13 +363,10 @@ impl Chains {
                 ..abi::mz_chain::default()
             };
             for (position, link) in links.iter().take(abi::MZ_MAX_CHAIN as usize).enumerate() {
-                let index = BUILTIN_FUNCTIONS
-                    .iter()
-                    .position(|f| f.name == link.function)
-                    .ok_or_else(|| {
-                        DataplaneError::Invalid(format!("unknown function {:?}", link.function))
-                    })?;
-                plan.slots[position] = index as u16 | abi::MZ_FN_SHARED_SLOT as u16;
+                let index = slots.get(&link.function).ok_or_else(|| {
+                    DataplaneError::Invalid(format!("unknown function {:?}", link.function))
+                })?;
+                plan.slots[position] = *index as u16 | abi::MZ_FN_SHARED_SLOT as u16;
                 plan.instance[position] = link.instance;
             }
             if let Some(old) = current.get(key) {

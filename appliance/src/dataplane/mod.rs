@@ -7,6 +7,7 @@ mod bpffs;
 mod chains;
 mod counters;
 mod ddos;
+mod external;
 mod link;
 mod maps;
 mod netlink;
@@ -43,6 +44,7 @@ pub use counters::{
     XDP_REDIRECT, XDP_TX, reason_outcome,
 };
 pub use ddos::{DdosMaps, DdosState};
+pub use external::{ExternalFunction, unpin_function};
 pub use maps::{
     DataplaneMaps, EndpointEntry, EndpointKey, EndpointKind, EndpointStats, HostConfig, Ipv4Net,
     MacAddr, MemberKey, MemberRoles, NetworkEntry, NetworkKey, VpcEntry,

@@ -170,6 +170,8 @@ pub struct StageChain {
 pub struct ScopedLinkStatus {
     pub link: ScopedChainLinkRow,
     pub stats: Option<FunctionStats>,
+    /// The names of the function's drop reasons.
+    pub drop_reasons: Vec<String>,
 }
 
 /// One function of a chain as it runs: the store's row, and its counters when the data plane
@@ -178,6 +180,8 @@ pub struct ScopedLinkStatus {
 pub struct ChainLinkStatus {
     pub link: ChainLinkRow,
     pub stats: Option<FunctionStats>,
+    /// The names of the function's drop reasons.
+    pub drop_reasons: Vec<String>,
 }
 
 impl Instance {
@@ -271,7 +275,10 @@ impl Instance {
         let wanted = store.chains(None)?;
         let mut chains = Chains::open(&self.pins())?;
         // Scoped plans first: whether a stage is armed depends on them too.
-        let mut changed = chains.publish_scoped(&desired_scoped_chains(store)?)?;
+        let mut changed = chains.publish_scoped(
+            &desired_scoped_chains(store)?,
+            &super::function_slots(store)?,
+        )?;
         for stage in CHAIN_POINTS {
             let rows = wanted.get(stage.name()).map(Vec::as_slice).unwrap_or(&[]);
             if chains.publish(stage, &links(rows))? {
@@ -286,6 +293,17 @@ impl Instance {
     pub fn chain_status(&self, store: &Store) -> Result<Vec<StageChain>, FabricError> {
         let wanted = store.chains(None)?;
         let scoped_rows = store.scoped_chains()?;
+        let loaded: std::collections::BTreeMap<String, Vec<String>> = store
+            .loaded_functions()?
+            .into_iter()
+            .map(|f| (f.name, f.drop_reasons))
+            .collect();
+        let reasons = |name: &str| -> Vec<String> {
+            match mizar_ebpf::builtin_function(name) {
+                Some(f) => f.drop_reasons.iter().map(|r| (*r).to_owned()).collect(),
+                None => loaded.get(name).cloned().unwrap_or_default(),
+            }
+        };
         let chains = if self.is_up() {
             Some(Chains::open(&self.pins())?)
         } else {
@@ -300,7 +318,12 @@ impl Instance {
                     Some(c) => Some(c.function_stats(link.instance)?),
                     None => None,
                 };
-                links.push(ChainLinkStatus { link, stats });
+                let drop_reasons = reasons(&link.function);
+                links.push(ChainLinkStatus {
+                    link,
+                    stats,
+                    drop_reasons,
+                });
             }
             let live = match &chains {
                 Some(c) => Some(c.live(stage)?),
@@ -319,6 +342,7 @@ impl Instance {
                 scoped.push(ScopedLinkStatus {
                     link: link.clone(),
                     stats,
+                    drop_reasons: reasons(&link.function),
                 });
             }
             out.push(StageChain {

@@ -128,7 +128,7 @@ impl Instance {
             Some(Approved::Endpoints { scope, .. }) => Some(scope.clone()),
             _ => None,
         };
-        let dataplane = match approved {
+        let mut dataplane = match approved {
             None => None,
             Some(approved) if options.dry_run => Some(approved.dry_run_report()),
             Some(Approved::Whole {
@@ -150,7 +150,10 @@ impl Instance {
         if dataplane.is_some() && !options.dry_run {
             self.sync_function_maps(&store).map_err(behind)?;
             // ... and the chains of VPCs and endpoints keyed by them.
-            self.publish_chains(&store).map_err(behind)?;
+            let published = self.publish_chains(&store).map_err(behind)?;
+            if let Some(report) = dataplane.as_mut() {
+                report.chains_published += published;
+            }
         }
         Ok(Changed {
             outcome,

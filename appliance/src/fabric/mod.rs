@@ -38,6 +38,7 @@ mod acl;
 mod chains;
 mod change;
 mod desired;
+mod functions;
 mod status;
 mod wiring;
 
@@ -56,6 +57,7 @@ pub use desired::{
     Desired, Interfaces, NamedInterfaces, SystemInterfaces, WaitingEndpoint, desired_state,
 };
 use desired::{forget_contradicted, local_veths, underlay_interface};
+pub use functions::function_slots;
 pub use status::{
     AttachedStatus, Counts, Drift, EndpointWithCounters, FunctionStatus, Status, StatusCounter,
 };
@@ -272,6 +274,7 @@ impl Instance {
             }
         }
         // The chains run this load's programs from now on (a whole new generation each).
+        self.load_stored_functions(store)?;
         report.chains_published = self.publish_chains(store)?;
         self.sync_function_maps(store)?;
         report.waiting = desired.waiting;

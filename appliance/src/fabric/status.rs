@@ -68,6 +68,7 @@ impl FunctionStatus {
                         &l.link.function,
                         l.link.instance,
                         l.stats,
+                        &l.drop_reasons,
                     )
                 });
                 let scoped = chain.scoped.iter().map(move |l| {
@@ -82,6 +83,7 @@ impl FunctionStatus {
                         &l.link.function,
                         l.link.instance,
                         l.stats,
+                        &l.drop_reasons,
                     )
                 });
                 host.chain(scoped)
@@ -96,10 +98,8 @@ impl FunctionStatus {
         function: &str,
         instance: u16,
         stats: Option<crate::dataplane::FunctionStats>,
+        names: &[String],
     ) -> Self {
-        let names = mizar_ebpf::builtin_function(function)
-            .map(|f| f.drop_reasons)
-            .unwrap_or_default();
         let drops = stats.map(|s| {
             s.dropped
                 .iter()
@@ -108,7 +108,7 @@ impl FunctionStatus {
                 .map(|(i, n)| {
                     let name = names
                         .get(i)
-                        .map_or_else(|| format!("reason_{i}"), |n| (*n).to_owned());
+                        .map_or_else(|| format!("reason_{i}"), Clone::clone);
                     (name, *n)
                 })
                 .collect()

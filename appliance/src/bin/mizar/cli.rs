@@ -533,6 +533,31 @@ pub enum FnCommand {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Load a function from an XDP object built against ebpf/include (see
+    /// ebpf/examples/port_drop.c): the kernel verifies it first, and a refused object changes
+    /// nothing. The object is kept in the store: `up` loads it again
+    Load {
+        /// The object file (clang -O2 -g -target bpf -I ebpf/include -c f.c -o f.o)
+        file: PathBuf,
+        /// Its name in chains (letters, digits, '.', '_', '-'; not a built-in one)
+        #[arg(long)]
+        name: String,
+        /// Its XDP program, when the object has several
+        #[arg(long)]
+        program: Option<String>,
+        /// Names of its drop reasons 0, 1, ... (comma-separated), as counters show them
+        #[arg(long, value_delimiter = ',')]
+        reasons: Vec<String>,
+        /// Replace the loaded function of that name: the chains holding it run the new
+        /// program, each as a whole new generation
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Unload a function no chain holds
+    Unload {
+        /// The loaded function
+        name: String,
+    },
 }
 
 /// The stage a chain command works on, and whose.

@@ -593,68 +593,147 @@ fn function(instance: &Instance, cmd: FnCommand) -> anyhow::Result<()> {
     let output = match cmd {
         FnCommand::List(output) => output,
         FnCommand::Show { name, output } => return function_show(instance, &name, &output),
+        FnCommand::Load {
+            file,
+            name,
+            program,
+            reasons,
+            replace,
+        } => {
+            let object =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let f =
+                instance.load_function(&name, &object, program.as_deref(), &reasons, replace)?;
+            println!(
+                "function {} loaded from {} (program {}, {} bytes, verified by the kernel); \
+                 place it with `mizar chain add --stage STAGE {}`",
+                f.name,
+                file.display(),
+                f.program,
+                f.object_bytes,
+                f.name
+            );
+            return Ok(());
+        }
+        FnCommand::Unload { name } => {
+            let f = instance.unload_function(&name)?;
+            println!("function {} unloaded", f.name);
+            return Ok(());
+        }
     };
-    /// A built-in function and where this host's chains place it.
+    /// A function and where this host's chains place it.
     #[derive(serde::Serialize)]
     struct Listed {
-        name: &'static str,
+        name: String,
         kind: &'static str,
-        description: &'static str,
-        drop_reasons: &'static [&'static str],
+        description: String,
+        drop_reasons: Vec<String>,
         placed: Vec<String>,
     }
-    let chains = instance.existing_store()?.chains(None)?;
-    let rows: Vec<Listed> = mizar_ebpf::BUILTIN_FUNCTIONS
+    let store = instance.existing_store()?;
+    let chains = store.chains(None)?;
+    let placed = |name: &str| -> Vec<String> {
+        chains
+            .iter()
+            .flat_map(|(stage, links)| {
+                links
+                    .iter()
+                    .filter(|l| l.function == name)
+                    .map(move |l| format!("{stage}#{}", l.position))
+            })
+            .collect()
+    };
+    let mut rows: Vec<Listed> = mizar_ebpf::BUILTIN_FUNCTIONS
         .iter()
         .map(|f| Listed {
-            name: f.name,
+            name: f.name.to_owned(),
             kind: "built-in",
-            description: f.description,
-            drop_reasons: f.drop_reasons,
-            placed: chains
-                .iter()
-                .flat_map(|(stage, links)| {
-                    links
-                        .iter()
-                        .filter(|l| l.function == f.name)
-                        .map(move |l| format!("{stage}#{}", l.position))
-                })
-                .collect(),
+            description: f.description.to_owned(),
+            drop_reasons: f.drop_reasons.iter().map(|r| (*r).to_owned()).collect(),
+            placed: placed(f.name),
         })
         .collect();
+    rows.extend(store.loaded_functions()?.into_iter().map(|f| Listed {
+        placed: placed(&f.name),
+        description: format!(
+            "program {} loaded from an object of {} bytes",
+            f.program, f.object_bytes
+        ),
+        name: f.name,
+        kind: "loaded",
+        drop_reasons: f.drop_reasons,
+    }));
     list(
         &rows,
         &output,
         &["FUNCTION", "KIND", "PLACED", "DESCRIPTION"],
         |r| {
             vec![
-                r.name.to_owned(),
+                r.name.clone(),
                 r.kind.to_owned(),
                 if r.placed.is_empty() {
                     "-".to_owned()
                 } else {
                     r.placed.join(",")
                 },
-                r.description.to_owned(),
+                r.description.clone(),
             ]
         },
     )
 }
 
 fn function_show(instance: &Instance, name: &str, output: &OutputArgs) -> anyhow::Result<()> {
-    let Some(f) = mizar_ebpf::builtin_function(name) else {
-        anyhow::bail!(
-            "unknown function {name:?}; functions: {} (see `mizar fn list`)",
-            mizar_db::BUILTIN_FUNCTIONS.join(", ")
-        );
-    };
     let store = instance.existing_store()?;
+    let loaded = store.loaded_functions()?;
+    /// What `fn show` tells of a function, built-in or loaded.
+    struct Shown {
+        name: String,
+        program: String,
+        description: String,
+        drop_reasons: Vec<String>,
+    }
+    let f = match (
+        mizar_ebpf::builtin_function(name),
+        loaded.iter().find(|f| f.name == name),
+    ) {
+        (Some(f), _) => Shown {
+            name: f.name.to_owned(),
+            program: f.program.to_owned(),
+            description: f.description.to_owned(),
+            drop_reasons: f.drop_reasons.iter().map(|r| (*r).to_owned()).collect(),
+        },
+        (None, Some(l)) => Shown {
+            name: l.name.clone(),
+            program: l.program.clone(),
+            description: format!(
+                "loaded from a user's object of {} bytes (mizar fn load)",
+                l.object_bytes
+            ),
+            drop_reasons: l.drop_reasons.clone(),
+        },
+        (None, None) => {
+            let mut known: Vec<String> = mizar_db::BUILTIN_FUNCTIONS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect();
+            known.extend(loaded.iter().map(|f| f.name.clone()));
+            anyhow::bail!(
+                "unknown function {name:?}; functions: {} (see `mizar fn list`)",
+                known.join(", ")
+            );
+        }
+    };
+    let kind = if mizar_ebpf::builtin_function(name).is_some() {
+        "built-in"
+    } else {
+        "loaded"
+    };
     let mut placed = FunctionStatus::of(&instance.chain_status(&store)?);
     placed.retain(|p| p.function == name);
     if output.json {
         return print_json(&serde_json::json!({
             "name": f.name,
-            "kind": "built-in",
+            "kind": kind,
             "program": f.program,
             "description": f.description,
             "drop_reasons": f.drop_reasons,
