@@ -775,7 +775,10 @@ fn a_users_function_is_verified_loaded_placed_reloaded_by_up_and_unloaded() {
         "blocked_port",
     ]);
     assert!(loaded.contains("verified by the kernel"), "{loaded}");
-    assert!(programs.join("fn-port-drop").exists(), "pinned where chains find it");
+    assert!(
+        programs.join("fn-port-drop").exists(),
+        "pinned where chains find it"
+    );
     // Placed in b-db1's own chain (a scoped chain: the shared program slots).
     ok(&[
         "chain",

@@ -366,7 +366,7 @@ fn after_a_change_the_form_list_can_go_back_to_the_first_form() {
 /// depend on its position).
 fn open_form(app: &mut App, now: Instant, title: &str) {
     press(app, "4g");
-    for _ in 0..20 {
+    for _ in 0..60 {
         if render(app, now, 80, 24).contains(&format!("┌ {title} ")) {
             app.on_key(key(KeyCode::Enter));
             return;
@@ -388,6 +388,64 @@ fn form_state(app: &mut App, now: Instant) -> (String, String) {
         .trim_end_matches('*')
         .to_owned();
     (field, screen)
+}
+
+#[test]
+fn function_rule_forms_build_the_clis_requests_and_refuse_what_it_refuses() {
+    let (mut app, now) = app_with_samples(1);
+    open_form(&mut app, now, "add ACL rule");
+    // vpc, direction, action, src, dst (left any), proto, port.
+    for text in [
+        "blue",
+        "ingress",
+        "deny",
+        "label:role=web",
+        "",
+        "tcp",
+        "70000",
+    ] {
+        press(&mut app, text);
+        app.on_key(key(KeyCode::Tab));
+    }
+    assert_eq!(app.on_key(key(KeyCode::Enter)), None);
+    let (_, screen) = form_state(&mut app, now);
+    assert!(
+        screen.contains("invalid value '70000' for port"),
+        "{screen}"
+    );
+    app.on_key(key(KeyCode::BackTab));
+    for _ in 0..5 {
+        app.on_key(key(KeyCode::Backspace));
+    }
+    press(&mut app, "22");
+    let action = app.on_key(key(KeyCode::Enter));
+    let Some(Action::Change(Request::AddAclRule {
+        vpc,
+        rule,
+        position,
+        cut,
+    })) = action
+    else {
+        panic!("expected an ACL rule, got {action:?}");
+    };
+    assert_eq!((vpc.as_str(), position, cut), ("blue", None, false));
+    assert_eq!(
+        rule.to_string(),
+        "ingress deny label:role=web -> any tcp port 22"
+    );
+    app.on_change_done(Ok("done".into()));
+
+    open_form(&mut app, now, "ddos SYN threshold");
+    press(&mut app, "200");
+    let action = app.on_key(key(KeyCode::Enter));
+    assert_eq!(
+        action,
+        Some(Action::Change(Request::SetDdosSynLimit {
+            vpc: None,
+            syns: 200,
+            window_ms: 1000
+        }))
+    );
 }
 
 #[test]

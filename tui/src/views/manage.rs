@@ -1,5 +1,6 @@
-//! Management: add, change and delete VPCs, networks, endpoints, hosts, bouncers and dividers through
-//! forms. Fields are parsed as the CLI parses its arguments (the same `FromStr`), the request
+//! Management: add, change and delete VPCs, networks, endpoints, hosts, bouncers and dividers,
+//! and the built-in functions' rules (acl, ratelimit, ddos) and the chains of VPCs and
+//! endpoints, through forms. Fields are parsed as the CLI parses its arguments (the same `FromStr`), the request
 //! goes through the same change path as the CLI, deletes are confirmed first, and the answer
 //! (the CLI's message or its error) is shown.
 
@@ -174,7 +175,48 @@ fn endpoint_from(v: &Values) -> Result<Endpoint, String> {
         .unwrap_or_default();
     ep.bypass_decap = v.yes("bypass-decap")?;
     ep.backends = v.list("backends")?;
+    ep.labels = mizar_db::sorted_labels(&v.list("labels")?);
     Ok(ep)
+}
+
+const LABELS: Field = opt(
+    "labels",
+    "key=value labels, comma-separated (the groups ACL rules name)",
+);
+const CUT: Field = opt(
+    "cut",
+    "yes: judge flows already open again (default: new flows only)",
+);
+
+fn direction(v: &Values) -> Result<mizar_db::Direction, String> {
+    v.parse("direction")
+}
+
+fn every_vpc(v: &Values) -> Result<Option<String>, String> {
+    v.optional("vpc")
+}
+
+fn ms(v: &Values, label: &str) -> Result<u64, String> {
+    Ok(v.parse_optional::<u64>(label)?.unwrap_or(1000))
+}
+
+/// An optional field parsed as the CLI parses it, "any" when left empty.
+fn any_or<T: FromStr>(v: &Values, label: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    let text = v.optional(label)?.unwrap_or_else(|| "any".to_owned());
+    text.parse()
+        .map_err(|e| format!("invalid value '{text}' for {label}: {e}"))
+}
+
+fn chain_edit(v: &Values, edit: mizar_db::ChainEdit) -> Result<Request, String> {
+    Ok(Request::EditScopedChain {
+        vpc: v.text("vpc")?,
+        endpoint: v.optional("endpoint")?,
+        stage: v.text("stage")?,
+        edit,
+    })
 }
 
 /// The forms that change an object in place, after the add forms.
@@ -242,6 +284,7 @@ const CHANGE_FORMS: [Form; 4] = [
             opt("type", "simple, scaled, host or function"),
             BYPASS_DECAP,
             BACKENDS,
+            LABELS,
         ],
         build: |v| Ok(Request::ChangeEndpoint(endpoint_from(v)?)),
         fill: Some((2, |topology, v| {
@@ -260,6 +303,7 @@ const CHANGE_FORMS: [Form; 4] = [
                 ep.kind.to_string(),
                 yes_no(ep.bypass_decap),
                 ep.backends.join(","),
+                ep.labels.join(","),
             ])
         })),
     },
@@ -327,6 +371,7 @@ static FORMS: &[Form] = &[
             opt("type", "simple (default), scaled, host or function"),
             BYPASS_DECAP,
             BACKENDS,
+            LABELS,
         ],
         build: |v| {
             Ok(Request::AddEndpoint {
@@ -450,6 +495,237 @@ static FORMS: &[Form] = &[
                 vpc: v.text("vpc")?,
                 host: v.text("host")?,
             })
+        },
+        fill: None,
+    },
+    Form {
+        title: "add ACL rule",
+        fields: &[
+            req("vpc", "the VPC"),
+            req(
+                "direction",
+                "ingress (what its endpoints receive) or egress",
+            ),
+            req("action", "allow or deny"),
+            opt("src", "any (default), a CIDR, label:key=value or ep:NAME"),
+            opt("dst", "any (default), a CIDR, label:key=value or ep:NAME"),
+            opt("proto", "any (default), tcp, udp, icmp, sctp or a number"),
+            opt("port", "destination port or range, e.g. 80 or 8000-8100"),
+            opt("at", "position among the direction's rules (default: last)"),
+            CUT,
+        ],
+        build: |v| {
+            Ok(Request::AddAclRule {
+                vpc: v.text("vpc")?,
+                rule: mizar_db::AclRule {
+                    direction: direction(v)?,
+                    action: v.parse("action")?,
+                    src: any_or(v, "src")?,
+                    dst: any_or(v, "dst")?,
+                    proto: any_or(v, "proto")?,
+                    ports: v.parse_optional("port")?,
+                },
+                position: v.parse_optional("at")?,
+                cut: v.yes("cut")?,
+            })
+        },
+        fill: None,
+    },
+    Form {
+        title: "delete ACL rule",
+        fields: &[
+            req("vpc", "the VPC"),
+            req("direction", "ingress or egress"),
+            req("position", "its position (mizar acl show)"),
+            CUT,
+        ],
+        build: |v| {
+            Ok(Request::DeleteAclRule {
+                vpc: v.text("vpc")?,
+                direction: direction(v)?,
+                position: v.parse("position")?,
+                cut: v.yes("cut")?,
+            })
+        },
+        fill: None,
+    },
+    Form {
+        title: "ACL default",
+        fields: &[
+            req("vpc", "the VPC"),
+            req("direction", "ingress or egress"),
+            req("action", "allow or deny: what matches no rule"),
+            CUT,
+        ],
+        build: |v| {
+            Ok(Request::SetAclDefault {
+                vpc: v.text("vpc")?,
+                direction: direction(v)?,
+                action: v.parse("action")?,
+                cut: v.yes("cut")?,
+            })
+        },
+        fill: None,
+    },
+    Form {
+        title: "clear ACL",
+        fields: &[req("vpc", "the VPC: its traffic is no longer filtered")],
+        build: |v| {
+            Ok(Request::ClearAcl {
+                vpc: v.text("vpc")?,
+            })
+        },
+        fill: None,
+    },
+    Form {
+        title: "set rate limit",
+        fields: &[
+            req("vpc", "the VPC"),
+            opt(
+                "endpoint",
+                "one endpoint of it (default: the VPC as a whole)",
+            ),
+            req("direction", "ingress or egress"),
+            opt("packets", "packets per second"),
+            opt("burst-packets", "default: one second's worth"),
+            opt("bytes", "bytes per second"),
+            opt("burst-bytes", "default: one second's worth"),
+        ],
+        build: |v| {
+            Ok(Request::SetRateLimit(mizar_db::RateLimit {
+                vpc: v.text("vpc")?,
+                endpoint: v.optional("endpoint")?,
+                direction: direction(v)?,
+                packets: v.parse_optional("packets")?,
+                burst_packets: v.parse_optional("burst-packets")?,
+                bytes: v.parse_optional("bytes")?,
+                burst_bytes: v.parse_optional("burst-bytes")?,
+            }))
+        },
+        fill: None,
+    },
+    Form {
+        title: "delete rate limit",
+        fields: &[
+            req("vpc", "the VPC"),
+            opt("endpoint", "the endpoint (default: the VPC's rule)"),
+            req("direction", "ingress or egress"),
+        ],
+        build: |v| {
+            Ok(Request::DeleteRateLimit {
+                vpc: v.text("vpc")?,
+                endpoint: v.optional("endpoint")?,
+                direction: direction(v)?,
+            })
+        },
+        fill: None,
+    },
+    Form {
+        title: "ddos block",
+        fields: &[
+            req("cidr", "the source range to drop, e.g. 203.0.113.0/24"),
+            opt("vpc", "only in this VPC (default: every VPC)"),
+        ],
+        build: |v| {
+            Ok(Request::AddDdosBlock {
+                vpc: every_vpc(v)?,
+                cidr: v.parse("cidr")?,
+            })
+        },
+        fill: None,
+    },
+    Form {
+        title: "ddos unblock",
+        fields: &[
+            req("cidr", "the blocked range"),
+            opt("vpc", "its VPC (default: the block for every VPC)"),
+        ],
+        build: |v| {
+            Ok(Request::DeleteDdosBlock {
+                vpc: every_vpc(v)?,
+                cidr: v.parse("cidr")?,
+            })
+        },
+        fill: None,
+    },
+    Form {
+        title: "ddos rate threshold",
+        fields: &[
+            req("packets", "packets one source may send per window"),
+            opt(
+                "window-ms",
+                "the window in ms, 10 to 3600000 (default 1000)",
+            ),
+            opt("vpc", "for this VPC (default: every VPC without its own)"),
+        ],
+        build: |v| {
+            Ok(Request::SetDdosLimit {
+                vpc: every_vpc(v)?,
+                packets: v.parse("packets")?,
+                window_ms: ms(v, "window-ms")?,
+            })
+        },
+        fill: None,
+    },
+    Form {
+        title: "ddos SYN threshold",
+        fields: &[
+            req(
+                "syns",
+                "new TCP connections one destination may receive per window",
+            ),
+            opt(
+                "window-ms",
+                "the window in ms, 10 to 3600000 (default 1000)",
+            ),
+            opt("vpc", "for this VPC (default: every VPC without its own)"),
+        ],
+        build: |v| {
+            Ok(Request::SetDdosSynLimit {
+                vpc: every_vpc(v)?,
+                syns: v.parse("syns")?,
+                window_ms: ms(v, "window-ms")?,
+            })
+        },
+        fill: None,
+    },
+    Form {
+        title: "chain add (VPC/ep)",
+        fields: &[
+            req("vpc", "the VPC"),
+            opt(
+                "endpoint",
+                "one of its endpoints (default: the VPC's own chain)",
+            ),
+            req("stage", "tx, redirect, scaled-ep or egress"),
+            req("function", "see mizar fn list"),
+            opt("at", "its position, from 1 (default: the end)"),
+        ],
+        build: |v| {
+            let edit = mizar_db::ChainEdit::Add {
+                function: v.text("function")?,
+                at: v.parse_optional("at")?,
+            };
+            chain_edit(v, edit)
+        },
+        fill: None,
+    },
+    Form {
+        title: "chain del (VPC/ep)",
+        fields: &[
+            req("vpc", "the VPC"),
+            opt(
+                "endpoint",
+                "one of its endpoints (default: the VPC's own chain)",
+            ),
+            req("stage", "tx, redirect, scaled-ep or egress"),
+            req("position", "its position (mizar chain show --vpc)"),
+        ],
+        build: |v| {
+            let edit = mizar_db::ChainEdit::Remove {
+                position: v.parse("position")?,
+            };
+            chain_edit(v, edit)
         },
         fill: None,
     },
