@@ -151,10 +151,12 @@ impl FabricSource {
             .chain_status(store)?
             .into_iter()
             .flat_map(|chain| {
-                chain.links.into_iter().filter_map(move |l| {
+                let stage = chain.stage.name();
+                let host = chain.links.into_iter().filter_map(move |l| {
                     let s = l.stats?;
                     Some(FunctionSample {
-                        stage: chain.stage.name().to_owned(),
+                        stage: stage.to_owned(),
+                        scope: "host".to_owned(),
                         position: l.link.position,
                         function: l.link.function,
                         instance: l.link.instance,
@@ -163,7 +165,25 @@ impl FabricSource {
                         timed: s.timed,
                         ns: s.ns,
                     })
-                })
+                });
+                let scoped = chain.scoped.into_iter().filter_map(move |l| {
+                    let s = l.stats?;
+                    Some(FunctionSample {
+                        stage: stage.to_owned(),
+                        scope: match &l.link.endpoint {
+                            Some(e) => format!("ep:{}/{e}", l.link.vpc),
+                            None => format!("vpc:{}", l.link.vpc),
+                        },
+                        position: l.link.position,
+                        function: l.link.function,
+                        instance: l.link.instance,
+                        packets: s.packets(),
+                        dropped: s.drops(),
+                        timed: s.timed,
+                        ns: s.ns,
+                    })
+                });
+                host.chain(scoped)
             })
             .collect();
         sample.dataplane = Some(DataplaneSample {

@@ -273,6 +273,7 @@ impl Collector for SampleCollector {
             let function_labels = |f: &mizar_tui::model::FunctionSample| -> Labels {
                 vec![
                     ("stage", owned(&f.stage)),
+                    ("scope", owned(&f.scope)),
                     ("function", owned(&f.function)),
                     ("instance", Cow::Owned(f.instance.to_string())),
                 ]
@@ -634,13 +635,13 @@ mod tests {
         assert_eq!(
             series(&text, "mizar_function_packets_total"),
             [
-                r#"mizar_function_packets_total{stage="ON_XDP_REDIRECT",function="count",instance="1"} 10000"#,
-                r#"mizar_function_packets_total{stage="ON_XDP_REDIRECT",function="count",instance="3"} 10000"#,
-                r#"mizar_function_packets_total{stage="ON_XDP_TX",function="count",instance="2"} 2000"#,
+                r#"mizar_function_packets_total{stage="ON_XDP_REDIRECT",scope="host",function="count",instance="1"} 10000"#,
+                r#"mizar_function_packets_total{stage="ON_XDP_REDIRECT",scope="host",function="count",instance="3"} 10000"#,
+                r#"mizar_function_packets_total{stage="ON_XDP_TX",scope="host",function="count",instance="2"} 2000"#,
             ]
         );
         assert!(text.contains(
-            r#"mizar_function_time_seconds_total{stage="ON_XDP_REDIRECT",function="count",instance="1"} 0.00000312"#
+            r#"mizar_function_time_seconds_total{stage="ON_XDP_REDIRECT",scope="host",function="count",instance="1"} 0.00000312"#
         ), "{text}");
         assert!(text.contains(r#"mizar_store_objects{kind="endpoint"} 3"#));
         assert!(text.contains(r#"mizar_store_objects{kind="bouncer"} 2"#));

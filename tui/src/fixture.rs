@@ -180,6 +180,10 @@ pub fn sample(t0: Instant, seconds: u64) -> Sample {
             function("ON_XDP_REDIRECT", 1, "count", 1, 1_000 * s, 0),
             function("ON_XDP_REDIRECT", 2, "count", 3, 1_000 * s, 0),
             function("ON_XDP_TX", 1, "count", 2, 200 * s, 0),
+            FunctionSample {
+                scope: "ep:blue/web1".into(),
+                ..function("ON_XDP_TX", 1, "acl", 9, 100 * s, 10 * s)
+            },
         ],
     };
     Sample {
@@ -206,6 +210,7 @@ fn function(
     dropped: u64,
 ) -> FunctionSample {
     FunctionSample {
+        scope: "host".into(),
         stage: stage.into(),
         position,
         function: name.into(),

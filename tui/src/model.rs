@@ -102,6 +102,8 @@ pub struct DataplaneSample {
 pub struct FunctionSample {
     /// `ON_XDP_TX`, ...
     pub stage: String,
+    /// Whose chain: "host" (this host's), "vpc:NAME" or "ep:VPC/NAME".
+    pub scope: String,
     /// 1-based, as `mizar chain show` prints it.
     pub position: usize,
     pub function: String,
@@ -588,6 +590,7 @@ mod tests {
                 reason("drop_unknown_vpc", "ON_XDP_DROP", Verdict::Drop, dropped),
             ],
             functions: vec![FunctionSample {
+                scope: "host".into(),
                 stage: "ON_XDP_REDIRECT".into(),
                 position: 1,
                 function: "count".into(),

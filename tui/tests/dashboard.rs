@@ -659,6 +659,9 @@ fn the_functions_view_changes_chains_through_requests() {
         None,
         "the last cannot move later"
     );
+    // An endpoint's chain is shown after the host's, and changed elsewhere (Manage, CLI).
+    let screen = render(&mut app, now, 100, 30);
+    assert!(screen.contains("ep:blue/web1 1."), "{screen}");
     // A removal asks first, and anything but y cancels it.
     assert_eq!(app.on_key(key(KeyCode::Char('x'))), None);
     assert!(
@@ -671,4 +674,12 @@ fn the_functions_view_changes_chains_through_requests() {
         app.on_key(key(KeyCode::Char('y'))),
         chain("ON_XDP_REDIRECT", ChainEdit::Remove { position: 2 })
     );
+    app.on_change_done(Ok("removed".into()));
+    // Down to the endpoint's function (after ON_XDP_TX and its function): read-only here.
+    press(&mut app, "jjj");
+    assert!(render(&mut app, now, 100, 30).contains("ep:blue/web1"));
+    for k in ['x', 'K', 'J'] {
+        assert_eq!(app.on_key(key(KeyCode::Char(k))), None, "{k} on a scoped row");
+    }
+    assert!(!render(&mut app, now, 100, 30).contains("? y to confirm"));
 }

@@ -51,9 +51,19 @@ fn rows(sample: Option<&Sample>) -> Vec<FnRow<'_>> {
         .unwrap_or_default();
     let mut rows = Vec::new();
     for stage in STAGE_ORDER {
-        let chain: Vec<&FunctionSample> = functions.iter().filter(|f| f.stage == stage).collect();
+        let chain: Vec<&FunctionSample> = functions
+            .iter()
+            .filter(|f| f.stage == stage && f.scope == "host")
+            .collect();
         rows.push(FnRow::Stage(stage, chain.len()));
         rows.extend(chain.into_iter().map(FnRow::Function));
+        // Then the chains of VPCs and endpoints there, in the order a packet meets them.
+        rows.extend(
+            functions
+                .iter()
+                .filter(|f| f.stage == stage && f.scope != "host")
+                .map(FnRow::Function),
+        );
     }
     rows
 }
@@ -64,10 +74,14 @@ impl FunctionsView {
         let row = rows.get(self.cursor.selected)?;
         let (stage, position, len) = match row {
             FnRow::Stage(stage, len) => (*stage, None, *len),
+            // A VPC's or endpoint's chain: changed with its form in Manage, or mizar chain --vpc.
+            FnRow::Function(f) if f.scope != "host" => return None,
             FnRow::Function(f) => {
                 let len = rows
                     .iter()
-                    .filter(|r| matches!(r, FnRow::Function(g) if g.stage == f.stage))
+                    .filter(|r| {
+                        matches!(r, FnRow::Function(g) if g.stage == f.stage && g.scope == "host")
+                    })
                     .count();
                 (
                     STAGE_ORDER
@@ -190,7 +204,11 @@ impl View for FunctionsView {
                     let drop_rate = cx.model.rate(&drops).map(|r| r.packets);
                     let drops_text = fmt_rate(drop_rate);
                     Row::new(vec![
-                        Cell::from(format!("  {}. ", f.position)),
+                        Cell::from(if f.scope == "host" {
+                            format!("  {}. ", f.position)
+                        } else {
+                            format!("  {} {}. ", f.scope, f.position)
+                        }),
                         Cell::from(f.function.clone()),
                         Cell::from(format!("#{}", f.instance)),
                         Cell::from(fmt_rate(cx.model.rate(&series).map(|r| r.packets))),
