@@ -424,17 +424,8 @@ fn edited(
     };
     match edit {
         ChainEdit::Set(functions) => {
-            let rows: Vec<ChainLinkRow> = current
-                .iter()
-                .map(|(i, f)| ChainLinkRow {
-                    host: String::new(),
-                    stage: stage.to_owned(),
-                    position: 0,
-                    instance: *i,
-                    function: f.clone(),
-                })
-                .collect();
-            order = keep_instances(&rows, functions);
+            let pairs: Vec<(u16, &str)> = current.iter().map(|(i, f)| (*i, f.as_str())).collect();
+            order = keep_instances(&pairs, functions);
         }
         ChainEdit::Add { function, at } => {
             let index = match at {
@@ -457,12 +448,25 @@ fn edited(
     Ok(order)
 }
 
-/// `functions` with the instances of `current` kept for the functions that stay.
-fn keep_instances(current: &[ChainLinkRow], functions: &[String]) -> Vec<(Option<u16>, String)> {
-    let mut kept: Vec<(u16, &str)> = current
+/// What a document's chain does to the chain `now`: None when it is the same.
+fn chain_action(now: &[(u16, &str)], functions: &[String]) -> Option<Action> {
+    if now
         .iter()
-        .map(|l| (l.instance, l.function.as_str()))
-        .collect();
+        .map(|(_, f)| *f)
+        .eq(functions.iter().map(String::as_str))
+    {
+        return None;
+    }
+    Some(match (now.is_empty(), functions.is_empty()) {
+        (true, _) => Action::Create,
+        (false, true) => Action::Delete,
+        (false, false) => Action::Update,
+    })
+}
+
+/// `functions` with the instances of `current` kept for the functions that stay.
+fn keep_instances(current: &[(u16, &str)], functions: &[String]) -> Vec<(Option<u16>, String)> {
+    let mut kept: Vec<(u16, &str)> = current.to_vec();
     functions
         .iter()
         .map(|function| {
@@ -508,22 +512,16 @@ pub(crate) fn apply_chains(
         }
     }
     for ((host, stage), functions) in wanted {
-        let now: Vec<ChainLinkRow> = current
+        let now: Vec<(u16, &str)> = current
             .iter()
             .filter(|r| r.host == host && r.stage == stage)
-            .cloned()
+            .map(|r| (r.instance, r.function.as_str()))
             .collect();
-        let now_names: Vec<&str> = now.iter().map(|r| r.function.as_str()).collect();
-        if now_names == functions.iter().map(String::as_str).collect::<Vec<_>>() {
+        let Some(action) = chain_action(&now, &functions) else {
             continue;
-        }
+        };
         let id = host_id(tx, &host)?;
         write_chain(tx, id, stage, &keep_instances(&now, &functions))?;
-        let action = match (now.is_empty(), functions.is_empty()) {
-            (true, _) => Action::Create,
-            (false, true) => Action::Delete,
-            (false, false) => Action::Update,
-        };
         report.push(action, Kind::Chain, format!("{host}:{stage}"));
     }
     Ok(())
@@ -696,28 +694,16 @@ pub(crate) fn apply_scoped_chains(
         }
     }
     for ((vpc, endpoint, stage), functions) in wanted {
-        let now: Vec<ChainLinkRow> = current
+        let now: Vec<(u16, &str)> = current
             .iter()
             .filter(|r| r.vpc == vpc && r.endpoint == endpoint && r.stage == stage)
-            .map(|r| ChainLinkRow {
-                host: String::new(),
-                stage: r.stage.clone(),
-                position: r.position,
-                instance: r.instance,
-                function: r.function.clone(),
-            })
+            .map(|r| (r.instance, r.function.as_str()))
             .collect();
-        let now_names: Vec<&str> = now.iter().map(|r| r.function.as_str()).collect();
-        if now_names == functions.iter().map(String::as_str).collect::<Vec<_>>() {
+        let Some(action) = chain_action(&now, &functions) else {
             continue;
-        }
+        };
         let ids = scope_ids(tx, &vpc, endpoint.as_deref())?;
         write_scoped_chain(tx, ids, stage, &keep_instances(&now, &functions))?;
-        let action = match (now.is_empty(), functions.is_empty()) {
-            (true, _) => Action::Create,
-            (false, true) => Action::Delete,
-            (false, false) => Action::Update,
-        };
         let name = match &endpoint {
             Some(e) => format!("{vpc}/{e}:{stage}"),
             None => format!("{vpc}:{stage}"),

@@ -91,7 +91,7 @@ pub use model::{
 };
 pub use proposal::{EndpointChange, Proposal};
 pub use ratelimit::{Direction, MAX_RATE_LIMITS, RateLimit};
-pub use request::{Request, chain_outcome};
+pub use request::{Request, chain_outcome, scoped_chain_outcome};
 pub use schema::SCHEMA_VERSION;
 pub use store::{Bouncer, CommitGuard, Divider, Refusal, Store};
 pub use validate::{MAX_BOUNCERS, MAX_DIVIDERS, MAX_ENDPOINTS, MAX_PREFIX, MAX_VNI};

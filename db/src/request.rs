@@ -352,9 +352,24 @@ fn ddos_subject(vpc: &Option<String>) -> String {
 }
 
 /// "chain at ON_XDP_TX: count -> count", as the CLI prints a chain after a change.
-/// The stage's canonical name, or the input if it is none.
-fn parse_stage_or(stage: &str) -> &str {
-    crate::chains::parse_stage(stage).unwrap_or(stage)
+/// What a change to a VPC's or an endpoint's chain says: the chain as it now is.
+pub fn scoped_chain_outcome(
+    vpc: &str,
+    endpoint: Option<&str>,
+    stage: &str,
+    chain: &[crate::chains::ScopedChainLinkRow],
+) -> String {
+    let names: Vec<&str> = chain.iter().map(|l| l.function.as_str()).collect();
+    format!(
+        "chain{} at {}: {}",
+        crate::chains::scope_words(vpc, endpoint),
+        crate::chains::parse_stage(stage).unwrap_or(stage),
+        if names.is_empty() {
+            "empty".to_owned()
+        } else {
+            names.join(" -> ")
+        }
+    )
 }
 
 pub fn chain_outcome(stage: &str, chain: &[crate::chains::ChainLinkRow]) -> String {
@@ -576,17 +591,7 @@ impl Store {
                 edit,
             } => {
                 let chain = self.edit_scoped_chain(vpc, endpoint.as_deref(), stage, edit)?;
-                let names: Vec<&str> = chain.iter().map(|l| l.function.as_str()).collect();
-                let stage = parse_stage_or(stage);
-                format!(
-                    "chain{} at {stage}: {}",
-                    crate::chains::scope_words(vpc, endpoint.as_deref()),
-                    if names.is_empty() {
-                        "empty".to_owned()
-                    } else {
-                        names.join(" -> ")
-                    }
-                )
+                scoped_chain_outcome(vpc, endpoint.as_deref(), stage, &chain)
             }
         })
     }

@@ -679,7 +679,11 @@ fn the_functions_view_changes_chains_through_requests() {
     press(&mut app, "jjj");
     assert!(render(&mut app, now, 100, 30).contains("ep:blue/web1"));
     for k in ['x', 'K', 'J'] {
-        assert_eq!(app.on_key(key(KeyCode::Char(k))), None, "{k} on a scoped row");
+        assert_eq!(
+            app.on_key(key(KeyCode::Char(k))),
+            None,
+            "{k} on a scoped row"
+        );
     }
     assert!(!render(&mut app, now, 100, 30).contains("? y to confirm"));
 }

@@ -541,6 +541,27 @@ fn tag_owner(tag_be: u32) -> (u32, u32) {
     (tag >> 3, (tag >> 2) & 1)
 }
 
+/// Removes the entries of a trie whose key's tag (the first word of the key data) names a
+/// (VNI, generation) in `stale`.
+fn remove_tagged<K: aya::Pod, V: aya::Pod>(
+    trie: &mut LpmTrie<MapData, K, V>,
+    name: &'static str,
+    stale: &BTreeSet<(u32, u32)>,
+    tag_be: impl Fn(&K) -> u32,
+) -> Result<(), DataplaneError> {
+    let keys: Vec<Key<K>> = trie
+        .keys()
+        .collect::<Result<_, _>>()
+        .map_err(map_err(name))?;
+    for k in keys
+        .iter()
+        .filter(|k| stale.contains(&tag_owner(tag_be(&k.data()))))
+    {
+        trie.remove(k).map_err(map_err(name))?;
+    }
+    Ok(())
+}
+
 /// The acl function's maps.
 pub struct AclMaps {
     vpcs: HashMap<MapData, u32, abi::mz_acl_vpc>,
@@ -590,29 +611,8 @@ impl AclMaps {
         if stale.is_empty() {
             return Ok(());
         }
-        let addrs: Vec<Key<[u32; 2]>> = self
-            .addrs
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(map_err(ACL_ADDRS))?;
-        for k in addrs
-            .iter()
-            .filter(|k| stale.contains(&tag_owner(k.data()[0])))
-        {
-            self.addrs.remove(k).map_err(map_err(ACL_ADDRS))?;
-        }
-        let rules: Vec<Key<[u32; 4]>> = self
-            .rules
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(map_err(ACL_RULES))?;
-        for k in rules
-            .iter()
-            .filter(|k| stale.contains(&tag_owner(k.data()[0])))
-        {
-            self.rules.remove(k).map_err(map_err(ACL_RULES))?;
-        }
-        Ok(())
+        remove_tagged(&mut self.addrs, ACL_ADDRS, stale, |k| k[0])?;
+        remove_tagged(&mut self.rules, ACL_RULES, stale, |k| k[0])
     }
 
     /// Brings the maps to `wanted` (VNI → ACL; names for errors). Only VPCs whose compiled

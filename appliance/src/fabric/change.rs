@@ -441,17 +441,12 @@ impl Instance {
                 edit,
             } => {
                 let chain = self.edit_scoped_chain(vpc, endpoint.as_deref(), stage, edit)?;
-                let names: Vec<&str> = chain.iter().map(|l| l.function.as_str()).collect();
-                let stage = mizar_db::parse_stage(stage)?;
                 Ok(Changed {
-                    outcome: format!(
-                        "chain{} at {stage}: {}",
-                        mizar_db::scope_words(vpc, endpoint.as_deref()),
-                        if names.is_empty() {
-                            "empty".to_owned()
-                        } else {
-                            names.join(" -> ")
-                        }
+                    outcome: mizar_db::scoped_chain_outcome(
+                        vpc,
+                        endpoint.as_deref(),
+                        stage,
+                        &chain,
                     ),
                     dataplane: None,
                     scope: None,
