@@ -152,38 +152,42 @@ impl FabricSource {
             .into_iter()
             .flat_map(|chain| {
                 let stage = chain.stage.name();
-                let host = chain.links.into_iter().filter_map(move |l| {
-                    let s = l.stats?;
-                    Some(FunctionSample {
-                        stage: stage.to_owned(),
-                        scope: "host".to_owned(),
-                        position: l.link.position,
-                        function: l.link.function,
-                        instance: l.link.instance,
-                        packets: s.packets(),
-                        dropped: s.drops(),
-                        timed: s.timed,
-                        ns: s.ns,
-                    })
+                let host = chain.links.into_iter().map(|l| {
+                    let scope = "host".to_owned();
+                    (
+                        scope,
+                        l.link.position,
+                        l.link.function,
+                        l.link.instance,
+                        l.stats,
+                    )
                 });
-                let scoped = chain.scoped.into_iter().filter_map(move |l| {
-                    let s = l.stats?;
-                    Some(FunctionSample {
-                        stage: stage.to_owned(),
-                        scope: match &l.link.endpoint {
-                            Some(e) => format!("ep:{}/{e}", l.link.vpc),
-                            None => format!("vpc:{}", l.link.vpc),
-                        },
-                        position: l.link.position,
-                        function: l.link.function,
-                        instance: l.link.instance,
-                        packets: s.packets(),
-                        dropped: s.drops(),
-                        timed: s.timed,
-                        ns: s.ns,
-                    })
+                let scoped = chain.scoped.into_iter().map(|l| {
+                    let scope = l.link.scope();
+                    (
+                        scope,
+                        l.link.position,
+                        l.link.function,
+                        l.link.instance,
+                        l.stats,
+                    )
                 });
                 host.chain(scoped)
+                    .filter_map(move |(scope, position, function, instance, stats)| {
+                        let s = stats?;
+                        Some(FunctionSample {
+                            stage: stage.to_owned(),
+                            scope,
+                            position,
+                            function,
+                            instance,
+                            packets: s.packets(),
+                            dropped: s.drops(),
+                            timed: s.timed,
+                            ns: s.ns,
+                        })
+                    })
+                    .collect::<Vec<_>>()
             })
             .collect();
         sample.dataplane = Some(DataplaneSample {

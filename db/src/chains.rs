@@ -73,6 +73,16 @@ pub struct ScopedChainLinkRow {
     pub function: String,
 }
 
+impl ScopedChainLinkRow {
+    /// Whose chain, as status and metrics label it: "vpc:NAME" or "ep:VPC/NAME".
+    pub fn scope(&self) -> String {
+        match &self.endpoint {
+            Some(e) => format!("ep:{}/{e}", self.vpc),
+            None => format!("vpc:{}", self.vpc),
+        }
+    }
+}
+
 /// A VPC's chain (or one of its endpoints') at one stage, as a topology document writes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]

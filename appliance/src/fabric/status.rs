@@ -72,10 +72,7 @@ impl FunctionStatus {
                     )
                 });
                 let scoped = chain.scoped.iter().map(move |l| {
-                    let scope = match &l.link.endpoint {
-                        Some(e) => format!("ep:{}/{e}", l.link.vpc),
-                        None => format!("vpc:{}", l.link.vpc),
-                    };
+                    let scope = l.link.scope();
                     Self::new(
                         stage,
                         scope,
