@@ -153,40 +153,31 @@ impl FabricSource {
             .flat_map(|chain| {
                 let stage = chain.stage.name();
                 let host = chain.links.into_iter().map(|l| {
-                    let scope = "host".to_owned();
-                    (
-                        scope,
-                        l.link.position,
-                        l.link.function,
-                        l.link.instance,
-                        l.stats,
-                    )
+                    let place = ("host".to_owned(), l.link.position, l.link.enabled);
+                    (place, l.link.function, l.link.instance, l.stats)
                 });
                 let scoped = chain.scoped.into_iter().map(|l| {
-                    let scope = l.link.scope();
-                    (
-                        scope,
-                        l.link.position,
-                        l.link.function,
-                        l.link.instance,
-                        l.stats,
-                    )
+                    let place = (l.link.scope(), l.link.position, l.link.enabled);
+                    (place, l.link.function, l.link.instance, l.stats)
                 });
                 host.chain(scoped)
-                    .filter_map(move |(scope, position, function, instance, stats)| {
-                        let s = stats?;
-                        Some(FunctionSample {
-                            stage: stage.to_owned(),
-                            scope,
-                            position,
-                            function,
-                            instance,
-                            packets: s.packets(),
-                            dropped: s.drops(),
-                            timed: s.timed,
-                            ns: s.ns,
-                        })
-                    })
+                    .filter_map(
+                        move |((scope, position, enabled), function, instance, stats)| {
+                            let s = stats?;
+                            Some(FunctionSample {
+                                stage: stage.to_owned(),
+                                scope,
+                                enabled,
+                                position,
+                                function,
+                                instance,
+                                packets: s.packets(),
+                                dropped: s.drops(),
+                                timed: s.timed,
+                                ns: s.ns,
+                            })
+                        },
+                    )
                     .collect::<Vec<_>>()
             })
             .collect();

@@ -638,6 +638,7 @@ mod tests {
                 r#"mizar_function_packets_total{stage="ON_XDP_REDIRECT",scope="host",function="count",instance="1"} 10000"#,
                 r#"mizar_function_packets_total{stage="ON_XDP_REDIRECT",scope="host",function="count",instance="3"} 10000"#,
                 r#"mizar_function_packets_total{stage="ON_XDP_TX",scope="host",function="count",instance="2"} 2000"#,
+                r#"mizar_function_packets_total{stage="ON_XDP_TX",scope="ep:blue/web1",function="acl",instance="9"} 1000"#,
             ]
         );
         assert!(text.contains(

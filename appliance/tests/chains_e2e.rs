@@ -678,6 +678,27 @@ fn an_endpoints_chain_acts_on_its_packets_only_and_chain_show_gives_the_effectiv
         "{exported}"
     );
 
+    // Disabled, the endpoint's function keeps its place and counters but acts no more.
+    ok(&[
+        "chain", "disable", "--stage", "redirect", "--vpc", "blue", "--ep", "b-db1", "1",
+    ]);
+    assert!(
+        ping(fabric.ns("b-web2"), b_db1, 2, wait)
+            .unwrap()
+            .all_answered(),
+        "the disabled ddos drops nothing"
+    );
+    let shown = ok(&["chain", "show", "--vpc", "blue", "--ep", "b-db1"]);
+    assert!(shown.contains("ddos (disabled)"), "{shown}");
+    assert!(
+        ok(&["export"]).contains("disabled:"),
+        "the document says so"
+    );
+    ok(&[
+        "chain", "enable", "--stage", "redirect", "--vpc", "blue", "--ep", "b-db1", "1",
+    ]);
+    let again = ping(fabric.ns("b-web2"), b_db1, 2, Duration::from_millis(700)).unwrap();
+    assert!(again.none_answered(), "enabled again: {again}");
     ok(&[
         "chain", "del", "--stage", "redirect", "--vpc", "blue", "--ep", "b-db1", "1",
     ]);

@@ -58,7 +58,16 @@ pub struct ChainLinkRow {
     pub position: usize,
     pub instance: u16,
     pub function: String,
+    /// A disabled function keeps its place and counters; packets skip it.
+    pub enabled: bool,
 }
+
+/// A function's place in a chain being written: its instance (None: a new one), name, and
+/// whether it is enabled.
+type Placement = (Option<u16>, String, bool);
+
+/// A chain as a document gives it: its functions, and the positions (from 1) disabled.
+type DocumentChain = (Vec<String>, Vec<usize>);
 
 /// A function placed in a VPC's chain (endpoint None) or an endpoint's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -71,6 +80,7 @@ pub struct ScopedChainLinkRow {
     pub position: usize,
     pub instance: u16,
     pub function: String,
+    pub enabled: bool,
 }
 
 impl ScopedChainLinkRow {
@@ -94,6 +104,9 @@ pub struct ScopedChainSpec {
     /// In order; empty: no function there.
     #[serde(default)]
     pub functions: Vec<String>,
+    /// Positions (from 1) of the functions that are disabled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disabled: Vec<usize>,
 }
 
 /// One host's chain at one stage, as a topology document writes it.
@@ -105,6 +118,9 @@ pub struct ChainSpec {
     /// In order; empty: no function there.
     #[serde(default)]
     pub functions: Vec<String>,
+    /// Positions (from 1) of the functions that are disabled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disabled: Vec<usize>,
 }
 
 /// A change to one stage's chain. Positions are 1-based, as `mizar chain show` prints them.
@@ -118,6 +134,8 @@ pub enum ChainEdit {
     Remove { position: usize },
     /// The function at `from` moves to `to`; the others keep their order.
     Move { from: usize, to: usize },
+    /// The function at a position is enabled or disabled (it keeps its place and counters).
+    Enable { position: usize, enabled: bool },
 }
 
 /// The stage's canonical name (`on_xdp_tx`, `ON_XDP_TX` and `tx` are all ON_XDP_TX).
@@ -183,7 +201,7 @@ fn host_id(conn: &Connection, host: &str) -> Result<i64> {
 pub(crate) fn load_chains(conn: &Connection) -> Result<Vec<ChainLinkRow>> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT h.name, c.stage, c.position, c.instance, c.function \
+            "SELECT h.name, c.stage, c.position, c.instance, c.function, c.enabled \
              FROM chain_links c JOIN hosts h ON h.id = c.host_id \
              ORDER BY h.name, c.stage, c.position",
         )
@@ -196,6 +214,7 @@ pub(crate) fn load_chains(conn: &Connection) -> Result<Vec<ChainLinkRow>> {
                 position: row.get::<_, i64>(2)? as usize,
                 instance: row.get(3)?,
                 function: row.get(4)?,
+                enabled: row.get(5)?,
             })
         })
         .ctx("reading the chains")?;
@@ -206,12 +225,7 @@ pub(crate) fn load_chains(conn: &Connection) -> Result<Vec<ChainLinkRow>> {
 /// Writes one host's chain at one stage, keeping the instance of each function that stays
 /// (matched by name, in order; `order` entries with Some keep theirs). New ones take the
 /// smallest free numbers of the host.
-fn write_chain(
-    conn: &Connection,
-    host_id: i64,
-    stage: &str,
-    order: &[(Option<u16>, String)],
-) -> Result<()> {
+fn write_chain(conn: &Connection, host_id: i64, stage: &str, order: &[Placement]) -> Result<()> {
     let mut used: BTreeSet<u16> = conn
         .prepare_cached(
             "SELECT instance FROM chain_links WHERE host_id = ?1 AND stage <> ?2 \
@@ -225,11 +239,11 @@ fn write_chain(
     insert_links(
         &mut used,
         order,
-        |position, instance, function| {
+        |position, instance, function, enabled| {
             conn.execute(
-                "INSERT INTO chain_links (host_id, stage, position, instance, function) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![host_id, stage, position, instance, function],
+                "INSERT INTO chain_links (host_id, stage, position, instance, function, \
+                 enabled) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![host_id, stage, position, instance, function, enabled],
             )
             .map(|_| ())
         },
@@ -248,12 +262,12 @@ fn write_chain(
 /// smallest instance numbers not in `used`.
 fn insert_links(
     used: &mut BTreeSet<u16>,
-    order: &[(Option<u16>, String)],
-    mut insert: impl FnMut(i64, u16, &str) -> rusqlite::Result<()>,
+    order: &[Placement],
+    mut insert: impl FnMut(i64, u16, &str, bool) -> rusqlite::Result<()>,
     clear: impl FnOnce() -> rusqlite::Result<()>,
 ) -> Result<()> {
-    used.extend(order.iter().filter_map(|(i, _)| *i));
-    let new = order.iter().filter(|(i, _)| i.is_none()).count();
+    used.extend(order.iter().filter_map(|(i, _, _)| *i));
+    let new = order.iter().filter(|(i, _, _)| i.is_none()).count();
     if used.len() + new > MAX_FN_INSTANCES {
         return Err(StoreError::TooManyFunctionInstances {
             count: used.len() + new,
@@ -262,7 +276,7 @@ fn insert_links(
     }
     clear().ctx("changing a chain")?;
     let mut next_free = 1u16;
-    for (index, (instance, function)) in order.iter().enumerate() {
+    for (index, (instance, function, enabled)) in order.iter().enumerate() {
         let instance = match instance {
             Some(i) => *i,
             None => {
@@ -273,7 +287,7 @@ fn insert_links(
                 next_free
             }
         };
-        insert(index as i64 + 1, instance, function).ctx("changing a chain")?;
+        insert(index as i64 + 1, instance, function, *enabled).ctx("changing a chain")?;
     }
     Ok(())
 }
@@ -293,7 +307,7 @@ fn write_scoped_chain(
     conn: &Connection,
     (vpc_id, ep_id): (i64, Option<i64>),
     stage: &str,
-    order: &[(Option<u16>, String)],
+    order: &[Placement],
 ) -> Result<()> {
     if !SCOPED_STAGES.contains(&stage) {
         return Err(StoreError::StageNotScoped {
@@ -313,11 +327,11 @@ fn write_scoped_chain(
     insert_links(
         &mut used,
         order,
-        |position, instance, function| {
+        |position, instance, function, enabled| {
             conn.execute(
                 "INSERT INTO scoped_chain_links (vpc_id, endpoint_id, stage, position, instance, \
-             function) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![vpc_id, ep_id, stage, position, instance, function],
+                 function, enabled) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![vpc_id, ep_id, stage, position, instance, function, enabled],
             )
             .map(|_| ())
         },
@@ -391,7 +405,7 @@ fn check_budget(conn: &Connection) -> Result<()> {
 pub(crate) fn load_scoped_chains(conn: &Connection) -> Result<Vec<ScopedChainLinkRow>> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT v.name, e.name, c.stage, c.position, c.instance, c.function \
+            "SELECT v.name, e.name, c.stage, c.position, c.instance, c.function, c.enabled \
              FROM scoped_chain_links c JOIN vpcs v ON v.id = c.vpc_id \
              LEFT JOIN endpoints e ON e.id = c.endpoint_id \
              ORDER BY v.name, e.name IS NOT NULL, e.name, c.stage, c.position",
@@ -406,6 +420,7 @@ pub(crate) fn load_scoped_chains(conn: &Connection) -> Result<Vec<ScopedChainLin
                 position: row.get::<_, i64>(3)? as usize,
                 instance: row.get(4)?,
                 function: row.get(5)?,
+                enabled: row.get(6)?,
             })
         })
         .ctx("reading the chains")?;
@@ -417,11 +432,13 @@ pub(crate) fn load_scoped_chains(conn: &Connection) -> Result<Vec<ScopedChainLin
 fn edited(
     conn: &Connection,
     stage: &str,
-    current: &[(u16, String)],
+    current: &[(u16, &str, bool)],
     edit: &ChainEdit,
-) -> Result<Vec<(Option<u16>, String)>> {
-    let mut order: Vec<(Option<u16>, String)> =
-        current.iter().map(|(i, f)| (Some(*i), f.clone())).collect();
+) -> Result<Vec<Placement>> {
+    let mut order: Vec<Placement> = current
+        .iter()
+        .map(|(i, f, e)| (Some(*i), (*f).to_owned(), *e))
+        .collect();
     let position = |p: usize, len: usize| -> Result<usize> {
         if p == 0 || p > len {
             return Err(StoreError::ChainPosition {
@@ -433,16 +450,20 @@ fn edited(
         Ok(p - 1)
     };
     match edit {
-        ChainEdit::Set(functions) => {
-            let pairs: Vec<(u16, &str)> = current.iter().map(|(i, f)| (*i, f.as_str())).collect();
-            order = keep_instances(&pairs, functions);
-        }
+        ChainEdit::Set(functions) => order = keep_instances(current, functions),
         ChainEdit::Add { function, at } => {
             let index = match at {
                 None => order.len(),
                 Some(p) => position(*p, order.len() + 1)?,
             };
-            order.insert(index, (None, function.clone()));
+            order.insert(index, (None, function.clone(), true));
+        }
+        ChainEdit::Enable {
+            position: p,
+            enabled,
+        } => {
+            let index = position(*p, order.len())?;
+            order[index].2 = *enabled;
         }
         ChainEdit::Remove { position: p } => {
             order.remove(position(*p, order.len())?);
@@ -453,18 +474,23 @@ fn edited(
             order.insert(to, link);
         }
     }
-    let functions: Vec<String> = order.iter().map(|(_, f)| f.clone()).collect();
+    let functions: Vec<String> = order.iter().map(|(_, f, _)| f.clone()).collect();
     check_functions(conn, stage, &functions)?;
     Ok(order)
 }
 
-/// What a document's chain does to the chain `now`: None when it is the same.
-fn chain_action(now: &[(u16, &str)], functions: &[String]) -> Option<Action> {
-    if now
+/// What a document's chain (`functions`, the positions in `disabled` off) does to the chain
+/// `now`: None when it is the same.
+fn chain_action(
+    now: &[(u16, &str, bool)],
+    functions: &[String],
+    disabled: &[usize],
+) -> Option<Action> {
+    let wanted = functions
         .iter()
-        .map(|(_, f)| *f)
-        .eq(functions.iter().map(String::as_str))
-    {
+        .enumerate()
+        .map(|(i, f)| (f.as_str(), !disabled.contains(&(i + 1))));
+    if now.iter().map(|(_, f, e)| (*f, *e)).eq(wanted) {
         return None;
     }
     Some(match (now.is_empty(), functions.is_empty()) {
@@ -474,19 +500,36 @@ fn chain_action(now: &[(u16, &str)], functions: &[String]) -> Option<Action> {
     })
 }
 
-/// `functions` with the instances of `current` kept for the functions that stay.
-fn keep_instances(current: &[(u16, &str)], functions: &[String]) -> Vec<(Option<u16>, String)> {
-    let mut kept: Vec<(u16, &str)> = current.to_vec();
+/// `functions` with the instances of `current` kept for the functions that stay (which keep
+/// their enabled state; new ones are enabled).
+fn keep_instances(current: &[(u16, &str, bool)], functions: &[String]) -> Vec<Placement> {
+    let mut kept: Vec<(u16, &str, bool)> = current.to_vec();
     functions
         .iter()
-        .map(|function| {
-            let instance = kept
-                .iter()
-                .position(|(_, f)| f == function)
-                .map(|i| kept.remove(i).0);
-            (instance, function.clone())
-        })
+        .map(
+            |function| match kept.iter().position(|(_, f, _)| f == function) {
+                Some(i) => {
+                    let (instance, _, enabled) = kept.remove(i);
+                    (Some(instance), function.clone(), enabled)
+                }
+                None => (None, function.clone(), true),
+            },
+        )
         .collect()
+}
+
+/// A document's chain: its functions, instances kept, the positions in `disabled` off and
+/// the others on.
+fn document_order(
+    current: &[(u16, &str, bool)],
+    functions: &[String],
+    disabled: &[usize],
+) -> Vec<Placement> {
+    let mut order = keep_instances(current, functions);
+    for (i, placed) in order.iter_mut().enumerate() {
+        placed.2 = !disabled.contains(&(i + 1));
+    }
+    order
 }
 
 /// Applies a document's chains inside its transaction: every (host, stage) it lists becomes what
@@ -511,9 +554,9 @@ pub(crate) fn apply_chains(
             });
         }
     }
-    let mut wanted: BTreeMap<(String, &'static str), Vec<String>> = listed
+    let mut wanted: BTreeMap<(String, &'static str), DocumentChain> = listed
         .into_iter()
-        .map(|(key, spec)| (key, spec.functions.clone()))
+        .map(|(key, spec)| (key, (spec.functions.clone(), spec.disabled.clone())))
         .collect();
     if prune {
         for row in &current {
@@ -521,17 +564,17 @@ pub(crate) fn apply_chains(
             wanted.entry(key).or_default();
         }
     }
-    for ((host, stage), functions) in wanted {
-        let now: Vec<(u16, &str)> = current
+    for ((host, stage), (functions, disabled)) in wanted {
+        let now: Vec<(u16, &str, bool)> = current
             .iter()
             .filter(|r| r.host == host && r.stage == stage)
-            .map(|r| (r.instance, r.function.as_str()))
+            .map(|r| (r.instance, r.function.as_str(), r.enabled))
             .collect();
-        let Some(action) = chain_action(&now, &functions) else {
+        let Some(action) = chain_action(&now, &functions, &disabled) else {
             continue;
         };
         let id = host_id(tx, &host)?;
-        write_chain(tx, id, stage, &keep_instances(&now, &functions))?;
+        write_chain(tx, id, stage, &document_order(&now, &functions, &disabled))?;
         report.push(action, Kind::Chain, format!("{host}:{stage}"));
     }
     Ok(())
@@ -578,11 +621,19 @@ impl Store {
             match specs.last_mut() {
                 Some(spec) if spec.host == row.host && spec.stage == row.stage => {
                     spec.functions.push(row.function);
+                    if !row.enabled {
+                        spec.disabled.push(row.position);
+                    }
                 }
                 _ => specs.push(ChainSpec {
                     host: row.host,
                     stage: row.stage,
                     functions: vec![row.function],
+                    disabled: if row.enabled {
+                        vec![]
+                    } else {
+                        vec![row.position]
+                    },
                 }),
             }
         }
@@ -599,12 +650,10 @@ impl Store {
     ) -> Result<Vec<ChainLinkRow>> {
         let stage = parse_stage(stage)?;
         let host = self.chain_host(host)?;
-        let current: Vec<(u16, String)> = self
-            .chains(Some(&host))?
-            .remove(stage)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|l| (l.instance, l.function))
+        let rows = self.chains(Some(&host))?.remove(stage).unwrap_or_default();
+        let current: Vec<(u16, &str, bool)> = rows
+            .iter()
+            .map(|l| (l.instance, l.function.as_str(), l.enabled))
             .collect();
         let order = self.read("reading the functions", |conn| {
             edited(conn, stage, &current, edit)
@@ -633,11 +682,11 @@ impl Store {
         let mine = |r: &ScopedChainLinkRow| {
             r.vpc == vpc && r.endpoint.as_deref() == endpoint && r.stage == stage
         };
-        let current: Vec<(u16, String)> = self
-            .scoped_chains()?
-            .into_iter()
-            .filter(mine)
-            .map(|l| (l.instance, l.function))
+        let rows: Vec<ScopedChainLinkRow> =
+            self.scoped_chains()?.into_iter().filter(mine).collect();
+        let current: Vec<(u16, &str, bool)> = rows
+            .iter()
+            .map(|l| (l.instance, l.function.as_str(), l.enabled))
             .collect();
         let order = self.read("reading the functions", |conn| {
             edited(conn, stage, &current, edit)
@@ -658,12 +707,20 @@ impl Store {
                     if s.vpc == row.vpc && s.endpoint == row.endpoint && s.stage == row.stage =>
                 {
                     s.functions.push(row.function);
+                    if !row.enabled {
+                        s.disabled.push(row.position);
+                    }
                 }
                 _ => specs.push(ScopedChainSpec {
                     vpc: row.vpc,
                     endpoint: row.endpoint,
                     stage: row.stage,
                     functions: vec![row.function],
+                    disabled: if row.enabled {
+                        vec![]
+                    } else {
+                        vec![row.position]
+                    },
                 }),
             }
         }
@@ -680,12 +737,13 @@ pub(crate) fn apply_scoped_chains(
 ) -> Result<()> {
     let current = load_scoped_chains(tx)?;
     type Key = (String, Option<String>, &'static str);
-    let mut wanted: BTreeMap<Key, Vec<String>> = BTreeMap::new();
+    let mut wanted: BTreeMap<Key, DocumentChain> = BTreeMap::new();
     for spec in chains {
         let stage = parse_stage(&spec.stage)?;
         check_functions(tx, stage, &spec.functions)?;
         let key = (spec.vpc.clone(), spec.endpoint.clone(), stage);
-        if wanted.insert(key, spec.functions.clone()).is_some() {
+        let value = (spec.functions.clone(), spec.disabled.clone());
+        if wanted.insert(key, value).is_some() {
             return Err(StoreError::Duplicate {
                 kind: Kind::Chain,
                 name: stage.to_owned(),
@@ -703,17 +761,17 @@ pub(crate) fn apply_scoped_chains(
             wanted.entry(key).or_default();
         }
     }
-    for ((vpc, endpoint, stage), functions) in wanted {
-        let now: Vec<(u16, &str)> = current
+    for ((vpc, endpoint, stage), (functions, disabled)) in wanted {
+        let now: Vec<(u16, &str, bool)> = current
             .iter()
             .filter(|r| r.vpc == vpc && r.endpoint == endpoint && r.stage == stage)
-            .map(|r| (r.instance, r.function.as_str()))
+            .map(|r| (r.instance, r.function.as_str(), r.enabled))
             .collect();
-        let Some(action) = chain_action(&now, &functions) else {
+        let Some(action) = chain_action(&now, &functions, &disabled) else {
             continue;
         };
         let ids = scope_ids(tx, &vpc, endpoint.as_deref())?;
-        write_scoped_chain(tx, ids, stage, &keep_instances(&now, &functions))?;
+        write_scoped_chain(tx, ids, stage, &document_order(&now, &functions, &disabled))?;
         let name = match &endpoint {
             Some(e) => format!("{vpc}/{e}:{stage}"),
             None => format!("{vpc}:{stage}"),
@@ -828,11 +886,30 @@ mod tests {
         for (err, wanted) in refusals {
             assert!(err.to_string().contains(wanted), "{err}");
         }
+        // Disabling keeps the place and the instance; the document lists the position.
+        let off = store
+            .edit_scoped_chain(
+                "blue",
+                None,
+                "redirect",
+                &ChainEdit::Enable {
+                    position: 2,
+                    enabled: false,
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            off.iter()
+                .map(|l| (l.instance, l.enabled))
+                .collect::<Vec<_>>(),
+            [(3, true), (4, false), (5, true)]
+        );
         let before = store.scoped_chains().unwrap();
         assert_eq!(before.len(), 5);
         // Round trip through a document; the endpoint's chain goes with it.
         let doc = store.export().unwrap();
         assert_eq!(doc.scoped_chains.len(), 2);
+        assert_eq!(doc.scoped_chains[0].disabled, [2]);
         store.apply(&doc, true).unwrap();
         assert_eq!(store.scoped_chains().unwrap(), before);
         store.delete_endpoint("blue", "web1", false).unwrap();
@@ -980,11 +1057,13 @@ mod tests {
         let mut doc = store.export().unwrap();
         doc.chains = vec![
             ChainSpec {
+                disabled: Vec::new(),
                 host: "gw1".into(),
                 stage: "redirect".into(),
                 functions: vec!["count".into(), "count".into()],
             },
             ChainSpec {
+                disabled: Vec::new(),
                 host: "h2".into(),
                 stage: "ON_XDP_TX".into(),
                 functions: vec!["count".into()],
@@ -1012,6 +1091,7 @@ mod tests {
         let bad = |functions: Vec<&str>, host: &str, stage: &str| {
             let mut doc = exported.clone();
             doc.chains.push(ChainSpec {
+                disabled: Vec::new(),
                 host: host.into(),
                 stage: stage.into(),
                 functions: functions.into_iter().map(String::from).collect(),

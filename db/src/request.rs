@@ -331,6 +331,11 @@ impl fmt::Display for Request {
                     ChainEdit::Move { from, to } => {
                         write!(f, "move function {from} of the chain at {stage} to {to}")
                     }
+                    ChainEdit::Enable { position, enabled } => write!(
+                        f,
+                        "{} function {position} of the chain at {stage}",
+                        if *enabled { "enable" } else { "disable" }
+                    ),
                 }
             }
         }

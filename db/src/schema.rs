@@ -30,6 +30,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0009_ddos_syn.sql"),
     include_str!("../migrations/0010_scoped_chains.sql"),
     include_str!("../migrations/0011_loaded_functions.sql"),
+    include_str!("../migrations/0012_chain_enabled.sql"),
 ];
 
 /// The schema version this build writes: the number of migrations.

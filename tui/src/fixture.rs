@@ -211,6 +211,7 @@ fn function(
 ) -> FunctionSample {
     FunctionSample {
         scope: "host".into(),
+        enabled: true,
         stage: stage.into(),
         position,
         function: name.into(),

@@ -104,6 +104,8 @@ pub struct FunctionSample {
     pub stage: String,
     /// Whose chain: "host" (this host's), "vpc:NAME" or "ep:VPC/NAME".
     pub scope: String,
+    /// A disabled function keeps its place and counters; packets skip it.
+    pub enabled: bool,
     /// 1-based, as `mizar chain show` prints it.
     pub position: usize,
     pub function: String,
@@ -591,6 +593,7 @@ mod tests {
             ],
             functions: vec![FunctionSample {
                 scope: "host".into(),
+                enabled: true,
                 stage: "ON_XDP_REDIRECT".into(),
                 position: 1,
                 function: "count".into(),

@@ -653,6 +653,18 @@ fn the_functions_view_changes_chains_through_requests() {
         chain("ON_XDP_REDIRECT", ChainEdit::Move { from: 1, to: 2 })
     );
     app.on_change_done(Ok("moved".into()));
+    assert_eq!(
+        app.on_key(key(KeyCode::Char('d'))),
+        chain(
+            "ON_XDP_REDIRECT",
+            ChainEdit::Enable {
+                position: 1,
+                enabled: false
+            }
+        ),
+        "d disables an enabled function"
+    );
+    app.on_change_done(Ok("disabled".into()));
     press(&mut app, "j");
     assert_eq!(
         app.on_key(key(KeyCode::Char('J'))),

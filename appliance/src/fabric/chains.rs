@@ -51,8 +51,10 @@ pub fn known_functions() -> Vec<&'static str> {
     BUILTIN_FUNCTIONS.iter().map(|f| f.name).collect()
 }
 
+/// What runs: the enabled functions, in order.
 fn links(rows: &[ChainLinkRow]) -> Vec<ChainLink> {
     rows.iter()
+        .filter(|r| r.enabled)
         .map(|r| ChainLink {
             instance: r.instance,
             function: r.function.clone(),
@@ -133,7 +135,7 @@ pub fn desired_scoped_chains(
     let vnis: std::collections::BTreeMap<String, u32> =
         store.vpcs()?.into_iter().map(|v| (v.name, v.vni)).collect();
     let mut out: std::collections::BTreeMap<ScopeKey, Vec<ChainLink>> = Default::default();
-    for row in store.scoped_chains()? {
+    for row in store.scoped_chains()?.into_iter().filter(|r| r.enabled) {
         let Some(&vni) = vnis.get(&row.vpc) else {
             continue;
         };

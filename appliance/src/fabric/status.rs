@@ -41,6 +41,8 @@ pub struct FunctionStatus {
     pub stage: String,
     /// "host", "vpc:NAME" or "ep:VPC/NAME": whose chain it is in.
     pub scope: String,
+    /// A disabled function keeps its place and counters; packets skip it.
+    pub enabled: bool,
     pub position: usize,
     pub function: String,
     pub instance: u16,
@@ -64,9 +66,12 @@ impl FunctionStatus {
                     Self::new(
                         stage,
                         "host".to_owned(),
-                        l.link.position,
-                        &l.link.function,
-                        l.link.instance,
+                        (
+                            l.link.position,
+                            &l.link.function,
+                            l.link.instance,
+                            l.link.enabled,
+                        ),
                         l.stats,
                         &l.drop_reasons,
                     )
@@ -76,9 +81,12 @@ impl FunctionStatus {
                     Self::new(
                         stage,
                         scope,
-                        l.link.position,
-                        &l.link.function,
-                        l.link.instance,
+                        (
+                            l.link.position,
+                            &l.link.function,
+                            l.link.instance,
+                            l.link.enabled,
+                        ),
                         l.stats,
                         &l.drop_reasons,
                     )
@@ -88,15 +96,16 @@ impl FunctionStatus {
             .collect()
     }
 
+    /// One function: where it is (`placed`: position, name, instance, enabled), its counters
+    /// and the names of its drop reasons.
     fn new(
         stage: &str,
         scope: String,
-        position: usize,
-        function: &str,
-        instance: u16,
+        placed: (usize, &str, u16, bool),
         stats: Option<crate::dataplane::FunctionStats>,
         names: &[String],
     ) -> Self {
+        let (position, function, instance, enabled) = placed;
         let drops = stats.map(|s| {
             s.dropped
                 .iter()
@@ -116,6 +125,7 @@ impl FunctionStatus {
             position,
             function: function.to_owned(),
             instance,
+            enabled,
             packets: stats.map(|s| s.packets()),
             dropped: stats.map(|s| s.drops()),
             drops,
@@ -195,7 +205,12 @@ impl Instance {
             return Ok(status);
         };
         for chain in &chains {
-            let wanted: Vec<u16> = chain.links.iter().map(|l| l.link.instance).collect();
+            let wanted: Vec<u16> = chain
+                .links
+                .iter()
+                .filter(|l| l.link.enabled)
+                .map(|l| l.link.instance)
+                .collect();
             let running: Vec<u16> = chain
                 .live
                 .as_ref()

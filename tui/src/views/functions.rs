@@ -72,6 +72,7 @@ impl FunctionsView {
     /// The change a key asks for on the selected row (`add`: the function `a` chose).
     fn request(&self, key: KeyCode, rows: &[FnRow<'_>], add: Option<&str>) -> Option<Request> {
         let row = rows.get(self.cursor.selected)?;
+        let enabled = matches!(row, FnRow::Function(f) if f.enabled);
         let (stage, position, len) = match row {
             FnRow::Stage(stage, len) => (*stage, None, *len),
             // A VPC's or endpoint's chain: changed with its form in Manage, or mizar chain --vpc.
@@ -101,6 +102,10 @@ impl FunctionsView {
                 at: position.map(|p| p + 1),
             },
             (KeyCode::Char('x'), Some(p)) => ChainEdit::Remove { position: p },
+            (KeyCode::Char('d'), Some(p)) => ChainEdit::Enable {
+                position: p,
+                enabled: !enabled,
+            },
             (KeyCode::Char('K'), Some(p)) if p > 1 => ChainEdit::Move { from: p, to: p - 1 },
             (KeyCode::Char('J'), Some(p)) if p < len => ChainEdit::Move { from: p, to: p + 1 },
             _ => return None,
@@ -128,6 +133,10 @@ impl View for FunctionsView {
                  the selected stage",
             ),
             ("x", "remove the selected function (asks y first)"),
+            (
+                "d",
+                "disable the selected function (it keeps its place and counters), or enable it",
+            ),
             (
                 "K / J",
                 "move the selected function earlier / later in its chain",
@@ -209,7 +218,11 @@ impl View for FunctionsView {
                         } else {
                             format!("  {} {}. ", f.scope, f.position)
                         }),
-                        Cell::from(f.function.clone()),
+                        Cell::from(if f.enabled {
+                            f.function.clone()
+                        } else {
+                            format!("{} (off)", f.function)
+                        }),
                         Cell::from(format!("#{}", f.instance)),
                         Cell::from(fmt_rate(cx.model.rate(&series).map(|r| r.packets))),
                         if drop_rate.is_some_and(|d| d > 0.0) {
@@ -268,7 +281,7 @@ impl View for FunctionsView {
             None if sample.and_then(|s| s.dataplane.as_ref()).is_none() => {
                 Line::from("the data plane is down: `mizar chain show` lists the store's chains")
             }
-            None => Line::from("a add · x remove · K/J move · ? help"),
+            None => Line::from("a add · x remove · d disable/enable · K/J move · ? help"),
         };
         frame.render_widget(Paragraph::new(hint), hint_area);
     }

@@ -622,6 +622,20 @@ pub enum ChainCommand {
         /// Its position, as `mizar chain show` prints it
         position: usize,
     },
+    /// Disable the function at a position: it keeps its place and counters, packets skip it
+    Disable {
+        #[command(flatten)]
+        stage: StageArg,
+        /// Its position, as `mizar chain show` prints it
+        position: usize,
+    },
+    /// Enable a disabled function again
+    Enable {
+        #[command(flatten)]
+        stage: StageArg,
+        /// Its position, as `mizar chain show` prints it
+        position: usize,
+    },
     /// Move the function at one position to another
     Move {
         #[command(flatten)]

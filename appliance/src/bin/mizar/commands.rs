@@ -776,6 +776,20 @@ fn chain(instance: &Instance, cmd: ChainCommand) -> anyhow::Result<()> {
         } => (stage, ChainEdit::Add { function, at }),
         ChainCommand::Del { stage, position } => (stage, ChainEdit::Remove { position }),
         ChainCommand::Move { stage, from, to } => (stage, ChainEdit::Move { from, to }),
+        ChainCommand::Disable { stage, position } => (
+            stage,
+            ChainEdit::Enable {
+                position,
+                enabled: false,
+            },
+        ),
+        ChainCommand::Enable { stage, position } => (
+            stage,
+            ChainEdit::Enable {
+                position,
+                enabled: true,
+            },
+        ),
     };
     let request = match stage.vpc {
         Some(vpc) => Request::EditScopedChain {
@@ -1236,7 +1250,11 @@ fn function_table(functions: &[FunctionStatus]) -> String {
                 f.stage.clone(),
                 f.scope.clone(),
                 f.position.to_string(),
-                f.function.clone(),
+                if f.enabled {
+                    f.function.clone()
+                } else {
+                    format!("{} (disabled)", f.function)
+                },
                 f.instance.to_string(),
                 opt(f.packets),
                 opt(f.dropped),
