@@ -2,6 +2,7 @@
 //! feeds the dashboard (and, in later issues, captures).
 
 pub mod bench;
+pub mod capture;
 pub mod dashboard;
 pub mod dataplane;
 pub mod demo;

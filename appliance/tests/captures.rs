@@ -125,3 +125,165 @@ fn tshark_reads_tap_points_verdicts_packet_ids_and_both_headers() {
     // `mizar capture -w - | tshark -r -` reads the same from a pipe.
     assert_eq!(tshark("-", Some(&bytes)), from_file);
 }
+
+/// `mizar capture` on a live host of the demo fabric: taps before a function and at the
+/// stage's decision, a VPC filter, tshark reading the file; the store's chain runs again after.
+#[test]
+fn a_capture_through_the_binary_taps_two_points_of_one_vpc_and_leaves_the_chain_as_it_was() {
+    use mizar::demo::{Demo, DemoSpec, ping};
+    use std::{path::Path, time::Duration};
+    const MIZAR: &str = env!("CARGO_BIN_EXE_mizar");
+    let root = nix_root();
+    assert!(root, "needs root (CI runs the tests as root)");
+    let fabric = Demo::build(
+        DemoSpec::new(&format!("cap{}", std::process::id() % 10_000)),
+        Path::new(MIZAR),
+    )
+    .unwrap_or_else(|err| panic!("build the fabric: {err}"));
+    let host = fabric.endpoint("b-db1").host;
+    fabric
+        .mizar_ok(&host, &["chain", "add", "--stage", "redirect", "count"])
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("mizar-cap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("blue.pcapng");
+
+    // A point around a function that is not there: refused, no file, nothing placed.
+    let bad = dir.join("bad.pcapng");
+    let out = fabric
+        .mizar(
+            &host,
+            &[
+                "capture",
+                "--at",
+                "redirect:2:after",
+                "-w",
+                bad.to_str().unwrap(),
+            ],
+        )
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("no function 2"),
+        "{stderr}"
+    );
+    assert!(!bad.exists());
+
+    let capture = fabric
+        .spec()
+        .mizar_command(Path::new(MIZAR), &host)
+        .args([
+            "capture",
+            "--at",
+            "redirect:1:before,redirect",
+            "--vpc",
+            "blue",
+            "--count",
+            "6",
+            "--duration",
+            "20s",
+            "-w",
+            file.to_str().unwrap(),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // Red shares the host and the addresses' shape: filtered out by --vpc.
+    let red = ping(
+        fabric.ns("r-web2"),
+        fabric.endpoint("r-web1").ip,
+        2,
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    assert!(red.all_answered(), "{red}");
+    let blue = ping(
+        fabric.ns("b-web2"),
+        fabric.endpoint("b-db1").ip,
+        3,
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    assert!(
+        blue.all_answered(),
+        "capturing never holds packets up: {blue}"
+    );
+    let out = capture.wait_with_output().unwrap();
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{summary}");
+    assert!(summary.contains("6 packets captured"), "{summary}");
+
+    let fields = |f: &[&str]| -> Vec<String> {
+        let mut cmd = Command::new("tshark");
+        cmd.args([
+            "-r",
+            file.to_str().unwrap(),
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+        ]);
+        for x in f {
+            cmd.args(["-e", x]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    let rows = fields(&[
+        "frame.interface_name",
+        "frame.verdict.ebpf_xdp",
+        "geneve.vni",
+        "icmp.type",
+        "frame.packet_id",
+    ]);
+    println!("{}", rows.join("\n"));
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    let iface = fabric
+        .spec()
+        .hosts()
+        .find(|h| h.name == host)
+        .map(|h| h.interface.clone());
+    let _ = iface;
+    for pair in rows.chunks(2) {
+        let a: Vec<&str> = pair[0].split('|').collect();
+        let b: Vec<&str> = pair[1].split('|').collect();
+        assert!(a[0].ends_with(":ON_XDP_REDIRECT:count:before"), "{a:?}");
+        assert!(b[0].ends_with(":ON_XDP_REDIRECT:decision"), "{b:?}");
+        assert_eq!(
+            (a[1], a[2], a[3]),
+            ("4", "0x000064", "8"),
+            "redirect, blue, echo request"
+        );
+        assert_eq!(a[4], b[4], "one packet, one id at both points");
+    }
+    // The store's chain runs again: count only, and status warns of nothing.
+    let shown: serde_json::Value = serde_json::from_str(
+        &fabric
+            .mizar_ok(&host, &["chain", "show", "--stage", "redirect", "--json"])
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(shown.as_array().map(Vec::len), Some(1), "{shown}");
+    let status: serde_json::Value =
+        serde_json::from_str(&fabric.mizar_ok(&host, &["status", "--json"]).unwrap()).unwrap();
+    assert!(
+        status["warnings"].as_array().is_some_and(Vec::is_empty),
+        "{status}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn nix_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}

@@ -43,8 +43,9 @@ pub const SCOPED_STAGES: [&str; 4] = [
 /// Functions one packet's chain at a stage holds, the host's, its VPC's and its endpoint's
 /// together: `MZ_MAX_CHAIN` in ebpf/include/mizar_abi.h.
 pub const MAX_CHAIN: usize = 16;
-/// Instance numbers run 1 ..= this: `MZ_MAX_FN_INSTANCES - 1` in ebpf/include/mizar_abi.h.
-pub const MAX_FN_INSTANCES: usize = 1023;
+/// Instance numbers run 1 ..= this: `MZ_CAPTURE_INSTANCE_BASE - 1` in
+/// ebpf/include/mizar_abi.h (the numbers above are a capture's taps).
+pub const MAX_FN_INSTANCES: usize = 999;
 /// The functions built into `mizar` (the appliance checks this list against the programs it
 /// embeds at compile time).
 pub const BUILTIN_FUNCTIONS: &[&str] = &["count", "ddos", "ratelimit", "acl"];

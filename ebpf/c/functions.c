@@ -585,3 +585,116 @@ int mz_fn_acl(struct xdp_md *ctx)
 	bpf_map_update_elem(&mz_acl_flows, &fk, &fresh, BPF_ANY);
 	return mz_fn_next(ctx, m);
 }
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, MZ_TAP_RING_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mz_taps SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mz_tap_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mz_tap_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mz_tap_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mz_tap_stats SEC(".maps");
+
+struct tap_record {
+	struct mz_tap_header h;
+	__u8 data[MZ_TAP_SNAP_MAX];
+};
+
+static __always_inline int tap_matches(const struct mz_tap_config *c, const struct mz_meta *m)
+{
+	if (c->vni && c->vni != m->d.vni)
+		return 0;
+	if (c->flags & MZ_TAP_DROPS_ONLY && m->d.verdict != XDP_DROP)
+		return 0;
+	if ((m->d.inner_src_be & c->src_mask_be) != c->src_be ||
+	    (m->d.inner_dst_be & c->dst_mask_be) != c->dst_be)
+		return 0;
+	return 1;
+}
+
+/* The inner IPv4 protocol, or 0. */
+static __always_inline __u32 tap_proto(struct xdp_md *ctx, __u32 offset)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct iphdr *ip;
+
+	if (!offset || offset > 512)
+		return 0;
+	ip = data + offset;
+	if ((void *)(ip + 1) > end)
+		return 0;
+	return ip->protocol;
+}
+
+/* The packet's length, from 64-bit pointers (a 32-bit spill of a packet pointer is refused). */
+static __noinline __u32 tap_len(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+
+	return end - data;
+}
+
+/*
+ * mz_fn_tap: copies the packet and the decision as it stands here into mz_taps when it
+ * matches the capture's filter, then hands it on (see mizar_abi.h).
+ */
+SEC("xdp")
+int mz_fn_tap(struct xdp_md *ctx)
+{
+	struct mz_meta *m = mz_fn_meta();
+	const struct mz_tap_config *c;
+	struct mz_tap_stats *stats;
+	struct tap_record *rec;
+	__u32 zero = 0, len, cap;
+
+	if (!m)
+		return XDP_ABORTED;
+	c = bpf_map_lookup_elem(&mz_tap_config, &zero);
+	stats = bpf_map_lookup_elem(&mz_tap_stats, &zero);
+	if (!c || !stats)
+		return mz_fn_next(ctx, m);
+	if (!tap_matches(c, m) ||
+	    (c->proto && c->proto != tap_proto(ctx, m->d.inner_ip_offset))) {
+		stats->filtered++;
+		return mz_fn_next(ctx, m);
+	}
+	rec = bpf_ringbuf_reserve(&mz_taps, sizeof(*rec), 0);
+	if (!rec) {
+		stats->lost++;
+		return mz_fn_next(ctx, m);
+	}
+	len = tap_len(ctx);
+	cap = len < c->snaplen ? len : c->snaplen;
+	if (cap > MZ_TAP_SNAP_MAX)
+		cap = MZ_TAP_SNAP_MAX;
+	rec->h.timestamp_ns = bpf_ktime_get_ns();
+	rec->h.packet_id = ((__u64)bpf_get_smp_processor_id() << 32) | m->sample_tick;
+	rec->h.instance = m->chain_pos < MZ_MAX_CHAIN ? m->instance[m->chain_pos & (MZ_MAX_CHAIN - 1)] : 0;
+	rec->h.stage = m->d.stage;
+	rec->h.verdict = m->d.verdict;
+	rec->h.reason = m->d.reason;
+	rec->h.fn_reason = m->fn_reason;
+	rec->h.vni = m->d.vni;
+	rec->h.len = len;
+	if (cap > 0 && bpf_xdp_load_bytes(ctx, 0, rec->data, cap) < 0)
+		cap = 0;
+	rec->h.cap_len = cap;
+	bpf_ringbuf_submit(rec, 0);
+	stats->records++;
+	return mz_fn_next(ctx, m);
+}

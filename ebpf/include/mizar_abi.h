@@ -601,6 +601,50 @@ struct mz_acl_flow {
 #define MZ_ACL_SEEN_FIN_B 4
 #define MZ_ACL_SEEN_RST 8
 
+/*
+ * Taps (`mizar capture`): the tap function (functions.c, mz_fn_tap) copies the packets it sees
+ * into the ring buffer mz_taps, with the decision as it stands where it sits, and hands them
+ * on. A capture places it in the chains it taps (instances from MZ_CAPTURE_INSTANCE_BASE, which
+ * the store never gives), outside the store, and takes it out at the end; placed nowhere, a tap
+ * costs nothing. The filter (mz_tap_config[0]) is evaluated before anything is copied; a full
+ * ring loses records (counted), never packets. A packet's id is the same at every tap of its
+ * chain: its CPU and that CPU's chain-entry count.
+ */
+#define MZ_TAP_SNAP_MAX 2048         /* bytes of a packet a record holds at most */
+#define MZ_TAP_RING_BYTES (8 << 20)
+#define MZ_CAPTURE_INSTANCE_BASE 1000 /* instances 1000 .. MZ_MAX_FN_INSTANCES - 1 */
+#define MZ_TAP_DROPS_ONLY 1          /* mz_tap_config.flags */
+
+struct mz_tap_config {
+	__u32 vni;            /* 0: any */
+	__u32 snaplen;
+	__u32 src_be;         /* inner source within src_be/src_mask_be */
+	__u32 src_mask_be;
+	__u32 dst_be;
+	__u32 dst_mask_be;
+	__u32 proto;          /* inner IPv4 protocol; 0: any */
+	__u32 flags;          /* MZ_TAP_DROPS_ONLY */
+};
+
+struct mz_tap_header {
+	__u64 timestamp_ns;   /* CLOCK_MONOTONIC */
+	__u64 packet_id;
+	__u32 instance;       /* the tap's instance: which point */
+	__u32 stage;
+	__u32 verdict;        /* the decision as it stands at the tap */
+	__u32 reason;         /* enum mz_counter */
+	__u32 fn_reason;      /* a function's drop reason, when a function dropped it */
+	__u32 vni;
+	__u32 len;            /* the packet's length */
+	__u32 cap_len;        /* bytes copied after the header */
+};
+
+struct mz_tap_stats {
+	__u64 records;        /* copied to the ring */
+	__u64 filtered;       /* seen, not matching the filter */
+	__u64 lost;           /* matching, but the ring was full */
+};
+
 /* mz_bench_packet[0]: the bytes the benchmark wrapper restores before every repetition. */
 #define MZ_BENCH_MAX_PACKET 256
 struct mz_bench_packet {

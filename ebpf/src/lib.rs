@@ -109,6 +109,11 @@ pub const BUILTIN_FUNCTIONS: &[BuiltinFunction] = &[
     },
 ];
 
+/// The tap function (`mizar capture` places it; chains in the store cannot hold it), pinned
+/// as function `tap`.
+pub const TAP_PROGRAM: &str = "mz_fn_tap";
+pub const TAP_FUNCTION: &str = "tap";
+
 /// The built-in function called `name`.
 pub fn builtin_function(name: &str) -> Option<&'static BuiltinFunction> {
     BUILTIN_FUNCTIONS.iter().find(|f| f.name == name)
@@ -142,6 +147,9 @@ pub mod maps {
     pub const CHAINS: &str = "mz_chains";
     pub const SCOPED_CHAINS: &str = "mz_scoped_chains";
     pub const FN_PROGRAMS: &str = "mz_fn_programs";
+    pub const TAPS: &str = "mz_taps";
+    pub const TAP_CONFIG: &str = "mz_tap_config";
+    pub const TAP_STATS: &str = "mz_tap_stats";
     pub const EGRESS_STAGE: &str = "mz_egress_stage";
     pub const DDOS_BLOCKS: &str = "mz_ddos_blocks";
     pub const DDOS_LIMITS: &str = "mz_ddos_limits";
@@ -178,6 +186,9 @@ unsafe impl aya::Pod for abi::mz_member_key {}
 unsafe impl aya::Pod for abi::mz_member {}
 unsafe impl aya::Pod for abi::mz_chain {}
 unsafe impl aya::Pod for abi::mz_scope_key {}
+unsafe impl aya::Pod for abi::mz_tap_config {}
+unsafe impl aya::Pod for abi::mz_tap_header {}
+unsafe impl aya::Pod for abi::mz_tap_stats {}
 unsafe impl aya::Pod for abi::mz_fn_stats {}
 unsafe impl aya::Pod for abi::mz_chain_stats {}
 unsafe impl aya::Pod for abi::mz_meta {}

@@ -185,7 +185,7 @@ pub struct DataplaneMaps {
     counters: PerCpuArray<MapData, abi::mz_counter_value>,
 }
 
-pub(super) fn open<T>(pins: &PinLayout, name: &'static str) -> Result<T, DataplaneError>
+pub(crate) fn open<T>(pins: &PinLayout, name: &'static str) -> Result<T, DataplaneError>
 where
     T: TryFrom<Map, Error = aya::maps::MapError>,
 {

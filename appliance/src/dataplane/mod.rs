@@ -45,6 +45,7 @@ pub use counters::{
 };
 pub use ddos::{DdosMaps, DdosState};
 pub use external::{ExternalFunction, unpin_function};
+pub(crate) use maps::open as open_map;
 pub use maps::{
     DataplaneMaps, EndpointEntry, EndpointKey, EndpointKind, EndpointStats, HostConfig, Ipv4Net,
     MacAddr, MemberKey, MemberRoles, NetworkEntry, NetworkKey, VpcEntry,
@@ -197,8 +198,9 @@ impl Dataplane {
         ] {
             pin_program(program_mut(&mut transit, name), name, &pins)?;
         }
-        let builtin: Vec<&'static str> = BUILTIN_FUNCTIONS.iter().map(|f| f.program).collect();
-        let mut functions = load_object("functions", FUNCTIONS_OBJECT, &builtin, &pins)?;
+        let mut programs: Vec<&'static str> = BUILTIN_FUNCTIONS.iter().map(|f| f.program).collect();
+        programs.push(mizar_ebpf::TAP_PROGRAM);
+        let mut functions = load_object("functions", FUNCTIONS_OBJECT, &programs, &pins)?;
         for f in BUILTIN_FUNCTIONS {
             pin_program(
                 program_mut(&mut functions, f.program),
@@ -206,6 +208,11 @@ impl Dataplane {
                 &pins,
             )?;
         }
+        pin_program(
+            program_mut(&mut functions, mizar_ebpf::TAP_PROGRAM),
+            &function_pin(mizar_ebpf::TAP_FUNCTION),
+            &pins,
+        )?;
         set_chain_exit(&transit, CHAIN_EXIT_PROGRAM, abi::MZ_EXIT_TRANSIT, &pins)?;
         set_chain_exit(
             &egress,

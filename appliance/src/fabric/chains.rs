@@ -15,7 +15,7 @@ use crate::dataplane::{
 // functions it accepts the ones this binary embeds.
 const _: () = {
     assert!(mizar_db::MAX_CHAIN == mizar_ebpf::abi::MZ_MAX_CHAIN as usize);
-    assert!(mizar_db::MAX_FN_INSTANCES == mizar_ebpf::abi::MZ_MAX_FN_INSTANCES as usize - 1);
+    assert!(mizar_db::MAX_FN_INSTANCES == mizar_ebpf::abi::MZ_CAPTURE_INSTANCE_BASE as usize - 1);
     assert!(mizar_db::CHAIN_STAGES.len() == CHAIN_POINTS.len());
     assert!(mizar_db::BUILTIN_FUNCTIONS.len() == BUILTIN_FUNCTIONS.len());
     assert!(mizar_db::MAX_DDOS_BLOCKS == mizar_ebpf::abi::MZ_MAX_DDOS_BLOCKS as usize);
@@ -273,7 +273,7 @@ impl Instance {
 
     /// Publishes every stage's chain the store holds (only stages whose chain differs from what
     /// runs are touched).
-    pub(super) fn publish_chains(&self, store: &Store) -> Result<usize, FabricError> {
+    pub(crate) fn publish_chains(&self, store: &Store) -> Result<usize, FabricError> {
         let wanted = store.chains(None)?;
         let mut chains = Chains::open(&self.pins())?;
         // Scoped plans first: whether a stage is armed depends on them too.

@@ -80,6 +80,12 @@ pub enum Command {
     /// egress where it is at ON_EGRESS (`mizar chain add --stage egress ratelimit`)
     #[command(subcommand)]
     Ratelimit(RatelimitCommand),
+    /// Capture packets at tap points of this host's pipeline into pcapng (one interface per
+    /// tap point; the XDP verdict, a packet id that follows a packet from point to point, and
+    /// a comment with stage, reason, VNI and VPC) or pcap. A point is a stage's decision
+    /// (redirect) or a place around one of its functions (redirect:1:before,
+    /// redirect:1:after); taps run for the capture only, outside the store
+    Capture(CaptureArgs),
     /// The acl function's rules: per VPC and direction, in order, first match wins, else the
     /// VPC's default. Stateful: the replies of an allowed flow pass without a rule. Ingress
     /// acts where `acl` is at a transit stage (ON_XDP_REDIRECT: what endpoints here receive),
@@ -685,6 +691,43 @@ pub enum DdosSynCommand {
         #[arg(long)]
         vpc: Option<String>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    /// Tap points, comma-separated: STAGE, STAGE:N:before, STAGE:N:after
+    #[arg(long, value_delimiter = ',', required = true, value_name = "POINT")]
+    pub at: Vec<mizar::capture::TapPoint>,
+    /// Only packets of this VPC
+    #[arg(long)]
+    pub vpc: Option<String>,
+    /// Only packets whose inner source is in this CIDR
+    #[arg(long, value_parser = mizar_db::parse_cidr)]
+    pub src: Option<mizar_db::Ipv4Net>,
+    /// Only packets whose inner destination is in this CIDR
+    #[arg(long, value_parser = mizar_db::parse_cidr)]
+    pub dst: Option<mizar_db::Ipv4Net>,
+    /// Only this inner protocol: tcp, udp, icmp, sctp or a number
+    #[arg(long)]
+    pub proto: Option<mizar_db::AclProto>,
+    /// Only packets the decision at the tap drops
+    #[arg(long)]
+    pub drops: bool,
+    /// Bytes of each packet kept (at most 2048)
+    #[arg(long, default_value_t = 2048)]
+    pub snaplen: u32,
+    /// Stop after this many packets
+    #[arg(long, short = 'c')]
+    pub count: Option<u64>,
+    /// Stop after this long (10s, 500ms, ...)
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// The file (default: the state directory's captures/; - for standard output)
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Classic pcap instead of pcapng (frames and timestamps only)
+    #[arg(long)]
+    pub pcap: bool,
 }
 
 #[derive(Debug, Subcommand)]

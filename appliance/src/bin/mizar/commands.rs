@@ -113,6 +113,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ddos(cmd) => ddos(&instance, cmd)?,
         Command::Ratelimit(cmd) => ratelimit(&instance, cmd)?,
         Command::Acl(cmd) => acl(&instance, cmd)?,
+        Command::Capture(args) => capture(&instance, args)?,
         Command::Apply(args) => {
             let text = if args.file.as_os_str() == "-" {
                 let mut text = String::new();
@@ -869,6 +870,114 @@ fn ratelimit(instance: &Instance, cmd: RatelimitCommand) -> anyhow::Result<()> {
         },
     };
     println!("{}", instance.make(&request)?.outcome);
+    Ok(())
+}
+
+/// Set by SIGINT and SIGTERM: the capture ends cleanly, with its summary and a whole file.
+static CAPTURE_STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn stop_capture(_: libc::c_int) {
+    CAPTURE_STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn capture(instance: &Instance, args: crate::cli::CaptureArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let store = instance.existing_store()?;
+    let vni = match &args.vpc {
+        Some(name) => Some(store.vpc(name)?.vni),
+        None => None,
+    };
+    if args.proto.is_some_and(|p| p.0.is_none()) {
+        anyhow::bail!("--proto any filters nothing: leave it out");
+    }
+    let options = mizar::capture::CaptureOptions {
+        points: args.at.clone(),
+        filter: mizar::capture::CaptureFilter {
+            vni,
+            src: args.src,
+            dst: args.dst,
+            proto: args.proto.and_then(|p| p.0),
+            drops_only: args.drops,
+        },
+        snaplen: args.snaplen.clamp(14, 2048),
+        count: args.count,
+        duration: args.duration,
+        format: if args.pcap {
+            mizar_captures::Format::Pcap
+        } else {
+            mizar_captures::Format::PcapNg
+        },
+    };
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            stop_capture as *const () as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGTERM,
+            stop_capture as *const () as libc::sighandler_t,
+        );
+    }
+    let show = std::io::stderr().is_terminal();
+    let progress = |n: u64| {
+        if show {
+            eprint!("\rcaptured {n}");
+        }
+    };
+    let (summary, place) = match args.file.as_deref() {
+        Some(p) if p.as_os_str() == "-" => {
+            let out = std::io::BufWriter::new(std::io::stdout().lock());
+            let summary = instance.capture(&options, out, &CAPTURE_STOP, progress)?;
+            (summary, "standard output".to_owned())
+        }
+        given => {
+            let path = match given {
+                Some(p) => p.to_owned(),
+                None => {
+                    let dir = instance.state_dir.join("captures");
+                    std::fs::create_dir_all(&dir)
+                        .with_context(|| format!("cannot create {}", dir.display()))?;
+                    let stamp = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_secs();
+                    let ext = if args.pcap { "pcap" } else { "pcapng" };
+                    dir.join(format!("capture-{stamp}.{ext}"))
+                }
+            };
+            use std::os::unix::fs::OpenOptionsExt;
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            let result = instance.capture(
+                &options,
+                std::io::BufWriter::new(file),
+                &CAPTURE_STOP,
+                progress,
+            );
+            match result {
+                Ok(summary) => (summary, path.display().to_string()),
+                Err(err) => {
+                    // Nothing captured: no file left behind.
+                    let _ = std::fs::remove_file(&path);
+                    return Err(err.into());
+                }
+            }
+        }
+    };
+    if show {
+        eprintln!();
+    }
+    eprintln!(
+        "{} packets captured to {place}; {} seen but filtered out; {} lost (the reader fell \
+         behind; packets are never held up)",
+        summary.captured, summary.filtered, summary.lost
+    );
     Ok(())
 }
 
