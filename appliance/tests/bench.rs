@@ -77,6 +77,7 @@ fn quick_bench_measures_every_path_on_its_path() {
             plain("count", 8),
             plain("ddos", 1),
             plain("ratelimit", 1),
+            plain("tap", 1),
             acl("1 rule, flow hit"),
             acl("1 rule, judged"),
             acl("100 rules, judged"),

@@ -455,8 +455,9 @@ impl AclCase {
 
 /// The built-in functions measured alone in the chain, configured so that every packet goes on
 /// (ddos: a block that does not match, no threshold; ratelimit: a rule on the packet's endpoint
-/// it always conforms to): the cost of their lookups and, for ratelimit, its bucket update.
-pub const CHAIN_FUNCTIONS: [&str; 2] = ["ddos", "ratelimit"];
+/// it always conforms to; tap: a capture filter that matches nothing): the cost of their
+/// lookups and, for ratelimit, its bucket update.
+pub const CHAIN_FUNCTIONS: [&str; 3] = ["ddos", "ratelimit", mizar_ebpf::TAP_FUNCTION];
 
 impl ChainResult {
     pub fn ns(&self) -> f64 {
@@ -810,7 +811,7 @@ impl fmt::Display for BenchReport {
                 f,
                 "\nchains: transit local delivery with N functions at ON_XDP_REDIRECT (transit -> \
                  entry -> N functions -> exit); count is a no-op, ddos and ratelimit let every \
-                 packet through, acl allows it by its last rule"
+                 packet through, tap's filter matches nothing, acl allows it by its last rule"
             )?;
             writeln!(
                 f,
@@ -1316,6 +1317,21 @@ impl Harness {
     /// local endpoint they always conform to (a billion packets a second).
     fn configure_functions(&mut self) -> Result<(), BenchError> {
         let pins = self.dataplane.pins();
+        // A capture filter no packet matches (no VNI is this large).
+        let mut tap: aya::maps::Array<MapData, abi::mz_tap_config> =
+            crate::dataplane::open_map(pins, mizar_ebpf::maps::TAP_CONFIG)?;
+        tap.set(
+            0,
+            abi::mz_tap_config {
+                vni: u32::MAX,
+                ..abi::mz_tap_config::default()
+            },
+            0,
+        )
+        .map_err(|source| DataplaneError::Map {
+            map: mizar_ebpf::maps::TAP_CONFIG,
+            source: Box::new(source),
+        })?;
         DdosMaps::open(pins)?.sync(&DdosState {
             blocks: [(VNI_A, "192.0.2.0/24".parse().expect("a prefix"))].into(),
             ..DdosState::default()
