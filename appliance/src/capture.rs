@@ -92,6 +92,10 @@ pub struct CaptureFilter {
     pub dst: Option<Ipv4Net>,
     /// Inner IPv4 protocol.
     pub proto: Option<u8>,
+    /// Inner TCP or UDP port, source or destination.
+    pub port: Option<u16>,
+    /// The decision's reason (a counter's slot).
+    pub reason: Option<u32>,
     /// Only packets whose decision at the tap is to drop them.
     pub drops_only: bool,
 }
@@ -283,6 +287,9 @@ impl Instance {
                     } else {
                         0
                     },
+                    reason_plus_one: options.filter.reason.map_or(0, |r| r + 1),
+                    port_be: options.filter.port.map_or(0, u16::to_be),
+                    pad: 0,
                 },
                 0,
             )

@@ -96,3 +96,50 @@ fn a_flood_through_a_tap_loses_records_counted_and_never_a_packet() {
         s.lost
     );
 }
+
+#[test]
+fn the_filter_picks_by_port_protocol_and_reason_before_copying() {
+    let world = World::bouncer("taps-filter");
+    Chains::open(world.instance.dataplane.pins())
+        .unwrap()
+        .publish(
+            Stage::OnXdpRedirect,
+            &[ChainLink {
+                instance: abi::MZ_CAPTURE_INSTANCE_BASE as u16,
+                function: TAP_FUNCTION.to_owned(),
+            }],
+        )
+        .unwrap();
+    // The usual packet: inner UDP 40000 -> 7777, delivered locally (deliver_local).
+    let frame = packet_to(VNI, LOCAL_EP);
+    let cases = [
+        (17, 7777, abi::MZ_DELIVER_LOCAL + 1, true),
+        (17, 40000, 0, true),
+        (0, 9, 0, false),
+        (6, 0, 0, false),
+        (0, 0, abi::MZ_DROP_UNKNOWN_ENDPOINT + 1, false),
+    ];
+    for (proto, port, reason_plus_one, copied) in cases {
+        tap_config(
+            &world,
+            abi::mz_tap_config {
+                snaplen: 2048,
+                proto,
+                port_be: u16::to_be(port),
+                reason_plus_one,
+                ..abi::mz_tap_config::default()
+            },
+        );
+        let before = tap_stats(&world);
+        assert_eq!(world.run(&frame).verdict, XDP_REDIRECT);
+        let after = tap_stats(&world);
+        assert_eq!(
+            (
+                after.records - before.records,
+                after.filtered - before.filtered
+            ),
+            if copied { (1, 0) } else { (0, 1) },
+            "proto {proto} port {port} reason+1 {reason_plus_one}"
+        );
+    }
+}

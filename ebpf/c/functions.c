@@ -622,22 +622,38 @@ static __always_inline int tap_matches(const struct mz_tap_config *c, const stru
 	if ((m->d.inner_src_be & c->src_mask_be) != c->src_be ||
 	    (m->d.inner_dst_be & c->dst_mask_be) != c->dst_be)
 		return 0;
+	if (c->reason_plus_one && c->reason_plus_one != m->d.reason + 1)
+		return 0;
 	return 1;
 }
 
-/* The inner IPv4 protocol, or 0. */
-static __always_inline __u32 tap_proto(struct xdp_md *ctx, __u32 offset)
+/* Whether the inner packet's protocol and ports match the filter's (when it has them). */
+static __always_inline int tap_l4_matches(struct xdp_md *ctx, const struct mz_tap_config *c,
+					  __u32 offset)
 {
 	void *data = (void *)(long)ctx->data;
 	void *end = (void *)(long)ctx->data_end;
 	struct iphdr *ip;
+	__u16 *ports;
 
+	if (!c->proto && !c->port_be)
+		return 1;
 	if (!offset || offset > 512)
 		return 0;
 	ip = data + offset;
-	if ((void *)(ip + 1) > end)
+	if ((void *)(ip + 1) > end || ip->ihl < 5)
 		return 0;
-	return ip->protocol;
+	if (c->proto && c->proto != ip->protocol)
+		return 0;
+	if (!c->port_be)
+		return 1;
+	if ((ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP) ||
+	    ip->frag_off & bpf_htons(0x1fff))
+		return 0;
+	ports = (void *)ip + ip->ihl * 4;
+	if ((void *)(ports + 2) > end)
+		return 0;
+	return ports[0] == c->port_be || ports[1] == c->port_be;
 }
 
 /* The packet's length, from 64-bit pointers (a 32-bit spill of a packet pointer is refused). */
@@ -668,8 +684,7 @@ int mz_fn_tap(struct xdp_md *ctx)
 	stats = bpf_map_lookup_elem(&mz_tap_stats, &zero);
 	if (!c || !stats)
 		return mz_fn_next(ctx, m);
-	if (!tap_matches(c, m) ||
-	    (c->proto && c->proto != tap_proto(ctx, m->d.inner_ip_offset))) {
+	if (!tap_matches(c, m) || !tap_l4_matches(ctx, c, m->d.inner_ip_offset)) {
 		stats->filtered++;
 		return mz_fn_next(ctx, m);
 	}

@@ -624,6 +624,9 @@ struct mz_tap_config {
 	__u32 dst_mask_be;
 	__u32 proto;          /* inner IPv4 protocol; 0: any */
 	__u32 flags;          /* MZ_TAP_DROPS_ONLY */
+	__u32 reason_plus_one; /* the decision's reason (enum mz_counter) + 1; 0: any */
+	__u16 port_be;        /* inner TCP/UDP source or destination port; 0: any */
+	__u16 pad;
 };
 
 struct mz_tap_header {

@@ -710,6 +710,13 @@ pub struct CaptureArgs {
     /// Only this inner protocol: tcp, udp, icmp, sctp or a number
     #[arg(long)]
     pub proto: Option<mizar_db::AclProto>,
+    /// Only packets to or from this inner TCP or UDP port
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Only packets whose decision has this reason (see mizar status: deliver_local,
+    /// drop_unknown_endpoint, ...)
+    #[arg(long)]
+    pub reason: Option<String>,
     /// Only packets the decision at the tap drops
     #[arg(long)]
     pub drops: bool,

@@ -890,6 +890,25 @@ fn capture(instance: &Instance, args: crate::cli::CaptureArgs) -> anyhow::Result
     if args.proto.is_some_and(|p| p.0.is_none()) {
         anyhow::bail!("--proto any filters nothing: leave it out");
     }
+    let reason = match &args.reason {
+        None => None,
+        Some(name) => Some(
+            mizar_ebpf::COUNTER_INFO
+                .iter()
+                .find(|c| c.name == name.as_str())
+                .map(|c| c.slot)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "unknown reason {name:?}; reasons: {}",
+                        mizar_ebpf::COUNTER_INFO
+                            .iter()
+                            .map(|c| c.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })?,
+        ),
+    };
     let options = mizar::capture::CaptureOptions {
         points: args.at.clone(),
         filter: mizar::capture::CaptureFilter {
@@ -897,6 +916,8 @@ fn capture(instance: &Instance, args: crate::cli::CaptureArgs) -> anyhow::Result
             src: args.src,
             dst: args.dst,
             proto: args.proto.and_then(|p| p.0),
+            port: args.port,
+            reason,
             drops_only: args.drops,
         },
         snaplen: args.snaplen.clamp(14, 2048),
