@@ -307,6 +307,15 @@ struct {
 } mz_acl_vpcs SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MZ_MAX_ACL_ADDRS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct mz_acl_host_key);
+	__type(value, __u32); /* the address class */
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mz_acl_hosts SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, MZ_MAX_ACL_ADDRS);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -422,9 +431,13 @@ static __always_inline int acl_parse(struct xdp_md *ctx, __u32 offset, struct ac
 
 static __always_inline __u32 acl_class(__u32 tag, __u32 ip_be)
 {
+	struct mz_acl_host_key host = { .tag_be = bpf_htonl(tag), .ip_be = ip_be };
 	struct mz_acl_addr_key key = { .prefixlen = 64, .tag_be = bpf_htonl(tag), .ip_be = ip_be };
-	__u32 *class = bpf_map_lookup_elem(&mz_acl_addrs, &key);
+	__u32 *class = bpf_map_lookup_elem(&mz_acl_hosts, &host);
 
+	if (class)
+		return *class;
+	class = bpf_map_lookup_elem(&mz_acl_addrs, &key);
 	return class ? *class : 0;
 }
 

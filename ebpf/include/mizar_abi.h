@@ -554,6 +554,14 @@ struct mz_acl_vpc {
 	__u64 digest;         /* the appliance's hash of what it compiled, to skip unchanged VPCs */
 };
 
+/* mz_acl_hosts: the /32 addresses of mz_acl_addrs' classes, found by one hash lookup whatever
+ * their number (a /32 is always an address's longest match); mz_acl_addrs keeps the shorter
+ * prefixes. */
+struct mz_acl_host_key {
+	__u32 tag_be;
+	__u32 ip_be;
+};
+
 /* mz_acl_addrs: prefixlen = 32 + CIDR length. */
 struct mz_acl_addr_key {
 	__u32 prefixlen;

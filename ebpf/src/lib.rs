@@ -159,6 +159,7 @@ pub mod maps {
     pub const RL_STATE: &str = "mz_rl_state";
     pub const ACL_VPCS: &str = "mz_acl_vpcs";
     pub const ACL_ADDRS: &str = "mz_acl_addrs";
+    pub const ACL_HOSTS: &str = "mz_acl_hosts";
     pub const ACL_RULES: &str = "mz_acl_rules";
     pub const ACL_HITS: &str = "mz_acl_hits";
     pub const ACL_FLOWS: &str = "mz_acl_flows";
@@ -201,6 +202,7 @@ unsafe impl aya::Pod for abi::mz_rl_rule {}
 unsafe impl aya::Pod for abi::mz_rl_state {}
 unsafe impl aya::Pod for abi::mz_acl_vpc {}
 unsafe impl aya::Pod for abi::mz_acl_addr_key {}
+unsafe impl aya::Pod for abi::mz_acl_host_key {}
 unsafe impl aya::Pod for abi::mz_acl_rule_key {}
 unsafe impl aya::Pod for abi::mz_acl_decision {}
 unsafe impl aya::Pod for abi::mz_acl_flow_key {}

@@ -21,7 +21,7 @@ use std::{
 use aya::maps::{HashMap, LpmTrie, MapData, PerCpuHashMap, PerCpuValues, lpm_trie::Key};
 use mizar_ebpf::{
     abi, ip_be,
-    maps::{ACL_ADDRS, ACL_FLOWS, ACL_HITS, ACL_RULES, ACL_VPCS},
+    maps::{ACL_ADDRS, ACL_FLOWS, ACL_HITS, ACL_HOSTS, ACL_RULES, ACL_VPCS},
 };
 
 use super::{DataplaneError, Ipv4Net, PinLayout, maps::open};
@@ -566,6 +566,8 @@ fn remove_tagged<K: aya::Pod, V: aya::Pod>(
 pub struct AclMaps {
     vpcs: HashMap<MapData, u32, abi::mz_acl_vpc>,
     addrs: LpmTrie<MapData, [u32; 2], u32>,
+    /// The /32 addresses, apart (see mizar_abi.h).
+    hosts: HashMap<MapData, abi::mz_acl_host_key, u32>,
     rules: LpmTrie<MapData, [u32; 4], abi::mz_acl_decision>,
     hits: PerCpuHashMap<MapData, u32, u64>,
     flows: HashMap<MapData, abi::mz_acl_flow_key, abi::mz_acl_flow>,
@@ -579,6 +581,7 @@ impl AclMaps {
         Ok(Self {
             vpcs: open(pins, ACL_VPCS)?,
             addrs: open(pins, ACL_ADDRS)?,
+            hosts: open(pins, ACL_HOSTS)?,
             rules: open(pins, ACL_RULES)?,
             hits: open(pins, ACL_HITS)?,
             flows: open(pins, ACL_FLOWS)?,
@@ -612,6 +615,14 @@ impl AclMaps {
             return Ok(());
         }
         remove_tagged(&mut self.addrs, ACL_ADDRS, stale, |k| k[0])?;
+        let hosts: Vec<abi::mz_acl_host_key> = self
+            .hosts
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(ACL_HOSTS))?;
+        for k in hosts.iter().filter(|k| stale.contains(&tag_owner(k.tag_be))) {
+            self.hosts.remove(k).map_err(map_err(ACL_HOSTS))?;
+        }
         remove_tagged(&mut self.rules, ACL_RULES, stale, |k| k[0])
     }
 
@@ -658,9 +669,19 @@ impl AclMaps {
             }
             self.remove_generations(&leftover)?;
             for a in &c.addrs {
-                self.addrs
-                    .insert(&addr_key(*vni, generation, a), a.class, 0)
-                    .map_err(map_err(ACL_ADDRS))?;
+                if a.net.prefix_len() == 32 {
+                    let key = abi::mz_acl_host_key {
+                        tag_be: tag(*vni, generation, a.direction, a.side).to_be(),
+                        ip_be: ip_be(a.net.network()),
+                    };
+                    self.hosts
+                        .insert(key, a.class, 0)
+                        .map_err(map_err(ACL_HOSTS))?;
+                } else {
+                    self.addrs
+                        .insert(&addr_key(*vni, generation, a), a.class, 0)
+                        .map_err(map_err(ACL_ADDRS))?;
+                }
             }
             for e in &c.entries {
                 let value = abi::mz_acl_decision {
