@@ -36,9 +36,9 @@ fn tap_stats(world: &World) -> abi::mz_tap_stats {
         })
 }
 
-#[test]
-fn a_flood_through_a_tap_loses_records_counted_and_never_a_packet() {
-    let world = World::bouncer("taps-flood");
+/// The usual bouncer with a tap alone in the chain at ON_XDP_REDIRECT, as a capture places it.
+fn tapped(name: &str) -> World {
+    let world = World::bouncer(name);
     Chains::open(world.instance.dataplane.pins())
         .unwrap()
         .publish(
@@ -49,6 +49,12 @@ fn a_flood_through_a_tap_loses_records_counted_and_never_a_packet() {
             }],
         )
         .unwrap();
+    world
+}
+
+#[test]
+fn a_flood_through_a_tap_loses_records_counted_and_never_a_packet() {
+    let world = tapped("taps-flood");
     let frame = packet_to(VNI, LOCAL_EP);
 
     // A filter on another VPC: every packet seen, none copied.
@@ -99,17 +105,7 @@ fn a_flood_through_a_tap_loses_records_counted_and_never_a_packet() {
 
 #[test]
 fn the_filter_picks_by_port_protocol_and_reason_before_copying() {
-    let world = World::bouncer("taps-filter");
-    Chains::open(world.instance.dataplane.pins())
-        .unwrap()
-        .publish(
-            Stage::OnXdpRedirect,
-            &[ChainLink {
-                instance: abi::MZ_CAPTURE_INSTANCE_BASE as u16,
-                function: TAP_FUNCTION.to_owned(),
-            }],
-        )
-        .unwrap();
+    let world = tapped("taps-filter");
     // The usual packet: inner UDP 40000 -> 7777, delivered locally (deliver_local).
     let frame = packet_to(VNI, LOCAL_EP);
     let cases = [

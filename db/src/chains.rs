@@ -617,28 +617,18 @@ impl Store {
 
     /// The chains as a topology document writes them.
     pub fn chain_specs(&self) -> Result<Vec<ChainSpec>> {
-        let mut specs: Vec<ChainSpec> = Vec::new();
-        for row in self.all_chains()? {
-            match specs.last_mut() {
-                Some(spec) if spec.host == row.host && spec.stage == row.stage => {
-                    spec.functions.push(row.function);
-                    if !row.enabled {
-                        spec.disabled.push(row.position);
-                    }
-                }
-                _ => specs.push(ChainSpec {
-                    host: row.host,
-                    stage: row.stage,
-                    functions: vec![row.function],
-                    disabled: if row.enabled {
-                        vec![]
-                    } else {
-                        vec![row.position]
-                    },
-                }),
-            }
-        }
-        Ok(specs)
+        Ok(specs_of(
+            self.all_chains()?,
+            |s: &ChainSpec, r: &ChainLinkRow| s.host == r.host && s.stage == r.stage,
+            |r| ChainSpec {
+                host: r.host.clone(),
+                stage: r.stage.clone(),
+                functions: Vec::new(),
+                disabled: Vec::new(),
+            },
+            |s| (&mut s.functions, &mut s.disabled),
+            |r| (r.function, r.position, r.enabled),
+        ))
     }
 
     /// Changes one host's chain at one stage (host None: this host). Returns the chain as it
@@ -701,32 +691,48 @@ impl Store {
 
     /// The scoped chains as a topology document writes them.
     pub fn scoped_chain_specs(&self) -> Result<Vec<ScopedChainSpec>> {
-        let mut specs: Vec<ScopedChainSpec> = Vec::new();
-        for row in self.scoped_chains()? {
-            match specs.last_mut() {
-                Some(s)
-                    if s.vpc == row.vpc && s.endpoint == row.endpoint && s.stage == row.stage =>
-                {
-                    s.functions.push(row.function);
-                    if !row.enabled {
-                        s.disabled.push(row.position);
-                    }
-                }
-                _ => specs.push(ScopedChainSpec {
-                    vpc: row.vpc,
-                    endpoint: row.endpoint,
-                    stage: row.stage,
-                    functions: vec![row.function],
-                    disabled: if row.enabled {
-                        vec![]
-                    } else {
-                        vec![row.position]
-                    },
-                }),
-            }
-        }
-        Ok(specs)
+        Ok(specs_of(
+            self.scoped_chains()?,
+            |s: &ScopedChainSpec, r: &ScopedChainLinkRow| {
+                s.vpc == r.vpc && s.endpoint == r.endpoint && s.stage == r.stage
+            },
+            |r| ScopedChainSpec {
+                vpc: r.vpc.clone(),
+                endpoint: r.endpoint.clone(),
+                stage: r.stage.clone(),
+                functions: Vec::new(),
+                disabled: Vec::new(),
+            },
+            |s| (&mut s.functions, &mut s.disabled),
+            |r| (r.function, r.position, r.enabled),
+        ))
     }
+}
+
+/// Rows in chain order grouped into document chains: `same` says whether a row continues the
+/// last chain, `start` begins one, `lists` gives a chain's functions and disabled positions,
+/// `link` a row's function, position and state.
+fn specs_of<R, S>(
+    rows: Vec<R>,
+    same: impl Fn(&S, &R) -> bool,
+    start: impl Fn(&R) -> S,
+    lists: impl Fn(&mut S) -> (&mut Vec<String>, &mut Vec<usize>),
+    link: impl Fn(R) -> (String, usize, bool),
+) -> Vec<S> {
+    let mut specs: Vec<S> = Vec::new();
+    for row in rows {
+        if !specs.last().is_some_and(|s| same(s, &row)) {
+            specs.push(start(&row));
+        }
+        let spec = specs.last_mut().expect("just pushed");
+        let (function, position, enabled) = link(row);
+        let (functions, disabled) = lists(spec);
+        functions.push(function);
+        if !enabled {
+            disabled.push(position);
+        }
+    }
+    specs
 }
 
 /// Applies a document's scoped chains inside its transaction, as [`apply_chains`] does.

@@ -620,7 +620,10 @@ impl AclMaps {
             .keys()
             .collect::<Result<_, _>>()
             .map_err(map_err(ACL_HOSTS))?;
-        for k in hosts.iter().filter(|k| stale.contains(&tag_owner(k.tag_be))) {
+        for k in hosts
+            .iter()
+            .filter(|k| stale.contains(&tag_owner(k.tag_be)))
+        {
             self.hosts.remove(k).map_err(map_err(ACL_HOSTS))?;
         }
         remove_tagged(&mut self.rules, ACL_RULES, stale, |k| k[0])
