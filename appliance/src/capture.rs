@@ -7,7 +7,7 @@
 //! `redirect:2:after`). The capture publishes each tapped stage's chain with its taps as a
 //! whole new generation, outside the store, and publishes the store's chains again when it
 //! ends; a capture that dies leaves its taps running until the next capture, `mizar up` or any
-//! chain change publishes the store's chains (`mizar status` warns meanwhile).
+//! chain change publishes the store's chains (`mizar status` names them meanwhile).
 
 use std::{
     collections::BTreeMap,
@@ -313,6 +313,8 @@ impl Instance {
         let result = (|| -> Result<u64, FabricError> {
             {
                 let _lock = self.lock()?;
+                // Taps an earlier capture left (it died) go before this one places its own.
+                self.publish_chains(&store)?;
                 let mut chains = Chains::open(&pins)?;
                 for (stage, links) in &plans {
                     chains.publish(*stage, links)?;

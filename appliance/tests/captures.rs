@@ -280,6 +280,46 @@ fn a_capture_through_the_binary_taps_two_points_of_one_vpc_and_leaves_the_chain_
         status["warnings"].as_array().is_some_and(Vec::is_empty),
         "{status}"
     );
+
+    // A capture that dies leaves its taps: status names them, the next capture removes them.
+    let mut dying = fabric
+        .spec()
+        .mizar_command(Path::new(MIZAR), &host)
+        .args(["capture", "--at", "redirect", "--duration", "60s", "-w"])
+        .arg(dir.join("dying.pcapng"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    dying.kill().unwrap();
+    dying.wait().unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&fabric.mizar_ok(&host, &["status", "--json"]).unwrap()).unwrap();
+    let warnings = status["warnings"].to_string();
+    assert!(
+        warnings.contains("tap(s) of a capture run at ON_XDP_REDIRECT"),
+        "{warnings}"
+    );
+    fabric
+        .mizar_ok(
+            &host,
+            &[
+                "capture",
+                "--at",
+                "tx",
+                "--duration",
+                "1s",
+                "-w",
+                dir.join("next.pcapng").to_str().unwrap(),
+            ],
+        )
+        .unwrap();
+    let status: serde_json::Value =
+        serde_json::from_str(&fabric.mizar_ok(&host, &["status", "--json"]).unwrap()).unwrap();
+    assert!(
+        status["warnings"].as_array().is_some_and(Vec::is_empty),
+        "the next capture removed the dead one's taps: {status}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

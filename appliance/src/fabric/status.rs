@@ -216,6 +216,19 @@ impl Instance {
                 .as_ref()
                 .map(|live| live.links.iter().map(|(i, _)| *i).collect())
                 .unwrap_or_default();
+            // A capture's taps: its own instances, above any the store gives.
+            let is_tap = |i: &u16| u32::from(*i) >= mizar_ebpf::abi::MZ_CAPTURE_INSTANCE_BASE;
+            let taps: Vec<u16> = running.iter().copied().filter(is_tap).collect();
+            let running: Vec<u16> = running.into_iter().filter(|i| !is_tap(i)).collect();
+            if !taps.is_empty() {
+                status.warnings.push(format!(
+                    "{} tap(s) of a capture run at {} (instances {taps:?}): a capture is running, \
+                     or one ended without removing them; the next `mizar capture` or `mizar up` \
+                     removes them",
+                    taps.len(),
+                    chain.stage.name()
+                ));
+            }
             if wanted != running {
                 status.warnings.push(format!(
                     "the chain at {} does not run what the store holds (functions {wanted:?}, \
