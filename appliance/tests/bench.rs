@@ -14,7 +14,22 @@ fn quick_bench_measures_every_path_on_its_path() {
     let report = bench::run(&options).unwrap_or_else(|err| panic!("mizar bench --quick: {err}"));
 
     assert_eq!(report.floor_samples_ns.len(), options.runs as usize);
-    assert!(report.floor_ns() > 0.0, "floor: {}", report.floor_ns());
+    // The floor is the cheapest subject: a quick run's few repetitions can measure 0 ns once
+    // the fixed cost is taken off (CI did, on a loaded host). The kernel's own figure for it
+    // (whole ns per repetition) is never 0; ours must be a figure.
+    assert!(
+        report.floor_kernel_samples_ns.iter().all(|n| *n > 0.0),
+        "floor (kernel): {:?}",
+        report.floor_kernel_samples_ns
+    );
+    assert!(
+        report
+            .floor_samples_ns
+            .iter()
+            .all(|n| n.is_finite() && *n >= 0.0),
+        "floor: {:?}",
+        report.floor_samples_ns
+    );
     let measured: Vec<_> = report.paths.iter().map(|p| p.path).collect();
     assert_eq!(measured, PATHS, "every path, in table order");
     for result in &report.paths {
