@@ -273,6 +273,7 @@ static __always_inline void append_plan(struct mz_meta *m, const struct mz_chain
 static __always_inline int chain_entry(struct xdp_md *ctx, __u32 generation)
 {
 	struct mz_meta *m = mz_fn_meta();
+	const struct mz_host_config *cfg;
 	struct mz_chain_stats *cs;
 	const struct mz_chain *plan;
 	__u32 stage, index;
@@ -294,8 +295,11 @@ static __always_inline int chain_entry(struct xdp_md *ctx, __u32 generation)
 		__builtin_memcpy(m->chain, plan->slots, sizeof(m->chain));
 		__builtin_memcpy(m->instance, plan->instance, sizeof(m->instance));
 	}
-	/* Then the VPC's chain, then the endpoint's, where the VPC is known and checked. */
-	if (m->d.vni && stage != MZ_STAGE_ON_XDP_PASS && stage != MZ_STAGE_ON_XDP_DROP) {
+	/* Then the VPC's chain, then the endpoint's, where the VPC is known and checked and some
+	 * VPC or endpoint has a chain at this point. */
+	cfg = host_config();
+	if (m->d.vni && cfg && cfg->flags & MZ_HOST_STAGE_SCOPED(stage) &&
+	    stage != MZ_STAGE_ON_XDP_PASS && stage != MZ_STAGE_ON_XDP_DROP) {
 		struct mz_scope_key key = { .point = stage, .vni = m->d.vni, .ip_be = 0 };
 
 		append_plan(m, bpf_map_lookup_elem(&mz_scoped_chains, &key));

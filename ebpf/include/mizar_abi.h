@@ -163,6 +163,9 @@ struct mz_host_config {
 /* A stage whose chain holds functions: transit hands its packets to the chain instead of
  * applying the decision at once (an empty stage costs one test of a flag already loaded). */
 #define MZ_HOST_STAGE_ARMED(stage) (1u << (8 + (stage)))
+/* A chain point where a VPC or an endpoint has a chain: only there does the chain's entry look
+ * up their plans (a host-only chain pays no lookup of mz_scoped_chains). */
+#define MZ_HOST_STAGE_SCOPED(stage) (1u << (16 + (stage)))
 
 /* mz_hosts: underlay hosts this appliance knows (tunnel packets are accepted only from them). */
 struct mz_host {

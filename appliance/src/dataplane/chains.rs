@@ -421,7 +421,11 @@ impl Chains {
             )));
         }
         let live = self.live(stage)?;
-        let armed = !links.is_empty() || self.scoped_at(stage)?;
+        let scoped = self.scoped_at(stage)?;
+        let armed = !links.is_empty() || scoped;
+        // The entry looks up scoped plans only where there are some (publish_scoped ran first:
+        // a new plan is there before the bit, a removed one gone before it is cleared).
+        self.set_flag(scoped_bit(stage), scoped)?;
         if self.runs(&live, links, armed)? {
             return Ok(false);
         }
@@ -474,7 +478,7 @@ impl Chains {
                 .set(stage.slot(), fd, 0)
                 .map_err(map_err(STAGES))?,
         }
-        self.arm(stage, armed)?;
+        self.set_flag(armed_bit(stage), armed)?;
 
         // No packet runs the old generation once a grace period has passed.
         rcu::synchronize()?;
@@ -487,12 +491,13 @@ impl Chains {
         Ok(true)
     }
 
-    fn arm(&mut self, stage: Stage, on: bool) -> Result<(), DataplaneError> {
+    /// Sets or clears one bit of this host's configuration flags.
+    fn set_flag(&mut self, bit: u32, on: bool) -> Result<(), DataplaneError> {
         let mut config = self.config.get(&0, 0).map_err(map_err(CONFIG))?;
         let flags = if on {
-            config.flags | armed_bit(stage)
+            config.flags | bit
         } else {
-            config.flags & !armed_bit(stage)
+            config.flags & !bit
         };
         if flags != config.flags {
             config.flags = flags;
@@ -575,6 +580,10 @@ fn open_raw(pins: &PinLayout, name: &'static str) -> Result<MapData, DataplaneEr
         path,
         source: Box::new(source),
     })
+}
+
+fn scoped_bit(stage: Stage) -> u32 {
+    1 << (16 + stage.slot())
 }
 
 fn armed_bit(stage: Stage) -> u32 {
