@@ -167,6 +167,25 @@ fn a_capture_through_the_binary_taps_two_points_of_one_vpc_and_leaves_the_chain_
         !out.status.success() && stderr.contains("no function 2"),
         "{stderr}"
     );
+    let out = fabric
+        .mizar(
+            &host,
+            &[
+                "capture",
+                "--at",
+                "redirect",
+                "--snaplen",
+                "5",
+                "-w",
+                bad.to_str().unwrap(),
+            ],
+        )
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("5 is not in 14..=2048"),
+        "{stderr}"
+    );
     assert!(!bad.exists());
 
     let capture = fabric

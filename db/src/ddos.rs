@@ -108,10 +108,6 @@ fn vpc_id(tx: &Connection, vpc: Option<&str>) -> Result<Option<i64>> {
         .transpose()
 }
 
-fn check_limit(vpc: Option<&str>, packets: u64, window_ms: u64) -> Result<()> {
-    check_threshold(Threshold::SourcePackets, vpc, packets, window_ms)
-}
-
 fn check_threshold(kind: Threshold, vpc: Option<&str>, count: u64, window_ms: u64) -> Result<()> {
     if count == 0 || !(10..=3_600_000).contains(&window_ms) {
         return Err(StoreError::DdosLimitRange {
@@ -142,6 +138,49 @@ fn check_cidr(vpc: Option<&str>, cidr: Ipv4Net) -> Result<()> {
     Ok(())
 }
 
+/// A kind of threshold's rows: (VPC or None for every VPC, count, window in ms).
+fn load_thresholds(conn: &Connection, kind: Threshold) -> Result<Vec<(Option<String>, u64, u64)>> {
+    conn.prepare_cached(&format!(
+        "SELECT v.name, l.{}, l.window_ms FROM {} l LEFT JOIN vpcs v ON v.id = l.vpc_id \
+         ORDER BY v.name IS NOT NULL, v.name",
+        kind.count_column(),
+        kind.table()
+    ))
+    .and_then(|mut stmt| {
+        stmt.query_map([], |row| {
+            Ok((
+                row.get(0)?,
+                row.get::<_, i64>(1)? as u64,
+                row.get::<_, i64>(2)? as u64,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()
+    })
+    .ctx("reading the ddos configuration")
+}
+
+/// A document's thresholds of one kind: each in range, one per VPC (and one default).
+fn check_thresholds<'a>(
+    kind: Threshold,
+    rows: impl Iterator<Item = (&'a Option<String>, u64, u64)>,
+) -> Result<()> {
+    let mut seen = std::collections::BTreeSet::new();
+    for (vpc, count, window_ms) in rows {
+        check_threshold(kind, vpc.as_deref(), count, window_ms)?;
+        if !seen.insert(vpc) {
+            return Err(StoreError::Duplicate {
+                kind: crate::error::Kind::DdosLimit,
+                name: vpc.clone().unwrap_or_else(|| "(every VPC)".to_owned()),
+                scope: match kind {
+                    Threshold::SourcePackets => String::new(),
+                    Threshold::DestinationSyns => " (SYN thresholds)".to_owned(),
+                },
+            });
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn load_ddos(conn: &Connection) -> Result<DdosConfig> {
     let ctx = "reading the ddos configuration";
     let blocks = conn
@@ -156,38 +195,22 @@ pub(crate) fn load_ddos(conn: &Connection) -> Result<DdosConfig> {
             .collect::<rusqlite::Result<Vec<_>>>()
         })
         .ctx(ctx)?;
-    let limits = conn
-        .prepare_cached(
-            "SELECT v.name, l.packets, l.window_ms FROM ddos_limits l \
-             LEFT JOIN vpcs v ON v.id = l.vpc_id ORDER BY v.name IS NOT NULL, v.name",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_map([], |row| {
-                Ok(DdosLimit {
-                    vpc: row.get(0)?,
-                    packets: row.get::<_, i64>(1)? as u64,
-                    window_ms: row.get::<_, i64>(2)? as u64,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()
+    let limits = load_thresholds(conn, Threshold::SourcePackets)?
+        .into_iter()
+        .map(|(vpc, packets, window_ms)| DdosLimit {
+            vpc,
+            packets,
+            window_ms,
         })
-        .ctx(ctx)?;
-    let syn_limits = conn
-        .prepare_cached(
-            "SELECT v.name, l.syns, l.window_ms FROM ddos_syn_limits l \
-             LEFT JOIN vpcs v ON v.id = l.vpc_id ORDER BY v.name IS NOT NULL, v.name",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_map([], |row| {
-                Ok(DdosSynLimit {
-                    vpc: row.get(0)?,
-                    syns: row.get::<_, i64>(1)? as u64,
-                    window_ms: row.get::<_, i64>(2)? as u64,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()
+        .collect();
+    let syn_limits = load_thresholds(conn, Threshold::DestinationSyns)?
+        .into_iter()
+        .map(|(vpc, syns, window_ms)| DdosSynLimit {
+            vpc,
+            syns,
+            window_ms,
         })
-        .ctx(ctx)?;
+        .collect();
     let blocks = blocks
         .into_iter()
         .map(|(vpc, cidr)| {
@@ -220,33 +243,20 @@ pub(crate) fn replace_ddos(tx: &Connection, config: &DdosConfig) -> Result<()> {
             });
         }
     }
-    let mut limited = std::collections::BTreeSet::new();
-    for l in &config.limits {
-        check_limit(l.vpc.as_deref(), l.packets, l.window_ms)?;
-        if !limited.insert(l.vpc.clone()) {
-            return Err(StoreError::Duplicate {
-                kind: crate::error::Kind::DdosLimit,
-                name: l.vpc.clone().unwrap_or_else(|| "(every VPC)".to_owned()),
-                scope: String::new(),
-            });
-        }
-    }
-    let mut syn_limited = std::collections::BTreeSet::new();
-    for l in &config.syn_limits {
-        check_threshold(
-            Threshold::DestinationSyns,
-            l.vpc.as_deref(),
-            l.syns,
-            l.window_ms,
-        )?;
-        if !syn_limited.insert(l.vpc.clone()) {
-            return Err(StoreError::Duplicate {
-                kind: crate::error::Kind::DdosLimit,
-                name: l.vpc.clone().unwrap_or_else(|| "(every VPC)".to_owned()),
-                scope: " (SYN thresholds)".to_owned(),
-            });
-        }
-    }
+    check_thresholds(
+        Threshold::SourcePackets,
+        config
+            .limits
+            .iter()
+            .map(|l| (&l.vpc, l.packets, l.window_ms)),
+    )?;
+    check_thresholds(
+        Threshold::DestinationSyns,
+        config
+            .syn_limits
+            .iter()
+            .map(|l| (&l.vpc, l.syns, l.window_ms)),
+    )?;
     tx.execute("DELETE FROM ddos_blocks", [])
         .ctx("replacing the ddos configuration")?;
     tx.execute("DELETE FROM ddos_syn_limits", [])

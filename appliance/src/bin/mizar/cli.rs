@@ -720,8 +720,8 @@ pub struct CaptureArgs {
     /// Only packets the decision at the tap drops
     #[arg(long)]
     pub drops: bool,
-    /// Bytes of each packet kept (at most 2048)
-    #[arg(long, default_value_t = 2048)]
+    /// Bytes of each packet kept: 14 (an Ethernet header) to 2048
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(14..=2048))]
     pub snaplen: u32,
     /// Stop after this many packets
     #[arg(long, short = 'c')]

@@ -920,7 +920,7 @@ fn capture(instance: &Instance, args: crate::cli::CaptureArgs) -> anyhow::Result
             reason,
             drops_only: args.drops,
         },
-        snaplen: args.snaplen.clamp(14, 2048),
+        snaplen: args.snaplen,
         count: args.count,
         duration: args.duration,
         format: if args.pcap {
