@@ -661,3 +661,129 @@ fn a_chain_at_on_egress_runs_before_encapsulation_and_the_exit_applies_the_decis
     assert_eq!(chains.function_stats(3).unwrap().dropped[0], 1);
     assert_eq!(maps.endpoint_stats(VNI, EP).unwrap().unwrap().tx_packets, 3);
 }
+
+/// A capture at egress's entry and verdict: the frame as the endpoint sent it and as it leaves
+/// (encapsulated), under one id, the bytes out the same as with no capture; a frame a function
+/// drops at ON_EGRESS is seen at the verdict as a drop, naming the function and its reason.
+#[test]
+fn egress_taps_see_the_frame_as_sent_and_as_encapsulated_and_a_function_drop() {
+    use aya::maps::{Array, MapData, RingBuf};
+    use mizar::{
+        capture::{CompiledFilter, filter::parse},
+        dataplane::{ChainLink, Chains, DdosMaps, DdosState, Stage},
+    };
+    use mizar_ebpf::maps as names;
+    let mut plain = common::TestInstance::new("egress-taps-plain");
+    let mut tapped = common::TestInstance::new("egress-taps");
+    host_a(plain.dataplane.maps_mut());
+    host_a(tapped.dataplane.maps_mut());
+    let pins = tapped.dataplane.pins();
+    let mut chains = Chains::open(pins).unwrap();
+    chains
+        .publish(
+            Stage::OnEgress,
+            &[ChainLink {
+                instance: 3,
+                function: "ddos".into(),
+            }],
+        )
+        .unwrap();
+    let mut filter: Array<MapData, abi::mz_tap_filter> = Array::try_from(aya::maps::Map::Array(
+        MapData::from_pin(pins.map(names::TAP_FILTER)).unwrap(),
+    ))
+    .unwrap();
+    let all = CompiledFilter::compile(&parse("vni 100").unwrap()).unwrap();
+    filter.set(0, all.to_raw(2048, 1), 0).unwrap();
+    chains
+        .set_tap_flags(
+            abi::MZ_HOST_TAPPING
+                | 1 << (1 + abi::MZ_TAP_EGRESS_ENTRY)
+                | 1 << (1 + abi::MZ_TAP_EGRESS_VERDICT),
+        )
+        .unwrap();
+    let mut ring: RingBuf<MapData> = RingBuf::try_from(aya::maps::Map::RingBuf(
+        MapData::from_pin(pins.map(names::TAPS)).unwrap(),
+    ))
+    .unwrap();
+    let mut records = || {
+        let mut out = Vec::new();
+        while let Some(item) = ring.next() {
+            let size = std::mem::size_of::<abi::mz_tap_header>();
+            // SAFETY: the kernel wrote a struct mz_tap_header at the record's start.
+            let h: abi::mz_tap_header = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            out.push((h, item[size..size + h.cap_len as usize].to_vec()));
+        }
+        out
+    };
+
+    let frame = udp_from_ep(REMOTE, REMOTE_MAC);
+    let expected = run_egress(
+        plain.dataplane.egress(),
+        plain.dataplane.maps(),
+        &frame,
+        LOOPBACK,
+    );
+    let got = run_egress(
+        tapped.dataplane.egress(),
+        tapped.dataplane.maps(),
+        &frame,
+        LOOPBACK,
+    );
+    assert_eq!((got.verdict, &got.out), (expected.verdict, &expected.out));
+    let seen = records();
+    assert_eq!(seen.len(), 2, "entry and verdict");
+    let (entry, verdict) = (&seen[0], &seen[1]);
+    assert_eq!(entry.0.point, abi::MZ_TAP_EGRESS_ENTRY);
+    assert_eq!((entry.0.verdict, &entry.1), (abi::MZ_TAP_NONE, &frame));
+    assert_eq!(entry.0.ifindex, LOOPBACK);
+    assert_eq!(verdict.0.point, abi::MZ_TAP_EGRESS_VERDICT);
+    assert_eq!(
+        (verdict.0.verdict, verdict.0.reason, verdict.0.vni),
+        (XDP_REDIRECT, abi::MZ_EGRESS_TO_HOST, VNI)
+    );
+    assert_eq!(
+        verdict.1, got.out,
+        "the verdict sees the encapsulated frame"
+    );
+    assert_eq!(entry.0.packet_id, verdict.0.packet_id, "one packet, one id");
+
+    // The ddos function drops what EP sends: seen at the entry and as a drop at the verdict.
+    DdosMaps::open(pins)
+        .unwrap()
+        .sync(&DdosState {
+            blocks: [(VNI, Ipv4Net::new(EP, 32).unwrap())].into(),
+            ..DdosState::default()
+        })
+        .unwrap();
+    let run = run_egress(
+        tapped.dataplane.egress(),
+        tapped.dataplane.maps(),
+        &frame,
+        LOOPBACK,
+    );
+    assert_eq!(run.verdict, XDP_DROP);
+    let seen = records();
+    assert_eq!(seen.len(), 2, "entry and verdict");
+    let dropped = &seen[1].0;
+    assert_eq!(
+        (
+            dropped.point,
+            dropped.verdict,
+            dropped.instance,
+            dropped.fn_drop
+        ),
+        (
+            abi::MZ_TAP_EGRESS_VERDICT,
+            XDP_DROP,
+            3,
+            abi::MZ_DDOS_DROP_BLOCKED + 1
+        ),
+        "the verdict names the function (instance 3) and its reason (blocked)"
+    );
+    assert_eq!(seen[1].1, frame, "dropped before encapsulation");
+    assert_ne!(
+        seen[0].0.packet_id, entry.0.packet_id,
+        "a new packet, a new id"
+    );
+    assert_eq!(chains.function_stats(3).unwrap().dropped[0], 1);
+}

@@ -1,30 +1,49 @@
-//! The tap function in the real kernel (BPF_PROG_TEST_RUN): a tap filters in the kernel before
-//! copying, and under a flood that fills its ring it loses records, counted, never packets.
-//! Needs root and BPF (CI runs it as root).
+//! Taps in the real kernel (BPF_PROG_TEST_RUN): the filter a capture compiles runs in the
+//! kernel before anything is copied and decides as the expression does; transit's entry, a
+//! stage's chain and transit's verdict tap one packet under one id; under a flood that fills the
+//! ring a tap loses records, counted, never packets. Needs root and BPF (CI runs it as root).
 
 mod common;
 #[path = "fixtures/transit.rs"]
 mod fixture;
 
-use aya::maps::{Array, MapData, PerCpuArray};
+use std::net::Ipv4Addr;
+
+use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use fixture::*;
-use mizar::dataplane::{ChainLink, Chains, Stage};
+use mizar::{
+    capture::{
+        CompiledFilter,
+        filter::{Field, Fields, parse},
+    },
+    dataplane::{ChainLink, Chains, Stage},
+    packet::{InnerFrame, TcpFlags, Tunnel},
+};
 use mizar_ebpf::{TAP_FUNCTION, abi, maps};
 
-fn tap_config(world: &World, config: abi::mz_tap_config) {
-    let mut array: Array<MapData, abi::mz_tap_config> = Array::try_from(aya::maps::Map::Array(
-        MapData::from_pin(world.instance.dataplane.pins().map(maps::TAP_CONFIG)).unwrap(),
+fn open<T>(world: &World, name: &str, wrap: fn(MapData) -> aya::maps::Map) -> T
+where
+    T: TryFrom<aya::maps::Map>,
+    T::Error: std::fmt::Debug,
+{
+    T::try_from(wrap(
+        MapData::from_pin(world.instance.dataplane.pins().map(name)).unwrap(),
     ))
-    .unwrap();
-    array.set(0, config, 0).unwrap();
+    .unwrap()
+}
+
+fn set_filter(world: &World, expression: &str, sample_every: u32) {
+    let compiled = CompiledFilter::compile(&parse(expression).unwrap()).unwrap();
+    let mut array: Array<MapData, abi::mz_tap_filter> =
+        open(world, maps::TAP_FILTER, aya::maps::Map::Array);
+    array
+        .set(0, compiled.to_raw(abi::MZ_TAP_SNAP_MAX, sample_every), 0)
+        .unwrap();
 }
 
 fn tap_stats(world: &World) -> abi::mz_tap_stats {
     let stats: PerCpuArray<MapData, abi::mz_tap_stats> =
-        PerCpuArray::try_from(aya::maps::Map::PerCpuArray(
-            MapData::from_pin(world.instance.dataplane.pins().map(maps::TAP_STATS)).unwrap(),
-        ))
-        .unwrap();
+        open(world, maps::TAP_STATS, aya::maps::Map::PerCpuArray);
     stats
         .get(&0, 0)
         .unwrap()
@@ -33,14 +52,36 @@ fn tap_stats(world: &World) -> abi::mz_tap_stats {
             records: s.records + v.records,
             filtered: s.filtered + v.filtered,
             lost: s.lost + v.lost,
+            sampled_out: s.sampled_out + v.sampled_out,
+            sample_tick: 0,
         })
 }
 
-/// The usual bouncer with a tap alone in the chain at ON_XDP_REDIRECT, as a capture places it.
-fn tapped(name: &str) -> World {
+struct Record {
+    header: abi::mz_tap_header,
+    data: Vec<u8>,
+}
+
+fn drain(ring: &mut RingBuf<MapData>) -> Vec<Record> {
+    let mut out = Vec::new();
+    while let Some(item) = ring.next() {
+        let size = std::mem::size_of::<abi::mz_tap_header>();
+        // SAFETY: the kernel wrote a struct mz_tap_header at the record's start.
+        let header: abi::mz_tap_header = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+        out.push(Record {
+            header,
+            data: item[size..size + header.cap_len as usize].to_vec(),
+        });
+    }
+    out
+}
+
+/// The usual bouncer with a tap alone in the chain at ON_XDP_REDIRECT, as a capture places it,
+/// and the capture's flags: packets numbered, `points` outside the chains tapped.
+fn tapped(name: &str, points: &[u32]) -> World {
     let world = World::bouncer(name);
-    Chains::open(world.instance.dataplane.pins())
-        .unwrap()
+    let mut chains = Chains::open(world.instance.dataplane.pins()).unwrap();
+    chains
         .publish(
             Stage::OnXdpRedirect,
             &[ChainLink {
@@ -49,23 +90,20 @@ fn tapped(name: &str) -> World {
             }],
         )
         .unwrap();
+    let flags = points
+        .iter()
+        .fold(abi::MZ_HOST_TAPPING, |f, p| f | (1 << (1 + p)));
+    chains.set_tap_flags(flags).unwrap();
     world
 }
 
 #[test]
 fn a_flood_through_a_tap_loses_records_counted_and_never_a_packet() {
-    let world = tapped("taps-flood");
+    let world = tapped("taps-flood", &[]);
     let frame = packet_to(VNI, LOCAL_EP);
 
     // A filter on another VPC: every packet seen, none copied.
-    tap_config(
-        &world,
-        abi::mz_tap_config {
-            vni: VNI + 1,
-            snaplen: 2048,
-            ..abi::mz_tap_config::default()
-        },
-    );
+    set_filter(&world, &format!("vni {}", VNI + 1), 1);
     for _ in 0..100 {
         assert_eq!(world.run(&frame).verdict, XDP_REDIRECT);
     }
@@ -73,13 +111,7 @@ fn a_flood_through_a_tap_loses_records_counted_and_never_a_packet() {
     assert_eq!((s.records, s.filtered, s.lost), (0, 100, 0));
 
     // Everything, and nobody reading: the 8 MiB ring holds about 4,000 records of 2 KiB.
-    tap_config(
-        &world,
-        abi::mz_tap_config {
-            snaplen: 2048,
-            ..abi::mz_tap_config::default()
-        },
-    );
+    set_filter(&world, "", 1);
     const FLOOD: u64 = 6000;
     for _ in 0..FLOOD {
         assert_eq!(
@@ -103,39 +135,191 @@ fn a_flood_through_a_tap_loses_records_counted_and_never_a_packet() {
     );
 }
 
+/// Frames down every path of the bouncer: delivered, bounced on, dropped, passed to the host.
+fn frames() -> Vec<(&'static str, Vec<u8>)> {
+    let tcp = InnerFrame::tcp(SENDER_EP, LOCAL_EP, 40001, 443, TcpFlags::SYN).build();
+    let icmp = InnerFrame::icmp_echo(SENDER_EP, LOCAL_EP, 7, 1, b"ping").build();
+    let stranger = Tunnel::new(STRANGER, SELF, VNI)
+        .macs(host_mac(STRANGER), SELF_MAC)
+        .build(&inner_udp(SENDER_EP, LOCAL_EP));
+    vec![
+        ("udp to the local endpoint", packet_to(VNI, LOCAL_EP)),
+        ("udp to the remote endpoint", packet_to(VNI, REMOTE_EP)),
+        ("tcp syn to the local endpoint", from_peer(VNI).build(&tcp)),
+        (
+            "icmp echo to the local endpoint",
+            from_peer(VNI).build(&icmp),
+        ),
+        ("another VPC", packet_to(VNI_B, LOCAL_EP)),
+        (
+            "an unknown endpoint",
+            packet_to(VNI, Ipv4Addr::new(10, 0, 0, 99)),
+        ),
+        ("a stranger host", stranger),
+        (
+            "host traffic (not a tunnel)",
+            InnerFrame::udp(PEER, SELF, 5353, 53, b"host").build(),
+        ),
+    ]
+}
+
+const EXPRESSIONS: &[&str] = &[
+    "",
+    "vni 100",
+    "vni 200 or not geneve",
+    "host 10.0.0.3",
+    "src host 10.0.0.2 and dst host 10.0.0.4",
+    "net 10.0.0.0/30",
+    "dst net 10.0.0.0/24 and not udp",
+    "tcp and dst port 443",
+    "tcp-flags syn",
+    "icmp",
+    "icmp-type 8",
+    "port 7777 or port 53",
+    "portrange 40000-40001",
+    "outer host 192.168.0.99",
+    "outer udp and outer dst port 6081 and outer src host 192.168.0.2",
+    "udp and not geneve",
+    "drop",
+    "verdict redirect",
+    "tx or pass",
+    "reason deliver_local",
+    "reason drop_unknown_source_host or reason drop_unknown_vpc",
+    "stage ON_XDP_TX",
+    "len > 100 and len <= 120",
+    "greater 90",
+    "(drop or pass) and not outer net 192.168.0.0/24",
+    "fn-drop",
+];
+
+/// Each expression, compiled and run by the kernel at transit's entry and verdict, copies
+/// exactly the frames the expression matches in Rust, and both taps of one packet carry its
+/// id: 8 paths x 26 expressions x 2 points.
 #[test]
-fn the_filter_picks_by_port_protocol_and_reason_before_copying() {
-    let world = tapped("taps-filter");
-    // The usual packet: inner UDP 40000 -> 7777, delivered locally (deliver_local).
-    let frame = packet_to(VNI, LOCAL_EP);
-    let cases = [
-        (17, 7777, abi::MZ_DELIVER_LOCAL + 1, true),
-        (17, 40000, 0, true),
-        (0, 9, 0, false),
-        (6, 0, 0, false),
-        (0, 0, abi::MZ_DROP_UNKNOWN_ENDPOINT + 1, false),
-    ];
-    for (proto, port, reason_plus_one, copied) in cases {
-        tap_config(
-            &world,
-            abi::mz_tap_config {
-                snaplen: 2048,
-                proto,
-                port_be: u16::to_be(port),
-                reason_plus_one,
-                ..abi::mz_tap_config::default()
-            },
-        );
-        let before = tap_stats(&world);
-        assert_eq!(world.run(&frame).verdict, XDP_REDIRECT);
-        let after = tap_stats(&world);
+fn the_kernel_filter_decides_as_the_expression_does() {
+    let world = tapped(
+        "taps-expressions",
+        &[abi::MZ_TAP_TRANSIT_ENTRY, abi::MZ_TAP_TRANSIT_VERDICT],
+    );
+    let mut ring: RingBuf<MapData> = open(&world, maps::TAPS, aya::maps::Map::RingBuf);
+    let mut checked = 0;
+    for expression in EXPRESSIONS {
+        let expr = parse(expression).unwrap();
+        set_filter(&world, expression, 1);
+        for (what, frame) in frames() {
+            drain(&mut ring);
+            let run = world.run(&frame);
+            let records = drain(&mut ring);
+            let (reason, _) = run.delta.nonzero_reasons().next().expect("a reason");
+            let stage = mizar::dataplane::reason_outcome(reason.name).1;
+
+            let mut entry = Fields::default();
+            entry.set(Field::Verdict, abi::MZ_TAP_NONE);
+            entry.set(Field::Reason, abi::MZ_TAP_NONE);
+            entry.set(Field::Stage, abi::MZ_TAP_NONE);
+            entry.read_frame(&frame, 1);
+            let mut verdict = Fields::default();
+            verdict.set(Field::Verdict, run.verdict);
+            verdict.set(Field::Reason, reason.slot);
+            verdict.set(Field::Stage, stage.slot());
+            if run.verdict == XDP_REDIRECT {
+                // A decapsulated frame no longer says its VNI: the decision does.
+                verdict.set(Field::Vni, VNI);
+            }
+            verdict.read_frame(&run.output, 1);
+            // The chain's tap (ON_XDP_REDIRECT) sees delivered packets as they arrived.
+            let delivered = run.verdict == XDP_REDIRECT;
+            let mut chain = Fields::default();
+            chain.set(Field::Verdict, XDP_REDIRECT);
+            chain.set(Field::Reason, reason.slot);
+            chain.set(Field::Stage, Stage::OnXdpRedirect.slot());
+            chain.read_frame(&frame, 1);
+
+            let wanted: Vec<(u32, bool)> = vec![
+                (abi::MZ_TAP_TRANSIT_ENTRY, expr.matches(&entry)),
+                (abi::MZ_TAP_CHAIN, delivered && expr.matches(&chain)),
+                (abi::MZ_TAP_TRANSIT_VERDICT, expr.matches(&verdict)),
+            ];
+            for (point, copied) in &wanted {
+                let got: Vec<&Record> = records
+                    .iter()
+                    .filter(|r| r.header.point == *point)
+                    .collect();
+                assert_eq!(
+                    got.len(),
+                    usize::from(*copied),
+                    "{expression:?} on {what} at point {point}: entry {entry:?}, verdict \
+                     {verdict:?}"
+                );
+                checked += 1;
+            }
+            for r in &records {
+                assert_eq!(r.header.packet_id, records[0].header.packet_id, "{what}");
+                assert_eq!(r.header.len as usize, r.data.len(), "{what}: whole frames");
+                match r.header.point {
+                    abi::MZ_TAP_TRANSIT_ENTRY => {
+                        assert_eq!(r.data, frame, "{what}: the entry sees the frame as sent");
+                        assert_eq!(r.header.verdict, abi::MZ_TAP_NONE);
+                    }
+                    abi::MZ_TAP_TRANSIT_VERDICT => {
+                        assert_eq!(r.data, run.output, "{what}: the verdict sees it as it goes");
+                        assert_eq!(
+                            (r.header.verdict, r.header.reason),
+                            (run.verdict, reason.slot),
+                            "{what}"
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    println!(
+        "{checked} (expression, path, point) decisions of the kernel filter match the expression"
+    );
+    // The numbering moves once per packet: two packets never share an id.
+    drain(&mut ring);
+    set_filter(&world, "", 1);
+    world.run(&packet_to(VNI, LOCAL_EP));
+    world.run(&packet_to(VNI, LOCAL_EP));
+    let ids: Vec<u64> = drain(&mut ring)
+        .iter()
+        .map(|r| r.header.packet_id)
+        .collect();
+    assert_eq!(ids.len(), 6, "{ids:?}");
+    assert!(ids[..3].iter().all(|i| *i == ids[0]) && ids[3..].iter().all(|i| *i == ids[3]));
+    assert_ne!(ids[0], ids[3]);
+}
+
+#[test]
+fn sampling_keeps_one_matching_packet_in_n_and_no_capture_copies_nothing() {
+    // Sampling counts per CPU: the runs stay on one.
+    // SAFETY: a zeroed cpu_set_t with one CPU set, for this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
         assert_eq!(
-            (
-                after.records - before.records,
-                after.filtered - before.filtered
-            ),
-            if copied { (1, 0) } else { (0, 1) },
-            "proto {proto} port {port} reason+1 {reason_plus_one}"
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0
         );
     }
+    let world = tapped("taps-sampling", &[abi::MZ_TAP_TRANSIT_ENTRY]);
+    let mut ring: RingBuf<MapData> = open(&world, maps::TAPS, aya::maps::Map::RingBuf);
+    set_filter(&world, "vni 100", 10);
+    for _ in 0..100 {
+        world.run(&packet_to(VNI, LOCAL_EP));
+    }
+    let s = tap_stats(&world);
+    // Two taps (entry, and the chain's at ON_XDP_REDIRECT) see each packet.
+    assert_eq!((s.records, s.sampled_out), (20, 180), "{s:?}");
+    assert_eq!(drain(&mut ring).len(), 20);
+
+    // The filter of no capture (as a dead capture's is cleared): taps copy nothing.
+    let mut array: Array<MapData, abi::mz_tap_filter> =
+        open(&world, maps::TAP_FILTER, aya::maps::Map::Array);
+    array.set(0, abi::mz_tap_filter::default(), 0).unwrap();
+    for _ in 0..10 {
+        assert_eq!(world.run(&packet_to(VNI, LOCAL_EP)).verdict, XDP_REDIRECT);
+    }
+    assert!(drain(&mut ring).is_empty());
 }

@@ -101,20 +101,7 @@ impl<W: Write> CaptureWriter<W> {
         snaplen: u32,
     ) -> Result<Self, CaptureError> {
         let inner = match format {
-            Format::PcapNg => {
-                let mut w = PcapNgWriter::new(writer)?;
-                for name in points {
-                    w.write_pcapng_block(InterfaceDescriptionBlock {
-                        linktype: DataLink::ETHERNET,
-                        snaplen,
-                        options: vec![
-                            InterfaceDescriptionOption::IfName(Cow::Borrowed(name.as_str())),
-                            InterfaceDescriptionOption::IfTsResol(TSRESOL_NS),
-                        ],
-                    })?;
-                }
-                Inner::PcapNg(w)
-            }
+            Format::PcapNg => Inner::PcapNg(PcapNgWriter::new(writer)?),
             // The header's snap length is the largest frame (as tcpdump writes it): readers
             // such as pcap-file refuse a record whose wire length exceeds it.
             Format::Pcap => Inner::Pcap(PcapWriter::with_header(
@@ -127,12 +114,33 @@ impl<W: Write> CaptureWriter<W> {
                 },
             )?),
         };
-        Ok(Self {
+        let mut w = Self {
             inner,
-            points: points.len(),
+            points: 0,
             snaplen,
             written: Written::default(),
-        })
+        };
+        for name in points {
+            w.add_interface(name)?;
+        }
+        Ok(w)
+    }
+
+    /// Adds a tap point (pcapng: its interface description block, which may come after
+    /// records of other points); returns its index for [`TapRecord::point`].
+    pub fn add_interface(&mut self, name: &str) -> Result<u32, CaptureError> {
+        if let Inner::PcapNg(w) = &mut self.inner {
+            w.write_pcapng_block(InterfaceDescriptionBlock {
+                linktype: DataLink::ETHERNET,
+                snaplen: self.snaplen,
+                options: vec![
+                    InterfaceDescriptionOption::IfName(Cow::Borrowed(name)),
+                    InterfaceDescriptionOption::IfTsResol(TSRESOL_NS),
+                ],
+            })?;
+        }
+        self.points += 1;
+        Ok(self.points as u32 - 1)
     }
 
     pub fn write(&mut self, record: &TapRecord) -> Result<(), CaptureError> {
@@ -251,7 +259,10 @@ mod tests {
         w.write(&record(1, 7, Some(1))).unwrap();
         let err = w.write(&record(2, 8, None)).unwrap_err().to_string();
         assert!(err.contains("tap point 2, but the capture has 2"), "{err}");
-        assert_eq!(w.written().records, 2);
+        // A point first seen after records of others: its interface comes when it does.
+        assert_eq!(w.add_interface("veth-a:egress:entry").unwrap(), 2);
+        w.write(&record(2, 8, None)).unwrap();
+        assert_eq!(w.written().records, 3);
         let bytes = w.into_inner();
 
         let mut reader = PcapNgReader::new(bytes.as_slice()).unwrap();
@@ -276,8 +287,11 @@ mod tests {
                 _ => {}
             }
         }
-        assert_eq!(names, points());
-        assert_eq!(packets.len(), 2);
+        let mut wanted = points();
+        wanted.push("veth-a:egress:entry".to_owned());
+        assert_eq!(names, wanted);
+        assert_eq!(packets.len(), 3);
+        assert_eq!(packets[2].interface_id, 2);
         let (entry, after) = (&packets[0], &packets[1]);
         assert_eq!((entry.interface_id, after.interface_id), (0, 1));
         assert_eq!(entry.timestamp.as_nanos(), 1_765_000_000_123_456_796);

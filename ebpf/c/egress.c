@@ -6,6 +6,7 @@
  * or learned), else a bouncer of its network, else a divider of its VPC.
  */
 #include "pipeline.h"
+#include "tap.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -188,6 +189,8 @@ static __always_inline int egress_meta(struct xdp_md *ctx, __u32 reason, __u32 s
 	m->d.packet_len = data_end - data;
 	m->d.sender_slot = sender_slot;
 	m->fn_reason = 0;
+	m->fn_dropper = 0;
+	m->tap_verdict = 0;
 	if (action == MZ_ACTION_ENCAP) {
 		m->d.next_hop_be = to->addr;
 	} else {
@@ -242,11 +245,13 @@ static __always_inline int fits_underlay(struct xdp_md *ctx, const struct mz_hos
 }
 
 /*
- * The egress procedure, compiled twice: `armed` is a constant, so the copy for a host with no
- * function at ON_EGRESS holds none of the hand-over code (kept in, even unexecuted, it cost the
- * encapsulation path 5 to 8 ns of register spills).
+ * The egress procedure, compiled three times: `armed` and `tapped` are constants, so the copy
+ * for a host with no function at ON_EGRESS and no capture holds none of the hand-over or tap
+ * code (kept in, even unexecuted, it cost the encapsulation path 5 to 8 ns of register spills).
+ * The tapped copy tests `armed` as it runs.
  */
-static __always_inline int egress(struct xdp_md *ctx, const struct mz_host_config *cfg, const int armed)
+static __always_inline int egress(struct xdp_md *ctx, const struct mz_host_config *cfg, const int armed,
+				  const int tapped)
 {
 	struct mz_local_iface iface;
 	struct mz_endpoint ep;
@@ -260,7 +265,7 @@ static __always_inline int egress(struct xdp_md *ctx, const struct mz_host_confi
 	struct cursor c;
 	struct ethhdr *eth;
 	struct iphdr *ip;
-	__u32 verdict, reason, ifindex = ctx->ingress_ifindex, vni, next_host, err;
+	__u32 verdict, reason, ifindex = ctx->ingress_ifindex, vni = 0, next_host, err;
 	enum mz_lookup found;
 	__u8 next_mac[ETH_ALEN] __attribute__((aligned(2))); /* mac_copy moves 16 bits at a time */
 	__u64 packet_len;
@@ -273,12 +278,22 @@ static __always_inline int egress(struct xdp_md *ctx, const struct mz_host_confi
 		DROP(MZ_EGRESS_DROP_NOT_CONFIGURED);
 	/* Which endpoint this veth speaks for, copied and checked: a veth handed to another
 	 * endpoint must never send with the old one's VPC (see "Reused entries", mizar_abi.h). */
+	if (tapped) {
+		/* The verdict tap reads the VNI on every path: never an unset one (the verifier
+		 * refuses a register the compiler left undefined on the drop paths). */
+		__builtin_memset(&iface, 0, sizeof(iface));
+		mz_tap_number_packet();
+	}
 	found = LOOKUP_COPY(&mz_local_ifaces, &ifindex, &iface, SAME_IFINDEX);
 	if (found == MZ_MISSING)
 		DROP(MZ_EGRESS_DROP_UNKNOWN_IFACE);
 	if (found == MZ_CHANGED)
 		DROP(MZ_EGRESS_DROP_ENTRY_CHANGED);
 	vni = iface.endpoint.vni;
+	/* The entry tap sees frames of the veths of endpoints (the others only at the verdict),
+	 * with the sender's VPC, so that a capture can pick it. */
+	if (tapped)
+		mz_tap_point(ctx, cfg->flags, MZ_TAP_EGRESS_ENTRY, MZ_TAP_NONE, MZ_TAP_NONE, MZ_TAP_NONE, vni);
 
 	eth = CURSOR_TAKE(&c, struct ethhdr);
 	if (!eth)
@@ -384,6 +399,8 @@ out:
 		sender_stats->tx_packets++;
 		sender_stats->tx_bytes += packet_len;
 	}
+	if (tapped)
+		mz_tap_point(ctx, cfg->flags, MZ_TAP_EGRESS_VERDICT, MZ_CHAIN_EGRESS, verdict, reason, vni);
 	return verdict;
 
 chain:
@@ -402,17 +419,17 @@ int mz_egress(struct xdp_md *ctx)
 {
 	const struct mz_host_config *cfg = host_config();
 
+	if (cfg && (cfg->flags & MZ_HOST_TAPPING))
+		return egress(ctx, cfg, cfg->flags & MZ_HOST_STAGE_ARMED(MZ_CHAIN_EGRESS), 1);
 	if (cfg && (cfg->flags & MZ_HOST_STAGE_ARMED(MZ_CHAIN_EGRESS)))
-		return egress(ctx, cfg, 1);
-	return egress(ctx, cfg, 0);
+		return egress(ctx, cfg, 1, 0);
+	return egress(ctx, cfg, 0, 0);
 }
 
 /* The end of the ON_EGRESS chain: applies the decision as the functions left it. */
-SEC("xdp")
-int mz_chain_exit_egress(struct xdp_md *ctx)
+static __always_inline __u32 egress_exit(struct xdp_md *ctx, const struct mz_host_config *cfg,
+					 struct mz_meta *m)
 {
-	const struct mz_host_config *cfg = host_config();
-	struct mz_meta *m = mz_fn_meta();
 	struct mz_endpoint_stats *stats;
 	struct mz_chain_stats *cs;
 	__u32 stage = MZ_CHAIN_EGRESS, verdict = XDP_DROP;
@@ -421,8 +438,6 @@ int mz_chain_exit_egress(struct xdp_md *ctx)
 	struct iphdr *ip;
 	__u64 len;
 
-	if (!m)
-		return XDP_DROP;
 	cs = bpf_map_lookup_elem(&mz_chain_stats, &stage);
 	if (m->d.verdict != XDP_REDIRECT || !cfg)
 		return m->d.verdict == XDP_PASS ? XDP_PASS : XDP_DROP;
@@ -463,4 +478,20 @@ failed:
 	if (cs)
 		cs->failed++;
 	return XDP_DROP;
+}
+
+SEC("xdp")
+int mz_chain_exit_egress(struct xdp_md *ctx)
+{
+	const struct mz_host_config *cfg = host_config();
+	struct mz_meta *m = mz_fn_meta();
+	__u32 verdict;
+
+	if (!m)
+		return XDP_DROP;
+	verdict = egress_exit(ctx, cfg, m);
+	if (cfg && cfg->flags & MZ_HOST_TAP_POINT(MZ_TAP_EGRESS_VERDICT))
+		mz_tap_exit(ctx, m, MZ_TAP_EGRESS_VERDICT, verdict,
+			    verdict == m->d.verdict ? m->d.reason : MZ_EGRESS_DROP_ADJUST_FAILED);
+	return verdict;
 }

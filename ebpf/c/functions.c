@@ -11,6 +11,7 @@
  */
 #include "mizar_fn.h"
 #include "lookup.h"
+#include "tap.h"
 #include <bpf/bpf_endian.h>
 #include <linux/in.h>
 #include <linux/ip.h>
@@ -198,11 +199,11 @@ int mz_fn_ddos(struct xdp_md *ctx)
 	if (!src)
 		return mz_fn_next(ctx, m);
 	if (ddos_blocked(vni, src))
-		return mz_fn_drop(m, MZ_DDOS_DROP_BLOCKED);
+		return mz_fn_drop(ctx, m, MZ_DDOS_DROP_BLOCKED);
 	if (ddos_over_rate(vni, src))
-		return mz_fn_drop(m, MZ_DDOS_DROP_RATE);
+		return mz_fn_drop(ctx, m, MZ_DDOS_DROP_RATE);
 	if (vni && syn_flood(ctx, m, vni, src))
-		return mz_fn_drop(m, MZ_DDOS_DROP_SYN_FLOOD);
+		return mz_fn_drop(ctx, m, MZ_DDOS_DROP_SYN_FLOOD);
 	return mz_fn_next(ctx, m);
 }
 
@@ -287,11 +288,11 @@ int mz_fn_ratelimit(struct xdp_md *ctx)
 	now = bpf_ktime_get_ns();
 	over = rl_over(&key, now, m->d.packet_len);
 	if (over)
-		return mz_fn_drop(m, over == 1 ? MZ_RL_DROP_ENDPOINT_PACKETS : MZ_RL_DROP_ENDPOINT_BYTES);
+		return mz_fn_drop(ctx, m, over == 1 ? MZ_RL_DROP_ENDPOINT_PACKETS : MZ_RL_DROP_ENDPOINT_BYTES);
 	key.ip_be = 0;
 	over = rl_over(&key, now, m->d.packet_len);
 	if (over)
-		return mz_fn_drop(m, over == 1 ? MZ_RL_DROP_VPC_PACKETS : MZ_RL_DROP_VPC_BYTES);
+		return mz_fn_drop(ctx, m, over == 1 ? MZ_RL_DROP_VPC_PACKETS : MZ_RL_DROP_VPC_BYTES);
 	return mz_fn_next(ctx, m);
 }
 
@@ -539,13 +540,13 @@ int mz_fn_acl(struct xdp_md *ctx)
 		return mz_fn_next(ctx, m);
 	vpc = *live;
 	if (acl_parse(ctx, m->d.inner_ip_offset, &p))
-		return mz_fn_drop(m, MZ_ACL_DROP_MALFORMED);
+		return mz_fn_drop(ctx, m, MZ_ACL_DROP_MALFORMED);
 	direction = m->d.stage == MZ_CHAIN_EGRESS ? MZ_ACL_EGRESS : MZ_ACL_INGRESS;
 	if (!p.tracked) {
 		decision = acl_judge(vni, &vpc, direction, p.src_be, p.dst_be, p.proto, 0);
 		acl_count_hit(decision.rule);
 		if (decision.action != MZ_ACL_ALLOW)
-			return mz_fn_drop(m, decision.rule ? MZ_ACL_DROP_RULE : MZ_ACL_DROP_DEFAULT);
+			return mz_fn_drop(ctx, m, decision.rule ? MZ_ACL_DROP_RULE : MZ_ACL_DROP_DEFAULT);
 		return mz_fn_next(ctx, m);
 	}
 
@@ -575,7 +576,7 @@ int mz_fn_acl(struct xdp_md *ctx)
 					     p.proto == IPPROTO_ICMP ? 0 : first_dport);
 			if (decision.action != MZ_ACL_ALLOW) {
 				bpf_map_delete_elem(&mz_acl_flows, &fk);
-				return mz_fn_drop(m, MZ_ACL_DROP_CUT);
+				return mz_fn_drop(ctx, m, MZ_ACL_DROP_CUT);
 			}
 			flow->epoch = vpc.epoch;
 		}
@@ -588,7 +589,7 @@ int mz_fn_acl(struct xdp_md *ctx)
 			     p.proto == IPPROTO_ICMP ? 0 : p.dport_be);
 	acl_count_hit(decision.rule);
 	if (decision.action != MZ_ACL_ALLOW)
-		return mz_fn_drop(m, decision.rule ? MZ_ACL_DROP_RULE : MZ_ACL_DROP_DEFAULT);
+		return mz_fn_drop(ctx, m, decision.rule ? MZ_ACL_DROP_RULE : MZ_ACL_DROP_DEFAULT);
 	fresh.last_seen_ns = now;
 	fresh.epoch = vpc.epoch;
 	fresh.origin = from_b;
@@ -599,130 +600,27 @@ int mz_fn_acl(struct xdp_md *ctx)
 	return mz_fn_next(ctx, m);
 }
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, MZ_TAP_RING_BYTES);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} mz_taps SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct mz_tap_config);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} mz_tap_config SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct mz_tap_stats);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} mz_tap_stats SEC(".maps");
-
-struct tap_record {
-	struct mz_tap_header h;
-	__u8 data[MZ_TAP_SNAP_MAX];
-};
-
-static __always_inline int tap_matches(const struct mz_tap_config *c, const struct mz_meta *m)
-{
-	if (c->vni && c->vni != m->d.vni)
-		return 0;
-	if (c->flags & MZ_TAP_DROPS_ONLY && m->d.verdict != XDP_DROP)
-		return 0;
-	if ((m->d.inner_src_be & c->src_mask_be) != c->src_be ||
-	    (m->d.inner_dst_be & c->dst_mask_be) != c->dst_be)
-		return 0;
-	if (c->reason_plus_one && c->reason_plus_one != m->d.reason + 1)
-		return 0;
-	return 1;
-}
-
-/* Whether the inner packet's protocol and ports match the filter's (when it has them). */
-static __always_inline int tap_l4_matches(struct xdp_md *ctx, const struct mz_tap_config *c,
-					  __u32 offset)
-{
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
-	struct iphdr *ip;
-	__u16 *ports;
-
-	if (!c->proto && !c->port_be)
-		return 1;
-	if (!offset || offset > 512)
-		return 0;
-	ip = data + offset;
-	if ((void *)(ip + 1) > end || ip->ihl < 5)
-		return 0;
-	if (c->proto && c->proto != ip->protocol)
-		return 0;
-	if (!c->port_be)
-		return 1;
-	if ((ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP) ||
-	    ip->frag_off & bpf_htons(0x1fff))
-		return 0;
-	ports = (void *)ip + ip->ihl * 4;
-	if ((void *)(ports + 2) > end)
-		return 0;
-	return ports[0] == c->port_be || ports[1] == c->port_be;
-}
-
-/* The packet's length, from 64-bit pointers (a 32-bit spill of a packet pointer is refused). */
-static __noinline __u32 tap_len(struct xdp_md *ctx)
-{
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
-
-	return end - data;
-}
-
 /*
- * mz_fn_tap: copies the packet and the decision as it stands here into mz_taps when it
- * matches the capture's filter, then hands it on (see mizar_abi.h).
+ * mz_fn_tap: records the packet, with the decision as it stands here, when the capture's filter
+ * accepts it (tap.h), then hands it on.
  */
 SEC("xdp")
 int mz_fn_tap(struct xdp_md *ctx)
 {
 	struct mz_meta *m = mz_fn_meta();
-	const struct mz_tap_config *c;
-	struct mz_tap_stats *stats;
-	struct tap_record *rec;
-	__u32 zero = 0, len, cap;
+	struct mz_tap_site site = {};
+	__u32 pos;
 
 	if (!m)
 		return XDP_ABORTED;
-	c = bpf_map_lookup_elem(&mz_tap_config, &zero);
-	stats = bpf_map_lookup_elem(&mz_tap_stats, &zero);
-	if (!c || !stats)
-		return mz_fn_next(ctx, m);
-	if (!tap_matches(c, m) || !tap_l4_matches(ctx, c, m->d.inner_ip_offset)) {
-		stats->filtered++;
-		return mz_fn_next(ctx, m);
-	}
-	rec = bpf_ringbuf_reserve(&mz_taps, sizeof(*rec), 0);
-	if (!rec) {
-		stats->lost++;
-		return mz_fn_next(ctx, m);
-	}
-	len = tap_len(ctx);
-	cap = len < c->snaplen ? len : c->snaplen;
-	if (cap > MZ_TAP_SNAP_MAX)
-		cap = MZ_TAP_SNAP_MAX;
-	rec->h.timestamp_ns = bpf_ktime_get_ns();
-	rec->h.packet_id = ((__u64)bpf_get_smp_processor_id() << 32) | m->sample_tick;
-	rec->h.instance = m->chain_pos < MZ_MAX_CHAIN ? m->instance[m->chain_pos & (MZ_MAX_CHAIN - 1)] : 0;
-	rec->h.stage = m->d.stage;
-	rec->h.verdict = m->d.verdict;
-	rec->h.reason = m->d.reason;
-	rec->h.fn_reason = m->fn_reason;
-	rec->h.vni = m->d.vni;
-	rec->h.len = len;
-	if (cap > 0 && bpf_xdp_load_bytes(ctx, 0, rec->data, cap) < 0)
-		cap = 0;
-	rec->h.cap_len = cap;
-	bpf_ringbuf_submit(rec, 0);
-	stats->records++;
+	pos = m->chain_pos;
+	site.point = MZ_TAP_CHAIN;
+	site.instance = pos < MZ_MAX_CHAIN ? m->instance[pos & (MZ_MAX_CHAIN - 1)] : 0;
+	site.stage = m->d.stage;
+	site.verdict = m->d.verdict;
+	site.reason = m->d.reason;
+	site.fn_drop = m->fn_reason;
+	site.vni = m->d.vni;
+	mz_tap(ctx, &site);
 	return mz_fn_next(ctx, m);
 }

@@ -8,6 +8,7 @@
  * the reason is counted once.
  */
 #include "pipeline.h"
+#include "tap.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -212,6 +213,8 @@ static __always_inline struct mz_meta *chain_meta(struct xdp_md *ctx, __u32 stag
 	m->d.reason = reason;
 	m->d.action = action;
 	m->fn_reason = 0;
+	m->fn_dropper = 0;
+	m->tap_verdict = 0;
 	cursor_init(&c, ctx);
 	m->d.packet_len = c.end - c.pos;
 	m->d.vni = 0;
@@ -298,6 +301,9 @@ static __always_inline int chain_entry(struct xdp_md *ctx, __u32 generation)
 	/* Then the VPC's chain, then the endpoint's, where the VPC is known and checked and some
 	 * VPC or endpoint has a chain at this point. */
 	cfg = host_config();
+	if (cfg && cfg->flags & MZ_HOST_TAPPING)
+		m->tap_verdict = !!(cfg->flags & MZ_HOST_TAP_POINT(stage == MZ_CHAIN_EGRESS ? MZ_TAP_EGRESS_VERDICT
+										       : MZ_TAP_TRANSIT_VERDICT));
 	if (m->d.vni && cfg && cfg->flags & MZ_HOST_STAGE_SCOPED(stage) &&
 	    stage != MZ_STAGE_ON_XDP_PASS && stage != MZ_STAGE_ON_XDP_DROP) {
 		struct mz_scope_key key = { .point = stage, .vni = m->d.vni, .ip_be = 0 };
@@ -362,13 +368,17 @@ int mz_chain_exit(struct xdp_md *ctx)
 	/* A scaled endpoint's reason is counted by the function that takes it, else here. */
 	if (stage == MZ_STAGE_ON_XDP_SCALED_EP)
 		count(m->d.reason, m->d.packet_len);
+	if (cfg && cfg->flags & MZ_HOST_TAP_POINT(MZ_TAP_TRANSIT_VERDICT))
+		mz_tap_exit(ctx, m, MZ_TAP_TRANSIT_VERDICT, verdict, reason);
 	return verdict;
 }
 
-SEC("xdp")
-int mz_transit(struct xdp_md *ctx)
+/*
+ * The procedure, compiled twice: `tapped` is a constant, so the copy that runs when no capture
+ * does holds none of the tap code (see mz_transit).
+ */
+static __always_inline int transit(struct xdp_md *ctx, const struct mz_host_config *cfg, const int tapped)
 {
-	const struct mz_host_config *cfg = host_config();
 	struct mz_endpoint ep;
 	struct mz_next_hop hop;
 	struct mz_meta *m = NULL;
@@ -379,7 +389,7 @@ int mz_transit(struct xdp_md *ctx)
 	struct udphdr *udp;
 	struct genevehdr *geneve;
 	void *options_end;
-	__u32 verdict, stage, reason, vni, source_host = 0, ihl_bytes, tot_len, err, roles;
+	__u32 verdict, stage, reason, vni = 0, source_host = 0, ihl_bytes, tot_len, err, roles;
 	__u32 options_len, datagram_len, inner_len;
 	enum mz_lookup found;
 	__u64 packet_len;
@@ -389,6 +399,10 @@ int mz_transit(struct xdp_md *ctx)
 
 	if (!cfg)
 		PASS(MZ_PASS_NOT_CONFIGURED);
+	if (tapped) {
+		mz_tap_number_packet();
+		mz_tap_point(ctx, cfg->flags, MZ_TAP_TRANSIT_ENTRY, MZ_TAP_NONE, MZ_TAP_NONE, MZ_TAP_NONE, 0);
+	}
 
 	/* Step 1: anything but Geneve addressed to this host belongs to the Linux stack. */
 	eth = CURSOR_TAKE(&c, struct ethhdr);
@@ -572,6 +586,8 @@ out:
 	/* One reason per packet, and a reason belongs to one stage: the stage's count is the sum
 	 * of its reasons (the appliance adds them up), so no second counter is written. */
 	count(reason, packet_len);
+	if (tapped)
+		mz_tap_point(ctx, cfg->flags, MZ_TAP_TRANSIT_VERDICT, stage, verdict, reason, vni);
 	return verdict;
 
 chain:
@@ -581,4 +597,14 @@ chain:
 	bpf_tail_call(ctx, &mz_stages, stage);
 	/* The stage's entry is missing: the exit applies the decision (counted as failed). */
 	return mz_fn_chain_failed(ctx, m);
+}
+
+SEC("xdp")
+int mz_transit(struct xdp_md *ctx)
+{
+	const struct mz_host_config *cfg = host_config();
+
+	if (cfg && (cfg->flags & MZ_HOST_TAPPING))
+		return transit(ctx, cfg, 1);
+	return transit(ctx, cfg, 0);
 }

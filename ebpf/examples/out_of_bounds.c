@@ -17,6 +17,6 @@ int out_of_bounds(struct xdp_md *ctx)
 	if (!m)
 		return XDP_ABORTED;
 	if (data[40] == 0x11)
-		return mz_fn_drop(m, 0);
+		return mz_fn_drop(ctx, m, 0);
 	return mz_fn_next(ctx, m);
 }

@@ -53,6 +53,6 @@ int port_drop(struct xdp_md *ctx)
 	if ((void *)(l4 + 1) > end)
 		return mz_fn_next(ctx, m);
 	if (bpf_map_lookup_elem(&port_drop_ports, &l4->dest))
-		return mz_fn_drop(m, 0);
+		return mz_fn_drop(ctx, m, 0);
 	return mz_fn_next(ctx, m);
 }

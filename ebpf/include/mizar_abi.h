@@ -382,7 +382,10 @@ struct mz_meta {
 	__u32 chain_len;
 	__u64 clock_ns;       /* timed packets: when the running function began; 0 otherwise */
 	__u32 sample_tick;    /* per CPU: picks the packets that are timed */
-	__u32 fn_reason;      /* the reason of a function's drop (for taps) */
+	__u32 fn_reason;      /* a function's drop reason + 1 (0: none; for taps) */
+	__u32 fn_dropper;     /* the instance of the function that dropped it */
+	__u32 tap_verdict;    /* a capture taps the verdict: a function's drop goes to the exit */
+	__u64 packet_seq;     /* per CPU: packets numbered while a capture runs (MZ_HOST_TAPPING) */
 	__u16 chain[MZ_MAX_CHAIN];    /* slots of mz_functions, in order */
 	__u16 instance[MZ_MAX_CHAIN]; /* their instances: slots of mz_fn_stats */
 };
@@ -613,43 +616,104 @@ struct mz_acl_flow {
 #define MZ_ACL_SEEN_RST 8
 
 /*
- * Taps (`mizar capture`): the tap function (functions.c, mz_fn_tap) copies the packets it sees
- * into the ring buffer mz_taps, with the decision as it stands where it sits, and hands them
- * on. A capture places it in the chains it taps (instances from MZ_CAPTURE_INSTANCE_BASE, which
- * the store never gives), outside the store, and takes it out at the end; placed nowhere, a tap
- * costs nothing. The filter (mz_tap_config[0]) is evaluated before anything is copied; a full
- * ring loses records (counted), never packets. A packet's id is the same at every tap of its
- * chain: its CPU and that CPU's chain-entry count.
+ * Taps (`mizar capture`). Tap points: the entry and the verdict of transit and of egress
+ * (flags of mz_config, MZ_HOST_TAP_POINT), and places in the chains: the tap function
+ * (functions.c, mz_fn_tap), which a capture places there outside the store (instances from
+ * MZ_CAPTURE_INSTANCE_BASE, which the store never gives) and takes out at the end. A tap copies
+ * the packet, with the decision as it stands where it sits, into the ring buffer mz_taps when
+ * the capture's filter (mz_tap_filter[0]) accepts it: evaluated before anything is copied. A
+ * full ring loses records (counted), never packets. While a capture runs (MZ_HOST_TAPPING) the
+ * programs number the packets they take in (mz_meta.packet_seq, per CPU): a packet carries the
+ * same id at every point. With no capture, transit and egress test one flag they have loaded.
  */
 #define MZ_TAP_SNAP_MAX 2048         /* bytes of a packet a record holds at most */
 #define MZ_TAP_RING_BYTES (8 << 20)
 #define MZ_CAPTURE_INSTANCE_BASE 1000 /* instances 1000 .. MZ_MAX_FN_INSTANCES - 1 */
-#define MZ_TAP_DROPS_ONLY 1          /* mz_tap_config.flags */
 
-struct mz_tap_config {
-	__u32 vni;            /* 0: any */
+/* mz_tap_header.point */
+enum mz_tap_point {
+	MZ_TAP_CHAIN = 0,             /* a tap function in a chain: `instance` says which */
+	MZ_TAP_TRANSIT_ENTRY = 1,     /* the frame as it reaches transit */
+	MZ_TAP_TRANSIT_VERDICT = 2,   /* as transit lets it go (decapsulated, re-addressed), or drops it */
+	MZ_TAP_EGRESS_ENTRY = 3,      /* the frame as an endpoint sent it */
+	MZ_TAP_EGRESS_VERDICT = 4,    /* as egress lets it go (encapsulated), or drops it */
+	MZ_TAP_POINTS = 5,
+};
+/* mz_config flags: a capture runs; it taps a point outside the chains. */
+#define MZ_HOST_TAPPING (1u << 1)
+#define MZ_HOST_TAP_POINT(point) (1u << (1 + (point)))   /* bits 2 .. 5 */
+#define MZ_HOST_TAP_FLAGS (MZ_HOST_TAPPING | 0x3cu)
+/* A tap before any decision: no verdict, no reason yet. */
+#define MZ_TAP_NONE 0xffffffffu
+
+/*
+ * The filter: a program of tests over the packet's fields, as a tcpdump expression compiles to
+ * (see appliance/src/capture/filter.rs). Test i takes field `field`, masks it, and jumps to
+ * `on_match` when lo <= value <= hi, else to `on_miss`: the index of a later test, or
+ * MZ_TAP_ACCEPT / MZ_TAP_REJECT. Jumps go forward only, so a filter ends within its length.
+ * Addresses, ports and lengths are in host order; a field the packet does not have is 0.
+ */
+#define MZ_TAP_FILTER_TESTS 32
+#define MZ_TAP_ACCEPT 0xfe
+#define MZ_TAP_REJECT 0xff
+enum mz_tap_field {
+	MZ_TAP_F_VNI = 0,             /* the decision's VNI, else the frame's Geneve VNI */
+	MZ_TAP_F_VERDICT = 1,         /* XDP action; MZ_TAP_NONE at an entry */
+	MZ_TAP_F_REASON = 2,          /* enum mz_counter; MZ_TAP_NONE at an entry */
+	MZ_TAP_F_STAGE = 3,           /* enum mz_stage or MZ_CHAIN_EGRESS; MZ_TAP_NONE at an entry */
+	MZ_TAP_F_FN_DROP = 4,         /* a function's drop reason + 1; 0: no function dropped it */
+	MZ_TAP_F_LEN = 5,             /* the frame's length */
+	MZ_TAP_F_GENEVE = 6,          /* 1: the frame is a Geneve packet (UDP 6081, Ethernet inside) */
+	MZ_TAP_F_IFINDEX = 7,         /* the interface the frame came in by */
+	/* The outermost IPv4 header of the frame and its TCP/UDP ports. */
+	MZ_TAP_F_OUTER_SRC = 8,
+	MZ_TAP_F_OUTER_DST = 9,
+	MZ_TAP_F_OUTER_PROTO = 10,
+	MZ_TAP_F_OUTER_SPORT = 11,
+	MZ_TAP_F_OUTER_DPORT = 12,
+	/* The innermost: the Geneve frame's inner IPv4 packet, else the frame's own. */
+	MZ_TAP_F_INNER_SRC = 13,
+	MZ_TAP_F_INNER_DST = 14,
+	MZ_TAP_F_INNER_PROTO = 15,
+	MZ_TAP_F_INNER_SPORT = 16,
+	MZ_TAP_F_INNER_DPORT = 17,
+	MZ_TAP_F_ICMP_TYPE = 18,      /* the innermost packet's ICMP type + 1; 0: not ICMP */
+	MZ_TAP_F_TCP_FLAGS = 19,      /* the innermost packet's TCP flags octet */
+	MZ_TAP_FIELDS = 32,           /* the fields array's size (a power of two) */
+};
+
+struct mz_tap_test {
+	__u8 field;           /* enum mz_tap_field */
+	__u8 on_match;
+	__u8 on_miss;
+	__u8 pad;
+	__u32 mask;
+	__u32 lo;
+	__u32 hi;
+};
+
+/* mz_tap_filter[0]: the running capture's. */
+struct mz_tap_filter {
+	__u32 active;         /* 0: no capture (taps left by a dead one copy nothing) */
 	__u32 snaplen;
-	__u32 src_be;         /* inner source within src_be/src_mask_be */
-	__u32 src_mask_be;
-	__u32 dst_be;
-	__u32 dst_mask_be;
-	__u32 proto;          /* inner IPv4 protocol; 0: any */
-	__u32 flags;          /* MZ_TAP_DROPS_ONLY */
-	__u32 reason_plus_one; /* the decision's reason (enum mz_counter) + 1; 0: any */
-	__u16 port_be;        /* inner TCP/UDP source or destination port; 0: any */
-	__u16 pad;
+	__u32 sample_every;   /* record one matching packet in N per CPU (0 and 1: every one) */
+	__u32 len;            /* tests in use; 0: every packet matches */
+	struct mz_tap_test tests[MZ_TAP_FILTER_TESTS];
 };
 
 struct mz_tap_header {
 	__u64 timestamp_ns;   /* CLOCK_MONOTONIC */
-	__u64 packet_id;
-	__u32 instance;       /* the tap's instance: which point */
-	__u32 stage;
-	__u32 verdict;        /* the decision as it stands at the tap */
-	__u32 reason;         /* enum mz_counter */
-	__u32 fn_reason;      /* a function's drop reason, when a function dropped it */
+	__u64 packet_id;      /* CPU << 48 | its packet number */
+	__u32 point;          /* enum mz_tap_point */
+	__u32 instance;       /* MZ_TAP_CHAIN: the tap's instance; a verdict a function chose: its
+			       * instance; else 0 */
+	__u32 ifindex;        /* the interface the frame came in by */
+	__u32 stage;          /* MZ_TAP_NONE at an entry */
+	__u32 verdict;        /* the decision as it stands at the tap; MZ_TAP_NONE at an entry */
+	__u32 reason;         /* enum mz_counter; MZ_TAP_NONE at an entry */
+	__u32 fn_drop;        /* a function's drop reason + 1 (0: none) */
 	__u32 vni;
-	__u32 len;            /* the packet's length */
+	__u32 len;            /* the frame's length */
 	__u32 cap_len;        /* bytes copied after the header */
 };
 
@@ -657,6 +721,8 @@ struct mz_tap_stats {
 	__u64 records;        /* copied to the ring */
 	__u64 filtered;       /* seen, not matching the filter */
 	__u64 lost;           /* matching, but the ring was full */
+	__u64 sampled_out;    /* matching, skipped by the sampling rate */
+	__u64 sample_tick;    /* matching packets seen (picks the sampled ones) */
 };
 
 /* mz_bench_packet[0]: the bytes the benchmark wrapper restores before every repetition. */

@@ -11,7 +11,7 @@
  *                   return XDP_ABORTED;
  *           ... read m->d (stage, VNI, addresses, the decision), read or rewrite the packet ...
  *           if (bad)
- *                   return mz_fn_drop(m, 0);  // drop, counted under this function's reason 0
+ *                   return mz_fn_drop(ctx, m, 0); // drop, counted under this function's reason 0
  *           return mz_fn_next(ctx, m);        // hand the packet on (to the next function, or
  *                                             // to the stage's exit, which applies the decision)
  *   }
@@ -157,10 +157,12 @@ static __always_inline int mz_fn_next(struct xdp_md *ctx, struct mz_meta *m)
 	return mz_fn_chain_failed(ctx, m);
 }
 
-/* Drops the packet, counted under the function's own reason (0 .. MZ_FN_DROP_REASONS - 1). */
-static __always_inline int mz_fn_drop(struct mz_meta *m, __u32 reason)
+/* Drops the packet, counted under the function's own reason (0 .. MZ_FN_DROP_REASONS - 1).
+ * While a capture taps the verdict, the stage's exit takes the drop (and taps it). */
+static __always_inline int mz_fn_drop(struct xdp_md *ctx, struct mz_meta *m, __u32 reason)
 {
 	struct mz_fn_stats *s = mz_fn_own_stats(m);
+	__u32 pos = m->chain_pos;
 
 	if (reason >= MZ_FN_DROP_REASONS)
 		reason = MZ_FN_DROP_REASONS - 1;
@@ -168,8 +170,11 @@ static __always_inline int mz_fn_drop(struct mz_meta *m, __u32 reason)
 		s->dropped[reason]++;
 		mz_fn_clock(m, s);
 	}
-	m->fn_reason = reason;
+	m->fn_reason = reason + 1;
+	m->fn_dropper = pos < MZ_MAX_CHAIN ? m->instance[pos & (MZ_MAX_CHAIN - 1)] : 0;
 	m->d.verdict = XDP_DROP;
+	if (m->tap_verdict)
+		bpf_tail_call(ctx, &mz_stage_exit, mz_fn_exit_slot(m));
 	return XDP_DROP;
 }
 

@@ -148,7 +148,7 @@ pub mod maps {
     pub const SCOPED_CHAINS: &str = "mz_scoped_chains";
     pub const FN_PROGRAMS: &str = "mz_fn_programs";
     pub const TAPS: &str = "mz_taps";
-    pub const TAP_CONFIG: &str = "mz_tap_config";
+    pub const TAP_FILTER: &str = "mz_tap_filter";
     pub const TAP_STATS: &str = "mz_tap_stats";
     pub const EGRESS_STAGE: &str = "mz_egress_stage";
     pub const DDOS_BLOCKS: &str = "mz_ddos_blocks";
@@ -187,7 +187,7 @@ unsafe impl aya::Pod for abi::mz_member_key {}
 unsafe impl aya::Pod for abi::mz_member {}
 unsafe impl aya::Pod for abi::mz_chain {}
 unsafe impl aya::Pod for abi::mz_scope_key {}
-unsafe impl aya::Pod for abi::mz_tap_config {}
+unsafe impl aya::Pod for abi::mz_tap_filter {}
 unsafe impl aya::Pod for abi::mz_tap_header {}
 unsafe impl aya::Pod for abi::mz_tap_stats {}
 unsafe impl aya::Pod for abi::mz_fn_stats {}

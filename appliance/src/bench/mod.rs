@@ -38,6 +38,7 @@ use crate::dataplane::{
 };
 
 pub mod live;
+pub mod taps;
 use crate::packet::{InnerFrame, Tunnel, arp_request};
 
 /// The repeat count below which a run is only a smoke test (`--quick`).
@@ -478,6 +479,8 @@ pub struct BenchReport {
     pub paths: Vec<PathResult>,
     /// The local-delivery path with chains of [`CHAIN_LENGTHS`] functions.
     pub chains: Vec<ChainResult>,
+    /// The local-delivery path under a capture (see [`taps`]).
+    pub taps: taps::TapsReport,
 }
 
 /// One line of the table, derived from a [`PathResult`] and the floor.
@@ -664,6 +667,16 @@ impl BenchReport {
                 "per_function_floors": num(self.chain_per_function_floors(c)),
             })).collect::<Vec<_>>(),
             "chain_target_met": self.chain_target_met(),
+            "taps": self.taps.cases.iter().map(|c| serde_json::json!({
+                "path": Path::TransitLocal.id(),
+                "case": c.case.label(),
+                "ns": num(Some(c.ns())),
+                "samples_ns": nums(&c.samples_ns),
+                "added_ns": num(self.taps.added_ns(c)),
+                "records": c.records,
+                "lost": c.lost,
+            })).collect::<Vec<_>>(),
+            "exporter_records_per_s": num(self.taps.exporter_records_per_s()),
             "acl_scale": self.acl_scale().map(|(ratio, met)| serde_json::json!({
                 "ratio": num(Some(ratio)),
                 "target": ACL_SCALE_TARGET,
@@ -848,6 +861,36 @@ impl fmt::Display for BenchReport {
                     "target: acl with 10,000 rules adds at most {ACL_SCALE_TARGET:.0}x what it adds \
                      with 1 (judged): {ratio:.2}x, {}",
                     if met { "met" } else { "MISSED" }
+                )?;
+            }
+        }
+        if !self.taps.cases.is_empty() {
+            writeln!(
+                f,
+                "\ntaps: transit local delivery under a capture (mizar capture --at \
+                 transit:entry,transit:verdict); records and lost over the whole case"
+            )?;
+            writeln!(
+                f,
+                "{:>38}  {:>8}  {:>8}  {:>9}  {:>9}",
+                "case", "ns/pkt", "added", "records", "lost"
+            )?;
+            for c in &self.taps.cases {
+                writeln!(
+                    f,
+                    "{:>38}  {:>8}  {:>8}  {:>9}  {:>9}",
+                    c.case.label(),
+                    fmt_ns(Some(c.ns())),
+                    fmt_ns(self.taps.added_ns(c)),
+                    c.records,
+                    c.lost
+                )?;
+            }
+            if let Some(rate) = self.taps.exporter_records_per_s() {
+                writeln!(
+                    f,
+                    "exporter: {:.0} records/s written as pcapng (a full ring drained, median)",
+                    rate
                 )?;
             }
         }
@@ -1317,21 +1360,18 @@ impl Harness {
     /// local endpoint they always conform to (a billion packets a second).
     fn configure_functions(&mut self) -> Result<(), BenchError> {
         let pins = self.dataplane.pins();
-        // A capture filter no packet matches (no VNI is this large).
-        let mut tap: aya::maps::Array<MapData, abi::mz_tap_config> =
-            crate::dataplane::open_map(pins, mizar_ebpf::maps::TAP_CONFIG)?;
-        tap.set(
-            0,
-            abi::mz_tap_config {
-                vni: u32::MAX,
-                ..abi::mz_tap_config::default()
-            },
-            0,
+        // A capture filter no packet matches (no VPC has this VNI).
+        let nothing = crate::capture::CompiledFilter::compile(
+            &crate::capture::filter::parse("vni 16777215").expect("a filter"),
         )
-        .map_err(|source| DataplaneError::Map {
-            map: mizar_ebpf::maps::TAP_CONFIG,
-            source: Box::new(source),
-        })?;
+        .map_err(DataplaneError::Invalid)?;
+        let mut tap: aya::maps::Array<MapData, abi::mz_tap_filter> =
+            crate::dataplane::open_map(pins, mizar_ebpf::maps::TAP_FILTER)?;
+        tap.set(0, nothing.to_raw(abi::MZ_TAP_SNAP_MAX, 1), 0)
+            .map_err(|source| DataplaneError::Map {
+                map: mizar_ebpf::maps::TAP_FILTER,
+                source: Box::new(source),
+            })?;
         DdosMaps::open(pins)?.sync(&DdosState {
             blocks: [(VNI_A, "192.0.2.0/24".parse().expect("a prefix"))].into(),
             ..DdosState::default()
@@ -1573,6 +1613,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         }))
         .collect();
     let untracked = acl_untracked_packet();
+    let mut taps_report = taps::TapsReport::default();
     harness.configure_functions()?;
     // How much each wrapped path changes the packet's length, for the resize calibration.
     let mut resizes = Vec::with_capacity(PATHS.len());
@@ -1632,6 +1673,12 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
             chain.samples_ns.push(run.ns);
         }
         harness.set_chain("count", 0)?;
+        taps::measure_round(
+            &mut harness,
+            &packets[local],
+            options.repeat,
+            &mut taps_report,
+        )?;
         tracing::info!(round = round + 1, of = options.runs, "round done");
     }
 
@@ -1645,6 +1692,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport, BenchError> {
         floor_kernel_samples_ns: floor_kernel,
         paths,
         chains,
+        taps: taps_report,
     })
 }
 
@@ -1755,6 +1803,7 @@ mod tests {
                     samples_ns: vec![75.0, 75.0, 75.0],
                 },
             ],
+            taps: taps::TapsReport::default(),
         }
     }
 

@@ -491,6 +491,24 @@ impl Chains {
         Ok(true)
     }
 
+    /// The capture flags of this host's configuration (MZ_HOST_TAP_FLAGS): a capture runs,
+    /// and which points outside the chains it taps.
+    pub fn tap_flags(&self) -> Result<u32, DataplaneError> {
+        let config = self.config.get(&0, 0).map_err(map_err(CONFIG))?;
+        Ok(config.flags & abi::MZ_HOST_TAP_FLAGS)
+    }
+
+    /// Sets the capture flags to `flags` (within MZ_HOST_TAP_FLAGS), the others as they are.
+    pub fn set_tap_flags(&mut self, flags: u32) -> Result<(), DataplaneError> {
+        let mut config = self.config.get(&0, 0).map_err(map_err(CONFIG))?;
+        let wanted = (config.flags & !abi::MZ_HOST_TAP_FLAGS) | (flags & abi::MZ_HOST_TAP_FLAGS);
+        if wanted != config.flags {
+            config.flags = wanted;
+            self.config.set(0, config, 0).map_err(map_err(CONFIG))?;
+        }
+        Ok(())
+    }
+
     /// Sets or clears one bit of this host's configuration flags.
     fn set_flag(&mut self, bit: u32, on: bool) -> Result<(), DataplaneError> {
         let mut config = self.config.get(&0, 0).map_err(map_err(CONFIG))?;

@@ -275,6 +275,8 @@ impl Instance {
         }
         // The chains run this load's programs from now on (a whole new generation each).
         self.load_stored_functions(store)?;
+        // A capture that died leaves nothing running after `up`.
+        self.stop_taps()?;
         report.chains_published = self.publish_chains(store)?;
         self.sync_function_maps(store)?;
         report.waiting = desired.waiting;

@@ -7,7 +7,8 @@ use mizar_db::{Endpoint, Store};
 use serde::Serialize;
 
 use super::{FabricError, Instance, StageChain, SystemInterfaces, WaitingEndpoint, desired_state};
-use crate::dataplane::{EndpointStats, STAGES, plan_reconcile};
+use crate::dataplane::{Chains, EndpointStats, STAGES, plan_reconcile};
+use mizar_ebpf::abi;
 
 /// This instance as a whole.
 #[derive(Debug, Serialize)]
@@ -204,6 +205,14 @@ impl Instance {
         let Some(maps) = self.maps()? else {
             return Ok(status);
         };
+        let tap_flags = Chains::open(&self.pins())?.tap_flags()?;
+        if tap_flags != 0 {
+            status.warnings.push(format!(
+                "a capture taps {}: a capture is running, or one ended without clearing its \
+                 taps; the next `mizar capture` or `mizar up` clears them",
+                tap_points_named(tap_flags)
+            ));
+        }
         for chain in &chains {
             let wanted: Vec<u16> = chain
                 .links
@@ -341,5 +350,24 @@ impl Instance {
             endpoints.push(EndpointWithCounters { endpoint, counters });
         }
         Ok(endpoints)
+    }
+}
+
+/// The points outside the chains that capture flags tap, by name.
+fn tap_points_named(flags: u32) -> String {
+    let names: Vec<&str> = [
+        (abi::MZ_TAP_TRANSIT_ENTRY, "transit:entry"),
+        (abi::MZ_TAP_TRANSIT_VERDICT, "transit:verdict"),
+        (abi::MZ_TAP_EGRESS_ENTRY, "egress:entry"),
+        (abi::MZ_TAP_EGRESS_VERDICT, "egress:verdict"),
+    ]
+    .into_iter()
+    .filter(|(p, _)| flags & (1 << (1 + p)) != 0)
+    .map(|(_, n)| n)
+    .collect();
+    if names.is_empty() {
+        "no point outside the chains (it numbers packets)".to_owned()
+    } else {
+        names.join(", ")
     }
 }

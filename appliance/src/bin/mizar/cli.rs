@@ -82,9 +82,11 @@ pub enum Command {
     Ratelimit(RatelimitCommand),
     /// Capture packets at tap points of this host's pipeline into pcapng (one interface per
     /// tap point; the XDP verdict, a packet id that follows a packet from point to point, and
-    /// a comment with stage, reason, VNI and VPC) or pcap. A point is a stage's decision
+    /// a comment with stage, reason, VNI and VPC, and the function that dropped it) or pcap.
+    /// Points: transit:entry, transit:verdict, egress:entry, egress:verdict, a stage's decision
     /// (redirect) or a place around one of its functions (redirect:1:before,
-    /// redirect:1:after); taps run for the capture only, outside the store
+    /// redirect:1:after). The --filter expression (tcpdump-style) runs in the kernel before
+    /// anything is copied; taps run for the capture only, outside the store
     Capture(CaptureArgs),
     /// The acl function's rules: per VPC and direction, in order, first match wins, else the
     /// VPC's default. Stateful: the replies of an allowed flow pass without a rule. Ingress
@@ -693,11 +695,45 @@ pub enum DdosSynCommand {
     },
 }
 
+const CAPTURE_FILTER_HELP: &str = "\
+Filter expressions (--filter), evaluated in the kernel before anything is copied:
+  expr      := term (or term)*        (|| too)
+  term      := factor (and factor)*   (&& too)
+  factor    := not factor | ( expr ) | primitive        (! too)
+  primitive := [outer] [src|dst] host ADDR | [outer] [src|dst] net CIDR
+             | [outer] [src|dst] port N[-M] | portrange N-M
+             | [outer] proto tcp|udp|icmp|sctp|N | tcp | udp | icmp
+             | vni N | vpc NAME | ep VPC/NAME
+             | verdict aborted|drop|pass|tx|redirect | drop | pass | tx | redirect
+             | reason NAME | stage STAGE | fn-drop | geneve
+             | len <|<=|>|>=|=|!= N | less N | greater N
+             | tcp-flags syn,ack,fin,rst,psh,urg | icmp-type N
+Without `outer`, addresses, ports and protocols are the tenant's packet: a Geneve frame's inner
+packet, else the frame's own; `outer` is the frame's own IPv4 header (the underlay's). At an
+entry point there is no verdict, reason or stage yet. At most 32 tests (host, net and port
+without src/dst count two).
+
+Examples:
+  mizar capture --at transit:entry,transit:verdict -f 'vpc blue and icmp' -c 20
+  mizar capture --at transit:verdict -f 'drop and not outer net 10.1.0.0/16' -w - | tshark -r -
+  mizar capture --at redirect:1:before,redirect:1:after -f 'ep blue/web1 and tcp port 443'";
+
 #[derive(Debug, Args)]
+#[command(after_long_help = CAPTURE_FILTER_HELP)]
 pub struct CaptureArgs {
-    /// Tap points, comma-separated: STAGE, STAGE:N:before, STAGE:N:after
+    /// Tap points, comma-separated: transit:entry, transit:verdict, egress:entry,
+    /// egress:verdict, STAGE (its decision), STAGE:N:before, STAGE:N:after
     #[arg(long, value_delimiter = ',', required = true, value_name = "POINT")]
     pub at: Vec<mizar::capture::TapPoint>,
+    /// Only packets this expression matches, evaluated in the kernel: tcpdump-style
+    /// primitives (host, net, port, proto, tcp, udp, icmp, vpc, ep, vni, verdict, drop, reason,
+    /// stage, fn-drop, geneve, len, ...) with and, or, not and parentheses; `outer` applies a
+    /// primitive to the underlay header (see mizar-capture(1))
+    #[arg(long, short = 'f', value_name = "EXPR")]
+    pub filter: Option<String>,
+    /// Record one matching packet in N (per CPU)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub sample: u32,
     /// Only packets of this VPC
     #[arg(long)]
     pub vpc: Option<String>,

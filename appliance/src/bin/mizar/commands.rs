@@ -882,45 +882,11 @@ extern "C" fn stop_capture(_: libc::c_int) {
 
 fn capture(instance: &Instance, args: crate::cli::CaptureArgs) -> anyhow::Result<()> {
     use std::io::IsTerminal;
-    let store = instance.existing_store()?;
-    let vni = match &args.vpc {
-        Some(name) => Some(store.vpc(name)?.vni),
-        None => None,
-    };
-    if args.proto.is_some_and(|p| p.0.is_none()) {
-        anyhow::bail!("--proto any filters nothing: leave it out");
-    }
-    let reason = match &args.reason {
-        None => None,
-        Some(name) => Some(
-            mizar_ebpf::COUNTER_INFO
-                .iter()
-                .find(|c| c.name == name.as_str())
-                .map(|c| c.slot)
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "unknown reason {name:?}; reasons: {}",
-                        mizar_ebpf::COUNTER_INFO
-                            .iter()
-                            .map(|c| c.name)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                })?,
-        ),
-    };
     let options = mizar::capture::CaptureOptions {
         points: args.at.clone(),
-        filter: mizar::capture::CaptureFilter {
-            vni,
-            src: args.src,
-            dst: args.dst,
-            proto: args.proto.and_then(|p| p.0),
-            port: args.port,
-            reason,
-            drops_only: args.drops,
-        },
+        filter: capture_filter(&args),
         snaplen: args.snaplen,
+        sample_every: args.sample,
         count: args.count,
         duration: args.duration,
         format: if args.pcap {
@@ -929,6 +895,13 @@ fn capture(instance: &Instance, args: crate::cli::CaptureArgs) -> anyhow::Result
             mizar_captures::Format::PcapNg
         },
     };
+    // Bad filters are refused before a file is created: --filter alone first, so that the
+    // error's column is in the expression as the user wrote it.
+    if let Some(f) = &args.filter {
+        mizar::capture::filter::parse(f).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    mizar::capture::compile_filter(&instance.existing_store()?, &options.filter)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     // SAFETY: the handler only stores to an atomic.
     unsafe {
         libc::signal(
@@ -996,10 +969,49 @@ fn capture(instance: &Instance, args: crate::cli::CaptureArgs) -> anyhow::Result
     }
     eprintln!(
         "{} packets captured to {place}; {} seen but filtered out; {} lost (the reader fell \
-         behind; packets are never held up)",
-        summary.captured, summary.filtered, summary.lost
+         behind; packets are never held up){}",
+        summary.captured,
+        summary.filtered,
+        summary.lost,
+        if args.sample > 1 {
+            format!("; {} left out by sampling", summary.sampled_out)
+        } else {
+            String::new()
+        }
     );
     Ok(())
+}
+
+/// The capture's filter: --filter, and the shorthand options, each one more condition.
+fn capture_filter(args: &crate::cli::CaptureArgs) -> String {
+    let mut parts = Vec::new();
+    if let Some(f) = &args.filter
+        && !f.trim().is_empty()
+    {
+        parts.push(format!("({f})"));
+    }
+    if let Some(vpc) = &args.vpc {
+        parts.push(format!("vpc {vpc}"));
+    }
+    if let Some(src) = &args.src {
+        parts.push(format!("src net {src}"));
+    }
+    if let Some(dst) = &args.dst {
+        parts.push(format!("dst net {dst}"));
+    }
+    if let Some(proto) = &args.proto {
+        parts.push(format!("proto {proto}"));
+    }
+    if let Some(port) = args.port {
+        parts.push(format!("port {port}"));
+    }
+    if let Some(reason) = &args.reason {
+        parts.push(format!("reason {reason}"));
+    }
+    if args.drops {
+        parts.push("drop".to_owned());
+    }
+    parts.join(" and ")
 }
 
 fn acl(instance: &Instance, cmd: AclCommand) -> anyhow::Result<()> {
