@@ -8,23 +8,72 @@
 //! [`WARNINGS_EVERY`] otherwise.
 
 use std::{
-    sync::Arc,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use mizar_db::{Request, Store, Topology};
 use mizar_tui::{
-    DataSource, Sample,
+    CaptureRequest, DataSource, Sample,
     model::{
-        Attached, Count, DataplaneSample, EndpointCounters, EndpointRow, EndpointTable,
-        FunctionSample, Program, ReasonSample, StageSample, Verdict,
+        Attached, CaptureSample, CapturedPacket, Count, DataplaneSample, EndpointCounters,
+        EndpointRow, EndpointTable, FunctionSample, Program, ReasonSample, StageSample, Verdict,
     },
 };
 
 use crate::{
+    capture::{CaptureOptions, Progress, TapPoint, compile_filter},
     dataplane::{STAGES, XDP_PASS, XDP_REDIRECT, XDP_TX, reason_outcome},
     fabric::{FabricError, Instance},
 };
+
+/// The last packets of a capture the dashboard lists.
+pub const CAPTURE_LIST: usize = 200;
+
+/// A capture the dashboard started: it runs on a thread of its own (the sampler keeps
+/// sampling), sharing its progress through `state`.
+struct RunningCapture {
+    stop: Arc<AtomicBool>,
+    state: Arc<Mutex<CaptureSample>>,
+    started: Instant,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningCapture {
+    fn state(&self) -> CaptureSample {
+        let mut s = self
+            .state
+            .lock()
+            .expect("the capture thread never panics holding it")
+            .clone();
+        if s.running {
+            s.elapsed = self.started.elapsed();
+        }
+        s
+    }
+
+    /// Stops it and waits for its end (the file whole); returns how it ended.
+    fn stop(&mut self) -> Result<String, String> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join()
+                .map_err(|_| "the capture thread panicked".to_owned())?;
+        }
+        self.state()
+            .ended
+            .unwrap_or_else(|| Err("the capture ended without a summary".into()))
+    }
+}
+
+impl Drop for RunningCapture {
+    fn drop(&mut self) {
+        // Quitting the dashboard ends its capture cleanly (taps removed, file whole).
+        let _ = self.stop();
+    }
+}
 
 /// How often warnings (and the maps-versus-store drift check behind them) are recomputed when
 /// the store did not change.
@@ -43,6 +92,7 @@ pub struct FabricSource {
     warnings_at: Option<Instant>,
     /// What the kernel said is attached, refreshed with the warnings; None while down.
     attached: Option<Arc<Vec<Attached>>>,
+    capture: Option<RunningCapture>,
 }
 
 impl FabricSource {
@@ -57,7 +107,107 @@ impl FabricSource {
             warnings: Vec::new(),
             warnings_at: None,
             attached: None,
+            capture: None,
         }
+    }
+
+    /// Starts a capture on a thread of its own; refuses bad points and filters at once.
+    fn start(&mut self, request: &CaptureRequest) -> Result<String, String> {
+        if self.capture.as_ref().is_some_and(|c| c.state().running) {
+            return Err("a capture is running: stop it first".into());
+        }
+        if !self.instance.is_up() {
+            return Err("the data plane is down: nothing to capture; run `mizar up` first".into());
+        }
+        let points = request
+            .points
+            .split(',')
+            .map(|p| p.trim().parse::<TapPoint>())
+            .collect::<Result<Vec<_>, _>>()?;
+        let store = self
+            .instance
+            .existing_store()
+            .map_err(|e| crate::describe_error(&e))?;
+        compile_filter(&store, &request.filter)?;
+        let format = mizar_captures::Format::PcapNg;
+        let (file, path) = self
+            .instance
+            .capture_file(request.file.as_deref().map(std::path::Path::new), format)?;
+        let options = CaptureOptions {
+            points,
+            filter: request.filter.clone(),
+            snaplen: mizar_ebpf::abi::MZ_TAP_SNAP_MAX,
+            sample_every: 1,
+            count: request.count,
+            duration: None,
+            format,
+            describe: true,
+        };
+        let state = Arc::new(Mutex::new(CaptureSample {
+            running: true,
+            points: request.points.clone(),
+            filter: request.filter.clone(),
+            file: path.display().to_string(),
+            ..CaptureSample::default()
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        let (instance, shared, stopping) = (self.instance.clone(), state.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("mizar-capture".into())
+            .spawn(move || {
+                let mut first_ns = None;
+                let result =
+                    instance.capture(&options, std::io::BufWriter::new(file), &stopping, |p| {
+                        let mut s = shared.lock().expect("never poisoned");
+                        match p {
+                            Progress::Count(n) => s.captured = n,
+                            Progress::Packet(seen) => {
+                                let first = *first_ns.get_or_insert(seen.monotonic_ns);
+                                s.captured += 1;
+                                if s.last.len() == CAPTURE_LIST {
+                                    s.last.remove(0);
+                                }
+                                s.last.push(CapturedPacket {
+                                    at: Duration::from_nanos(
+                                        seen.monotonic_ns.saturating_sub(first),
+                                    ),
+                                    id: seen.packet_id,
+                                    point: seen.point.clone(),
+                                    verdict: seen.verdict.map(str::to_owned),
+                                    summary: seen.summary.clone(),
+                                    comment: seen.comment.clone(),
+                                });
+                            }
+                        }
+                    });
+                let mut s = shared.lock().expect("never poisoned");
+                s.running = false;
+                s.elapsed = started.elapsed();
+                s.ended = Some(match result {
+                    Ok(summary) => {
+                        s.captured = summary.captured;
+                        Ok(format!("{summary}; written to {}", s.file))
+                    }
+                    Err(e) => {
+                        // Nothing captured: no file left behind.
+                        let _ = std::fs::remove_file(&s.file);
+                        Err(crate::describe_error(&e))
+                    }
+                });
+            })
+            .map_err(|e| format!("cannot start the capture's thread: {e}"))?;
+        self.capture = Some(RunningCapture {
+            stop,
+            state,
+            started,
+            thread: Some(thread),
+        });
+        Ok(format!(
+            "capturing at {} into {}",
+            request.points,
+            path.display()
+        ))
     }
 
     fn read(&mut self, sample: &mut Sample) -> Result<(), FabricError> {
@@ -246,8 +396,20 @@ impl DataSource for FabricSource {
             self.data_version = None;
             sample.error = Some(crate::describe_error(&err));
         }
+        sample.capture = self.capture.as_ref().map(RunningCapture::state);
         sample.cost = started.elapsed();
         sample
+    }
+
+    fn start_capture(&mut self, request: &CaptureRequest) -> Result<String, String> {
+        self.start(request)
+    }
+
+    fn stop_capture(&mut self) -> Result<String, String> {
+        match &mut self.capture {
+            Some(c) if c.state().running => c.stop(),
+            _ => Err("no capture is running".into()),
+        }
     }
 
     fn change(&mut self, request: &Request) -> Result<String, String> {

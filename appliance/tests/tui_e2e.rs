@@ -316,6 +316,33 @@ fn the_dashboard_shows_the_live_pipeline_lists_filters_and_changes_the_fabric() 
         s.contains("chain at ON_XDP_REDIRECT: empty")
     });
 
+    // Captures: blue's replies at transit's entry and verdict, five packets, listed decoded;
+    // the file is pcapng that tshark reads, and no tap is left running.
+    tui.keys(&["6", "e", "Tab", "vpc blue", "Tab", "5", "Enter"]);
+    let captured = tui.wait_for("the capture's end", |s| s.contains("5 packets captured"));
+    println!("captures:\n{captured}");
+    assert!(captured.contains(":transit:entry"), "{captured}");
+    assert!(captured.contains("geneve vni 100"), "{captured}");
+    let file = captured
+        .split_whitespace()
+        .find(|w| w.ends_with(".pcapng"))
+        .expect("the file's path on screen")
+        .to_owned();
+    let tshark = std::process::Command::new("tshark")
+        .args(["-r", &file, "-T", "fields", "-e", "frame.interface_name"])
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&tshark.stdout);
+    assert_eq!(names.lines().count(), 5, "{names}");
+    assert!(
+        names
+            .lines()
+            .all(|l| l.ends_with(":transit:entry") || l.ends_with(":transit:verdict")),
+        "{names}"
+    );
+    let status = demo.mizar_ok(HOST, &["status", "--json"]).unwrap();
+    assert!(!status.contains("a capture taps"), "{status}");
+
     tui.keys(&["q"]);
     let (status, restored) = tui.finished();
     assert_eq!(status, "0");

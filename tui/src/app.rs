@@ -15,8 +15,11 @@ use ratatui::{
 
 use crate::{
     model::{Model, Sample},
+    source::CaptureRequest,
     theme::Theme,
-    views::{EndpointsView, FunctionsView, ManageView, PipelineView, TopologyView, View},
+    views::{
+        CapturesView, EndpointsView, FunctionsView, ManageView, PipelineView, TopologyView, View,
+    },
 };
 
 /// What a key asks the runtime (or the app) to do.
@@ -31,6 +34,10 @@ pub enum Action {
         form: &'static str,
         keys: Vec<String>,
     },
+    /// Start a capture (the data source runs it; the samples carry its progress).
+    StartCapture(CaptureRequest),
+    /// Stop the running capture.
+    StopCapture,
 }
 
 /// What a view draws from.
@@ -61,7 +68,7 @@ pub struct App {
 
 const GLOBAL_KEYS: &[(&str, &str)] = &[
     ("Tab / Shift-Tab", "next / previous view"),
-    ("1-5", "go to a view"),
+    ("1-6", "go to a view"),
     ("?", "this help (any key closes it)"),
     ("q / Ctrl-C", "quit"),
 ];
@@ -75,6 +82,7 @@ impl App {
                 Box::new(TopologyView::default()),
                 Box::new(ManageView::default()),
                 Box::new(FunctionsView::default()),
+                Box::new(CapturesView::default()),
             ],
             current: 0,
             help: false,
@@ -108,6 +116,14 @@ impl App {
 
     pub fn on_sample(&mut self, sample: Sample) {
         self.model.ingest(sample);
+    }
+
+    /// The data source's answer to a capture's start or stop.
+    pub fn on_capture_answer(&mut self, result: Result<String, String>) {
+        self.message = Some(match result {
+            Ok(text) => Message { text, error: false },
+            Err(text) => Message { text, error: true },
+        });
     }
 
     /// The data source's answer to the last change.
@@ -235,8 +251,20 @@ impl App {
             .enumerate()
             .map(|(i, v)| Line::from(format!("{} {}", i + 1, v.title())))
             .collect();
+        // The tabs first: the "? help q quit" hint only where it fits beside them.
+        let tabs_width: usize = self
+            .views
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!(" {} {} │", i + 1, v.title()).chars().count())
+            .sum();
+        let hint = if usize::from(area.width) >= tabs_width + 16 {
+            16
+        } else {
+            0
+        };
         let [left, right] =
-            Layout::horizontal([Constraint::Min(10), Constraint::Length(16)]).areas(area);
+            Layout::horizontal([Constraint::Min(10), Constraint::Length(hint)]).areas(area);
         frame.render_widget(
             Tabs::new(titles)
                 .select(self.current)

@@ -11,8 +11,8 @@ use mizar_db::Topology;
 use crate::{
     Sample,
     model::{
-        Attached, Count, DataplaneSample, EndpointCounters, EndpointRow, FunctionSample, Program,
-        ReasonSample, StageSample, Verdict,
+        Attached, CaptureSample, CapturedPacket, Count, DataplaneSample, EndpointCounters,
+        EndpointRow, FunctionSample, Program, ReasonSample, StageSample, Verdict,
     },
 };
 
@@ -198,6 +198,46 @@ pub fn sample(t0: Instant, seconds: u64) -> Sample {
         endpoints: Arc::new(endpoints.into()),
         counters,
         cost: Duration::from_millis(3),
+        capture: None,
+    }
+}
+
+/// A capture running for `seconds`, with one ping an ACL drops seen at three points.
+pub fn capture(seconds: u64) -> CaptureSample {
+    let packet = |at_us: u64, point: &str, verdict: Option<&str>, comment: &str| CapturedPacket {
+        at: Duration::from_micros(at_us),
+        id: 0x1_0000_0000_002a,
+        point: point.into(),
+        verdict: verdict.map(str::to_owned),
+        summary: "192.168.50.2 > 192.168.50.1 geneve vni 100: 10.0.1.11 > 10.0.2.10 icmp echo \
+                  request"
+            .into(),
+        comment: comment.into(),
+    };
+    CaptureSample {
+        running: true,
+        points: "transit:entry,redirect:1:before,transit:verdict".into(),
+        filter: "vpc blue and icmp".into(),
+        file: "/var/lib/mizar/captures/capture-1765152000-000.pcapng".into(),
+        captured: 3,
+        elapsed: Duration::from_secs(seconds),
+        ended: None,
+        last: vec![
+            packet(0, "ul0:transit:entry", None, "entry vni 100 vpc blue"),
+            packet(
+                4,
+                "ul0:ON_XDP_REDIRECT:acl:before",
+                Some("redirect"),
+                "stage ON_XDP_REDIRECT verdict redirect reason deliver_local vni 100 vpc blue",
+            ),
+            packet(
+                9,
+                "ul0:transit:verdict",
+                Some("drop"),
+                "stage ON_XDP_REDIRECT verdict drop reason deliver_local vni 100 vpc blue \
+                 dropped by acl: denied_by_rule",
+            ),
+        ],
     }
 }
 

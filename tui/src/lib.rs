@@ -21,5 +21,5 @@ pub mod views;
 pub use app::{Action, App};
 pub use model::Sample;
 pub use run::{RunOptions, run};
-pub use source::DataSource;
+pub use source::{CaptureRequest, DataSource};
 pub use theme::Theme;

@@ -256,6 +256,40 @@ pub struct Sample {
     pub counters: Vec<EndpointCounters>,
     /// How long taking this sample took.
     pub cost: Duration,
+    /// The capture the dashboard started, if it did (running or ended).
+    pub capture: Option<CaptureSample>,
+}
+
+/// A capture started from the dashboard: what it taps, how far it got, its last packets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CaptureSample {
+    pub running: bool,
+    pub points: String,
+    pub filter: String,
+    /// Where the file goes.
+    pub file: String,
+    pub captured: u64,
+    pub elapsed: Duration,
+    /// How it ended (None while it runs): the summary, or why it failed.
+    pub ended: Option<Result<String, String>>,
+    /// The last packets captured, oldest first.
+    pub last: Vec<CapturedPacket>,
+}
+
+/// One captured packet, decoded for a list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CapturedPacket {
+    /// Since the capture began.
+    pub at: Duration,
+    pub id: u64,
+    /// The file's interface: `ul0:transit:entry`, ...
+    pub point: String,
+    /// `drop`, `redirect`, ... (None at an entry).
+    pub verdict: Option<String>,
+    /// One line, tcpdump-like: outer and inner addresses, protocol, ports.
+    pub summary: String,
+    /// Stage, reason, VNI, VPC; the function that dropped it.
+    pub comment: String,
 }
 
 impl Sample {
@@ -273,6 +307,7 @@ impl Sample {
             endpoints: Arc::default(),
             counters: Vec::new(),
             cost: Duration::ZERO,
+            capture: None,
         }
     }
 }

@@ -13,7 +13,7 @@ use mizar_db::Request;
 use ratatui::crossterm::event::{Event, EventStream, KeyEventKind};
 use tokio::sync::mpsc;
 
-use crate::{Action, App, DataSource, Sample, Theme};
+use crate::{Action, App, CaptureRequest, DataSource, Sample, Theme};
 
 #[derive(Debug, Clone, Copy)]
 pub struct RunOptions {
@@ -25,6 +25,14 @@ pub struct RunOptions {
 enum FromSampler {
     Sample(Box<Sample>),
     Changed(Result<String, String>),
+    Capture(Result<String, String>),
+}
+
+/// What the UI asks of the sampler (which owns the data source).
+enum ToSampler {
+    Change(Request),
+    StartCapture(CaptureRequest),
+    StopCapture,
 }
 
 /// Runs the dashboard until the user quits (q, Ctrl-C) or the process is told to stop
@@ -44,7 +52,7 @@ fn spawn_sampler<S: DataSource>(
     make_source: impl FnOnce() -> S + Send + 'static,
     period: Duration,
     to_ui: mpsc::Sender<FromSampler>,
-    requests: std_mpsc::Receiver<Request>,
+    requests: std_mpsc::Receiver<ToSampler>,
 ) {
     std::thread::Builder::new()
         .name("mizar-sampler".into())
@@ -65,11 +73,17 @@ fn spawn_sampler<S: DataSource>(
                 let wait = next.saturating_duration_since(Instant::now());
                 match requests.recv_timeout(wait) {
                     Ok(request) => {
-                        let result = source.change(&request);
-                        if to_ui.blocking_send(FromSampler::Changed(result)).is_err() {
+                        let answer = match request {
+                            ToSampler::Change(r) => FromSampler::Changed(source.change(&r)),
+                            ToSampler::StartCapture(r) => {
+                                FromSampler::Capture(source.start_capture(&r))
+                            }
+                            ToSampler::StopCapture => FromSampler::Capture(source.stop_capture()),
+                        };
+                        if to_ui.blocking_send(answer).is_err() {
                             return;
                         }
-                        // Show the change's effect at once.
+                        // Show the effect at once.
                         next = Instant::now();
                     }
                     Err(std_mpsc::RecvTimeoutError::Timeout) => {}
@@ -121,9 +135,19 @@ async fn run_loop<S: DataSource>(
                     match app.on_key(key) {
                         Some(Action::Quit) => break Ok(()),
                         Some(Action::Change(request)) => {
-                            let sent = requests.send(request);
+                            let sent = requests.send(ToSampler::Change(request));
                             if sent.is_err() {
                                 app.on_change_done(Err("the sampler stopped: restart mizar tui".into()));
+                            }
+                        }
+                        Some(Action::StartCapture(request)) => {
+                            if requests.send(ToSampler::StartCapture(request)).is_err() {
+                                app.on_capture_answer(Err("the sampler stopped: restart mizar tui".into()));
+                            }
+                        }
+                        Some(Action::StopCapture) => {
+                            if requests.send(ToSampler::StopCapture).is_err() {
+                                app.on_capture_answer(Err("the sampler stopped: restart mizar tui".into()));
                             }
                         }
                         // The app routes an edit to its form itself.
@@ -137,6 +161,7 @@ async fn run_loop<S: DataSource>(
             message = from_sampler.recv(), if sampler_alive => match message {
                 Some(FromSampler::Sample(sample)) => app.on_sample(*sample),
                 Some(FromSampler::Changed(result)) => app.on_change_done(result),
+                Some(FromSampler::Capture(result)) => app.on_capture_answer(result),
                 // The sampler died (it panicked): the status line shows the sample aging.
                 None => sampler_alive = false,
             },

@@ -148,7 +148,7 @@ fn views_switch_with_tab_and_numbers_and_q_quits() {
     assert_eq!(app.current_view(), "Endpoints");
     app.on_key(key(KeyCode::BackTab));
     app.on_key(key(KeyCode::BackTab));
-    assert_eq!(app.current_view(), "Functions");
+    assert_eq!(app.current_view(), "Captures");
     press(&mut app, "3");
     assert_eq!(app.current_view(), "Topology");
     assert_eq!(app.on_key(key(KeyCode::Char('q'))), Some(Action::Quit));
@@ -698,4 +698,76 @@ fn the_functions_view_changes_chains_through_requests() {
         );
     }
     assert!(!render(&mut app, now, 100, 30).contains("? y to confirm"));
+}
+
+#[test]
+fn captures_view() {
+    let (mut app, now) = app_with_samples(4);
+    let t0 = now - Duration::from_millis(4_300);
+    let mut with_capture = sample(t0, 5);
+    with_capture.capture = Some(mizar_tui::fixture::capture(2));
+    app.on_sample(with_capture);
+    press(&mut app, "6");
+    assert_eq!(app.current_view(), "Captures");
+    snapshot_each_size("captures", &mut app, now + Duration::from_secs(1));
+}
+
+#[test]
+fn the_captures_view_starts_and_stops_captures_with_what_the_form_says() {
+    use mizar_tui::CaptureRequest;
+    let (mut app, now) = app_with_samples(2);
+    press(&mut app, "6");
+    // s: the form as it is (transit's entry and verdict, everything, until stopped).
+    assert_eq!(
+        app.on_key(key(KeyCode::Char('s'))),
+        Some(Action::StartCapture(CaptureRequest {
+            points: "transit:entry,transit:verdict".into(),
+            filter: String::new(),
+            count: None,
+            file: None,
+        }))
+    );
+    // Nothing runs yet: x says so.
+    assert_eq!(app.on_key(key(KeyCode::Char('x'))), None);
+    assert!(render(&mut app, now, 100, 30).contains("no capture is running"));
+    // e edits: the digits and q are text there, not view switches or quit.
+    press(&mut app, "e");
+    app.on_key(key(KeyCode::Tab));
+    press(&mut app, "vpc blue and icmp");
+    app.on_key(key(KeyCode::Tab));
+    press(&mut app, "1q");
+    assert_eq!(app.current_view(), "Captures");
+    assert_eq!(
+        app.on_key(key(KeyCode::Enter)),
+        None,
+        "a count of 1q is refused"
+    );
+    assert!(render(&mut app, now, 100, 30).contains("count: \"1q\" is not a number"));
+    app.on_key(key(KeyCode::Backspace));
+    assert_eq!(
+        app.on_key(key(KeyCode::Enter)),
+        Some(Action::StartCapture(CaptureRequest {
+            points: "transit:entry,transit:verdict".into(),
+            filter: "vpc blue and icmp".into(),
+            count: Some(1),
+            file: None,
+        }))
+    );
+    app.on_capture_answer(Ok("capturing at transit:entry,transit:verdict".into()));
+    // While one runs, s refuses and x stops it.
+    let mut running = sample(now - Duration::from_secs(3), 3);
+    running.capture = Some(mizar_tui::fixture::capture(1));
+    app.on_sample(running);
+    assert_eq!(app.on_key(key(KeyCode::Char('s'))), None);
+    assert!(render(&mut app, now, 100, 30).contains("a capture is running"));
+    assert_eq!(
+        app.on_key(key(KeyCode::Char('x'))),
+        Some(Action::StopCapture)
+    );
+    let screen = render(&mut app, now, 160, 48);
+    assert!(
+        screen.contains("dropped by acl: denied_by_rule"),
+        "{screen}"
+    );
+    assert!(screen.contains("icmp echo"), "{screen}");
 }

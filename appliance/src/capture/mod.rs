@@ -142,6 +142,30 @@ pub struct CaptureOptions {
     pub count: Option<u64>,
     pub duration: Option<Duration>,
     pub format: Format,
+    /// Hand each packet, decoded, to the progress callback (the dashboard's list).
+    pub describe: bool,
+}
+
+/// A captured packet, decoded for a list (the dashboard's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// CLOCK_MONOTONIC, as the kernel stamped it.
+    pub monotonic_ns: u64,
+    pub packet_id: u64,
+    /// The file's interface: `ul0:transit:entry`, ...
+    pub point: String,
+    pub verdict: Option<&'static str>,
+    /// One line, tcpdump-like.
+    pub summary: String,
+    pub comment: String,
+}
+
+/// How a capture goes, as it goes.
+pub enum Progress<'a> {
+    /// Packets captured so far (every 200 ms, and at the end).
+    Count(u64),
+    /// One more packet (with [`CaptureOptions::describe`]).
+    Packet(&'a Seen),
 }
 
 /// How a capture went.
@@ -154,6 +178,109 @@ pub struct CaptureSummary {
     pub lost: u64,
     /// Matching, skipped by the sampling rate.
     pub sampled_out: u64,
+}
+
+impl std::fmt::Display for CaptureSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} packets captured; {} seen but filtered out; {} lost (the reader fell behind; \
+             packets are never held up)",
+            self.captured, self.filtered, self.lost
+        )?;
+        if self.sampled_out > 0 {
+            write!(f, "; {} left out by sampling", self.sampled_out)?;
+        }
+        Ok(())
+    }
+}
+
+/// A frame in one line, tcpdump-like: `192.168.0.2 > 192.168.0.1 geneve vni 100: 10.0.0.2.40000
+/// > 10.0.0.3.7777 udp`, `10.0.0.2 > 10.0.0.3 icmp type 8`, `ethertype 0x0806`.
+pub fn describe_frame(frame: &[u8]) -> String {
+    use filter::{Field, Fields};
+    let mut f = Fields::default();
+    f.read_frame(frame, 0);
+    if frame.len() < 14 {
+        return format!("{} bytes, shorter than an Ethernet header", frame.len());
+    }
+    let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+    if ethertype != 0x0800 || f.get(Field::OuterSrc) == 0 && f.get(Field::OuterProto) == 0 {
+        return format!("ethertype 0x{ethertype:04x}, {} bytes", frame.len());
+    }
+    let ip = |v: u32| Ipv4Addr::from(v).to_string();
+    let l4 = |src: Field, dst: Field, proto: Field, sport: Field, dport: Field| {
+        let (s, d, p) = (f.get(src), f.get(dst), f.get(proto));
+        let name = match p {
+            1 => "icmp".to_owned(),
+            6 => "tcp".to_owned(),
+            17 => "udp".to_owned(),
+            132 => "sctp".to_owned(),
+            n => format!("proto {n}"),
+        };
+        match p {
+            6 | 17 => format!(
+                "{}.{} > {}.{} {name}",
+                ip(s),
+                f.get(sport),
+                ip(d),
+                f.get(dport)
+            ),
+            _ => format!("{} > {} {name}", ip(s), ip(d)),
+        }
+    };
+    let mut text = if f.get(Field::Geneve) == 1 {
+        let inner = if f.get(Field::InnerSrc) == 0 && f.get(Field::InnerProto) == 0 {
+            "not IPv4".to_owned()
+        } else {
+            l4(
+                Field::InnerSrc,
+                Field::InnerDst,
+                Field::InnerProto,
+                Field::InnerSport,
+                Field::InnerDport,
+            )
+        };
+        format!(
+            "{} > {} geneve vni {}: {inner}",
+            ip(f.get(Field::OuterSrc)),
+            ip(f.get(Field::OuterDst)),
+            f.get(Field::Vni)
+        )
+    } else {
+        l4(
+            Field::InnerSrc,
+            Field::InnerDst,
+            Field::InnerProto,
+            Field::InnerSport,
+            Field::InnerDport,
+        )
+    };
+    if f.get(Field::IcmpType) > 0 {
+        text.push_str(&match f.get(Field::IcmpType) - 1 {
+            0 => " echo reply".to_owned(),
+            8 => " echo request".to_owned(),
+            3 => " unreachable".to_owned(),
+            11 => " time exceeded".to_owned(),
+            t => format!(" type {t}"),
+        });
+    }
+    let flags = f.get(Field::TcpFlags);
+    if f.get(Field::InnerProto) == 6 && flags != 0 {
+        let names: Vec<&str> = [
+            (0x02, "S"),
+            (0x10, "."),
+            (0x01, "F"),
+            (0x04, "R"),
+            (0x08, "P"),
+        ]
+        .into_iter()
+        .filter(|(bit, _)| flags & bit != 0)
+        .map(|(_, n)| n)
+        .collect();
+        text.push_str(&format!(" [{}]", names.concat()));
+    }
+    text
 }
 
 /// The store's names, for filters.
@@ -351,6 +478,8 @@ struct Namer {
     vpcs: BTreeMap<u32, String>,
     /// (ifindex, label) -> the file's interface.
     interfaces: BTreeMap<(u32, String), u32>,
+    /// The file's interfaces' names, by index.
+    names: Vec<String>,
 }
 
 impl Namer {
@@ -403,6 +532,9 @@ pub struct Exporter<W: Write> {
     namer: Namer,
     /// CLOCK_MONOTONIC to the Unix epoch, in ns.
     wall_offset: u64,
+    /// Decode each packet exported into `seen`.
+    describe: bool,
+    seen: Option<Seen>,
 }
 
 impl<W: Write> Exporter<W> {
@@ -416,7 +548,14 @@ impl<W: Write> Exporter<W> {
             writer,
             namer,
             wall_offset,
+            describe: false,
+            seen: None,
         }
+    }
+
+    /// The last packet exported, decoded (when the exporter describes packets).
+    pub fn take_seen(&mut self) -> Option<Seen> {
+        self.seen.take()
     }
 
     /// An exporter for taps outside the chains, with no names of functions or VPCs (the
@@ -429,6 +568,7 @@ impl<W: Write> Exporter<W> {
                 functions: BTreeMap::new(),
                 vpcs: BTreeMap::new(),
                 interfaces: BTreeMap::new(),
+                names: Vec::new(),
             },
         )
     }
@@ -454,6 +594,7 @@ impl<W: Write> Exporter<W> {
                     .add_interface(&name)
                     .map_err(|e| format!("writing the capture: {e}"))?;
                 self.namer.interfaces.insert(key, p);
+                self.namer.names.push(name);
                 p
             }
         };
@@ -470,6 +611,16 @@ impl<W: Write> Exporter<W> {
         self.writer
             .write(&record)
             .map_err(|e| format!("writing the capture: {e}"))?;
+        if self.describe {
+            self.seen = Some(Seen {
+                monotonic_ns: h.timestamp_ns,
+                packet_id: h.packet_id,
+                point: self.namer.names[point as usize].clone(),
+                verdict: record.verdict.map(verdict_name),
+                summary: describe_frame(&record.data),
+                comment: record.comment.unwrap_or_default(),
+            });
+        }
         Ok(true)
     }
 
@@ -480,6 +631,44 @@ impl<W: Write> Exporter<W> {
 }
 
 impl Instance {
+    /// Opens a capture's file: `path`, or a new one in the state directory's `captures/`;
+    /// readable by its owner only.
+    pub fn capture_file(
+        &self,
+        path: Option<&std::path::Path>,
+        format: Format,
+    ) -> Result<(std::fs::File, std::path::PathBuf), String> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = match path {
+            Some(p) => p.to_owned(),
+            None => {
+                let dir = self.state_dir.join("captures");
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                let stamp = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default();
+                let ext = match format {
+                    Format::Pcap => "pcap",
+                    Format::PcapNg => "pcapng",
+                };
+                dir.join(format!(
+                    "capture-{}-{:03}.{ext}",
+                    stamp.as_secs(),
+                    stamp.subsec_millis()
+                ))
+            }
+        };
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok((file, path))
+    }
+
     /// Clears what a capture sets (its flags and filter) and publishes the store's chains
     /// (which removes its taps): a capture that died leaves nothing running after this.
     pub(crate) fn clear_capture(&self, store: &Store) -> Result<(), FabricError> {
@@ -508,7 +697,7 @@ impl Instance {
         options: &CaptureOptions,
         out: impl Write,
         stop: &AtomicBool,
-        mut progress: impl FnMut(u64),
+        mut progress: impl FnMut(Progress<'_>),
     ) -> Result<CaptureSummary, FabricError> {
         let invalid = |m: String| FabricError::Dataplane(DataplaneError::Invalid(m));
         if !self.is_up() {
@@ -556,8 +745,10 @@ impl Instance {
                 .collect(),
             vpcs: store.vpcs()?.into_iter().map(|v| (v.vni, v.name)).collect(),
             interfaces: BTreeMap::new(),
+            names: Vec::new(),
         };
         let mut exporter = Exporter::new(writer, namer);
+        exporter.describe = options.describe;
 
         let before = sum_stats(&stats)?;
         let result = (|| -> Result<u64, FabricError> {
@@ -596,13 +787,16 @@ impl Instance {
                 if !ours {
                     continue;
                 }
+                if let Some(seen) = exporter.take_seen() {
+                    progress(Progress::Packet(&seen));
+                }
                 captured += 1;
                 if last_progress.elapsed() >= Duration::from_millis(200) {
-                    progress(captured);
+                    progress(Progress::Count(captured));
                     last_progress = Instant::now();
                 }
             }
-            progress(captured);
+            progress(Progress::Count(captured));
             Ok(captured)
         })();
 

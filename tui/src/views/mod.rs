@@ -2,12 +2,14 @@
 //! turns keys into state changes or [`Action`]s, and draws from the [`Context`]. A new view
 //! (functions, captures) is one more type implementing [`View`], added to the app's list.
 
+mod captures;
 mod endpoints;
 mod functions;
 mod manage;
 mod pipeline;
 mod topology;
 
+pub use captures::CapturesView;
 pub use endpoints::{Column, EndpointsView};
 pub use functions::FunctionsView;
 pub use manage::ManageView;

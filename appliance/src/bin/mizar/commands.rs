@@ -894,6 +894,7 @@ fn capture(instance: &Instance, args: crate::cli::CaptureArgs) -> anyhow::Result
         } else {
             mizar_captures::Format::PcapNg
         },
+        describe: false,
     };
     // Bad filters are refused before a file is created: --filter alone first, so that the
     // error's column is in the expression as the user wrote it.
@@ -914,8 +915,8 @@ fn capture(instance: &Instance, args: crate::cli::CaptureArgs) -> anyhow::Result
         );
     }
     let show = std::io::stderr().is_terminal();
-    let progress = |n: u64| {
-        if show {
+    let progress = |p: mizar::capture::Progress<'_>| {
+        if let (true, mizar::capture::Progress::Count(n)) = (show, p) {
             eprint!("\rcaptured {n}");
         }
     };
@@ -926,28 +927,9 @@ fn capture(instance: &Instance, args: crate::cli::CaptureArgs) -> anyhow::Result
             (summary, "standard output".to_owned())
         }
         given => {
-            let path = match given {
-                Some(p) => p.to_owned(),
-                None => {
-                    let dir = instance.state_dir.join("captures");
-                    std::fs::create_dir_all(&dir)
-                        .with_context(|| format!("cannot create {}", dir.display()))?;
-                    let stamp = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap_or_default()
-                        .as_secs();
-                    let ext = if args.pcap { "pcap" } else { "pcapng" };
-                    dir.join(format!("capture-{stamp}.{ext}"))
-                }
-            };
-            use std::os::unix::fs::OpenOptionsExt;
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&path)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            let (file, path) = instance
+                .capture_file(given, options.format)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             let result = instance.capture(
                 &options,
                 std::io::BufWriter::new(file),
@@ -967,18 +949,7 @@ fn capture(instance: &Instance, args: crate::cli::CaptureArgs) -> anyhow::Result
     if show {
         eprintln!();
     }
-    eprintln!(
-        "{} packets captured to {place}; {} seen but filtered out; {} lost (the reader fell \
-         behind; packets are never held up){}",
-        summary.captured,
-        summary.filtered,
-        summary.lost,
-        if args.sample > 1 {
-            format!("; {} left out by sampling", summary.sampled_out)
-        } else {
-            String::new()
-        }
-    );
+    eprintln!("{summary}; written to {place}");
     Ok(())
 }
 
