@@ -8,6 +8,12 @@
 #include "pipeline.h"
 #include "tap.h"
 
+/* egress_tapped.c builds this file again with MZ_TAPPED 1: mz_egress_tapped, the copy with the
+ * taps, which mz_egress tail-calls while a capture runs (see MZ_TAPPED in transit.c). */
+#ifndef MZ_TAPPED
+#define MZ_TAPPED 0
+#endif
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define EXIT(v, r)                                                                             \
@@ -189,8 +195,6 @@ static __always_inline int egress_meta(struct xdp_md *ctx, __u32 reason, __u32 s
 	m->d.packet_len = data_end - data;
 	m->d.sender_slot = sender_slot;
 	m->fn_reason = 0;
-	m->fn_dropper = 0;
-	m->tap_verdict = 0;
 	if (action == MZ_ACTION_ENCAP) {
 		m->d.next_hop_be = to->addr;
 	} else {
@@ -245,13 +249,12 @@ static __always_inline int fits_underlay(struct xdp_md *ctx, const struct mz_hos
 }
 
 /*
- * The egress procedure, compiled three times: `armed` and `tapped` are constants, so the copy
- * for a host with no function at ON_EGRESS and no capture holds none of the hand-over or tap
- * code (kept in, even unexecuted, it cost the encapsulation path 5 to 8 ns of register spills).
- * The tapped copy tests `armed` as it runs.
+ * The egress procedure, compiled twice: `armed` is a constant, so the copy for a host with no
+ * function at ON_EGRESS holds none of the hand-over code (kept in, even unexecuted, it cost the
+ * encapsulation path 5 to 8 ns of register spills). The tapped build (MZ_TAPPED) tests `armed`
+ * as it runs.
  */
-static __always_inline int egress(struct xdp_md *ctx, const struct mz_host_config *cfg, const int armed,
-				  const int tapped)
+static __always_inline int egress(struct xdp_md *ctx, const struct mz_host_config *cfg, const int armed)
 {
 	struct mz_local_iface iface;
 	struct mz_endpoint ep;
@@ -265,7 +268,10 @@ static __always_inline int egress(struct xdp_md *ctx, const struct mz_host_confi
 	struct cursor c;
 	struct ethhdr *eth;
 	struct iphdr *ip;
-	__u32 verdict, reason, ifindex = ctx->ingress_ifindex, vni = 0, next_host, err;
+	__u32 verdict, reason, ifindex = ctx->ingress_ifindex, vni, next_host, err;
+#if MZ_TAPPED
+	__u32 tapped_vni = 0; /* the VNI for the verdict tap, once known */
+#endif
 	enum mz_lookup found;
 	__u8 next_mac[ETH_ALEN] __attribute__((aligned(2))); /* mac_copy moves 16 bits at a time */
 	__u64 packet_len;
@@ -278,22 +284,21 @@ static __always_inline int egress(struct xdp_md *ctx, const struct mz_host_confi
 		DROP(MZ_EGRESS_DROP_NOT_CONFIGURED);
 	/* Which endpoint this veth speaks for, copied and checked: a veth handed to another
 	 * endpoint must never send with the old one's VPC (see "Reused entries", mizar_abi.h). */
-	if (tapped) {
-		/* The verdict tap reads the VNI on every path: never an unset one (the verifier
-		 * refuses a register the compiler left undefined on the drop paths). */
-		__builtin_memset(&iface, 0, sizeof(iface));
-		mz_tap_number_packet();
-	}
+#if MZ_TAPPED
+	mz_tap_number_packet();
+#endif
 	found = LOOKUP_COPY(&mz_local_ifaces, &ifindex, &iface, SAME_IFINDEX);
 	if (found == MZ_MISSING)
 		DROP(MZ_EGRESS_DROP_UNKNOWN_IFACE);
 	if (found == MZ_CHANGED)
 		DROP(MZ_EGRESS_DROP_ENTRY_CHANGED);
 	vni = iface.endpoint.vni;
+#if MZ_TAPPED
 	/* The entry tap sees frames of the veths of endpoints (the others only at the verdict),
 	 * with the sender's VPC, so that a capture can pick it. */
-	if (tapped)
-		mz_tap_point(ctx, cfg->flags, MZ_TAP_EGRESS_ENTRY, MZ_TAP_NONE, MZ_TAP_NONE, MZ_TAP_NONE, vni);
+	tapped_vni = vni;
+	mz_tap_point(ctx, cfg->flags, MZ_TAP_EGRESS_ENTRY, MZ_TAP_NONE, MZ_TAP_NONE, MZ_TAP_NONE, vni);
+#endif
 
 	eth = CURSOR_TAKE(&c, struct ethhdr);
 	if (!eth)
@@ -399,8 +404,11 @@ out:
 		sender_stats->tx_packets++;
 		sender_stats->tx_bytes += packet_len;
 	}
-	if (tapped)
-		mz_tap_point(ctx, cfg->flags, MZ_TAP_EGRESS_VERDICT, MZ_CHAIN_EGRESS, verdict, reason, vni);
+#if MZ_TAPPED
+	if (cfg)
+		mz_tap_point(ctx, cfg->flags, MZ_TAP_EGRESS_VERDICT, MZ_CHAIN_EGRESS, verdict, reason,
+			     tapped_vni);
+#endif
 	return verdict;
 
 chain:
@@ -414,16 +422,28 @@ chain:
 	return m ? mz_fn_chain_failed(ctx, m) : XDP_DROP;
 }
 
+#if MZ_TAPPED
+SEC("xdp")
+int mz_egress_tapped(struct xdp_md *ctx)
+{
+	const struct mz_host_config *cfg = host_config();
+
+	if (cfg && (cfg->flags & MZ_HOST_STAGE_ARMED(MZ_CHAIN_EGRESS)))
+		return egress(ctx, cfg, 1);
+	return egress(ctx, cfg, 0);
+}
+#else
 SEC("xdp")
 int mz_egress(struct xdp_md *ctx)
 {
 	const struct mz_host_config *cfg = host_config();
 
+	/* A capture runs: the copy with the taps takes the packet (if it is missing, this one). */
 	if (cfg && (cfg->flags & MZ_HOST_TAPPING))
-		return egress(ctx, cfg, cfg->flags & MZ_HOST_STAGE_ARMED(MZ_CHAIN_EGRESS), 1);
+		bpf_tail_call(ctx, &mz_tapped, MZ_TAPPED_EGRESS);
 	if (cfg && (cfg->flags & MZ_HOST_STAGE_ARMED(MZ_CHAIN_EGRESS)))
-		return egress(ctx, cfg, 1, 0);
-	return egress(ctx, cfg, 0, 0);
+		return egress(ctx, cfg, 1);
+	return egress(ctx, cfg, 0);
 }
 
 /* The end of the ON_EGRESS chain: applies the decision as the functions left it. */
@@ -495,3 +515,4 @@ int mz_chain_exit_egress(struct xdp_md *ctx)
 			    verdict == m->d.verdict ? m->d.reason : MZ_EGRESS_DROP_ADJUST_FAILED);
 	return verdict;
 }
+#endif

@@ -10,6 +10,14 @@
 #include "pipeline.h"
 #include "tap.h"
 
+/* transit_tapped.c builds this file again with MZ_TAPPED 1: mz_transit_tapped, the copy with the
+ * taps, which mz_transit tail-calls while a capture runs. A constant of the preprocessor, so that
+ * the plain copy is compiled from exactly the code it had before taps (a dead branch left in, or
+ * a second copy in one unit, changed its register allocation: 3-8 ns a packet). */
+#ifndef MZ_TAPPED
+#define MZ_TAPPED 0
+#endif
+
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define EXIT(v, s, r)                                                                          \
@@ -213,8 +221,6 @@ static __always_inline struct mz_meta *chain_meta(struct xdp_md *ctx, __u32 stag
 	m->d.reason = reason;
 	m->d.action = action;
 	m->fn_reason = 0;
-	m->fn_dropper = 0;
-	m->tap_verdict = 0;
 	cursor_init(&c, ctx);
 	m->d.packet_len = c.end - c.pos;
 	m->d.vni = 0;
@@ -301,9 +307,9 @@ static __always_inline int chain_entry(struct xdp_md *ctx, __u32 generation)
 	/* Then the VPC's chain, then the endpoint's, where the VPC is known and checked and some
 	 * VPC or endpoint has a chain at this point. */
 	cfg = host_config();
-	if (cfg && cfg->flags & MZ_HOST_TAPPING)
-		m->tap_verdict = !!(cfg->flags & MZ_HOST_TAP_POINT(stage == MZ_CHAIN_EGRESS ? MZ_TAP_EGRESS_VERDICT
-										       : MZ_TAP_TRANSIT_VERDICT));
+	/* Whether a function's drop goes to the exit, for the verdict tap (mz_fn_drop). */
+	m->tap_verdict = cfg && (cfg->flags & MZ_HOST_TAP_POINT(stage == MZ_CHAIN_EGRESS ? MZ_TAP_EGRESS_VERDICT
+											     : MZ_TAP_TRANSIT_VERDICT));
 	if (m->d.vni && cfg && cfg->flags & MZ_HOST_STAGE_SCOPED(stage) &&
 	    stage != MZ_STAGE_ON_XDP_PASS && stage != MZ_STAGE_ON_XDP_DROP) {
 		struct mz_scope_key key = { .point = stage, .vni = m->d.vni, .ip_be = 0 };
@@ -322,6 +328,7 @@ static __always_inline int chain_entry(struct xdp_md *ctx, __u32 generation)
 	return mz_fn_chain_failed(ctx, m);
 }
 
+#if !MZ_TAPPED
 SEC("xdp")
 int mz_chain_gen0(struct xdp_md *ctx)
 {
@@ -372,12 +379,10 @@ int mz_chain_exit(struct xdp_md *ctx)
 		mz_tap_exit(ctx, m, MZ_TAP_TRANSIT_VERDICT, verdict, reason);
 	return verdict;
 }
+#endif
 
-/*
- * The procedure, compiled twice: `tapped` is a constant, so the copy that runs when no capture
- * does holds none of the tap code (see mz_transit).
- */
-static __always_inline int transit(struct xdp_md *ctx, const struct mz_host_config *cfg, const int tapped)
+/* The procedure (with the taps only in the MZ_TAPPED build). */
+static __always_inline int transit(struct xdp_md *ctx, const struct mz_host_config *cfg)
 {
 	struct mz_endpoint ep;
 	struct mz_next_hop hop;
@@ -389,7 +394,10 @@ static __always_inline int transit(struct xdp_md *ctx, const struct mz_host_conf
 	struct udphdr *udp;
 	struct genevehdr *geneve;
 	void *options_end;
-	__u32 verdict, stage, reason, vni = 0, source_host = 0, ihl_bytes, tot_len, err, roles;
+	__u32 verdict, stage, reason, vni, source_host = 0, ihl_bytes, tot_len, err, roles;
+#if MZ_TAPPED
+	__u32 tapped_vni = 0; /* the VNI for the verdict tap, once read */
+#endif
 	__u32 options_len, datagram_len, inner_len;
 	enum mz_lookup found;
 	__u64 packet_len;
@@ -399,10 +407,10 @@ static __always_inline int transit(struct xdp_md *ctx, const struct mz_host_conf
 
 	if (!cfg)
 		PASS(MZ_PASS_NOT_CONFIGURED);
-	if (tapped) {
-		mz_tap_number_packet();
-		mz_tap_point(ctx, cfg->flags, MZ_TAP_TRANSIT_ENTRY, MZ_TAP_NONE, MZ_TAP_NONE, MZ_TAP_NONE, 0);
-	}
+#if MZ_TAPPED
+	mz_tap_number_packet();
+	mz_tap_point(ctx, cfg->flags, MZ_TAP_TRANSIT_ENTRY, MZ_TAP_NONE, MZ_TAP_NONE, MZ_TAP_NONE, 0);
+#endif
 
 	/* Step 1: anything but Geneve addressed to this host belongs to the Linux stack. */
 	eth = CURSOR_TAKE(&c, struct ethhdr);
@@ -451,6 +459,9 @@ static __always_inline int transit(struct xdp_md *ctx, const struct mz_host_conf
 
 	/* A host speaks only for the VPCs it has a role in. */
 	vni = geneve_vni(geneve);
+#if MZ_TAPPED
+	tapped_vni = vni;
+#endif
 	roles = member_roles(vni, ip->saddr);
 	if (!roles) {
 		/* Only on the drop path: tell an unknown VPC from a stranger to it. */
@@ -586,8 +597,10 @@ out:
 	/* One reason per packet, and a reason belongs to one stage: the stage's count is the sum
 	 * of its reasons (the appliance adds them up), so no second counter is written. */
 	count(reason, packet_len);
-	if (tapped)
-		mz_tap_point(ctx, cfg->flags, MZ_TAP_TRANSIT_VERDICT, stage, verdict, reason, vni);
+#if MZ_TAPPED
+	if (cfg)
+		mz_tap_point(ctx, cfg->flags, MZ_TAP_TRANSIT_VERDICT, stage, verdict, reason, tapped_vni);
+#endif
 	return verdict;
 
 chain:
@@ -599,12 +612,21 @@ chain:
 	return mz_fn_chain_failed(ctx, m);
 }
 
+#if MZ_TAPPED
+SEC("xdp")
+int mz_transit_tapped(struct xdp_md *ctx)
+{
+	return transit(ctx, host_config());
+}
+#else
 SEC("xdp")
 int mz_transit(struct xdp_md *ctx)
 {
 	const struct mz_host_config *cfg = host_config();
 
+	/* A capture runs: the copy with the taps takes the packet (if it is missing, this one). */
 	if (cfg && (cfg->flags & MZ_HOST_TAPPING))
-		return transit(ctx, cfg, 1);
-	return transit(ctx, cfg, 0);
+		bpf_tail_call(ctx, &mz_tapped, MZ_TAPPED_TRANSIT);
+	return transit(ctx, cfg);
 }
+#endif

@@ -643,6 +643,10 @@ enum mz_tap_point {
 #define MZ_HOST_TAPPING (1u << 1)
 #define MZ_HOST_TAP_POINT(point) (1u << (1 + (point)))   /* bits 2 .. 5 */
 #define MZ_HOST_TAP_FLAGS (MZ_HOST_TAPPING | 0x3cu)
+/* mz_tapped: the copies of transit and egress with the tap code, which the plain programs
+ * tail-call while a capture runs (the plain copies hold none of it: see tap.h). */
+#define MZ_TAPPED_TRANSIT 0
+#define MZ_TAPPED_EGRESS 1
 /* A tap before any decision: no verdict, no reason yet. */
 #define MZ_TAP_NONE 0xffffffffu
 

@@ -158,6 +158,8 @@ pub struct Dataplane {
     egress: Ebpf,
     /// The built-in functions, pinned for the chains (`programs/fn-NAME`).
     _functions: Ebpf,
+    /// Transit and egress with the taps (their programs live in `mz_tapped`).
+    _tapped: [Ebpf; 2],
     maps: DataplaneMaps,
 }
 
@@ -213,11 +215,51 @@ impl Dataplane {
             &function_pin(mizar_ebpf::TAP_FUNCTION),
             &pins,
         )?;
-        set_chain_exit(&transit, CHAIN_EXIT_PROGRAM, abi::MZ_EXIT_TRANSIT, &pins)?;
-        set_chain_exit(
+        let exits = mizar_ebpf::maps::STAGE_EXIT;
+        let tapped = mizar_ebpf::maps::TAPPED;
+        set_slot(
+            &transit,
+            CHAIN_EXIT_PROGRAM,
+            exits,
+            abi::MZ_EXIT_TRANSIT,
+            &pins,
+        )?;
+        set_slot(
             &egress,
             CHAIN_EXIT_EGRESS_PROGRAM,
+            exits,
             abi::MZ_EXIT_EGRESS,
+            &pins,
+        )?;
+        let (transit_tapped, egress_tapped) = (
+            mizar_ebpf::TRANSIT_TAPPED_PROGRAM,
+            mizar_ebpf::EGRESS_TAPPED_PROGRAM,
+        );
+        // The copies with the taps: objects of their own (see MZ_TAPPED in transit.c).
+        let transit_tapped_object = load_object(
+            "transit_tapped",
+            mizar_ebpf::TRANSIT_TAPPED_OBJECT,
+            &[transit_tapped],
+            &pins,
+        )?;
+        let egress_tapped_object = load_object(
+            "egress_tapped",
+            mizar_ebpf::EGRESS_TAPPED_OBJECT,
+            &[egress_tapped],
+            &pins,
+        )?;
+        set_slot(
+            &transit_tapped_object,
+            transit_tapped,
+            tapped,
+            abi::MZ_TAPPED_TRANSIT,
+            &pins,
+        )?;
+        set_slot(
+            &egress_tapped_object,
+            egress_tapped,
+            tapped,
+            abi::MZ_TAPPED_EGRESS,
             &pins,
         )?;
         let maps = DataplaneMaps::open(&pins)?;
@@ -226,6 +268,7 @@ impl Dataplane {
             transit,
             egress,
             _functions: functions,
+            _tapped: [transit_tapped_object, egress_tapped_object],
             maps,
         })
     }
@@ -356,26 +399,28 @@ pub fn remove_all_pins(pins: &PinLayout) -> Result<(), DataplaneError> {
     Ok(())
 }
 
-/// Puts this load's chain exit `name` in slot `slot` of `mz_stage_exit` (one atomic slot
-/// exchange: chains running the previous load's exit finish with it).
-fn set_chain_exit(
+/// Puts this load's program `name` in slot `slot` of the program array `map` (one atomic slot
+/// exchange: packets running the previous load's program finish with it).
+fn set_slot(
     object: &Ebpf,
     name: &'static str,
+    map: &'static str,
     slot: u32,
     pins: &PinLayout,
 ) -> Result<(), DataplaneError> {
-    let mut exit: aya::maps::ProgramArray<aya::maps::MapData> =
-        maps::open(pins, mizar_ebpf::maps::STAGE_EXIT)?;
+    let mut array: aya::maps::ProgramArray<aya::maps::MapData> = maps::open(pins, map)?;
     let fd = program(object, name)
         .fd()
         .map_err(|source| DataplaneError::Program {
             program: name,
             source: Box::new(source),
         })?;
-    exit.set(slot, fd, 0).map_err(|source| DataplaneError::Map {
-        map: mizar_ebpf::maps::STAGE_EXIT,
-        source: Box::new(source),
-    })
+    array
+        .set(slot, fd, 0)
+        .map_err(|source| DataplaneError::Map {
+            map,
+            source: Box::new(source),
+        })
 }
 
 fn load_object(

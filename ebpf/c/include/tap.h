@@ -2,8 +2,7 @@
 /*
  * Taps (see "Taps" in mizar_abi.h): what transit, egress and the tap function share. mz_tap()
  * reads the frame's fields once, runs the capture's filter over them and, when it accepts,
- * copies the frame and what the point knows into the ring buffer. It is a subprogram (not
- * inlined): the programs' main paths keep their registers, and only tapped packets pay for it.
+ * copies the frame and what the point knows into the ring buffer.
  */
 #ifndef MZ_TAP_H
 #define MZ_TAP_H
@@ -32,6 +31,14 @@ struct {
 	__type(value, struct mz_tap_stats);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mz_tap_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mz_tapped SEC(".maps");
 
 struct mz_tap_record {
 	struct mz_tap_header h;
@@ -140,18 +147,12 @@ static __always_inline int tap_accepts(const struct mz_tap_filter *filter, const
 	return pc == MZ_TAP_ACCEPT;
 }
 
-/* The packet's length, from 64-bit pointers (a 32-bit spill of a packet pointer is refused). */
-static __noinline __u32 mz_tap_len(struct xdp_md *ctx)
-{
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
-
-	return end - data;
-}
-
 /* Records the frame at a tap point if the capture's filter accepts it. Never changes the
- * frame or its fate. */
-static __noinline void mz_tap(struct xdp_md *ctx, const struct mz_tap_site *site)
+ * frame or its fate. Inlined, and only into the tapped copies of transit and egress (separate
+ * programs, tail-called from the plain ones while a capture runs): a bpf-to-bpf call, or the
+ * tapped copy inlined beside the plain one, cost every packet of the plain program 4-8 ns
+ * (measured on transit's delivery and forwarding paths). */
+static __always_inline void mz_tap(struct xdp_md *ctx, const struct mz_tap_site *site)
 {
 	__u32 f[MZ_TAP_FIELDS] = {};
 	const struct mz_tap_filter *filter;
@@ -184,7 +185,7 @@ static __noinline void mz_tap(struct xdp_md *ctx, const struct mz_tap_site *site
 		stats->lost++;
 		return;
 	}
-	len = mz_tap_len(ctx);
+	len = f[MZ_TAP_F_LEN];
 	cap = len < filter->snaplen ? len : filter->snaplen;
 	if (cap > MZ_TAP_SNAP_MAX)
 		cap = MZ_TAP_SNAP_MAX;
@@ -192,7 +193,7 @@ static __noinline void mz_tap(struct xdp_md *ctx, const struct mz_tap_site *site
 	rec->h.packet_id = ((__u64)bpf_get_smp_processor_id() << 48) | (m->packet_seq & 0xffffffffffffull);
 	rec->h.point = site->point;
 	rec->h.instance = site->instance;
-	rec->h.ifindex = ctx->ingress_ifindex;
+	rec->h.ifindex = f[MZ_TAP_F_IFINDEX];
 	rec->h.stage = site->stage;
 	rec->h.verdict = site->verdict;
 	rec->h.reason = site->reason;
