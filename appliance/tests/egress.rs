@@ -662,9 +662,10 @@ fn a_chain_at_on_egress_runs_before_encapsulation_and_the_exit_applies_the_decis
     assert_eq!(maps.endpoint_stats(VNI, EP).unwrap().unwrap().tx_packets, 3);
 }
 
-/// A capture at egress's entry and verdict: the frame as the endpoint sent it and as it leaves
-/// (encapsulated), under one id, the bytes out the same as with no capture; a frame a function
-/// drops at ON_EGRESS is seen at the verdict as a drop, naming the function and its reason.
+/// A capture at egress's entry and verdict (egress with the taps, as a capture attaches it): the
+/// frame as the endpoint sent it and as it leaves (encapsulated), under one id, the bytes out
+/// the same as the plain egress's; a frame a function drops at ON_EGRESS is seen at the verdict
+/// as a drop, naming the function and its reason.
 #[test]
 fn egress_taps_see_the_frame_as_sent_and_as_encapsulated_and_a_function_drop() {
     use aya::maps::{Array, MapData, RingBuf};
@@ -724,7 +725,7 @@ fn egress_taps_see_the_frame_as_sent_and_as_encapsulated_and_a_function_drop() {
         LOOPBACK,
     );
     let got = run_egress(
-        tapped.dataplane.egress(),
+        tapped.dataplane.egress_tapped(),
         tapped.dataplane.maps(),
         &frame,
         LOOPBACK,
@@ -746,6 +747,22 @@ fn egress_taps_see_the_frame_as_sent_and_as_encapsulated_and_a_function_drop() {
         "the verdict sees the encapsulated frame"
     );
     assert_eq!(entry.0.packet_id, verdict.0.packet_id, "one packet, one id");
+    // The plain egress holds no tap: with the capture's flags set it records no entry (the
+    // chain's exit, a program of its own, still taps the verdict).
+    run_egress(
+        tapped.dataplane.egress(),
+        tapped.dataplane.maps(),
+        &frame,
+        LOOPBACK,
+    );
+    let plain = records();
+    assert!(
+        plain
+            .iter()
+            .all(|(h, _)| h.point == abi::MZ_TAP_EGRESS_VERDICT),
+        "the plain egress taps nothing itself: {:?}",
+        plain.iter().map(|(h, _)| h.point).collect::<Vec<_>>()
+    );
 
     // The ddos function drops what EP sends: seen at the entry and as a drop at the verdict.
     DdosMaps::open(pins)
@@ -756,7 +773,7 @@ fn egress_taps_see_the_frame_as_sent_and_as_encapsulated_and_a_function_drop() {
         })
         .unwrap();
     let run = run_egress(
-        tapped.dataplane.egress(),
+        tapped.dataplane.egress_tapped(),
         tapped.dataplane.maps(),
         &frame,
         LOOPBACK,

@@ -77,7 +77,8 @@ fn drain(ring: &mut RingBuf<MapData>) -> Vec<Record> {
 }
 
 /// The usual bouncer with a tap alone in the chain at ON_XDP_REDIRECT, as a capture places it,
-/// and the capture's flags: packets numbered, `points` outside the chains tapped.
+/// and the capture's flags: `points` outside the chains tapped (by transit with the taps, which
+/// the tests run as a capture attaches it).
 fn tapped(name: &str, points: &[u32]) -> World {
     let world = World::bouncer(name);
     let mut chains = Chains::open(world.instance.dataplane.pins()).unwrap();
@@ -105,7 +106,7 @@ fn a_flood_through_a_tap_loses_records_counted_and_never_a_packet() {
     // A filter on another VPC: every packet seen, none copied.
     set_filter(&world, &format!("vni {}", VNI + 1), 1);
     for _ in 0..100 {
-        assert_eq!(world.run(&frame).verdict, XDP_REDIRECT);
+        assert_eq!(world.run_tapped(&frame).verdict, XDP_REDIRECT);
     }
     let s = tap_stats(&world);
     assert_eq!((s.records, s.filtered, s.lost), (0, 100, 0));
@@ -115,7 +116,7 @@ fn a_flood_through_a_tap_loses_records_counted_and_never_a_packet() {
     const FLOOD: u64 = 6000;
     for _ in 0..FLOOD {
         assert_eq!(
-            world.run(&frame).verdict,
+            world.run_tapped(&frame).verdict,
             XDP_REDIRECT,
             "a full ring never holds a packet up"
         );
@@ -208,7 +209,7 @@ fn the_kernel_filter_decides_as_the_expression_does() {
         set_filter(&world, expression, 1);
         for (what, frame) in frames() {
             drain(&mut ring);
-            let run = world.run(&frame);
+            let run = world.run_tapped(&frame);
             let records = drain(&mut ring);
             let (reason, _) = run.delta.nonzero_reasons().next().expect("a reason");
             let stage = mizar::dataplane::reason_outcome(reason.name).1;
@@ -280,8 +281,8 @@ fn the_kernel_filter_decides_as_the_expression_does() {
     // The numbering moves once per packet: two packets never share an id.
     drain(&mut ring);
     set_filter(&world, "", 1);
-    world.run(&packet_to(VNI, LOCAL_EP));
-    world.run(&packet_to(VNI, LOCAL_EP));
+    world.run_tapped(&packet_to(VNI, LOCAL_EP));
+    world.run_tapped(&packet_to(VNI, LOCAL_EP));
     let ids: Vec<u64> = drain(&mut ring)
         .iter()
         .map(|r| r.header.packet_id)
@@ -307,7 +308,7 @@ fn sampling_keeps_one_matching_packet_in_n_and_no_capture_copies_nothing() {
     let mut ring: RingBuf<MapData> = open(&world, maps::TAPS, aya::maps::Map::RingBuf);
     set_filter(&world, "vni 100", 10);
     for _ in 0..100 {
-        world.run(&packet_to(VNI, LOCAL_EP));
+        world.run_tapped(&packet_to(VNI, LOCAL_EP));
     }
     let s = tap_stats(&world);
     // Two taps (entry, and the chain's at ON_XDP_REDIRECT) see each packet.
@@ -319,7 +320,51 @@ fn sampling_keeps_one_matching_packet_in_n_and_no_capture_copies_nothing() {
         open(&world, maps::TAP_FILTER, aya::maps::Map::Array);
     array.set(0, abi::mz_tap_filter::default(), 0).unwrap();
     for _ in 0..10 {
-        assert_eq!(world.run(&packet_to(VNI, LOCAL_EP)).verdict, XDP_REDIRECT);
+        assert_eq!(
+            world.run_tapped(&packet_to(VNI, LOCAL_EP)).verdict,
+            XDP_REDIRECT
+        );
     }
     assert!(drain(&mut ring).is_empty());
+}
+
+/// The plain transit, which runs when no capture does, holds no tap: with a capture's flags and
+/// an everything filter it records nothing itself (only the chain's programs do: its tap and
+/// its exit), and the copy with the taps records its entry and verdict and decides the same.
+#[test]
+fn the_plain_transit_taps_nothing_and_the_tapped_copy_decides_the_same() {
+    let world = tapped(
+        "taps-plain",
+        &[abi::MZ_TAP_TRANSIT_ENTRY, abi::MZ_TAP_TRANSIT_VERDICT],
+    );
+    let mut ring: RingBuf<MapData> = open(&world, maps::TAPS, aya::maps::Map::RingBuf);
+    set_filter(&world, "", 1);
+    for (what, frame) in frames() {
+        drain(&mut ring);
+        let plain = world.run(&frame);
+        let points: Vec<u32> = drain(&mut ring).iter().map(|r| r.header.point).collect();
+        // Only the chain's programs tap (its tap, and its exit at the verdict): a packet that
+        // meets no chain is not recorded at all.
+        let chained = plain.verdict == XDP_REDIRECT;
+        assert!(
+            if chained {
+                points == [abi::MZ_TAP_CHAIN, abi::MZ_TAP_TRANSIT_VERDICT]
+            } else {
+                points.is_empty()
+            },
+            "{what}: the plain transit tapped {points:?}"
+        );
+        let tapped = world.run_tapped(&frame);
+        assert_eq!(
+            (plain.verdict, &plain.output),
+            (tapped.verdict, &tapped.output),
+            "{what}: the same decision and bytes with the taps"
+        );
+        let points: Vec<u32> = drain(&mut ring).iter().map(|r| r.header.point).collect();
+        assert!(
+            points.contains(&abi::MZ_TAP_TRANSIT_ENTRY)
+                && points.contains(&abi::MZ_TAP_TRANSIT_VERDICT),
+            "{what}: {points:?}"
+        );
+    }
 }

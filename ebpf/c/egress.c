@@ -9,7 +9,8 @@
 #include "tap.h"
 
 /* egress_tapped.c builds this file again with MZ_TAPPED 1: mz_egress_tapped, the copy with the
- * taps, which mz_egress tail-calls while a capture runs (see MZ_TAPPED in transit.c). */
+ * taps, which a capture puts on the endpoints' links for its time (see MZ_TAPPED in
+ * transit.c). */
 #ifndef MZ_TAPPED
 #define MZ_TAPPED 0
 #endif
@@ -438,9 +439,6 @@ int mz_egress(struct xdp_md *ctx)
 {
 	const struct mz_host_config *cfg = host_config();
 
-	/* A capture runs: the copy with the taps takes the packet (if it is missing, this one). */
-	if (cfg && (cfg->flags & MZ_HOST_TAPPING))
-		bpf_tail_call(ctx, &mz_tapped, MZ_TAPPED_EGRESS);
 	if (cfg && (cfg->flags & MZ_HOST_STAGE_ARMED(MZ_CHAIN_EGRESS)))
 		return egress(ctx, cfg, 1);
 	return egress(ctx, cfg, 0);

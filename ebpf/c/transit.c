@@ -11,9 +11,10 @@
 #include "tap.h"
 
 /* transit_tapped.c builds this file again with MZ_TAPPED 1: mz_transit_tapped, the copy with the
- * taps, which mz_transit tail-calls while a capture runs. A constant of the preprocessor, so that
- * the plain copy is compiled from exactly the code it had before taps (a dead branch left in, or
- * a second copy in one unit, changed its register allocation: 3-8 ns a packet). */
+ * taps, which a capture puts on the underlay's link in place of mz_transit for its time (one
+ * atomic link update each way). A constant of the preprocessor, so that the plain copy is
+ * compiled from exactly the code it had before taps (a dead branch left in, a second copy in
+ * one unit, or even a tested flag changed its code: 3-8 ns a packet). */
 #ifndef MZ_TAPPED
 #define MZ_TAPPED 0
 #endif
@@ -622,11 +623,6 @@ int mz_transit_tapped(struct xdp_md *ctx)
 SEC("xdp")
 int mz_transit(struct xdp_md *ctx)
 {
-	const struct mz_host_config *cfg = host_config();
-
-	/* A capture runs: the copy with the taps takes the packet (if it is missing, this one). */
-	if (cfg && (cfg->flags & MZ_HOST_TAPPING))
-		bpf_tail_call(ctx, &mz_tapped, MZ_TAPPED_TRANSIT);
-	return transit(ctx, cfg);
+	return transit(ctx, host_config());
 }
 #endif

@@ -622,9 +622,11 @@ struct mz_acl_flow {
  * MZ_CAPTURE_INSTANCE_BASE, which the store never gives) and takes out at the end. A tap copies
  * the packet, with the decision as it stands where it sits, into the ring buffer mz_taps when
  * the capture's filter (mz_tap_filter[0]) accepts it: evaluated before anything is copied. A
- * full ring loses records (counted), never packets. While a capture runs (MZ_HOST_TAPPING) the
- * programs number the packets they take in (mz_meta.packet_seq, per CPU): a packet carries the
- * same id at every point. With no capture, transit and egress test one flag they have loaded.
+ * full ring loses records (counted), never packets. The entry and verdict taps are in copies of
+ * transit and egress built with them (transit_tapped.c, egress_tapped.c), which a capture
+ * attaches in place of the plain programs for its time; they number the packets they take in
+ * (mz_meta.packet_seq, per CPU): a packet carries the same id at every point. The plain
+ * programs hold no tap code at all. MZ_HOST_TAPPING says a capture runs.
  */
 #define MZ_TAP_SNAP_MAX 2048         /* bytes of a packet a record holds at most */
 #define MZ_TAP_RING_BYTES (8 << 20)
@@ -643,10 +645,6 @@ enum mz_tap_point {
 #define MZ_HOST_TAPPING (1u << 1)
 #define MZ_HOST_TAP_POINT(point) (1u << (1 + (point)))   /* bits 2 .. 5 */
 #define MZ_HOST_TAP_FLAGS (MZ_HOST_TAPPING | 0x3cu)
-/* mz_tapped: the copies of transit and egress with the tap code, which the plain programs
- * tail-call while a capture runs (the plain copies hold none of it: see tap.h). */
-#define MZ_TAPPED_TRANSIT 0
-#define MZ_TAPPED_EGRESS 1
 /* A tap before any decision: no verdict, no reason yet. */
 #define MZ_TAP_NONE 0xffffffffu
 

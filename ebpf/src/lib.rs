@@ -32,8 +32,8 @@ const _: () = assert!(abi::MZ_COUNTER_REASONS <= abi::MZ_STAGE_COUNTER_BASE);
 pub static TRANSIT_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/transit.o"));
 /// The endpoint-egress XDP program (`mz_egress`); shares the transit's maps through their pins.
 pub static EGRESS_OBJECT: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/egress.o"));
-/// Transit and egress with the taps (`mz_transit_tapped`, `mz_egress_tapped`), tail-called by
-/// the plain programs while a capture runs; built from the same sources with MZ_TAPPED.
+/// Transit and egress with the taps (`mz_transit_tapped`, `mz_egress_tapped`), attached in
+/// place of the plain programs while a capture runs; built from the same sources with MZ_TAPPED.
 pub static TRANSIT_TAPPED_OBJECT: &[u8] =
     include_bytes_aligned!(concat!(env!("OUT_DIR"), "/transit_tapped.o"));
 pub static EGRESS_TAPPED_OBJECT: &[u8] =
@@ -57,7 +57,7 @@ pub static EXAMPLE_BROKEN_FUNCTION_OBJECT: &[u8] =
 
 pub const TRANSIT_PROGRAM: &str = "mz_transit";
 pub const EGRESS_PROGRAM: &str = "mz_egress";
-/// The copies with the tap code, tail-called (mz_tapped) while a capture runs.
+/// The copies with the tap code, attached in place of the plain programs while a capture runs.
 pub const TRANSIT_TAPPED_PROGRAM: &str = "mz_transit_tapped";
 pub const EGRESS_TAPPED_PROGRAM: &str = "mz_egress_tapped";
 pub const FLOOR_PROGRAM: &str = "mz_floor";
@@ -157,7 +157,6 @@ pub mod maps {
     pub const SCOPED_CHAINS: &str = "mz_scoped_chains";
     pub const FN_PROGRAMS: &str = "mz_fn_programs";
     pub const TAPS: &str = "mz_taps";
-    pub const TAPPED: &str = "mz_tapped";
     pub const TAP_FILTER: &str = "mz_tap_filter";
     pub const TAP_STATS: &str = "mz_tap_stats";
     pub const EGRESS_STAGE: &str = "mz_egress_stage";

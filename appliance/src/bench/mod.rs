@@ -1175,13 +1175,17 @@ struct Harness {
     bench: Ebpf,
     bench_packet: Array<MapData, abi::mz_bench_packet>,
     target: ProgramArray<MapData>,
+    /// Run the copies with the taps (as a capture attaches them) instead of the plain programs.
+    tapped: bool,
     _pins: PinGuard,
 }
 
-fn path_program(dataplane: &Dataplane, path: Path) -> &Xdp {
-    match path.program() {
-        Program::Transit => dataplane.transit(),
-        Program::Egress => dataplane.egress(),
+fn path_program(dataplane: &Dataplane, path: Path, tapped: bool) -> &Xdp {
+    match (path.program(), tapped) {
+        (Program::Transit, false) => dataplane.transit(),
+        (Program::Egress, false) => dataplane.egress(),
+        (Program::Transit, true) => dataplane.transit_tapped(),
+        (Program::Egress, true) => dataplane.egress_tapped(),
     }
 }
 
@@ -1246,6 +1250,7 @@ impl Harness {
             bench,
             bench_packet,
             target,
+            tapped: false,
             _pins: pins,
         })
     }
@@ -1262,7 +1267,7 @@ impl Harness {
                 (xdp(&self.bench, BENCH_RESIZE_PROGRAM), BENCH_RESIZE_PROGRAM)
             }
             Subject::Path(path) => (
-                path_program(&self.dataplane, path),
+                path_program(&self.dataplane, path, self.tapped),
                 match path.program() {
                     Program::Transit => mizar_ebpf::TRANSIT_PROGRAM,
                     Program::Egress => mizar_ebpf::EGRESS_PROGRAM,
@@ -1311,7 +1316,7 @@ impl Harness {
                 let program = if path.wrapped() && matches!(subject, Subject::Path(_)) {
                     xdp(&self.bench, BENCH_WRAPPER_PROGRAM)
                 } else {
-                    path_program(&self.dataplane, path)
+                    path_program(&self.dataplane, path, self.tapped)
                 };
                 let ctx = (path.program() == Program::Egress).then(|| egress_ctx(packet.len()));
                 (program, ctx)

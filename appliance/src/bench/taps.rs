@@ -1,7 +1,8 @@
-//! What taps cost: transit's local-delivery path with no capture, with a capture tapping
-//! transit's entry and verdict whose filter matches nothing, and with one copying every packet
-//! at both while a reader drains the ring into pcapng; and how many records a second that
-//! reader (the capture's exporter) writes.
+//! What taps cost: transit's local-delivery path with no capture (the plain program), and under
+//! a capture (the copy with the taps, as a capture attaches it) tapping transit's entry and
+//! verdict with a filter that matches nothing, and copying every packet at both while a reader
+//! drains the ring into pcapng; and how many records a second that reader (the capture's
+//! exporter) writes.
 
 use std::{
     sync::{
@@ -128,6 +129,8 @@ impl Harness {
             }
         };
         Chains::open(pins)?.set_tap_flags(flags)?;
+        // A capture attaches the copies with the taps; with none, the plain programs run.
+        self.tapped = case != TapCase::NoCapture;
         Ok(())
     }
 }

@@ -5,10 +5,12 @@
 //! Tap points: the entry and the verdict of transit (`transit:entry`, `transit:verdict`) and of
 //! egress (`egress:entry`, `egress:verdict`), flags the programs test; a stage's decision after
 //! its functions (`redirect`); around one of its functions (`redirect:2:before`,
-//! `redirect:2:after`). The capture publishes each tapped stage's chain with its taps as a
-//! whole new generation, outside the store, and publishes the store's chains again when it
-//! ends; a capture that dies leaves its taps until the next capture or `mizar up` removes them
-//! (`mizar status` names them meanwhile), and its filter copies nothing after it.
+//! `redirect:2:after`). For its time a capture attaches the copies of transit and egress built
+//! with the taps in place of the plain ones (which hold no tap code), and publishes each tapped
+//! stage's chain with its taps as a whole new generation, outside the store; when it ends it puts
+//! the plain programs and the store's chains back. A capture that dies leaves its taps until the
+//! next capture or `mizar up` removes them (`mizar status` names them meanwhile), and its filter
+//! copies nothing after it.
 
 pub mod filter;
 
@@ -32,7 +34,9 @@ use mizar_ebpf::{
 pub use filter::{CompiledFilter, Expr, FilterError, NameResolver};
 
 use crate::{
-    dataplane::{CHAIN_POINTS, ChainLink, Chains, DataplaneError, Stage, open_map},
+    dataplane::{
+        CHAIN_POINTS, ChainLink, Chains, DataplaneError, Stage, open_map, use_tapped_programs,
+    },
     fabric::{FabricError, Instance},
 };
 
@@ -681,6 +685,7 @@ impl Instance {
     /// (taps left in the chains copy nothing).
     pub(crate) fn stop_taps(&self) -> Result<(), FabricError> {
         let pins = self.pins();
+        use_tapped_programs(&pins, false)?;
         Chains::open(&pins)?.set_tap_flags(0)?;
         let mut filter: Array<MapData, abi::mz_tap_filter> = open_map(&pins, TAP_FILTER)?;
         filter
@@ -767,6 +772,9 @@ impl Instance {
                     chains.publish(*stage, links)?;
                 }
                 chains.set_tap_flags(flags)?;
+                // Last, the copies of transit and egress with the taps: they number the
+                // packets (every point's records carry the ids) and tap the points flagged.
+                use_tapped_programs(&pins, true)?;
             }
             let started = Instant::now();
             let mut captured = 0u64;

@@ -158,8 +158,8 @@ pub struct Dataplane {
     egress: Ebpf,
     /// The built-in functions, pinned for the chains (`programs/fn-NAME`).
     _functions: Ebpf,
-    /// Transit and egress with the taps (their programs live in `mz_tapped`).
-    _tapped: [Ebpf; 2],
+    /// Transit and egress with the taps (a capture attaches them for its time).
+    tapped: [Ebpf; 2],
     maps: DataplaneMaps,
 }
 
@@ -216,7 +216,6 @@ impl Dataplane {
             &pins,
         )?;
         let exits = mizar_ebpf::maps::STAGE_EXIT;
-        let tapped = mizar_ebpf::maps::TAPPED;
         set_slot(
             &transit,
             CHAIN_EXIT_PROGRAM,
@@ -231,35 +230,29 @@ impl Dataplane {
             abi::MZ_EXIT_EGRESS,
             &pins,
         )?;
-        let (transit_tapped, egress_tapped) = (
-            mizar_ebpf::TRANSIT_TAPPED_PROGRAM,
-            mizar_ebpf::EGRESS_TAPPED_PROGRAM,
-        );
-        // The copies with the taps: objects of their own (see MZ_TAPPED in transit.c).
-        let transit_tapped_object = load_object(
+        // The copies with the taps, objects of their own (see MZ_TAPPED in transit.c), pinned
+        // beside the plain programs: a capture swaps one for the other on the links.
+        let mut transit_tapped = load_object(
             "transit_tapped",
             mizar_ebpf::TRANSIT_TAPPED_OBJECT,
-            &[transit_tapped],
+            &[mizar_ebpf::TRANSIT_TAPPED_PROGRAM],
             &pins,
         )?;
-        let egress_tapped_object = load_object(
+        let mut egress_tapped = load_object(
             "egress_tapped",
             mizar_ebpf::EGRESS_TAPPED_OBJECT,
-            &[egress_tapped],
+            &[mizar_ebpf::EGRESS_TAPPED_PROGRAM],
             &pins,
         )?;
-        set_slot(
-            &transit_tapped_object,
-            transit_tapped,
-            tapped,
-            abi::MZ_TAPPED_TRANSIT,
+        pin_program(program_mut(&mut transit, TRANSIT_PROGRAM), "transit", &pins)?;
+        pin_program(
+            program_mut(&mut transit_tapped, mizar_ebpf::TRANSIT_TAPPED_PROGRAM),
+            &tapped_role("transit"),
             &pins,
         )?;
-        set_slot(
-            &egress_tapped_object,
-            egress_tapped,
-            tapped,
-            abi::MZ_TAPPED_EGRESS,
+        pin_program(
+            program_mut(&mut egress_tapped, mizar_ebpf::EGRESS_TAPPED_PROGRAM),
+            &tapped_role("egress"),
             &pins,
         )?;
         let maps = DataplaneMaps::open(&pins)?;
@@ -268,7 +261,7 @@ impl Dataplane {
             transit,
             egress,
             _functions: functions,
-            _tapped: [transit_tapped_object, egress_tapped_object],
+            tapped: [transit_tapped, egress_tapped],
             maps,
         })
     }
@@ -293,6 +286,16 @@ impl Dataplane {
     /// The loaded endpoint-egress program.
     pub fn egress(&self) -> &Xdp {
         program(&self.egress, EGRESS_PROGRAM)
+    }
+
+    /// Transit with the taps (what a capture attaches in its place).
+    pub fn transit_tapped(&self) -> &Xdp {
+        program(&self.tapped[0], mizar_ebpf::TRANSIT_TAPPED_PROGRAM)
+    }
+
+    /// Egress with the taps.
+    pub fn egress_tapped(&self) -> &Xdp {
+        program(&self.tapped[1], mizar_ebpf::EGRESS_TAPPED_PROGRAM)
     }
 
     /// Attaches transit to the host's underlay interface and pins the link.
@@ -334,6 +337,60 @@ pub fn attach_egress(pins: &PinLayout, ifname: &str) -> Result<AttachMode, Datap
         }
     })?;
     attach_program(&mut prog, EGRESS_PROGRAM, "egress", ifname, pins)
+}
+
+/// The pin name of a role's copy with the taps (`transit-tapped`, `egress-tapped`).
+fn tapped_role(role: &str) -> String {
+    format!("{role}-tapped")
+}
+
+/// Puts on every link this instance pinned its role's program with the taps (`tapped`) or the
+/// plain one: one atomic link update each (the interface never goes without a program, and a
+/// packet runs one or the other). Returns how many links were updated. A capture attaches the
+/// copies with the taps for its time; the plain programs hold no tap code at all.
+pub fn use_tapped_programs(pins: &PinLayout, tapped: bool) -> Result<usize, DataplaneError> {
+    let mut programs: std::collections::BTreeMap<String, Xdp> = Default::default();
+    let mut updated = 0;
+    let Ok(entries) = fs::read_dir(pins.links()) else {
+        return Ok(0);
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((role, ifname)) = name.split_once('@') else {
+            continue;
+        };
+        if role != "transit" && role != "egress" {
+            continue;
+        }
+        let wanted = if tapped {
+            tapped_role(role)
+        } else {
+            role.to_owned()
+        };
+        if !programs.contains_key(&wanted) {
+            let path = pins.program(&wanted);
+            let prog = Xdp::from_pin(&path, XdpAttachType::Interface).map_err(|source| {
+                DataplaneError::Pin {
+                    what: format!("{wanted} program"),
+                    path: path.clone(),
+                    reason: format!("{source} (run `mizar up` to load this build's programs)"),
+                }
+            })?;
+            programs.insert(wanted.clone(), prog);
+        }
+        let prog = &programs[&wanted];
+        let fd = prog.fd().map_err(|source| DataplaneError::Program {
+            program: "tapped",
+            source: Box::new(source),
+        })?;
+        link::replace_program(&entry.path(), fd).map_err(|err| DataplaneError::Pin {
+            what: format!("{role} link on {ifname}"),
+            path: entry.path(),
+            reason: format!("cannot put the {wanted} program on it: {err}"),
+        })?;
+        updated += 1;
+    }
+    Ok(updated)
 }
 
 /// Pins `prog` as `role`'s program, in place of the one pinned before.

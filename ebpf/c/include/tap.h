@@ -32,14 +32,6 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mz_tap_stats SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
-	__uint(max_entries, 2);
-	__type(key, __u32);
-	__type(value, __u32);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} mz_tapped SEC(".maps");
-
 struct mz_tap_record {
 	struct mz_tap_header h;
 	__u8 data[MZ_TAP_SNAP_MAX];
@@ -149,9 +141,9 @@ static __always_inline int tap_accepts(const struct mz_tap_filter *filter, const
 
 /* Records the frame at a tap point if the capture's filter accepts it. Never changes the
  * frame or its fate. Inlined, and only into the tapped copies of transit and egress (separate
- * programs, tail-called from the plain ones while a capture runs): a bpf-to-bpf call, or the
- * tapped copy inlined beside the plain one, cost every packet of the plain program 4-8 ns
- * (measured on transit's delivery and forwarding paths). */
+ * programs that a capture attaches for its time): a bpf-to-bpf call, or the tapped copy inlined
+ * beside the plain one, cost every packet of the plain program 4-8 ns (measured on transit's
+ * delivery and forwarding paths). */
 static __always_inline void mz_tap(struct xdp_md *ctx, const struct mz_tap_site *site)
 {
 	__u32 f[MZ_TAP_FIELDS] = {};
