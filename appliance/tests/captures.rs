@@ -188,35 +188,22 @@ fn a_capture_through_the_binary_taps_two_points_of_one_vpc_and_leaves_the_chain_
     );
     assert!(!bad.exists());
 
-    let capture = fabric
-        .spec()
-        .mizar_command(Path::new(MIZAR), &host)
-        .args([
-            "capture",
+    let capture = start_capture(
+        &fabric,
+        &host,
+        &[
             "--at",
             "redirect:1:before,redirect",
             "--vpc",
             "blue",
             "--count",
             "6",
-            "--duration",
-            "20s",
             "-w",
             file.to_str().unwrap(),
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+        ],
+    );
     // Red shares the host and the addresses' shape: filtered out by --vpc.
-    let red = ping(
-        fabric.ns("r-web2"),
-        fabric.endpoint("r-web1").ip,
-        2,
-        Duration::from_secs(2),
-    )
-    .unwrap();
-    assert!(red.all_answered(), "{red}");
+    red_answers(&fabric);
     let blue = ping(
         fabric.ns("b-web2"),
         fabric.endpoint("b-db1").ip,
@@ -399,34 +386,22 @@ fn a_packet_an_acl_drops_is_seen_before_it_and_at_the_drop_with_its_reason_and_n
     assert!(!file.exists());
 
     const PINGS: usize = 3;
-    let capture = fabric
-        .spec()
-        .mizar_command(Path::new(MIZAR), &host)
-        .args([
-            "capture",
+    let count = (3 * PINGS).to_string();
+    let capture = start_capture(
+        &fabric,
+        &host,
+        &[
             "--at",
             "transit:entry,redirect:1:before,redirect:1:after,transit:verdict",
             "--filter",
             "vpc blue and icmp and not outer tcp",
             "--count",
-            &(3 * PINGS).to_string(),
-            "--duration",
-            "20s",
+            &count,
             "-w",
             file.to_str().unwrap(),
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    let red = ping(
-        fabric.ns("r-web2"),
-        fabric.endpoint("r-web1").ip,
-        2,
-        Duration::from_secs(2),
-    )
-    .unwrap();
-    assert!(red.all_answered(), "red has no ACL: {red}");
+        ],
+    );
+    red_answers(&fabric);
     let blue = ping(
         fabric.ns("b-web2"),
         fabric.endpoint("b-db1").ip,
@@ -504,6 +479,34 @@ fn a_packet_an_acl_drops_is_seen_before_it_and_at_the_drop_with_its_reason_and_n
         "{shown}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `mizar capture ARGS --duration 20s` on `host`, its summary on a pipe; returns once the
+/// capture has had time to place its taps.
+fn start_capture(fabric: &mizar::demo::Demo, host: &str, args: &[&str]) -> std::process::Child {
+    let child = fabric
+        .spec()
+        .mizar_command(std::path::Path::new(env!("CARGO_BIN_EXE_mizar")), host)
+        .arg("capture")
+        .args(args)
+        .args(["--duration", "20s"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    child
+}
+
+/// Red's pings (no ACL, no filter of red in these captures) are all answered.
+fn red_answers(fabric: &mizar::demo::Demo) {
+    let red = mizar::demo::ping(
+        fabric.ns("r-web2"),
+        fabric.endpoint("r-web1").ip,
+        2,
+        std::time::Duration::from_secs(2),
+    )
+    .unwrap();
+    assert!(red.all_answered(), "{red}");
 }
 
 fn nix_root() -> bool {

@@ -9,7 +9,7 @@ mod fixture;
 
 use std::net::Ipv4Addr;
 
-use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, MapData, RingBuf};
 use fixture::*;
 use mizar::{
     capture::{
@@ -42,19 +42,7 @@ fn set_filter(world: &World, expression: &str, sample_every: u32) {
 }
 
 fn tap_stats(world: &World) -> abi::mz_tap_stats {
-    let stats: PerCpuArray<MapData, abi::mz_tap_stats> =
-        open(world, maps::TAP_STATS, aya::maps::Map::PerCpuArray);
-    stats
-        .get(&0, 0)
-        .unwrap()
-        .iter()
-        .fold(abi::mz_tap_stats::default(), |s, v| abi::mz_tap_stats {
-            records: s.records + v.records,
-            filtered: s.filtered + v.filtered,
-            lost: s.lost + v.lost,
-            sampled_out: s.sampled_out + v.sampled_out,
-            sample_tick: 0,
-        })
+    mizar::capture::tap_stats(world.instance.dataplane.pins()).unwrap()
 }
 
 struct Record {

@@ -12,7 +12,7 @@ use std::{
     time::Instant,
 };
 
-use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, MapData, RingBuf};
 use mizar_captures::{CaptureWriter, Format};
 use mizar_ebpf::{abi, maps as names};
 
@@ -89,19 +89,7 @@ impl TapsReport {
 }
 
 fn stats(harness: &Harness) -> Result<abi::mz_tap_stats, BenchError> {
-    let stats: PerCpuArray<MapData, abi::mz_tap_stats> =
-        open_map(harness.dataplane.pins(), names::TAP_STATS)?;
-    let values = stats.get(&0, 0).map_err(|source| DataplaneError::Map {
-        map: names::TAP_STATS,
-        source: Box::new(source),
-    })?;
-    Ok(values
-        .iter()
-        .fold(abi::mz_tap_stats::default(), |s, v| abi::mz_tap_stats {
-            records: s.records + v.records,
-            lost: s.lost + v.lost,
-            ..abi::mz_tap_stats::default()
-        }))
+    Ok(crate::capture::tap_stats(harness.dataplane.pins())?)
 }
 
 impl Harness {

@@ -213,8 +213,13 @@ pub fn describe_frame(frame: &[u8]) -> String {
         return format!("ethertype 0x{ethertype:04x}, {} bytes", frame.len());
     }
     let ip = |v: u32| Ipv4Addr::from(v).to_string();
-    let l4 = |src: Field, dst: Field, proto: Field, sport: Field, dport: Field| {
-        let (s, d, p) = (f.get(src), f.get(dst), f.get(proto));
+    // The innermost packet: a Geneve frame's inner one, else the frame's own.
+    let inner = || {
+        let (s, d, p) = (
+            f.get(Field::InnerSrc),
+            f.get(Field::InnerDst),
+            f.get(Field::InnerProto),
+        );
         let name = match p {
             1 => "icmp".to_owned(),
             6 => "tcp".to_owned(),
@@ -226,39 +231,27 @@ pub fn describe_frame(frame: &[u8]) -> String {
             6 | 17 => format!(
                 "{}.{} > {}.{} {name}",
                 ip(s),
-                f.get(sport),
+                f.get(Field::InnerSport),
                 ip(d),
-                f.get(dport)
+                f.get(Field::InnerDport)
             ),
             _ => format!("{} > {} {name}", ip(s), ip(d)),
         }
     };
     let mut text = if f.get(Field::Geneve) == 1 {
-        let inner = if f.get(Field::InnerSrc) == 0 && f.get(Field::InnerProto) == 0 {
-            "not IPv4".to_owned()
-        } else {
-            l4(
-                Field::InnerSrc,
-                Field::InnerDst,
-                Field::InnerProto,
-                Field::InnerSport,
-                Field::InnerDport,
-            )
-        };
         format!(
-            "{} > {} geneve vni {}: {inner}",
+            "{} > {} geneve vni {}: {}",
             ip(f.get(Field::OuterSrc)),
             ip(f.get(Field::OuterDst)),
-            f.get(Field::Vni)
+            f.get(Field::Vni),
+            if f.get(Field::InnerSrc) == 0 && f.get(Field::InnerProto) == 0 {
+                "not IPv4".to_owned()
+            } else {
+                inner()
+            }
         )
     } else {
-        l4(
-            Field::InnerSrc,
-            Field::InnerDst,
-            Field::InnerProto,
-            Field::InnerSport,
-            Field::InnerDport,
-        )
+        inner()
     };
     if f.get(Field::IcmpType) > 0 {
         text.push_str(&match f.get(Field::IcmpType) - 1 {
@@ -828,6 +821,11 @@ impl Instance {
     }
 }
 
+/// The taps' counters, summed over CPUs (the sampling tick left out).
+pub fn tap_stats(pins: &crate::dataplane::PinLayout) -> Result<abi::mz_tap_stats, DataplaneError> {
+    sum_stats(&open_map(pins, TAP_STATS)?)
+}
+
 fn sum_stats(
     stats: &PerCpuArray<MapData, abi::mz_tap_stats>,
 ) -> Result<abi::mz_tap_stats, DataplaneError> {
@@ -839,7 +837,7 @@ fn sum_stats(
             filtered: s.filtered + v.filtered,
             lost: s.lost + v.lost,
             sampled_out: s.sampled_out + v.sampled_out,
-            sample_tick: s.sample_tick + v.sample_tick,
+            sample_tick: 0,
         }))
 }
 
