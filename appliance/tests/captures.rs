@@ -281,6 +281,57 @@ fn a_capture_through_the_binary_taps_two_points_of_one_vpc_and_leaves_the_chain_
         "{status}"
     );
 
+    // Ctrl-C ends a capture cleanly: its summary, a whole file, nothing left tapping.
+    let interrupted = dir.join("interrupted.pcapng");
+    let ctrl_c = start_capture(
+        &fabric,
+        &host,
+        &[
+            "--at",
+            "transit:entry,transit:verdict",
+            "-w",
+            interrupted.to_str().unwrap(),
+        ],
+    );
+    let pinged = ping(
+        fabric.ns("b-web2"),
+        fabric.endpoint("b-db1").ip,
+        2,
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    assert!(
+        pinged.all_answered(),
+        "capturing never holds packets up: {pinged}"
+    );
+    // SAFETY: kill sends a signal to the capture process this test spawned.
+    assert_eq!(unsafe { libc::kill(ctrl_c.id() as i32, libc::SIGINT) }, 0);
+    let out = ctrl_c.wait_with_output().unwrap();
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && summary.contains("packets captured"),
+        "{summary}"
+    );
+    let read = Command::new("tshark")
+        .args([
+            "-r",
+            interrupted.to_str().unwrap(),
+            "-T",
+            "fields",
+            "-e",
+            "frame.interface_name",
+        ])
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&read.stdout);
+    assert!(
+        read.status.success() && names.lines().any(|l| l.ends_with(":transit:entry")),
+        "tshark reads the interrupted capture: {summary} {names} {}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let status = fabric.mizar_ok(&host, &["status", "--json"]).unwrap();
+    assert!(!status.contains("a capture taps"), "{status}");
+
     // A capture that dies leaves its taps: status names them, the next capture removes them.
     let mut dying = fabric
         .spec()
@@ -384,6 +435,29 @@ fn a_packet_an_acl_drops_is_seen_before_it_and_at_the_drop_with_its_reason_and_n
         "{stderr}"
     );
     assert!(!file.exists());
+    // A file that cannot be written: refused before anything is attached.
+    let out = fabric
+        .mizar(
+            &host,
+            &[
+                "capture",
+                "--at",
+                "transit:entry",
+                "-w",
+                "/nonexistent-dir/acl.pcapng",
+            ],
+        )
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("cannot write /nonexistent-dir/acl.pcapng"),
+        "{stderr}"
+    );
+    let status = fabric.mizar_ok(&host, &["status", "--json"]).unwrap();
+    assert!(
+        !status.contains("a capture taps"),
+        "nothing placed: {status}"
+    );
 
     const PINGS: usize = 3;
     let count = (3 * PINGS).to_string();

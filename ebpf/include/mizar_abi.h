@@ -694,12 +694,19 @@ struct mz_tap_test {
 	__u32 hi;
 };
 
+/* mz_tap_filter.needs: what the tests read beyond what the tap point knows, so that a filter
+ * on the decision alone (drop, reason, stage, a VPC where the point knows the VNI) reads no
+ * header. */
+#define MZ_TAP_NEEDS_FRAME 1  /* addresses, ports, protocols, Geneve, ICMP type, TCP flags */
+#define MZ_TAP_NEEDS_VNI 2    /* the VNI: read from the frame where the point does not know it */
+
 /* mz_tap_filter[0]: the running capture's. */
 struct mz_tap_filter {
 	__u32 active;         /* 0: no capture (taps left by a dead one copy nothing) */
 	__u32 snaplen;
 	__u32 sample_every;   /* record one matching packet in N per CPU (0 and 1: every one) */
 	__u32 len;            /* tests in use; 0: every packet matches */
+	__u32 needs;          /* MZ_TAP_NEEDS_* */
 	struct mz_tap_test tests[MZ_TAP_FILTER_TESTS];
 };
 

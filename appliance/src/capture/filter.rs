@@ -916,6 +916,29 @@ impl CompiledFilter {
         pc == abi::MZ_TAP_ACCEPT as usize
     }
 
+    /// What the tests read beyond what a tap point knows (MZ_TAP_NEEDS_*): the kernel reads a
+    /// packet's headers only for a filter that tests them.
+    pub fn needs(&self) -> u32 {
+        let known = [
+            Field::Verdict,
+            Field::Reason,
+            Field::Stage,
+            Field::FnDrop,
+            Field::Len,
+            Field::Ifindex,
+        ]
+        .map(Field::index);
+        self.tests.iter().fold(0, |needs, t| {
+            if t.field == Field::Vni.index() {
+                needs | abi::MZ_TAP_NEEDS_VNI
+            } else if known.contains(&t.field) {
+                needs
+            } else {
+                needs | abi::MZ_TAP_NEEDS_FRAME
+            }
+        })
+    }
+
     /// The kernel's filter value.
     pub fn to_raw(&self, snaplen: u32, sample_every: u32) -> abi::mz_tap_filter {
         let mut raw = abi::mz_tap_filter {
@@ -923,6 +946,7 @@ impl CompiledFilter {
             snaplen,
             sample_every,
             len: self.tests.len() as u32,
+            needs: self.needs(),
             ..abi::mz_tap_filter::default()
         };
         raw.tests[..self.tests.len()].copy_from_slice(&self.tests);
@@ -1038,6 +1062,23 @@ mod tests {
                 wanted,
                 "{text} (reference)"
             );
+        }
+    }
+
+    #[test]
+    fn the_kernel_reads_headers_only_for_filters_that_test_them() {
+        for (text, needs) in [
+            ("", 0),
+            ("drop and reason deliver_local", 0),
+            ("len > 100", 0),
+            ("vpc blue", abi::MZ_TAP_NEEDS_VNI),
+            ("drop or host 10.0.0.1", abi::MZ_TAP_NEEDS_FRAME),
+            (
+                "vni 7 and outer udp",
+                abi::MZ_TAP_NEEDS_VNI | abi::MZ_TAP_NEEDS_FRAME,
+            ),
+        ] {
+            assert_eq!(program(text).needs(), needs, "{text}");
         }
     }
 

@@ -772,17 +772,34 @@ impl Instance {
             let started = Instant::now();
             let mut captured = 0u64;
             let mut last_progress = Instant::now();
+            // Once stopped (Ctrl-C, the duration), what the taps wrote before is still read,
+            // up to a ring's worth, so that nothing caught goes missing from the file.
+            let ring_records = abi::MZ_TAP_RING_BYTES as usize
+                / (std::mem::size_of::<abi::mz_tap_header>() + abi::MZ_TAP_SNAP_MAX as usize);
+            let mut draining: Option<usize> = None;
             loop {
-                let done = stop.load(Ordering::Relaxed)
-                    || options.count.is_some_and(|c| captured >= c)
-                    || options.duration.is_some_and(|d| started.elapsed() >= d);
-                if done {
+                if options.count.is_some_and(|c| captured >= c) {
+                    break;
+                }
+                if draining.is_none()
+                    && (stop.load(Ordering::Relaxed)
+                        || options.duration.is_some_and(|d| started.elapsed() >= d))
+                {
+                    draining = Some(ring_records);
+                }
+                if draining == Some(0) {
                     break;
                 }
                 let Some(item) = ring.next() else {
+                    if draining.is_some() {
+                        break;
+                    }
                     std::thread::sleep(Duration::from_millis(2));
                     continue;
                 };
+                if let Some(left) = draining.as_mut() {
+                    *left -= 1;
+                }
                 let ours = exporter.export(&item).map_err(invalid)?;
                 drop(item);
                 if !ours {

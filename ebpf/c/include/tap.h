@@ -86,8 +86,6 @@ static __always_inline void tap_fields(struct xdp_md *ctx, __u32 *f)
 	struct iphdr *ip;
 	struct udphdr *udp;
 
-	f[MZ_TAP_F_LEN] = end - data;
-	f[MZ_TAP_F_IFINDEX] = ctx->ingress_ifindex;
 	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
 		return;
 	ip = (void *)(eth + 1);
@@ -117,6 +115,38 @@ static __always_inline void tap_fields(struct xdp_md *ctx, __u32 *f)
 	if ((void *)(inner_eth + 1) > end || inner_eth->h_proto != bpf_htons(ETH_P_IP))
 		return;
 	tap_ip_fields((void *)(inner_eth + 1), end, f);
+}
+
+/* The frame's length, from 64-bit pointers (a 32-bit spill of a packet pointer is refused). */
+static __always_inline __u32 tap_len(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+
+	return end - data;
+}
+
+/* A Geneve frame's VNI (0 for any other frame), for the record of a filter that read no header. */
+static __always_inline __u32 tap_frame_vni(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct genevehdr *geneve;
+	struct iphdr *ip;
+	struct udphdr *udp;
+
+	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return 0;
+	ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > end || ip->ihl < 5 || ip->protocol != IPPROTO_UDP)
+		return 0;
+	udp = (void *)ip + ip->ihl * 4;
+	geneve = (void *)(udp + 1);
+	if ((void *)(geneve + 1) > end || udp->dest != bpf_htons(MZ_GENEVE_PORT) ||
+	    geneve->protocol != bpf_htons(MZ_ETH_P_TEB))
+		return 0;
+	return geneve_vni(geneve);
 }
 
 /* Runs the filter's tests over the fields: forward jumps only, so it ends within its length. */
@@ -152,6 +182,7 @@ static __always_inline void mz_tap(struct xdp_md *ctx, const struct mz_tap_site 
 	struct mz_tap_record *rec;
 	struct mz_meta *m;
 	__u32 zero = 0, len, cap;
+	int parsed;
 
 	filter = bpf_map_lookup_elem(&mz_tap_filter, &zero);
 	stats = bpf_map_lookup_elem(&mz_tap_stats, &zero);
@@ -163,11 +194,18 @@ static __always_inline void mz_tap(struct xdp_md *ctx, const struct mz_tap_site 
 	f[MZ_TAP_F_REASON] = site->reason;
 	f[MZ_TAP_F_STAGE] = site->stage;
 	f[MZ_TAP_F_FN_DROP] = site->fn_drop;
-	tap_fields(ctx, f);
+	f[MZ_TAP_F_LEN] = tap_len(ctx);
+	f[MZ_TAP_F_IFINDEX] = ctx->ingress_ifindex;
+	/* The headers are read only for a filter that tests them; a record's VNI is read after. */
+	parsed = (filter->needs & MZ_TAP_NEEDS_FRAME) || (!site->vni && (filter->needs & MZ_TAP_NEEDS_VNI));
+	if (parsed)
+		tap_fields(ctx, f);
 	if (!tap_accepts(filter, f)) {
 		stats->filtered++;
 		return;
 	}
+	if (!parsed && !site->vni)
+		f[MZ_TAP_F_VNI] = tap_frame_vni(ctx);
 	if (filter->sample_every > 1 && (stats->sample_tick++ % filter->sample_every) != 0) {
 		stats->sampled_out++;
 		return;
