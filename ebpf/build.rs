@@ -18,6 +18,7 @@ const OBJECTS: &[(&str, &str)] = &[
     // Built as a function writer would, against include/ only (the tests load them).
     ("example_port_drop", "examples/port_drop.c"),
     ("example_out_of_bounds", "examples/out_of_bounds.c"),
+    ("example_to_host", "examples/to_host.c"),
 ];
 /// Every source and header the objects are built from: cargo rebuilds when any file in them
 /// changes (a header added later needs no listing).

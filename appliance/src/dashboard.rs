@@ -325,6 +325,7 @@ impl FabricSource {
                                 dropped: s.drops(),
                                 timed: s.timed,
                                 ns: s.ns,
+                                changed: s.changed,
                             })
                         },
                     )

@@ -300,6 +300,17 @@ impl Collector for SampleCollector {
             )?;
             family(
                 &mut encoder,
+                "function_changed_decisions",
+                "Packets a function of a stage's chain passed on with another decision than it \
+                 received (verdict, action, target)",
+                None,
+                MetricType::Counter,
+                dp.functions
+                    .iter()
+                    .map(|f| (function_labels(f), ConstCounter::new(f.changed))),
+            )?;
+            family(
+                &mut encoder,
                 "function_timed_packets",
                 "Packets whose time in a function was measured (one in 64 per CPU)",
                 None,

@@ -320,3 +320,64 @@ fn vpc_and_endpoint_chains_run_after_the_hosts_for_their_packets_only() {
     assert_eq!(world.run(&packet_to(VNI, LOCAL_EP)).verdict, XDP_REDIRECT);
     assert_eq!(packets(&c, 2), 2);
 }
+
+/// A user's function that changes the decision (ebpf/examples/to_host.c: ports in its map go
+/// to the host's stack): the exit applies its verdict, and its counters tell the packets it
+/// changed from those it passed on as they came.
+#[test]
+fn a_function_that_changes_the_decision_is_applied_and_counted_as_changed() {
+    let world = World::bouncer("chains-changed");
+    let pins = world.instance.dataplane.pins();
+    mizar::dataplane::ExternalFunction::load(
+        pins,
+        mizar_ebpf::EXAMPLE_DECIDING_FUNCTION_OBJECT,
+        None,
+    )
+    .unwrap()
+    .pin(pins, "to-host")
+    .unwrap();
+    let mut chains = chains(&world);
+    chains
+        .publish(
+            Stage::OnXdpRedirect,
+            &[
+                ChainLink {
+                    instance: 1,
+                    function: "to-host".into(),
+                },
+                ChainLink {
+                    instance: 2,
+                    function: "count".into(),
+                },
+            ],
+        )
+        .unwrap();
+    let mut ports: aya::maps::HashMap<_, u16, u8> = aya::maps::HashMap::try_from(
+        aya::maps::Map::HashMap(aya::maps::MapData::from_pin(pins.map("to_host_ports")).unwrap()),
+    )
+    .unwrap();
+    // The usual packet goes to UDP port 7777.
+    let frame = packet_to(VNI, LOCAL_EP);
+    let delivered = world.run(&frame);
+    assert_eq!(delivered.verdict, XDP_REDIRECT);
+    ports
+        .insert(u16::from_ne_bytes(7777u16.to_be_bytes()), 1, 0)
+        .unwrap();
+    let to_host = world.run(&frame);
+    assert_eq!(to_host.verdict, XDP_PASS, "the function's decision applied");
+    assert_eq!(to_host.output, frame, "passed whole to the host's stack");
+    let (changer, next) = (
+        chains.function_stats(1).unwrap(),
+        chains.function_stats(2).unwrap(),
+    );
+    assert_eq!(
+        (changer.passed, changer.changed),
+        (2, 1),
+        "two packets passed on, one of them with a new decision"
+    );
+    assert_eq!(
+        (next.passed, next.changed),
+        (2, 0),
+        "the next function received the new decision and kept it"
+    );
+}

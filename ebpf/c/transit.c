@@ -321,6 +321,7 @@ static __always_inline int chain_entry(struct xdp_md *ctx, __u32 generation)
 			append_plan(m, bpf_map_lookup_elem(&mz_scoped_chains, &key));
 	}
 	if (m->chain_len > 0) {
+		mz_fn_mark_decision(m);
 		m->clock_ns = (++m->sample_tick & (MZ_FN_SAMPLE_EVERY - 1)) ? 0 : bpf_ktime_get_ns();
 		mz_fn_call(ctx, m->chain[0]);
 		return mz_fn_chain_failed(ctx, m);

@@ -386,6 +386,11 @@ struct mz_meta {
 	__u32 fn_dropper;     /* the instance of the function that dropped it */
 	__u32 tap_verdict;    /* a capture taps the verdict: a function's drop goes to the exit */
 	__u64 packet_seq;     /* per CPU: packets numbered while a capture runs (MZ_HOST_TAPPING) */
+	/* The decision as the running function received it: mz_fn_next counts a change of it. */
+	__u32 seen_verdict;
+	__u32 seen_action;
+	__u32 seen_ifindex;
+	__u32 seen_next_hop_be;
 	__u16 chain[MZ_MAX_CHAIN];    /* slots of mz_functions, in order */
 	__u16 instance[MZ_MAX_CHAIN]; /* their instances: slots of mz_fn_stats */
 };
@@ -404,6 +409,9 @@ struct mz_fn_stats {
 	__u64 dropped[MZ_FN_DROP_REASONS];
 	__u64 timed;          /* packets whose time in the function was measured */
 	__u64 ns;             /* their total time (the tail call to the next one included) */
+	__u64 changed;        /* packets it passed on with another decision than it received
+			       * (verdict, action, target interface or next host); drops are counted
+			       * under their reasons */
 };
 
 /* mz_chain_stats[stage], per CPU. */

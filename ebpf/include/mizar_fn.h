@@ -137,6 +137,15 @@ static __always_inline void mz_fn_call(struct xdp_md *ctx, __u32 slot)
 		bpf_tail_call(ctx, &mz_functions, slot);
 }
 
+/* Remembers the decision as it stands, for the next function's "changed" count. */
+static __always_inline void mz_fn_mark_decision(struct mz_meta *m)
+{
+	m->seen_verdict = m->d.verdict;
+	m->seen_action = m->d.action;
+	m->seen_ifindex = m->d.ifindex;
+	m->seen_next_hop_be = m->d.next_hop_be;
+}
+
 /* Hands the packet to the next function of the chain, or to the stage's exit after the last. */
 static __always_inline int mz_fn_next(struct xdp_md *ctx, struct mz_meta *m)
 {
@@ -145,6 +154,11 @@ static __always_inline int mz_fn_next(struct xdp_md *ctx, struct mz_meta *m)
 
 	if (s) {
 		s->passed++;
+		if (m->d.verdict != m->seen_verdict || m->d.action != m->seen_action ||
+		    m->d.ifindex != m->seen_ifindex || m->d.next_hop_be != m->seen_next_hop_be) {
+			s->changed++;
+			mz_fn_mark_decision(m);
+		}
 		mz_fn_clock(m, s);
 	}
 	pos = m->chain_pos + 1;

@@ -54,6 +54,10 @@ pub static EXAMPLE_FUNCTION_OBJECT: &[u8] =
     include_bytes_aligned!(concat!(env!("OUT_DIR"), "/example_port_drop.o"));
 pub static EXAMPLE_BROKEN_FUNCTION_OBJECT: &[u8] =
     include_bytes_aligned!(concat!(env!("OUT_DIR"), "/example_out_of_bounds.o"));
+/// An example user function that changes the decision (`ebpf/examples/to_host.c`): ports in
+/// its map go to the host's stack.
+pub static EXAMPLE_DECIDING_FUNCTION_OBJECT: &[u8] =
+    include_bytes_aligned!(concat!(env!("OUT_DIR"), "/example_to_host.o"));
 
 pub const TRANSIT_PROGRAM: &str = "mz_transit";
 pub const EGRESS_PROGRAM: &str = "mz_egress";

@@ -261,5 +261,6 @@ fn function(
         // One packet in 64 timed, at 20 ns each.
         timed: packets / 64,
         ns: packets / 64 * 20,
+        changed: 0,
     }
 }

@@ -117,6 +117,8 @@ pub struct FunctionSample {
     /// Packets timed, and their total time in the function.
     pub timed: u64,
     pub ns: u64,
+    /// Packets it passed on with another decision than it received.
+    pub changed: u64,
 }
 
 /// One endpoint row: what the store holds. Rows change only when the store does, so a sample
@@ -637,6 +639,7 @@ mod tests {
                 dropped,
                 timed: delivered / 64,
                 ns: delivered / 64 * 20,
+                changed: 0,
             }],
         });
         s

@@ -82,6 +82,8 @@ pub struct FunctionStats {
     /// Packets whose time in the function was measured, and that time in total.
     pub timed: u64,
     pub ns: u64,
+    /// Packets it passed on with another decision than it received (its drops aside).
+    pub changed: u64,
 }
 
 impl FunctionStats {
@@ -548,6 +550,7 @@ impl Chains {
             }
             sum.timed += v.timed;
             sum.ns += v.ns;
+            sum.changed += v.changed;
         }
         Ok(sum)
     }

@@ -50,6 +50,8 @@ pub struct FunctionStatus {
     /// Packets the function took (None while the data plane is down).
     pub packets: Option<u64>,
     pub dropped: Option<u64>,
+    /// Packets it passed on with another decision than it received (None while down).
+    pub changed: Option<u64>,
     /// Drops by the function's reason names (those it counted); None while down.
     pub drops: Option<BTreeMap<String, u64>>,
     /// Mean time in the function over the packets sampled for timing.
@@ -129,6 +131,7 @@ impl FunctionStatus {
             enabled,
             packets: stats.map(|s| s.packets()),
             dropped: stats.map(|s| s.drops()),
+            changed: stats.map(|s| s.changed),
             drops,
             ns_per_packet: stats.and_then(|s| s.ns_per_packet()),
         }

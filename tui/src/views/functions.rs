@@ -1,5 +1,5 @@
 //! The functions: each stage's chain on this host, in the order a packet meets them, with each
-//! function's packets/s, drops/s and ns/packet; the operator adds, removes and reorders them
+//! function's packets/s, drops/s, ns/packet and the decisions it changed; the operator adds, removes and reorders them
 //! here, through the same change path as `mizar chain`, and sees the effect at the next sample.
 
 use mizar_db::{BUILTIN_FUNCTIONS, ChainEdit, Request};
@@ -235,6 +235,7 @@ impl View for FunctionsView {
                                 .function_ns(f)
                                 .map_or("-".to_owned(), |ns| format!("{ns:.1}")),
                         ),
+                        Cell::from(f.changed.to_string()),
                         Cell::from(f.packets.to_string()),
                     ])
                     .style(style)
@@ -242,7 +243,7 @@ impl View for FunctionsView {
             }
         });
         let header = Row::new(vec![
-            "stage", "function", "inst", "pkts/s", "drops/s", "ns/pkt", "total",
+            "stage", "function", "inst", "pkts/s", "drops/s", "ns/pkt", "changed", "total",
         ])
         .style(t.header());
         let table = Table::new(
@@ -250,11 +251,12 @@ impl View for FunctionsView {
             [
                 Constraint::Length(18),
                 Constraint::Length(12),
-                Constraint::Length(6),
-                Constraint::Length(9),
-                Constraint::Length(9),
+                Constraint::Length(5),
                 Constraint::Length(8),
-                Constraint::Min(8),
+                Constraint::Length(8),
+                Constraint::Length(7),
+                Constraint::Length(7),
+                Constraint::Min(6),
             ],
         )
         .header(header)

@@ -1371,6 +1371,7 @@ fn function_table(functions: &[FunctionStatus]) -> String {
                 f.instance.to_string(),
                 opt(f.packets),
                 opt(f.dropped),
+                opt(f.changed),
                 f.ns_per_packet
                     .map_or("-".to_owned(), |n| format!("{n:.1}")),
             ]
@@ -1378,7 +1379,8 @@ fn function_table(functions: &[FunctionStatus]) -> String {
         .collect();
     table(
         &[
-            "STAGE", "SCOPE", "#", "FUNCTION", "INSTANCE", "PACKETS", "DROPPED", "NS/PKT",
+            "STAGE", "SCOPE", "#", "FUNCTION", "INSTANCE", "PACKETS", "DROPPED", "CHANGED",
+            "NS/PKT",
         ],
         &rows,
     )

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * An example network function that changes the decision rather than dropping: inner UDP and
+ * TCP packets to the destination ports listed in its pinned map go to this host's own stack
+ * (XDP_PASS, the tunnel packet whole) instead of where the pipeline would send them; every
+ * other packet is handed on unchanged. Its counters show the packets it changed ("changed").
+ *
+ *   clang -O2 -g -target bpf -I ebpf/include -c ebpf/examples/to_host.c -o to_host.o
+ *   mizar fn load to_host.o --name to-host
+ *   mizar chain add --stage redirect to-host
+ *   bpftool map update pinned /sys/fs/bpf/mizar/maps/to_host_ports key 0x1e 0x61 value 1
+ */
+#include "mizar_fn.h"
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u16);  /* destination port, network order */
+	__type(value, __u8); /* unused: presence sends to the host */
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} to_host_ports SEC(".maps");
+
+SEC("xdp")
+int to_host(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	struct mz_meta *m = mz_fn_meta();
+	struct iphdr *ip;
+	struct udphdr *l4;
+	__u32 offset;
+
+	if (!m)
+		return XDP_ABORTED;
+	offset = m->d.inner_ip_offset;
+	if (!offset || offset > 512)
+		return mz_fn_next(ctx, m);
+	ip = data + offset;
+	if ((void *)(ip + 1) > end || ip->ihl < 5 || ip->frag_off & bpf_htons(0x1fff) ||
+	    (ip->protocol != IPPROTO_UDP && ip->protocol != IPPROTO_TCP))
+		return mz_fn_next(ctx, m);
+	l4 = (void *)ip + ip->ihl * 4;
+	if ((void *)(l4 + 1) > end)
+		return mz_fn_next(ctx, m);
+	if (bpf_map_lookup_elem(&to_host_ports, &l4->dest)) {
+		/* A new decision: the exit applies it as it applies any verdict. */
+		m->d.verdict = XDP_PASS;
+		m->d.action = MZ_ACTION_VERDICT;
+	}
+	return mz_fn_next(ctx, m);
+}
