@@ -34,8 +34,8 @@ use crate::{
     dataplane::{
         Counters, Dataplane, DataplaneError, DesiredState, EndpointEntry, EndpointKind,
         EndpointStats, HostConfig, Ipv4Net, MacAddr, MemberRoles, NetworkEntry, PinLayout, STAGES,
-        Stage, VpcEntry, XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX, ensure_bpffs,
-        reason_outcome, reconcile, remove_all_pins,
+        Stage, VpcEntry, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX, ensure_bpffs, reason_outcome,
+        reconcile, remove_all_pins, verdict_name,
     },
     packet::{GeneveOption, InnerFrame, Tunnel, arp_request, truncate_consistently},
 };
@@ -363,17 +363,6 @@ fn random(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
         _ => {}
     }
     m
-}
-
-fn verdict_name(v: u32) -> &'static str {
-    match v {
-        XDP_ABORTED => "aborted",
-        XDP_DROP => "drop",
-        XDP_PASS => "pass",
-        XDP_TX => "tx",
-        XDP_REDIRECT => "redirect",
-        _ => "unknown",
-    }
 }
 
 /// The offsets the transit program parsed, read again from a packet it accepted.

@@ -150,41 +150,24 @@ fn a_capture_through_the_binary_taps_two_points_of_one_vpc_and_leaves_the_chain_
 
     // A point around a function that is not there: refused, no file, nothing placed.
     let bad = dir.join("bad.pcapng");
-    let out = fabric
-        .mizar(
-            &host,
-            &[
-                "capture",
-                "--at",
-                "redirect:2:after",
-                "-w",
-                bad.to_str().unwrap(),
-            ],
-        )
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && stderr.contains("no function 2"),
-        "{stderr}"
+    refused(
+        &fabric,
+        &host,
+        &["--at", "redirect:2:after", "-w", bad.to_str().unwrap()],
+        &["no function 2"],
     );
-    let out = fabric
-        .mizar(
-            &host,
-            &[
-                "capture",
-                "--at",
-                "redirect",
-                "--snaplen",
-                "5",
-                "-w",
-                bad.to_str().unwrap(),
-            ],
-        )
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && stderr.contains("5 is not in 14..=2048"),
-        "{stderr}"
+    refused(
+        &fabric,
+        &host,
+        &[
+            "--at",
+            "redirect",
+            "--snaplen",
+            "5",
+            "-w",
+            bad.to_str().unwrap(),
+        ],
+        &["5 is not in 14..=2048"],
     );
     assert!(!bad.exists());
 
@@ -415,43 +398,26 @@ fn a_packet_an_acl_drops_is_seen_before_it_and_at_the_drop_with_its_reason_and_n
     let file = dir.join("acl.pcapng");
 
     // A filter that does not parse: refused before anything, saying where.
-    let out = fabric
-        .mizar(
-            &host,
-            &[
-                "capture",
-                "--at",
-                "transit:entry",
-                "--filter",
-                "vpc blue and icmpp",
-                "-w",
-                file.to_str().unwrap(),
-            ],
-        )
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && stderr.contains("column 14") && stderr.contains("\"icmpp\""),
-        "{stderr}"
+    refused(
+        &fabric,
+        &host,
+        &[
+            "--at",
+            "transit:entry",
+            "--filter",
+            "vpc blue and icmpp",
+            "-w",
+            file.to_str().unwrap(),
+        ],
+        &["column 14", "\"icmpp\""],
     );
     assert!(!file.exists());
     // A file that cannot be written: refused before anything is attached.
-    let out = fabric
-        .mizar(
-            &host,
-            &[
-                "capture",
-                "--at",
-                "transit:entry",
-                "-w",
-                "/nonexistent-dir/acl.pcapng",
-            ],
-        )
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && stderr.contains("cannot write /nonexistent-dir/acl.pcapng"),
-        "{stderr}"
+    refused(
+        &fabric,
+        &host,
+        &["--at", "transit:entry", "-w", "/nonexistent-dir/acl.pcapng"],
+        &["cannot write /nonexistent-dir/acl.pcapng"],
     );
     let status = fabric.mizar_ok(&host, &["status", "--json"]).unwrap();
     assert!(
@@ -581,6 +547,17 @@ fn red_answers(fabric: &mizar::demo::Demo) {
     )
     .unwrap();
     assert!(red.all_answered(), "{red}");
+}
+
+/// `mizar capture ARGS` on `host` is refused (a non-zero exit) with an error holding each of
+/// `wanted`.
+fn refused(fabric: &mizar::demo::Demo, host: &str, args: &[&str], wanted: &[&str]) {
+    let out = fabric.mizar(host, &[&["capture"], args].concat()).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && wanted.iter().all(|w| stderr.contains(w)),
+        "{args:?}: {stderr}"
+    );
 }
 
 fn nix_root() -> bool {

@@ -133,6 +133,18 @@ fn run_egress(program: &Xdp, maps: &DataplaneMaps, frame: &[u8], ifindex: u32) -
     }
 }
 
+/// The ddos function's blocklist: EP (what it sends is dropped where ddos sits at ON_EGRESS).
+fn block_ep(pins: &mizar::dataplane::PinLayout) {
+    use mizar::dataplane::{DdosMaps, DdosState};
+    DdosMaps::open(pins)
+        .unwrap()
+        .sync(&DdosState {
+            blocks: [(VNI, Ipv4Net::new(EP, 32).unwrap())].into(),
+            ..DdosState::default()
+        })
+        .unwrap();
+}
+
 /// Asserts that exactly one reason counter moved, by one packet: `reason`.
 fn assert_only_reason(delta: &Counters, reason: abi::mz_counter) {
     let moved: Vec<_> = delta
@@ -589,7 +601,7 @@ fn unconfigured_host_drops_endpoint_traffic() {
 /// the frame from leaving (and from counting as sent).
 #[test]
 fn a_chain_at_on_egress_runs_before_encapsulation_and_the_exit_applies_the_decision() {
-    use mizar::dataplane::{ChainLink, Chains, DdosMaps, DdosState, Stage};
+    use mizar::dataplane::{ChainLink, Chains, Stage};
     let mut plain = common::TestInstance::new("egress-chain-plain");
     let mut chained = common::TestInstance::new("egress-chain");
     host_a(plain.dataplane.maps_mut());
@@ -644,13 +656,7 @@ fn a_chain_at_on_egress_runs_before_encapsulation_and_the_exit_applies_the_decis
     // The ddos function at ON_EGRESS: a blocked endpoint cannot send, and is not counted as
     // having sent.
     chains.publish(Stage::OnEgress, &[link(3, "ddos")]).unwrap();
-    DdosMaps::open(chained.dataplane.pins())
-        .unwrap()
-        .sync(&DdosState {
-            blocks: [(VNI, Ipv4Net::new(EP, 32).unwrap())].into(),
-            ..DdosState::default()
-        })
-        .unwrap();
+    block_ep(chained.dataplane.pins());
     let run = run_egress(
         chained.dataplane.egress(),
         chained.dataplane.maps(),
@@ -671,7 +677,7 @@ fn egress_taps_see_the_frame_as_sent_and_as_encapsulated_and_a_function_drop() {
     use aya::maps::{Array, MapData, RingBuf};
     use mizar::{
         capture::{CompiledFilter, filter::parse},
-        dataplane::{ChainLink, Chains, DdosMaps, DdosState, Stage},
+        dataplane::{ChainLink, Chains, Stage},
     };
     use mizar_ebpf::maps as names;
     let mut plain = common::TestInstance::new("egress-taps-plain");
@@ -765,13 +771,7 @@ fn egress_taps_see_the_frame_as_sent_and_as_encapsulated_and_a_function_drop() {
     );
 
     // The ddos function drops what EP sends: seen at the entry and as a drop at the verdict.
-    DdosMaps::open(pins)
-        .unwrap()
-        .sync(&DdosState {
-            blocks: [(VNI, Ipv4Net::new(EP, 32).unwrap())].into(),
-            ..DdosState::default()
-        })
-        .unwrap();
+    block_ep(pins);
     let run = run_egress(
         tapped.dataplane.egress_tapped(),
         tapped.dataplane.maps(),

@@ -14,6 +14,11 @@
 #ifndef MZ_TAPPED
 #define MZ_TAPPED 0
 #endif
+#if MZ_TAPPED
+#define MZ_EGRESS_PROGRAM mz_egress_tapped
+#else
+#define MZ_EGRESS_PROGRAM mz_egress
+#endif
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -423,19 +428,9 @@ chain:
 	return m ? mz_fn_chain_failed(ctx, m) : XDP_DROP;
 }
 
-#if MZ_TAPPED
+/* mz_egress, or mz_egress_tapped in the tapped build. */
 SEC("xdp")
-int mz_egress_tapped(struct xdp_md *ctx)
-{
-	const struct mz_host_config *cfg = host_config();
-
-	if (cfg && (cfg->flags & MZ_HOST_STAGE_ARMED(MZ_CHAIN_EGRESS)))
-		return egress(ctx, cfg, 1);
-	return egress(ctx, cfg, 0);
-}
-#else
-SEC("xdp")
-int mz_egress(struct xdp_md *ctx)
+int MZ_EGRESS_PROGRAM(struct xdp_md *ctx)
 {
 	const struct mz_host_config *cfg = host_config();
 
@@ -444,6 +439,7 @@ int mz_egress(struct xdp_md *ctx)
 	return egress(ctx, cfg, 0);
 }
 
+#if !MZ_TAPPED
 /* The end of the ON_EGRESS chain: applies the decision as the functions left it. */
 static __always_inline __u32 egress_exit(struct xdp_md *ctx, const struct mz_host_config *cfg,
 					 struct mz_meta *m)

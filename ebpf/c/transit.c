@@ -18,6 +18,11 @@
 #ifndef MZ_TAPPED
 #define MZ_TAPPED 0
 #endif
+#if MZ_TAPPED
+#define MZ_TRANSIT_PROGRAM mz_transit_tapped
+#else
+#define MZ_TRANSIT_PROGRAM mz_transit
+#endif
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -614,16 +619,9 @@ chain:
 	return mz_fn_chain_failed(ctx, m);
 }
 
-#if MZ_TAPPED
+/* mz_transit, or mz_transit_tapped in the tapped build. */
 SEC("xdp")
-int mz_transit_tapped(struct xdp_md *ctx)
+int MZ_TRANSIT_PROGRAM(struct xdp_md *ctx)
 {
 	return transit(ctx, host_config());
 }
-#else
-SEC("xdp")
-int mz_transit(struct xdp_md *ctx)
-{
-	return transit(ctx, host_config());
-}
-#endif

@@ -14,10 +14,6 @@
  * function's reloads; tenants are told apart by m->d.vni if a function needs to.
  */
 #include "mizar_fn.h"
-#include <linux/in.h>
-#include <linux/ip.h>
-#include <linux/udp.h>
-#include <bpf/bpf_endian.h>
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -32,27 +28,12 @@ struct {
 SEC("xdp")
 int port_drop(struct xdp_md *ctx)
 {
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
 	struct mz_meta *m = mz_fn_meta();
-	struct iphdr *ip;
-	struct udphdr *l4;
-	__u32 offset;
+	__u16 port;
 
 	if (!m)
 		return XDP_ABORTED;
-	offset = m->d.inner_ip_offset;
-	if (!offset || offset > 512)
-		return mz_fn_next(ctx, m);
-	ip = data + offset;
-	if ((void *)(ip + 1) > end || ip->ihl < 5 || ip->frag_off & bpf_htons(0x1fff) ||
-	    (ip->protocol != IPPROTO_UDP && ip->protocol != IPPROTO_TCP))
-		return mz_fn_next(ctx, m);
-	/* UDP and TCP both start with the two ports. */
-	l4 = (void *)ip + ip->ihl * 4;
-	if ((void *)(l4 + 1) > end)
-		return mz_fn_next(ctx, m);
-	if (bpf_map_lookup_elem(&port_drop_ports, &l4->dest))
+	if (!mz_fn_inner_dport(ctx, m, &port) && bpf_map_lookup_elem(&port_drop_ports, &port))
 		return mz_fn_drop(ctx, m, 0);
 	return mz_fn_next(ctx, m);
 }

@@ -11,10 +11,6 @@
  *   bpftool map update pinned /sys/fs/bpf/mizar/maps/to_host_ports key 0x1e 0x61 value 1
  */
 #include "mizar_fn.h"
-#include <linux/in.h>
-#include <linux/ip.h>
-#include <linux/udp.h>
-#include <bpf/bpf_endian.h>
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -29,26 +25,12 @@ struct {
 SEC("xdp")
 int to_host(struct xdp_md *ctx)
 {
-	void *data = (void *)(long)ctx->data;
-	void *end = (void *)(long)ctx->data_end;
 	struct mz_meta *m = mz_fn_meta();
-	struct iphdr *ip;
-	struct udphdr *l4;
-	__u32 offset;
+	__u16 port;
 
 	if (!m)
 		return XDP_ABORTED;
-	offset = m->d.inner_ip_offset;
-	if (!offset || offset > 512)
-		return mz_fn_next(ctx, m);
-	ip = data + offset;
-	if ((void *)(ip + 1) > end || ip->ihl < 5 || ip->frag_off & bpf_htons(0x1fff) ||
-	    (ip->protocol != IPPROTO_UDP && ip->protocol != IPPROTO_TCP))
-		return mz_fn_next(ctx, m);
-	l4 = (void *)ip + ip->ihl * 4;
-	if ((void *)(l4 + 1) > end)
-		return mz_fn_next(ctx, m);
-	if (bpf_map_lookup_elem(&to_host_ports, &l4->dest)) {
+	if (!mz_fn_inner_dport(ctx, m, &port) && bpf_map_lookup_elem(&to_host_ports, &port)) {
 		/* A new decision: the exit applies it as it applies any verdict. */
 		m->d.verdict = XDP_PASS;
 		m->d.action = MZ_ACTION_VERDICT;

@@ -9,7 +9,8 @@
  *
  *           if (!m)
  *                   return XDP_ABORTED;
- *           ... read m->d (stage, VNI, addresses, the decision), read or rewrite the packet ...
+ *           ... read m->d (stage, VNI, addresses, the decision), read or rewrite the packet
+ *           (mz_fn_inner_dport reads the inner destination port) ...
  *           if (bad)
  *                   return mz_fn_drop(ctx, m, 0); // drop, counted under this function's reason 0
  *           return mz_fn_next(ctx, m);        // hand the packet on (to the next function, or
@@ -24,7 +25,10 @@
 #define MIZAR_FN_H
 
 #include <linux/bpf.h>
+#include <linux/in.h>
+#include <linux/ip.h>
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
 #include "mizar_abi.h"
 
 struct {
@@ -135,6 +139,30 @@ static __always_inline void mz_fn_call(struct xdp_md *ctx, __u32 slot)
 		bpf_tail_call(ctx, &mz_fn_programs, slot & (MZ_FN_SHARED_SLOT - 1));
 	else
 		bpf_tail_call(ctx, &mz_functions, slot);
+}
+
+/* The inner packet's TCP or UDP destination port (network order) into *port: 0 when it has
+ * one (IPv4, not a later fragment, the ports within the frame), -1 otherwise. */
+static __always_inline int mz_fn_inner_dport(struct xdp_md *ctx, const struct mz_meta *m, __u16 *port)
+{
+	void *data = (void *)(long)ctx->data;
+	void *end = (void *)(long)ctx->data_end;
+	__u32 offset = m->d.inner_ip_offset;
+	struct iphdr *ip;
+	__u16 *ports;
+
+	if (!offset || offset > 512)
+		return -1;
+	ip = data + offset;
+	if ((void *)(ip + 1) > end || ip->ihl < 5 || ip->frag_off & bpf_htons(0x1fff) ||
+	    (ip->protocol != IPPROTO_UDP && ip->protocol != IPPROTO_TCP))
+		return -1;
+	/* UDP and TCP both start with the two ports. */
+	ports = (void *)ip + ip->ihl * 4;
+	if ((void *)(ports + 2) > end)
+		return -1;
+	*port = ports[1];
+	return 0;
 }
 
 /* Remembers the decision as it stands, for the next function's "changed" count. */

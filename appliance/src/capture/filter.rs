@@ -636,7 +636,7 @@ impl Parser<'_> {
             )),
             "verdict" => {
                 let t = self.value("a verdict after verdict")?;
-                let v = verdict_value(&t.text).ok_or_else(|| {
+                let v = crate::dataplane::verdict_named(&t.text).ok_or_else(|| {
                     self.error_at(
                         t.at,
                         format!(
@@ -649,7 +649,7 @@ impl Parser<'_> {
             }
             "drop" | "pass" | "tx" | "redirect" | "aborted" => Ok(Expr::Test(Test::eq(
                 Field::Verdict,
-                verdict_value(word).expect("a verdict's name"),
+                crate::dataplane::verdict_named(word).expect("a verdict's name"),
             ))),
             "reason" => {
                 let t = self.value("a reason after reason")?;
@@ -816,17 +816,6 @@ impl Parser<'_> {
 
 fn either_side(src: Field, dst: Field, make: impl Fn(Field) -> Test) -> Expr {
     Expr::or(Expr::Test(make(src)), Expr::Test(make(dst)))
-}
-
-fn verdict_value(name: &str) -> Option<u32> {
-    Some(match name {
-        "aborted" => 0,
-        "drop" => 1,
-        "pass" => 2,
-        "tx" => 3,
-        "redirect" => 4,
-        _ => return None,
-    })
 }
 
 /// A compiled filter: the tests the kernel runs, in order.

@@ -2,10 +2,10 @@
 //! records read from the kernel's ring buffer and written as pcapng (one interface per tap
 //! point and interface) or pcap.
 //!
-//! Tap points: the entry and the verdict of transit (`transit:entry`, `transit:verdict`) and of
-//! egress (`egress:entry`, `egress:verdict`), flags the programs test; a stage's decision after
-//! its functions (`redirect`); around one of its functions (`redirect:2:before`,
-//! `redirect:2:after`). For its time a capture attaches the copies of transit and egress built
+//! Tap points: the entry and the verdict of transit (`transit:entry`, `transit:verdict`) and
+//! of egress (`egress:entry`, `egress:verdict`), flags the tapped programs test; a stage's
+//! decision after its functions (`redirect`); around one of its functions
+//! (`redirect:2:before`, `redirect:2:after`). For its time a capture attaches the copies of transit and egress built
 //! with the taps in place of the plain ones (which hold no tap code), and publishes each tapped
 //! stage's chain with its taps as a whole new generation, outside the store; when it ends it puts
 //! the plain programs and the store's chains back. A capture that dies leaves its taps until the
@@ -16,7 +16,6 @@ pub mod filter;
 
 use std::{
     collections::BTreeMap,
-    ffi::CStr,
     io::Write,
     net::Ipv4Addr,
     sync::atomic::{AtomicBool, Ordering},
@@ -36,6 +35,7 @@ pub use filter::{CompiledFilter, Expr, FilterError, NameResolver};
 use crate::{
     dataplane::{
         CHAIN_POINTS, ChainLink, Chains, DataplaneError, Stage, open_map, use_tapped_programs,
+        verdict_name,
     },
     fabric::{FabricError, Instance},
 };
@@ -335,24 +335,9 @@ fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataplaneError 
 }
 
 fn now_monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes the timespec it is given.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-fn verdict_name(v: u32) -> &'static str {
-    match v {
-        0 => "aborted",
-        1 => "drop",
-        2 => "pass",
-        3 => "tx",
-        4 => "redirect",
-        _ => "?",
-    }
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
 }
 
 /// One tap placed in a chain: its instance, and its label in the file.
@@ -363,14 +348,8 @@ struct Placed {
 
 /// An interface's name (the capture runs in the data plane's network namespace).
 fn interface_name(ifindex: u32) -> String {
-    let mut buf = [0u8; libc::IF_NAMESIZE];
-    // SAFETY: if_indextoname writes at most IF_NAMESIZE bytes, NUL included, into buf.
-    let named = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr().cast()) };
-    if named.is_null() {
-        return format!("if{ifindex}");
-    }
-    CStr::from_bytes_until_nul(&buf)
-        .map(|c| c.to_string_lossy().into_owned())
+    nix::net::if_::if_indextoname(ifindex)
+        .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_else(|_| format!("if{ifindex}"))
 }
 

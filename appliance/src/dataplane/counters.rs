@@ -17,6 +17,23 @@ pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;
 pub const XDP_REDIRECT: u32 = 4;
 
+/// A verdict's short name, as capture filters and reports write it (`drop`, `redirect`, ...).
+pub fn verdict_name(verdict: u32) -> &'static str {
+    match verdict {
+        XDP_ABORTED => "aborted",
+        XDP_DROP => "drop",
+        XDP_PASS => "pass",
+        XDP_TX => "tx",
+        XDP_REDIRECT => "redirect",
+        _ => "unknown",
+    }
+}
+
+/// The verdict a short name names (the inverse of [`verdict_name`]).
+pub fn verdict_named(name: &str) -> Option<u32> {
+    (XDP_ABORTED..=XDP_REDIRECT).find(|v| verdict_name(*v) == name)
+}
+
 /// A pipeline stage: a slot of the stage program array; and ON_EGRESS, the endpoint-egress
 /// program's single chain point (no stage counter of its own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

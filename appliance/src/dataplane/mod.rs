@@ -41,7 +41,7 @@ pub use bpffs::{PinLayout, ensure_bpffs};
 pub use chains::{ChainLink, ChainStats, Chains, FunctionStats, LiveChain, ScopeKey, function_pin};
 pub use counters::{
     CHAIN_POINTS, Counter, CounterValue, Counters, STAGES, Stage, XDP_ABORTED, XDP_DROP, XDP_PASS,
-    XDP_REDIRECT, XDP_TX, reason_outcome,
+    XDP_REDIRECT, XDP_TX, reason_outcome, verdict_name, verdict_named,
 };
 pub use ddos::{DdosMaps, DdosState};
 pub use external::{ExternalFunction, unpin_function};
