@@ -130,7 +130,7 @@ fn tshark_reads_tap_points_verdicts_packet_ids_and_both_headers() {
 /// stage's decision, a VPC filter, tshark reading the file; the store's chain runs again after.
 #[test]
 fn a_capture_through_the_binary_taps_two_points_of_one_vpc_and_leaves_the_chain_as_it_was() {
-    use mizar::demo::{Demo, DemoSpec, ping};
+    use mizar::demo::{Demo, DemoSpec};
     use std::{path::Path, time::Duration};
     const MIZAR: &str = env!("CARGO_BIN_EXE_mizar");
     let root = nix_root();
@@ -187,17 +187,7 @@ fn a_capture_through_the_binary_taps_two_points_of_one_vpc_and_leaves_the_chain_
     );
     // Red shares the host and the addresses' shape: filtered out by --vpc.
     red_answers(&fabric);
-    let blue = ping(
-        fabric.ns("b-web2"),
-        fabric.endpoint("b-db1").ip,
-        3,
-        Duration::from_secs(2),
-    )
-    .unwrap();
-    assert!(
-        blue.all_answered(),
-        "capturing never holds packets up: {blue}"
-    );
+    blue_answers(&fabric, 3);
     let out = capture.wait_with_output().unwrap();
     let summary = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{summary}");
@@ -276,17 +266,7 @@ fn a_capture_through_the_binary_taps_two_points_of_one_vpc_and_leaves_the_chain_
             interrupted.to_str().unwrap(),
         ],
     );
-    let pinged = ping(
-        fabric.ns("b-web2"),
-        fabric.endpoint("b-db1").ip,
-        2,
-        Duration::from_secs(2),
-    )
-    .unwrap();
-    assert!(
-        pinged.all_answered(),
-        "capturing never holds packets up: {pinged}"
-    );
+    blue_answers(&fabric, 2);
     // SAFETY: kill sends a signal to the capture process this test spawned.
     assert_eq!(unsafe { libc::kill(ctrl_c.id() as i32, libc::SIGINT) }, 0);
     let out = ctrl_c.wait_with_output().unwrap();
@@ -535,6 +515,21 @@ fn start_capture(fabric: &mizar::demo::Demo, host: &str, args: &[&str]) -> std::
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1500));
     child
+}
+
+/// Blue's pings from b-web2 to b-db1 are all answered: capturing never holds packets up.
+fn blue_answers(fabric: &mizar::demo::Demo, count: u32) {
+    let blue = mizar::demo::ping(
+        fabric.ns("b-web2"),
+        fabric.endpoint("b-db1").ip,
+        count,
+        std::time::Duration::from_secs(2),
+    )
+    .unwrap();
+    assert!(
+        blue.all_answered(),
+        "capturing never holds packets up: {blue}"
+    );
 }
 
 /// Red's pings (no ACL, no filter of red in these captures) are all answered.
